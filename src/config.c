@@ -1,0 +1,365 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+#include "xmalloc.h"
+
+enum config_type {
+	CONFIG_T_STRING,
+	CONFIG_T_HOST,		/* a hostname: letters, digits, - . only */
+	CONFIG_T_LIST,		/* comma-separated, may repeat */
+	CONFIG_T_DOMAINS,	/* a list of domains, lowercased */
+	CONFIG_T_UINT,
+	CONFIG_T_SIZE,
+	CONFIG_T_DURATION,
+};
+
+struct config_key {
+	const char		*section;
+	const char		*name;
+	enum config_type	 type;
+	size_t			 offset;
+	const char		*def;	/* NULL: required */
+	uint64_t		 min, max;
+	const char		*help;
+};
+
+#define OFF(f) offsetof(struct config, f)
+#define NOMAX UINT64_MAX
+
+static const struct config_key config_keys[] = {
+	{ "server", "hostname", CONFIG_T_HOST, OFF(hostname), NULL, 0, 0,
+	  "name in the banner, EHLO reply and Received header" },
+	{ "server", "listen", CONFIG_T_LIST, OFF(listen), NULL, 0, 0,
+	  "address:port to accept SMTP on; repeatable" },
+	{ "server", "domains", CONFIG_T_DOMAINS, OFF(domains), NULL, 0, 0,
+	  "relay domains: every recipient in them is accepted" },
+	{ "server", "max_message_size", CONFIG_T_SIZE, OFF(max_message_size),
+	  "50M", 1024, NOMAX, "largest message accepted, in stored bytes" },
+	{ "server", "max_recipients", CONFIG_T_UINT, OFF(max_recipients),
+	  "100", 1, 100000, "recipients per message; more get 452" },
+	{ "server", "max_sessions", CONFIG_T_UINT, OFF(max_sessions),
+	  "500", 1, 100000, "open inbound sessions; more get 421" },
+	{ "server", "timeout", CONFIG_T_DURATION, OFF(timeout), "300s", 1,
+	  86400, "idle time allowed per command or DATA read" },
+	{ "spool", "dir", CONFIG_T_STRING, OFF(spool_dir), NULL, 0, 0,
+	  "spool directory (tmp/ queue/ dead/ ... below it)" },
+	{ "spool", "queue_lifetime", CONFIG_T_DURATION, OFF(queue_lifetime),
+	  "30d", 1, NOMAX, "age at which a queued message goes to dead/" },
+	{ "spool", "bounce_lifetime", CONFIG_T_DURATION, OFF(bounce_lifetime),
+	  "1d", 1, NOMAX, "the same for messages from the null sender <>" },
+	{ "spool", "commit_workers", CONFIG_T_UINT, OFF(commit_workers), "4",
+	  1, 64, "threads that fsync commits off the event loop" },
+	{ "primary", "host", CONFIG_T_STRING, OFF(primary_host), NULL, 0, 0,
+	  "the primary's address or name; never an MX lookup" },
+	{ "primary", "port", CONFIG_T_UINT, OFF(primary_port), "25", 1, 65535,
+	  "the primary's port" },
+	{ "primary", "connections", CONFIG_T_UINT, OFF(primary_connections),
+	  "2", 1, 100, "parallel connections to the primary" },
+	{ "primary", "probe_interval", CONFIG_T_DURATION, OFF(probe_interval),
+	  "30s", 1, 86400, "how often a down primary is tried" },
+	{ "primary", "retry_min", CONFIG_T_DURATION, OFF(retry_min), "5m", 1,
+	  NOMAX, "first retry delay after a 4xx for a message" },
+	{ "primary", "retry_max", CONFIG_T_DURATION, OFF(retry_max), "1h", 1,
+	  NOMAX, "largest retry delay (the delay doubles up to it)" },
+	{ "primary", "connect_timeout", CONFIG_T_DURATION,
+	  OFF(connect_timeout), "30s", 1, 3600, "connect and banner timeout" },
+	{ "primary", "timeout", CONFIG_T_DURATION, OFF(primary_timeout),
+	  "300s", 1, 86400, "timeout for each reply from the primary" },
+	{ "primary", "helo_name", CONFIG_T_HOST, OFF(helo_name), "", 0, 0,
+	  "name sent in EHLO (default: [server] hostname)" },
+};
+
+static void
+config_list_add(struct config_list *l, const char *s)
+{
+	l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
+	l->v[l->n++] = xstrdup(s);
+}
+
+static void
+config_list_free(struct config_list *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+static char *
+config_trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+static bool
+config_is_hostname(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 253)
+		return false;
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '.')
+			return false;
+	return true;
+}
+
+/* Parse one value into its field; return NULL or a reason. */
+static const char *
+config_set(struct config *cf, const struct config_key *k, const char *val)
+{
+	char *field = (char *)cf + k->offset;
+	uint64_t v = 0;
+	int rc = -1;
+
+	switch (k->type) {
+	case CONFIG_T_HOST:
+		if (*val != '\0' && !config_is_hostname(val))
+			return "not a hostname";
+		/* FALLTHROUGH */
+	case CONFIG_T_STRING:
+		free(*(char **)field);
+		*(char **)field = xstrdup(val);
+		return NULL;
+	case CONFIG_T_LIST:
+	case CONFIG_T_DOMAINS: {
+		char *copy = xstrdup(val), *p = copy, *item;
+		const char *why = NULL;
+
+		while ((item = strsep(&p, ",")) != NULL) {
+			size_t n;
+
+			item = config_trim(item);
+			if (*item == '\0')
+				continue;
+			if (k->type == CONFIG_T_DOMAINS) {
+				for (char *c = item; *c != '\0'; c++)
+					*c = (char)tolower((unsigned char)*c);
+				n = strlen(item);
+				if (n > 1 && item[n - 1] == '.')
+					item[n - 1] = '\0';
+				if (!config_is_hostname(item) ||
+				    strchr(item, '.') == NULL) {
+					why = "not a domain name";
+					break;
+				}
+			}
+			config_list_add((struct config_list *)field, item);
+		}
+		free(copy);
+		return why;
+	}
+	case CONFIG_T_UINT:
+		rc = util_parse_u64(val, &v);
+		break;
+	case CONFIG_T_SIZE:
+		rc = util_parse_size(val, &v);
+		break;
+	case CONFIG_T_DURATION:
+		rc = util_parse_duration(val, &v);
+		break;
+	}
+	if (rc == -1)
+		return k->type == CONFIG_T_SIZE ? "not a size (e.g. 50M)" :
+		    k->type == CONFIG_T_DURATION ?
+		    "not a duration (e.g. 30s, 5m, 1h, 30d)" : "not a number";
+	if (v < k->min || v > k->max)
+		return "out of range";
+	*(uint64_t *)field = v;
+	return NULL;
+}
+
+static const struct config_key *
+config_find(const char *section, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < UTIL_ARRAY_LEN(config_keys); i++)
+		if (strcmp(config_keys[i].section, section) == 0 &&
+		    strcmp(config_keys[i].name, name) == 0)
+			return &config_keys[i];
+	return NULL;
+}
+
+struct config *
+config_load(const char *path, char *err, size_t errlen)
+{
+	struct config *cf = xcalloc(1, sizeof(*cf));
+	bool seen[UTIL_ARRAY_LEN(config_keys)] = { false };
+	char section[64] = "", *line = NULL;
+	size_t cap = 0, i;
+	unsigned lineno = 0;
+	FILE *fp;
+
+	if ((fp = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	while (getline(&line, &cap, fp) != -1) {
+		char *s, *eq, *key, *val;
+		const struct config_key *k;
+		const char *why;
+
+		lineno++;
+		if ((s = strchr(line, '#')) != NULL)
+			*s = '\0';
+		s = config_trim(line);
+		if (*s == '\0')
+			continue;
+		if (*s == '[') {
+			char *end = strchr(s, ']');
+
+			if (end == NULL || end[1] != '\0' ||
+			    util_copy(section, sizeof(section),
+			    config_trim(s + 1)) == -1) {
+				snprintf(err, errlen, "%s:%u: bad section line",
+				    path, lineno);
+				goto fail;
+			}
+			*strchr(section, ']') = '\0';
+			config_trim(section);
+			continue;
+		}
+		if ((eq = strchr(s, '=')) == NULL) {
+			snprintf(err, errlen, "%s:%u: expected key = value",
+			    path, lineno);
+			goto fail;
+		}
+		*eq = '\0';
+		key = config_trim(s);
+		val = config_trim(eq + 1);
+		if ((k = config_find(section, key)) == NULL) {
+			snprintf(err, errlen, "%s:%u: unknown key [%s] %s",
+			    path, lineno, section, key);
+			goto fail;
+		}
+		i = (size_t)(k - config_keys);
+		if (seen[i] && k->type != CONFIG_T_LIST &&
+		    k->type != CONFIG_T_DOMAINS) {
+			snprintf(err, errlen, "%s:%u: [%s] %s given twice",
+			    path, lineno, section, key);
+			goto fail;
+		}
+		seen[i] = true;
+		if ((why = config_set(cf, k, val)) != NULL) {
+			snprintf(err, errlen, "%s:%u: [%s] %s: %s", path,
+			    lineno, section, key, why);
+			goto fail;
+		}
+	}
+	if (ferror(fp)) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	for (i = 0; i < UTIL_ARRAY_LEN(config_keys); i++) {
+		const struct config_key *k = &config_keys[i];
+
+		if (seen[i])
+			continue;
+		if (k->def == NULL) {
+			snprintf(err, errlen, "%s:%u: missing required key "
+			    "[%s] %s", path, lineno, k->section, k->name);
+			goto fail;
+		}
+		if (config_set(cf, k, k->def) != NULL)
+			abort();	/* a bad default is a programming error */
+	}
+	if (cf->listen.n == 0 || cf->domains.n == 0) {
+		snprintf(err, errlen, "%s:%u: [server] listen and domains "
+		    "need at least one value", path, lineno);
+		goto fail;
+	}
+	if (cf->retry_max < cf->retry_min) {
+		snprintf(err, errlen, "%s:%u: [primary] retry_max is below "
+		    "retry_min", path, lineno);
+		goto fail;
+	}
+	if (*cf->helo_name == '\0') {
+		free(cf->helo_name);
+		cf->helo_name = xstrdup(cf->hostname);
+	}
+	free(line);
+	fclose(fp);
+	return cf;
+fail:
+	free(line);
+	if (fp != NULL)
+		fclose(fp);
+	config_free(cf);
+	return NULL;
+}
+
+void
+config_free(struct config *cf)
+{
+	size_t i;
+
+	if (cf == NULL)
+		return;
+	for (i = 0; i < UTIL_ARRAY_LEN(config_keys); i++) {
+		char *field = (char *)cf + config_keys[i].offset;
+
+		switch (config_keys[i].type) {
+		case CONFIG_T_STRING:
+		case CONFIG_T_HOST:
+			free(*(char **)field);
+			break;
+		case CONFIG_T_LIST:
+		case CONFIG_T_DOMAINS:
+			config_list_free((struct config_list *)field);
+			break;
+		case CONFIG_T_UINT:
+		case CONFIG_T_SIZE:
+		case CONFIG_T_DURATION:
+			break;
+		}
+	}
+	free(cf);
+}
+
+bool
+config_is_our_domain(const struct config *cf, const char *domain)
+{
+	size_t i, n = strlen(domain);
+
+	if (n > 1 && domain[n - 1] == '.')
+		n--;
+	for (i = 0; i < cf->domains.n; i++)
+		if (strlen(cf->domains.v[i]) == n &&
+		    strncasecmp(cf->domains.v[i], domain, n) == 0)
+			return true;
+	return false;
+}
+
+void
+config_print_keys(void)
+{
+	const char *section = "";
+	size_t i;
+
+	for (i = 0; i < UTIL_ARRAY_LEN(config_keys); i++) {
+		const struct config_key *k = &config_keys[i];
+
+		if (strcmp(section, k->section) != 0)
+			printf("%s[%s]\n", i ? "\n" : "", section = k->section);
+		printf("%-18s = %-10s # %s%s\n", k->name,
+		    k->def ? k->def : "", k->def ? "" : "(required) ", k->help);
+	}
+}

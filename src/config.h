@@ -1,0 +1,59 @@
+/*
+ * config: the configuration grammar and struct config.
+ *
+ * One INI-style file ([section], key = value, # comments).  Every key is a
+ * row of one table {section, name, type, default, min, max, help}; a load
+ * validates everything or fails with "file:line: what is wrong".  The
+ * struct is immutable after config_load(); the caller owns it and frees it
+ * with config_free().  No sockets, no spool.
+ */
+#ifndef HOLDFAST_CONFIG_H
+#define HOLDFAST_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config_list {
+	char	**v;
+	size_t	  n;
+};
+
+struct config {
+	/* [server] */
+	char			*hostname;
+	struct config_list	 listen;	/* "addr:port", "[v6]:port" */
+	struct config_list	 domains;	/* lowercased, no trailing dot */
+	uint64_t		 max_message_size;
+	uint64_t		 max_recipients;
+	uint64_t		 max_sessions;
+	uint64_t		 timeout;	/* seconds, per command/DATA */
+	/* [spool] */
+	char			*spool_dir;
+	uint64_t		 queue_lifetime;
+	uint64_t		 bounce_lifetime;
+	uint64_t		 commit_workers;
+	/* [primary] */
+	char			*primary_host;
+	uint64_t		 primary_port;
+	uint64_t		 primary_connections;
+	uint64_t		 probe_interval;
+	uint64_t		 retry_min;
+	uint64_t		 retry_max;
+	uint64_t		 connect_timeout;
+	uint64_t		 primary_timeout;
+	char			*helo_name;	/* default: hostname */
+};
+
+/* Load path into a new config; on error return NULL with "path:line: why"
+ * in err. */
+struct config *config_load(const char *path, char *err, size_t errlen);
+void config_free(struct config *cf);
+
+/* True if domain (any case, trailing dot tolerated) is one of ours. */
+bool config_is_our_domain(const struct config *cf, const char *domain);
+
+/* Write the key table as "[section] key = default  # help" lines to stdout. */
+void config_print_keys(void);
+
+#endif

@@ -1,0 +1,352 @@
+#include "dns.h"
+
+#include <ares.h>
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+
+#include "log.h"
+#include "xmalloc.h"
+
+#define DNS_MAX_SOCKS		16
+#define DNS_TIMEOUT_MS		2000
+#define DNS_TRIES		2
+
+struct dns_sock {
+	ares_socket_t	 fd;
+	struct event	*ev;
+};
+
+struct dns_query {
+	struct dns		*dns;
+	int			 family;
+	unsigned char		 addr[16];
+	char			*name;		/* PTR answer */
+	bool			 done, verified;
+	void			(*cb)(void *, const char *);
+	/* dns_resolve() */
+	void			(*addr_cb)(void *, const struct sockaddr *,
+				    socklen_t);
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	unsigned		 port;
+	void			*arg;
+	bool			 cancelled;
+	TAILQ_ENTRY(dns_query)	 entry;
+};
+
+struct dns {
+	struct event_base	*base;
+	ares_channel		 channel;
+	struct event		*timer;
+	struct event		*deliver;	/* runs finished callbacks */
+	struct dns_sock		 socks[DNS_MAX_SOCKS];
+	TAILQ_HEAD(, dns_query)	 queries;
+	bool			 destroying;
+};
+
+static void dns_timer_arm(struct dns *dns);
+static void dns_query_free(struct dns_query *q);
+static void dns_deliver_cb(evutil_socket_t fd, short what, void *arg);
+
+static void
+dns_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dns *dns = arg;
+
+	ares_process_fd(dns->channel,
+	    (what & EV_READ) ? fd : ARES_SOCKET_BAD,
+	    (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
+	dns_timer_arm(dns);
+}
+
+static void
+dns_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dns *dns = arg;
+
+	(void)fd;
+	(void)what;
+	ares_process_fd(dns->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	dns_timer_arm(dns);
+}
+
+static void
+dns_timer_arm(struct dns *dns)
+{
+	struct timeval max = { 1, 0 }, tv, *t;
+
+	if (dns->timer == NULL)
+		return;
+	t = ares_timeout(dns->channel, &max, &tv);
+	evtimer_add(dns->timer, t);
+}
+
+/* c-ares tells us which sockets to watch for what. */
+static void
+dns_sock_state_cb(void *arg, ares_socket_t fd, int readable, int writable)
+{
+	struct dns *dns = arg;
+	struct dns_sock *slot = NULL, *empty = NULL;
+	size_t i;
+
+	for (i = 0; i < DNS_MAX_SOCKS; i++) {
+		if (dns->socks[i].ev != NULL && dns->socks[i].fd == fd)
+			slot = &dns->socks[i];
+		else if (dns->socks[i].ev == NULL && empty == NULL)
+			empty = &dns->socks[i];
+	}
+	if (slot != NULL) {
+		event_free(slot->ev);
+		slot->ev = NULL;
+	}
+	if (!readable && !writable)
+		return;
+	if (slot == NULL)
+		slot = empty;
+	if (slot == NULL) {
+		log_warnx("dns: too many sockets");
+		return;
+	}
+	slot->fd = fd;
+	slot->ev = event_new(dns->base, fd, EV_PERSIST |
+	    (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0), dns_io_cb,
+	    dns);
+	if (slot->ev == NULL || event_add(slot->ev, NULL) == -1)
+		fatalx("dns event");
+}
+
+struct dns *
+dns_new(struct event_base *base, const char *server)
+{
+	struct dns *dns = xcalloc(1, sizeof(*dns));
+	struct ares_options opts;
+	int rc, mask;
+
+	if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS)
+		fatalx("ares_library_init: %s", ares_strerror(rc));
+	dns->base = base;
+	memset(&opts, 0, sizeof(opts));
+	opts.sock_state_cb = dns_sock_state_cb;
+	opts.sock_state_cb_data = dns;
+	opts.timeout = DNS_TIMEOUT_MS;
+	opts.tries = DNS_TRIES;
+	mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+	if ((rc = ares_init_options(&dns->channel, &opts, mask)) !=
+	    ARES_SUCCESS) {
+		log_warnx("dns init: %s", ares_strerror(rc));
+		free(dns);
+		return NULL;
+	}
+	if (server != NULL && (rc = ares_set_servers_ports_csv(dns->channel,
+	    server)) != ARES_SUCCESS) {
+		log_warnx("dns server %s: %s", server, ares_strerror(rc));
+		ares_destroy(dns->channel);
+		free(dns);
+		return NULL;
+	}
+	TAILQ_INIT(&dns->queries);
+	dns->timer = evtimer_new(base, dns_timer_cb, dns);
+	dns->deliver = event_new(base, -1, 0, dns_deliver_cb, dns);
+	if (dns->timer == NULL || dns->deliver == NULL)
+		fatalx("dns events");
+	return dns;
+}
+
+void
+dns_free(struct dns *dns)
+{
+	size_t i;
+
+	if (dns == NULL)
+		return;
+	dns->destroying = true;
+	ares_destroy(dns->channel);	/* ends every lookup */
+	while (!TAILQ_EMPTY(&dns->queries))
+		dns_query_free(TAILQ_FIRST(&dns->queries));
+	for (i = 0; i < DNS_MAX_SOCKS; i++)
+		if (dns->socks[i].ev != NULL)
+			event_free(dns->socks[i].ev);
+	event_free(dns->timer);
+	event_free(dns->deliver);
+	free(dns);
+	ares_library_cleanup();
+}
+
+/*
+ * c-ares may answer from inside the call that asked (hosts file), so
+ * results are delivered from a separate event, never re-entrantly.
+ */
+static void
+dns_query_finish(struct dns_query *q, bool verified)
+{
+	q->done = true;
+	q->verified = verified;
+	if (!q->dns->destroying)
+		event_active(q->dns->deliver, EV_TIMEOUT, 0);
+}
+
+static void
+dns_query_free(struct dns_query *q)
+{
+	TAILQ_REMOVE(&q->dns->queries, q, entry);
+	free(q->name);
+	free(q);
+}
+
+static void
+dns_deliver_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dns *dns = arg;
+	struct dns_query *q, *next;
+
+	(void)fd;
+	(void)what;
+	for (q = TAILQ_FIRST(&dns->queries); q != NULL; q = next) {
+		next = TAILQ_NEXT(q, entry);
+		if (!q->done)
+			continue;
+		if (!q->cancelled && q->addr_cb != NULL)
+			q->addr_cb(q->arg, q->verified ?
+			    (struct sockaddr *)&q->ss : NULL, q->sslen);
+		else if (!q->cancelled)
+			q->cb(q->arg, q->verified ? q->name : NULL);
+		dns_query_free(q);
+	}
+}
+
+/* Forward lookup of the PTR name: does it include the address? */
+static void
+dns_forward_cb(void *arg, int status, int timeouts, struct hostent *he)
+{
+	struct dns_query *q = arg;
+	size_t alen = q->family == AF_INET ? 4 : 16;
+	char **p;
+
+	(void)timeouts;
+	if (status == ARES_SUCCESS && he != NULL && he->h_length ==
+	    (int)alen)
+		for (p = he->h_addr_list; *p != NULL; p++)
+			if (memcmp(*p, q->addr, alen) == 0) {
+				dns_query_finish(q, true);
+				return;
+			}
+	dns_query_finish(q, false);
+}
+
+static void
+dns_ptr_cb(void *arg, int status, int timeouts, struct hostent *he)
+{
+	struct dns_query *q = arg;
+
+	(void)timeouts;
+	if (status != ARES_SUCCESS || he == NULL || he->h_name == NULL ||
+	    q->cancelled || q->dns->destroying) {
+		dns_query_finish(q, false);
+		return;
+	}
+	q->name = xstrdup(he->h_name);
+	ares_gethostbyname(q->dns->channel, q->name, q->family,
+	    dns_forward_cb, q);
+	dns_timer_arm(q->dns);
+}
+
+struct dns_query *
+dns_rdns(struct dns *dns, const struct sockaddr *sa,
+    void (*cb)(void *arg, const char *name), void *arg)
+{
+	struct dns_query *q = xcalloc(1, sizeof(*q));
+
+	q->dns = dns;
+	q->cb = cb;
+	q->arg = arg;
+	q->family = sa->sa_family;
+	if (sa->sa_family == AF_INET)
+		memcpy(q->addr, &((const struct sockaddr_in *)(const void *)
+		    sa)->sin_addr, 4);
+	else if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)
+		    (const void *)sa)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a6)) {
+			q->family = AF_INET;
+			memcpy(q->addr, &a6->s6_addr[12], 4);
+		} else
+			memcpy(q->addr, a6, 16);
+	}
+	TAILQ_INSERT_TAIL(&dns->queries, q, entry);
+	if (q->family != AF_INET && q->family != AF_INET6) {
+		dns_query_finish(q, false);
+		return q;
+	}
+	ares_gethostbyaddr(dns->channel, q->addr,
+	    q->family == AF_INET ? 4 : 16, q->family, dns_ptr_cb, q);
+	dns_timer_arm(dns);
+	return q;
+}
+
+static void
+dns_addrinfo_cb(void *arg, int status, int timeouts,
+    struct ares_addrinfo *res)
+{
+	struct dns_query *q = arg;
+	struct ares_addrinfo_node *n;
+
+	(void)timeouts;
+	if (status == ARES_SUCCESS && res != NULL && !q->dns->destroying)
+		for (n = res->nodes; n != NULL; n = n->ai_next) {
+			if ((n->ai_family != AF_INET &&
+			    n->ai_family != AF_INET6) ||
+			    (size_t)n->ai_addrlen > sizeof(q->ss))
+				continue;
+			memcpy(&q->ss, n->ai_addr, (size_t)n->ai_addrlen);
+			q->sslen = (socklen_t)n->ai_addrlen;
+			if (n->ai_family == AF_INET)
+				((struct sockaddr_in *)&q->ss)->sin_port =
+				    htons((uint16_t)q->port);
+			else
+				((struct sockaddr_in6 *)&q->ss)->sin6_port =
+				    htons((uint16_t)q->port);
+			ares_freeaddrinfo(res);
+			dns_query_finish(q, true);
+			return;
+		}
+	if (res != NULL)
+		ares_freeaddrinfo(res);
+	dns_query_finish(q, false);
+}
+
+struct dns_query *
+dns_resolve(struct dns *dns, const char *host, unsigned port,
+    void (*cb)(void *arg, const struct sockaddr *sa, socklen_t salen),
+    void *arg)
+{
+	struct dns_query *q = xcalloc(1, sizeof(*q));
+	struct ares_addrinfo_hints hints;
+
+	q->dns = dns;
+	q->addr_cb = cb;
+	q->arg = arg;
+	q->port = port;
+	TAILQ_INSERT_TAIL(&dns->queries, q, entry);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	ares_getaddrinfo(dns->channel, host, NULL, &hints, dns_addrinfo_cb,
+	    q);
+	dns_timer_arm(dns);
+	return q;
+}
+
+void
+dns_cancel(struct dns_query *q)
+{
+	if (q != NULL)
+		q->cancelled = true;
+}

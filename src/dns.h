@@ -1,0 +1,42 @@
+/*
+ * dns: the c-ares channel with its libevent glue.  No SMTP knowledge.
+ *
+ * Lookups never block the loop.  dns_rdns() gives a client's verified
+ * name: the PTR name whose forward lookup includes the address, as Postfix
+ * does; anything else is "unknown" (NULL).  A query can be cancelled when
+ * its owner goes away; the callback then never runs.
+ */
+#ifndef HOLDFAST_DNS_H
+#define HOLDFAST_DNS_H
+
+#include <sys/socket.h>
+
+struct event_base;
+struct dns;
+struct dns_query;
+
+/* server: "ip[:port],..." for tests, or NULL for the system resolver.
+ * NULL on error (logged). */
+struct dns *dns_new(struct event_base *base, const char *server);
+/* Pending queries are cancelled; their callbacks do not run. */
+void dns_free(struct dns *dns);
+
+/*
+ * Look up the verified name of sa.  cb(arg, name) runs later on the loop
+ * with the name, or NULL if there is none or the lookup failed; name is
+ * borrowed for the call.  Returns a handle valid until cb runs or
+ * dns_cancel() is called.
+ */
+struct dns_query *dns_rdns(struct dns *dns, const struct sockaddr *sa,
+    void (*cb)(void *arg, const char *name), void *arg);
+/*
+ * Resolve host (a name or a literal) to its first address with port set;
+ * cb(arg, sa, salen) with sa NULL on failure.  Same lifetime rules.
+ */
+struct dns_query *dns_resolve(struct dns *dns, const char *host,
+    unsigned port,
+    void (*cb)(void *arg, const struct sockaddr *sa, socklen_t salen),
+    void *arg);
+void dns_cancel(struct dns_query *query);
+
+#endif

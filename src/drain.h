@@ -1,0 +1,60 @@
+/*
+ * drain: outbound SMTP sessions to the fixed primary host:port.
+ *
+ * Connect, EHLO (HELO fallback), MAIL/RCPT/DATA (pipelined when offered)
+ * with the body streamed from the spool and dot-stuffed, several messages
+ * per connection, at most [primary] connections of them, then QUIT.  It
+ * reports one result per recipient through the done callback and
+ * classifies every reply and failure in one function.  It never edits the
+ * spool and never decides when to retry.
+ */
+#ifndef HOLDFAST_DRAIN_H
+#define HOLDFAST_DRAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct config;
+struct dns;
+struct envelope;
+struct event_base;
+
+#define DRAIN_REPLY_MAX 512
+
+struct drain_rcpt_result {
+	int	code;			/* 0: not tried */
+	char	reply[DRAIN_REPLY_MAX];
+};
+
+/*
+ * One message to deliver.  The queue owns the job and everything it points
+ * to; drain borrows it from drain_send() until done() is called, and fills
+ * in the result fields.  results has env->nrcpt entries; only recipients
+ * in ENVELOPE_RCPT_PENDING state are sent.
+ */
+struct drain_job {
+	struct envelope			*env;
+	int				 body_fd;
+	void				*owner;
+	/* results */
+	bool				 site_failure;	/* primary unusable */
+	char				 reply[DRAIN_REPLY_MAX];
+	struct drain_rcpt_result	*results;
+};
+
+struct drain;
+
+/* done(arg, job) reports each finished job; it may call drain_send().
+ * dns resolves a primary given by name. */
+struct drain *drain_new(struct event_base *base, const struct config *cf,
+    struct dns *dns, void (*done)(void *arg, struct drain_job *job),
+    void *arg);
+/* Close every connection; jobs in flight are reported with site_failure. */
+void drain_free(struct drain *d);
+/* Start delivering job on an idle or new connection: 0, or -1 (EBUSY)
+ * when every allowed connection is busy. */
+int drain_send(struct drain *d, struct drain_job *job);
+/* Connections open (busy or idle). */
+size_t drain_connections(const struct drain *d);
+
+#endif

@@ -1,0 +1,186 @@
+#include "log.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static bool log_verbose;
+
+static void log_vline(const char *level, const char *fmt, va_list ap,
+    int errnum) __attribute__((format(printf, 2, 0)));
+
+static void
+log_vline(const char *level, const char *fmt, va_list ap, int errnum)
+{
+	char ts[32], msg[2048];
+	struct timespec now;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (errnum != 0)
+		fprintf(stderr, "%s.%03ldZ %s %s: %s\n", ts,
+		    now.tv_nsec / 1000000, level, msg, strerror(errnum));
+	else
+		fprintf(stderr, "%s.%03ldZ %s %s\n", ts,
+		    now.tv_nsec / 1000000, level, msg);
+}
+
+static void
+log_event_cb(int severity, const char *msg)
+{
+	if (severity == EVENT_LOG_DEBUG && !log_verbose)
+		return;
+	log_warnx("libevent severity=%d msg=\"%s\"", severity, msg);
+}
+
+static void
+log_event_fatal_cb(int err)
+{
+	fatalx("libevent fatal error %d", err);
+}
+
+void
+log_init(bool verbose)
+{
+	log_verbose = verbose;
+	setvbuf(stderr, NULL, _IOLBF, 0);
+	event_set_log_callback(log_event_cb);
+	event_set_fatal_callback(log_event_fatal_cb);
+}
+
+bool
+log_is_verbose(void)
+{
+	return log_verbose;
+}
+
+void
+log_info(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vline("info", fmt, ap, 0);
+	va_end(ap);
+}
+
+void
+log_warn(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vline("warn", fmt, ap, saved);
+	va_end(ap);
+	errno = saved;
+}
+
+void
+log_warnx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vline("warn", fmt, ap, 0);
+	va_end(ap);
+}
+
+void
+log_debug(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_verbose)
+		return;
+	va_start(ap, fmt);
+	log_vline("debug", fmt, ap, 0);
+	va_end(ap);
+}
+
+void
+fatal(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vline("fatal", fmt, ap, saved);
+	va_end(ap);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vline("fatal", fmt, ap, 0);
+	va_end(ap);
+	exit(1);
+}
+
+/* Escape in between the delimiters open and close; see log_escape(). */
+static char *
+log_escape_between(const char *in, size_t len, char *out, size_t outlen,
+    char open, char close)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, o = 0;
+
+	if (outlen < 6) {
+		if (outlen > 0)
+			out[0] = '\0';
+		return out;
+	}
+	out[o++] = open;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)in[i];
+		size_t need = (c == '"' || c == '\\') ? 2 :
+		    (c <= 0x20 || c > 0x7e || c == (unsigned char)close) ? 4 :
+		    1;
+
+		if (c == ' ' && open == '"')
+			need = 1;	/* quoted: spaces are plain */
+
+		if (o + need + 5 > outlen) {	/* room for ...", NUL */
+			memcpy(out + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (need == 2) {
+			out[o++] = '\\';
+			out[o++] = (char)c;
+		} else if (need == 4) {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		} else
+			out[o++] = (char)c;
+	}
+	out[o++] = close;
+	out[o] = '\0';
+	return out;
+}
+
+char *
+log_escape(const char *in, size_t len, char *out, size_t outlen)
+{
+	return log_escape_between(in, len, out, outlen, '"', '"');
+}
+
+char *
+log_addr(const char *addr, char *out, size_t outlen)
+{
+	return log_escape_between(addr, strlen(addr), out, outlen, '<', '>');
+}

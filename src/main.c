@@ -1,0 +1,169 @@
+/*
+ * main: lifecycle only.  Parses argv, loads the config, creates the event
+ * loop and the modules in order (spool, workpool, queue, smtp_server), runs
+ * the loop and tears down in reverse.  SIGTERM/SIGINT: stop accepting, cut
+ * sessions not yet committed, let commits in flight finish, exit.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "dns.h"
+#include "log.h"
+#include "queue.h"
+#include "smtp_server.h"
+#include "spool.h"
+#include "workpool.h"
+
+#define MAIN_STOP_GRACE_SEC	10	/* for commits in flight */
+
+struct main_ctx {
+	struct event_base	*base;
+	struct smtp_server	*srv;
+	struct queue		*queue;
+	struct event		*stop_timer;
+	int			 stop_ticks;
+	bool			 stopping;
+};
+
+static void
+main_usage(void)
+{
+	fprintf(stderr, "usage: holdfast -c FILE [-n] [-v]\n"
+	    "       holdfast -k   (list configuration keys)\n"
+	    "       holdfast -V   (version)\n");
+	exit(2);
+}
+
+static void
+main_stop_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct main_ctx *ctx = arg;
+
+	(void)fd;
+	(void)what;
+	if (smtp_server_sessions(ctx->srv) == 0 ||
+	    ++ctx->stop_ticks > MAIN_STOP_GRACE_SEC * 10)
+		event_base_loopexit(ctx->base, NULL);
+}
+
+static void
+main_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct main_ctx *ctx = arg;
+	struct timeval tv = { 0, 100 * 1000 };
+
+	(void)what;
+	if (sig == SIGHUP) {
+		log_info("SIGHUP: nothing to reload yet");
+		return;
+	}
+	if (ctx->stopping)
+		return;
+	ctx->stopping = true;
+	log_info("holdfast stopping signal=%d", (int)sig);
+	smtp_server_stop(ctx->srv);
+	queue_stop(ctx->queue);
+	ctx->stop_timer = event_new(ctx->base, -1, EV_PERSIST,
+	    main_stop_check_cb, ctx);
+	event_add(ctx->stop_timer, &tv);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = NULL;
+	bool check_only = false, verbose = false;
+	struct main_ctx ctx = { 0 };
+	struct event *sigs[3];
+	static const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
+	struct config *cf;
+	struct spool *sp;
+	struct workpool *wp;
+	struct dns *dns;
+	char err[512];
+	int ch, i;
+
+	while ((ch = getopt(argc, argv, "c:nvkV")) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'n':
+			check_only = true;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'k':
+			config_print_keys();
+			return 0;
+		case 'V':
+			printf("holdfast %s\n", HOLDFAST_VERSION);
+			return 0;
+		default:
+			main_usage();
+		}
+	}
+	if (path == NULL || optind != argc)
+		main_usage();
+	log_init(verbose);
+	if ((cf = config_load(path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (check_only) {
+		config_free(cf);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	umask(077);
+	if (evthread_use_pthreads() == -1)
+		fatalx("libevent threads");
+	if ((ctx.base = event_base_new()) == NULL)
+		fatalx("event_base_new");
+	if ((sp = spool_open(cf->spool_dir)) == NULL)
+		fatalx("cannot open spool %s", cf->spool_dir);
+	wp = workpool_new(ctx.base, cf->commit_workers);
+	if ((dns = dns_new(ctx.base, NULL)) == NULL)
+		fatalx("cannot set up the resolver");
+	ctx.queue = queue_new(ctx.base, cf, sp, wp, dns);
+	if (queue_load(ctx.queue) == -1)
+		fatalx("spool scan failed");
+	if ((ctx.srv = smtp_server_new(ctx.base, cf, sp, ctx.queue, dns)) ==
+	    NULL)
+		fatalx("cannot set up listeners");
+	for (i = 0; i < 3; i++) {
+		sigs[i] = evsignal_new(ctx.base, signums[i], main_signal_cb,
+		    &ctx);
+		if (sigs[i] == NULL || event_add(sigs[i], NULL) == -1)
+			fatalx("signal handler");
+	}
+	queue_start(ctx.queue);
+	log_info("holdfast ready version=%s hostname=%s spool=%s",
+	    HOLDFAST_VERSION, cf->hostname, cf->spool_dir);
+	event_base_dispatch(ctx.base);
+
+	/* Commits still in flight finish here; their sessions are gone. */
+	workpool_free(wp);
+	smtp_server_free(ctx.srv);
+	queue_free(ctx.queue);
+	dns_free(dns);
+	for (i = 0; i < 3; i++)
+		event_free(sigs[i]);
+	if (ctx.stop_timer != NULL)
+		event_free(ctx.stop_timer);
+	spool_close(sp);
+	event_base_free(ctx.base);
+	log_info("holdfast stopped");
+	config_free(cf);
+	return 0;
+}

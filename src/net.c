@@ -1,0 +1,95 @@
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+int
+net_parse_hostport(const char *s, struct sockaddr_storage *ss,
+    socklen_t *sslen)
+{
+	char host[NET_ADDR_MAX];
+	const char *colon;
+	uint64_t port;
+	size_t hl;
+
+	memset(ss, 0, sizeof(*ss));
+	if (*s == '[') {
+		const char *end = strchr(s, ']');
+
+		if (end == NULL || end[1] != ':')
+			return -1;
+		hl = (size_t)(end - s - 1);
+		s++;
+		colon = end + 1;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL)
+			return -1;
+		hl = (size_t)(colon - s);
+	}
+	if (hl == 0 || hl >= sizeof(host))
+		return -1;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	if (util_parse_u64(colon + 1, &port) == -1 || port == 0 ||
+	    port > 65535)
+		return -1;
+	if (strchr(host, ':') == NULL) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return -1;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		*sslen = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return -1;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		*sslen = sizeof(*sin6);
+	}
+	return 0;
+}
+
+int
+net_literal(const char *host, unsigned port, struct sockaddr_storage *ss,
+    socklen_t *sslen)
+{
+	char buf[NET_ADDR_MAX + 16];
+
+	snprintf(buf, sizeof(buf), strchr(host, ':') != NULL ? "[%s]:%u" :
+	    "%s:%u", host, port);
+	return net_parse_hostport(buf, ss, sslen);
+}
+
+void
+net_addr_fmt(const struct sockaddr *sa, char *addr, size_t addrlen,
+    unsigned *port)
+{
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)sa;
+
+		inet_ntop(AF_INET, &sin->sin_addr, addr, (socklen_t)addrlen);
+		*port = ntohs(sin->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, addr,
+		    (socklen_t)addrlen);
+		*port = ntohs(sin6->sin6_port);
+		/* Show v4-mapped clients as plain IPv4. */
+		if (strncmp(addr, "::ffff:", 7) == 0 &&
+		    strchr(addr + 7, '.') != NULL)
+			memmove(addr, addr + 7, strlen(addr + 7) + 1);
+	} else {
+		util_copy(addr, addrlen, "unknown");
+		*port = 0;
+	}
+}

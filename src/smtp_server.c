@@ -1,0 +1,1205 @@
+#include "smtp_server.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "dns.h"
+#include "envelope.h"
+#include "log.h"
+#include "net.h"
+#include "queue.h"
+#include "smtp_proto.h"
+#include "spool.h"
+#include "util.h"
+#include "xmalloc.h"
+
+#define SMTP_DATA_CHUNK		(64 * 1024)	/* decoded per step */
+#define SMTP_INPUT_HIGHWAT	(256 * 1024)	/* unread input held */
+#define SMTP_MAX_RECEIVED	50
+#define SMTP_MAX_ERRORS		20		/* then we hang up */
+#define SMTP_OUTPUT_HIGHWAT	(64 * 1024)	/* unread replies held */
+
+enum smtp_state {
+	SMTP_ST_CONNECT,	/* looking up the client's name */
+	SMTP_ST_GREET,		/* banner sent, no HELO yet */
+	SMTP_ST_IDLE,		/* greeted, no transaction */
+	SMTP_ST_MAIL,		/* MAIL accepted */
+	SMTP_ST_RCPT,		/* at least one RCPT accepted */
+	SMTP_ST_DATA,		/* reading DATA content */
+	SMTP_ST_BDAT,		/* reading a BDAT chunk */
+	SMTP_ST_BDAT_WAIT,	/* between BDAT chunks */
+	SMTP_ST_COMMIT,		/* waiting for the queue to commit */
+	SMTP_ST_CLOSING,	/* flushing the last reply */
+};
+
+static const char *const smtp_state_names[] = {
+	[SMTP_ST_CONNECT] = "connect",
+	[SMTP_ST_GREET] = "greet",
+	[SMTP_ST_IDLE] = "idle",
+	[SMTP_ST_MAIL] = "mail",
+	[SMTP_ST_RCPT] = "rcpt",
+	[SMTP_ST_DATA] = "data",
+	[SMTP_ST_BDAT] = "bdat",
+	[SMTP_ST_BDAT_WAIT] = "bdat-wait",
+	[SMTP_ST_COMMIT] = "commit",
+	[SMTP_ST_CLOSING] = "closing",
+};
+
+#define ST(x) (1u << (x))
+#define SMTP_ST_ANY_CMD (ST(SMTP_ST_GREET) | ST(SMTP_ST_IDLE) |           \
+    ST(SMTP_ST_MAIL) | ST(SMTP_ST_RCPT) | ST(SMTP_ST_BDAT_WAIT))
+
+/* Replies: one table; handlers name a row, never write codes inline. */
+enum smtp_rid {
+	SMTP_R_OK,
+	SMTP_R_RESET,
+	SMTP_R_BYE,
+	SMTP_R_HELP,
+	SMTP_R_VRFY,
+	SMTP_R_DATA_GO,
+	SMTP_R_UNKNOWN,
+	SMTP_R_TOO_LONG,
+	SMTP_R_SYNTAX,
+	SMTP_R_BAD_CHARS,
+	SMTP_R_BAD_SENDER,
+	SMTP_R_BAD_RCPT,
+	SMTP_R_NEED_HELO,
+	SMTP_R_NESTED_MAIL,
+	SMTP_R_NEED_MAIL,
+	SMTP_R_NEED_RCPT,
+	SMTP_R_BAD_SEQ,
+	SMTP_R_PARAM,
+	SMTP_R_BODY_TYPE,
+	SMTP_R_RELAY,
+	SMTP_R_TOO_MANY_RCPT,
+	SMTP_R_SIZE,
+	SMTP_R_LOOP,
+	SMTP_R_IO,
+	SMTP_R_NOSPACE,
+	SMTP_R_TIMEOUT,
+	SMTP_R_SHUTDOWN,
+	SMTP_R_BUSY,
+	SMTP_R_ERRORS,
+	SMTP_R_BAD_BDAT,
+};
+
+static const struct smtp_reply_row {
+	int		 code;
+	const char	*enhanced;
+	const char	*text;
+} smtp_replies[] = {
+	[SMTP_R_OK] = { 250, "2.0.0", "Ok" },
+	[SMTP_R_RESET] = { 250, "2.0.0", "Ok: reset" },
+	[SMTP_R_BYE] = { 221, "2.0.0", "Bye" },
+	[SMTP_R_HELP] = { 214, "2.0.0", "See RFC 5321; this is a backup MX" },
+	[SMTP_R_VRFY] = { 252, "2.0.0", "Send mail, it will be relayed" },
+	[SMTP_R_DATA_GO] = { 354, NULL, "End data with <CR><LF>.<CR><LF>" },
+	[SMTP_R_UNKNOWN] = { 500, "5.5.2", "Error: command not recognized" },
+	[SMTP_R_TOO_LONG] = { 500, "5.5.2", "Error: line too long" },
+	[SMTP_R_SYNTAX] = { 501, "5.5.4", "Syntax error in parameters" },
+	[SMTP_R_BAD_CHARS] = { 501, "5.5.2", "Error: invalid characters" },
+	[SMTP_R_BAD_SENDER] = { 501, "5.1.7", "Bad sender address syntax" },
+	[SMTP_R_BAD_RCPT] = { 501, "5.1.3", "Bad recipient address syntax" },
+	[SMTP_R_NEED_HELO] = { 503, "5.5.1", "Error: send HELO/EHLO first" },
+	[SMTP_R_NESTED_MAIL] = { 503, "5.5.1", "Error: nested MAIL command" },
+	[SMTP_R_NEED_MAIL] = { 503, "5.5.1", "Error: need MAIL command" },
+	[SMTP_R_NEED_RCPT] = { 503, "5.5.1", "Error: need RCPT command" },
+	[SMTP_R_BAD_SEQ] = { 503, "5.5.1", "Error: bad sequence of commands" },
+	[SMTP_R_PARAM] = { 555, "5.5.4", "Unsupported parameter" },
+	[SMTP_R_BODY_TYPE] = { 504, "5.5.4", "Unsupported BODY type" },
+	[SMTP_R_RELAY] = { 554, "5.7.1", "Relay access denied" },
+	[SMTP_R_TOO_MANY_RCPT] = { 452, "4.5.3", "Error: too many recipients" },
+	[SMTP_R_SIZE] = { 552, "5.3.4", "Message size exceeds fixed limit" },
+	[SMTP_R_LOOP] = { 554, "5.4.6", "Too many Received headers: mail loop" },
+	[SMTP_R_IO] = { 451, "4.3.0", "Error: queue file write error" },
+	[SMTP_R_NOSPACE] = { 452, "4.3.1", "Insufficient system storage" },
+	[SMTP_R_TIMEOUT] = { 421, "4.4.2", "Error: timeout exceeded" },
+	[SMTP_R_SHUTDOWN] = { 421, "4.3.2", "Service shutting down" },
+	[SMTP_R_BUSY] = { 421, "4.7.0", "Error: too many connections" },
+	[SMTP_R_ERRORS] = { 421, "4.7.0", "Error: too many errors" },
+	[SMTP_R_BAD_BDAT] = { 421, "4.7.0", "Error: cannot find the end of "
+	    "the BDAT chunk" },
+};
+
+/* Why a transaction failed while its content was still being read. */
+enum smtp_tx_error {
+	SMTP_TX_OK,
+	SMTP_TX_SIZE,
+	SMTP_TX_LOOP,
+	SMTP_TX_IO,
+};
+
+struct smtp_tx {
+	struct envelope		*env;
+	struct spool_msg	*msg;		/* from DATA/first BDAT */
+	struct smtp_data	 data;
+	enum smtp_tx_error	 error;
+	int			 io_errno;
+	uint64_t		 bdat_left;	/* bytes of this chunk */
+	bool			 bdat_last;
+	bool			 bdat;		/* BDAT, not DATA, used */
+};
+
+struct smtp_session {
+	uint64_t		 id;
+	struct smtp_server	*srv;
+	struct bufferevent	*bev;
+	char			 addr[NET_ADDR_MAX];
+	unsigned		 port;
+	char			*rdns;		/* verified name or NULL */
+	struct dns_query	*dnsq;
+	enum smtp_state		 state;
+	char			 helo[SMTP_DOMAIN_MAX + 1];
+	bool			 esmtp;
+	bool			 skip_line;	/* discarding an overlong line */
+	uint64_t		 discard;	/* octets of a refused BDAT chunk */
+	bool			 gone;		/* peer left during a commit */
+	unsigned		 errors;
+	unsigned		 nmsgs;
+	struct smtp_tx		*tx;
+	TAILQ_ENTRY(smtp_session) entry;
+};
+
+struct smtp_server {
+	struct event_base	*base;
+	const struct config	*cf;
+	struct spool		*spool;
+	struct queue		*queue;
+	struct dns		*dns;
+	struct evconnlistener	**listeners;
+	size_t			 nlisteners;
+	TAILQ_HEAD(, smtp_session) sessions;
+	size_t			 nsessions;
+	bool			 stopping;
+	char			*scratch;	/* decoder output, loop-only */
+};
+
+struct smtp_command {
+	const char	*verb;
+	unsigned	 states;	/* ST() mask where it is allowed */
+	enum smtp_rid	 wrong_state;	/* reply elsewhere */
+	void		(*handler)(struct smtp_session *, const char *args);
+};
+
+static void smtp_session_free(struct smtp_session *s);
+static void smtp_process(struct smtp_session *s);
+
+static void
+smtp_enter_state(struct smtp_session *s, enum smtp_state state)
+{
+	if (s->state == SMTP_ST_CLOSING)
+		return;		/* final: the last reply is on its way */
+	if (s->state != state)
+		log_debug("sess=%016" PRIx64 " state %s -> %s", s->id,
+		    smtp_state_names[s->state], smtp_state_names[state]);
+	s->state = state;
+}
+
+static void
+smtp_reply_raw(struct smtp_session *s, const char *line)
+{
+	char esc[LOG_ESCAPE_MAX];
+
+	evbuffer_add_printf(bufferevent_get_output(s->bev), "%s\r\n", line);
+	log_debug("sess=%016" PRIx64 " reply=%s", s->id,
+	    log_escape(line, strlen(line), esc, sizeof(esc)));
+}
+
+static void
+smtp_reply(struct smtp_session *s, enum smtp_rid rid)
+{
+	const struct smtp_reply_row *r = &smtp_replies[rid];
+	char line[512];
+
+	if (r->code == 421)
+		snprintf(line, sizeof(line), "%d %s %s %s", r->code,
+		    r->enhanced, s->srv->cf->hostname, r->text);
+	else if (r->enhanced != NULL)
+		snprintf(line, sizeof(line), "%d %s %s", r->code, r->enhanced,
+		    r->text);
+	else
+		snprintf(line, sizeof(line), "%d %s", r->code, r->text);
+	smtp_reply_raw(s, line);
+	if (r->code >= 500 && ++s->errors >= SMTP_MAX_ERRORS &&
+	    s->state != SMTP_ST_CLOSING) {
+		log_info("sess=%016" PRIx64 " too many errors", s->id);
+		smtp_reply(s, SMTP_R_ERRORS);
+	}
+	if (r->code == 421)
+		smtp_enter_state(s, SMTP_ST_CLOSING);
+}
+
+static void
+smtp_tx_free(struct smtp_tx *tx)
+{
+	if (tx == NULL)
+		return;
+	if (tx->msg != NULL)
+		spool_msg_abort(tx->msg);
+	envelope_free(tx->env);
+	free(tx);
+}
+
+static void
+smtp_tx_reset(struct smtp_session *s)
+{
+	smtp_tx_free(s->tx);
+	s->tx = NULL;
+}
+
+/* ---- commands ---- */
+
+static void
+smtp_greet(struct smtp_session *s, const char *args, bool esmtp)
+{
+	const struct config *cf = s->srv->cf;
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	if (*args == '\0') {
+		smtp_reply(s, SMTP_R_SYNTAX);
+		return;
+	}
+	/* Kept raw (bounded); escaped wherever it is shown. */
+	util_copy(s->helo, sizeof(s->helo), args);
+	s->esmtp = esmtp;
+	smtp_tx_reset(s);
+	smtp_enter_state(s, SMTP_ST_IDLE);
+	if (!esmtp) {
+		evbuffer_add_printf(out, "250 %s\r\n", cf->hostname);
+		return;
+	}
+	evbuffer_add_printf(out,
+	    "250-%s\r\n"
+	    "250-PIPELINING\r\n"
+	    "250-SIZE %" PRIu64 "\r\n"
+	    "250-ENHANCEDSTATUSCODES\r\n"
+	    "250-8BITMIME\r\n"
+	    "250-SMTPUTF8\r\n"
+	    "250-DSN\r\n"
+	    "250 CHUNKING\r\n", cf->hostname, cf->max_message_size);
+}
+
+static void
+smtp_cmd_ehlo(struct smtp_session *s, const char *args)
+{
+	smtp_greet(s, args, true);
+}
+
+static void
+smtp_cmd_helo(struct smtp_session *s, const char *args)
+{
+	smtp_greet(s, args, false);
+}
+
+/* Find "FROM:" / "TO:" (any case, spaces allowed before the path). */
+static const char *
+smtp_after_keyword(const char *args, const char *kw)
+{
+	size_t n = strlen(kw);
+
+	if (strncasecmp(args, kw, n) != 0)
+		return NULL;
+	return args + n;
+}
+
+static bool
+smtp_value_is_xtext(const char *v)
+{
+	char buf[SMTP_PATH_MAX * 2];
+
+	return smtp_proto_xtext_decode(v, buf, sizeof(buf)) == 0;
+}
+
+static void
+smtp_cmd_mail(struct smtp_session *s, const char *args)
+{
+	const struct config *cf = s->srv->cf;
+	struct smtp_param params[SMTP_PARAMS_MAX];
+	struct smtp_path path;
+	struct envelope *env;
+	const char *p, *rest;
+	char esc[LOG_ESCAPE_MAX];
+	int i, n;
+
+	if ((p = smtp_after_keyword(args, "FROM:")) == NULL) {
+		smtp_reply(s, SMTP_R_SYNTAX);
+		return;
+	}
+	if (smtp_proto_parse_path(p, &path, &rest) == SMTP_PATH_SYNTAX) {
+		smtp_reply(s, SMTP_R_BAD_SENDER);
+		return;
+	}
+	if ((n = smtp_proto_parse_params(rest, params, SMTP_PARAMS_MAX)) ==
+	    -1) {
+		smtp_reply(s, SMTP_R_SYNTAX);
+		return;
+	}
+	env = envelope_new();
+	envelope_set_str(&env->sender, path.is_null ? "" : path.mailbox);
+	for (i = 0; i < n; i++) {
+		const struct smtp_param *pm = &params[i];
+		uint64_t size;
+
+		if (strcmp(pm->keyword, "SIZE") == 0) {
+			if (!pm->has_value ||
+			    util_parse_u64(pm->value, &size) == -1) {
+				smtp_reply(s, SMTP_R_SYNTAX);
+				goto fail;
+			}
+			if (size > cf->max_message_size) {
+				smtp_reply(s, SMTP_R_SIZE);
+				goto fail;
+			}
+		} else if (strcmp(pm->keyword, "BODY") == 0) {
+			if (util_strcaseeq(pm->value, "8BITMIME"))
+				env->body_8bit = true;
+			else if (!util_strcaseeq(pm->value, "7BIT")) {
+				smtp_reply(s, SMTP_R_BODY_TYPE);
+				goto fail;
+			}
+		} else if (strcmp(pm->keyword, "SMTPUTF8") == 0 &&
+		    !pm->has_value) {
+			env->smtputf8 = true;
+		} else if (strcmp(pm->keyword, "RET") == 0 &&
+		    (util_strcaseeq(pm->value, "FULL") ||
+		    util_strcaseeq(pm->value, "HDRS"))) {
+			envelope_set_str(&env->ret, pm->value);
+		} else if (strcmp(pm->keyword, "ENVID") == 0 &&
+		    pm->has_value && strlen(pm->value) <= 100 &&
+		    smtp_value_is_xtext(pm->value)) {
+			envelope_set_str(&env->envid, pm->value);
+		} else {
+			smtp_reply(s, SMTP_R_PARAM);
+			goto fail;
+		}
+	}
+	smtp_tx_reset(s);
+	s->tx = xcalloc(1, sizeof(*s->tx));
+	s->tx->env = env;
+	smtp_enter_state(s, SMTP_ST_MAIL);
+	smtp_reply(s, SMTP_R_OK);
+	log_debug("sess=%016" PRIx64 " mail from=%s", s->id,
+	    log_addr(env->sender, esc, sizeof(esc)));
+	return;
+fail:
+	envelope_free(env);
+}
+
+static bool
+smtp_is_notify(const char *v)
+{
+	char copy[64], *p = copy, *item;
+	bool never = false, other = false;
+
+	if (util_copy(copy, sizeof(copy), v) == -1)
+		return false;
+	while ((item = strsep(&p, ",")) != NULL) {
+		if (util_strcaseeq(item, "NEVER"))
+			never = true;
+		else if (util_strcaseeq(item, "SUCCESS") ||
+		    util_strcaseeq(item, "FAILURE") ||
+		    util_strcaseeq(item, "DELAY"))
+			other = true;
+		else
+			return false;
+	}
+	return !(never && other);
+}
+
+static void
+smtp_cmd_rcpt(struct smtp_session *s, const char *args)
+{
+	const struct config *cf = s->srv->cf;
+	struct smtp_param params[SMTP_PARAMS_MAX];
+	struct envelope *env = s->tx->env;
+	struct smtp_path path;
+	const char *p, *rest, *notify = NULL, *orcpt = NULL;
+	char esc[LOG_ESCAPE_MAX];
+	enum smtp_path_status st;
+	size_t i;
+	int n, k;
+
+	if ((p = smtp_after_keyword(args, "TO:")) == NULL) {
+		smtp_reply(s, SMTP_R_SYNTAX);
+		return;
+	}
+	st = smtp_proto_parse_path(p, &path, &rest);
+	if (st == SMTP_PATH_SYNTAX || path.is_null) {
+		smtp_reply(s, SMTP_R_BAD_RCPT);
+		return;
+	}
+	if (st == SMTP_PATH_ROUTED ||
+	    (!path.is_postmaster && !config_is_our_domain(cf, path.domain))) {
+		log_info("sess=%016" PRIx64 " relay denied addr=%s rcpt=%s",
+		    s->id, s->addr, log_addr(path.mailbox, esc, sizeof(esc)));
+		smtp_reply(s, SMTP_R_RELAY);
+		return;
+	}
+	if ((n = smtp_proto_parse_params(rest, params, SMTP_PARAMS_MAX)) ==
+	    -1) {
+		smtp_reply(s, SMTP_R_SYNTAX);
+		return;
+	}
+	for (k = 0; k < n; k++) {
+		const struct smtp_param *pm = &params[k];
+
+		if (strcmp(pm->keyword, "NOTIFY") == 0 && pm->has_value &&
+		    smtp_is_notify(pm->value))
+			notify = pm->value;
+		else if (strcmp(pm->keyword, "ORCPT") == 0 &&
+		    pm->has_value && strchr(pm->value, ';') != NULL &&
+		    smtp_value_is_xtext(strchr(pm->value, ';') + 1))
+			orcpt = pm->value;
+		else {
+			smtp_reply(s, SMTP_R_PARAM);
+			return;
+		}
+	}
+	/* The primary gets the canonical form: no trailing root dot. */
+	if (!path.is_postmaster && (i = strlen(path.mailbox)) > 0 &&
+	    path.mailbox[i - 1] == '.')
+		path.mailbox[i - 1] = '\0';
+	for (i = 0; i < env->nrcpt; i++)
+		if (strcmp(env->rcpts[i].addr, path.mailbox) == 0) {
+			smtp_reply(s, SMTP_R_OK);	/* duplicate: once is enough */
+			return;
+		}
+	if (env->nrcpt >= cf->max_recipients) {
+		smtp_reply(s, SMTP_R_TOO_MANY_RCPT);
+		return;
+	}
+	envelope_add_rcpt(env, path.mailbox, notify, orcpt);
+	smtp_enter_state(s, SMTP_ST_RCPT);
+	smtp_reply(s, SMTP_R_OK);
+}
+
+/* Open the spool handle and write our Received header first. */
+static int
+smtp_tx_open(struct smtp_session *s)
+{
+	const struct config *cf = s->srv->cf;
+	struct smtp_tx *tx = s->tx;
+	struct smtp_received r;
+	char hdr[2048];
+	int len;
+
+	if ((tx->msg = spool_msg_new(s->srv->spool)) == NULL)
+		return -1;
+	util_copy(tx->env->id, sizeof(tx->env->id), spool_msg_id(tx->msg));
+	tx->env->arrival = util_now();
+	memset(&r, 0, sizeof(r));
+	r.helo = s->helo;
+	r.rdns = s->rdns;
+	r.addr = s->addr;
+	r.hostname = cf->hostname;
+	r.proto = s->esmtp ? "ESMTP" : "SMTP";
+	r.id = tx->env->id;
+	r.rcpt = tx->env->nrcpt == 1 ? tx->env->rcpts[0].addr : NULL;
+	r.when = tx->env->arrival;
+	if ((len = smtp_proto_fmt_received(&r, hdr, sizeof(hdr))) == -1) {
+		errno = ENAMETOOLONG;
+		spool_msg_abort(tx->msg);
+		tx->msg = NULL;
+		return -1;
+	}
+	if (spool_msg_write(tx->msg, hdr, (size_t)len) == -1) {
+		tx->error = SMTP_TX_IO;
+		tx->io_errno = errno;
+	}
+	return 0;
+}
+
+static void
+smtp_cmd_data(struct smtp_session *s, const char *args)
+{
+	if (*args != '\0') {
+		smtp_reply(s, SMTP_R_SYNTAX);
+		return;
+	}
+	if (smtp_tx_open(s) == -1) {
+		smtp_reply(s, errno == ENOSPC ? SMTP_R_NOSPACE : SMTP_R_IO);
+		return;
+	}
+	smtp_data_init(&s->tx->data, true);
+	smtp_enter_state(s, SMTP_ST_DATA);
+	smtp_reply(s, SMTP_R_DATA_GO);
+}
+
+/* Parse "size [LAST]"; -1 on bad syntax. */
+static int
+smtp_bdat_parse(const char *args, uint64_t *size, bool *last)
+{
+	char sizestr[24], *sp;
+
+	*last = false;
+	if (util_copy(sizestr, sizeof(sizestr), args) == -1)
+		return -1;
+	if ((sp = strchr(sizestr, ' ')) != NULL) {
+		*sp++ = '\0';
+		while (*sp == ' ')
+			sp++;
+		if (!util_strcaseeq(sp, "LAST"))
+			return -1;
+		*last = true;
+	}
+	return util_parse_u64(sizestr, size);
+}
+
+/*
+ * A BDAT we refuse still has its chunk on the wire: it must be read and
+ * dropped, or its bytes would be taken as commands (smuggling).  When even
+ * the size is unreadable, the stream cannot be resynchronised: hang up.
+ */
+static void
+smtp_bdat_refuse(struct smtp_session *s, const char *args,
+    enum smtp_rid rid)
+{
+	uint64_t size;
+	bool last;
+
+	if (smtp_bdat_parse(args, &size, &last) == -1) {
+		smtp_reply(s, SMTP_R_SYNTAX);
+		log_info("sess=%016" PRIx64 " bad BDAT size, closing", s->id);
+		smtp_reply(s, SMTP_R_BAD_BDAT);
+		return;
+	}
+	s->discard = size;
+	smtp_reply(s, rid);
+}
+
+static void
+smtp_cmd_bdat(struct smtp_session *s, const char *args)
+{
+	uint64_t size;
+	bool last;
+
+	if (smtp_bdat_parse(args, &size, &last) == -1) {
+		smtp_bdat_refuse(s, args, SMTP_R_SYNTAX);
+		return;
+	}
+	if (s->tx->msg == NULL) {
+		if (smtp_tx_open(s) == -1) {
+			s->tx->error = SMTP_TX_IO;
+			s->tx->io_errno = errno;
+		}
+		smtp_data_init(&s->tx->data, false);
+		s->tx->bdat = true;
+	}
+	s->tx->bdat_left = size;
+	s->tx->bdat_last = last;
+	smtp_enter_state(s, SMTP_ST_BDAT);
+}
+
+static void
+smtp_cmd_rset(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_tx_reset(s);
+	if (s->state != SMTP_ST_GREET)
+		smtp_enter_state(s, SMTP_ST_IDLE);
+	smtp_reply(s, SMTP_R_RESET);
+}
+
+static void
+smtp_cmd_noop(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_reply(s, SMTP_R_OK);
+}
+
+static void
+smtp_cmd_vrfy(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_reply(s, SMTP_R_VRFY);
+}
+
+static void
+smtp_cmd_help(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_reply(s, SMTP_R_HELP);
+}
+
+static void
+smtp_cmd_quit(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_reply(s, SMTP_R_BYE);
+	smtp_tx_reset(s);
+	smtp_enter_state(s, SMTP_ST_CLOSING);
+}
+
+static const struct smtp_command smtp_commands[] = {
+	{ "EHLO", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, smtp_cmd_ehlo },
+	{ "HELO", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, smtp_cmd_helo },
+	{ "MAIL", ST(SMTP_ST_IDLE), SMTP_R_NESTED_MAIL, smtp_cmd_mail },
+	{ "RCPT", ST(SMTP_ST_MAIL) | ST(SMTP_ST_RCPT), SMTP_R_NEED_MAIL,
+	  smtp_cmd_rcpt },
+	{ "DATA", ST(SMTP_ST_RCPT), SMTP_R_NEED_RCPT, smtp_cmd_data },
+	{ "BDAT", ST(SMTP_ST_RCPT) | ST(SMTP_ST_BDAT_WAIT), SMTP_R_NEED_RCPT,
+	  smtp_cmd_bdat },
+	{ "RSET", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, smtp_cmd_rset },
+	{ "NOOP", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, smtp_cmd_noop },
+	{ "VRFY", SMTP_ST_ANY_CMD & ~ST(SMTP_ST_BDAT_WAIT), SMTP_R_BAD_SEQ,
+	  smtp_cmd_vrfy },
+	{ "HELP", SMTP_ST_ANY_CMD & ~ST(SMTP_ST_BDAT_WAIT), SMTP_R_BAD_SEQ,
+	  smtp_cmd_help },
+	{ "QUIT", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, smtp_cmd_quit },
+};
+
+/* The one place that answers 500/501/503 for a command line. */
+static void
+smtp_dispatch(struct smtp_session *s, const char *line, size_t len)
+{
+	char verb[SMTP_VERB_MAX], esc[LOG_ESCAPE_MAX];
+	const struct smtp_command *cmd = NULL;
+	const char *args;
+	size_t i;
+
+	log_debug("sess=%016" PRIx64 " cmd=%s", s->id,
+	    log_escape(line, len, esc, sizeof(esc)));
+	if (smtp_proto_split(line, verb, sizeof(verb), &args) == -1) {
+		smtp_reply(s, SMTP_R_UNKNOWN);
+		return;
+	}
+	for (i = 0; i < UTIL_ARRAY_LEN(smtp_commands); i++)
+		if (strcmp(smtp_commands[i].verb, verb) == 0) {
+			cmd = &smtp_commands[i];
+			break;
+		}
+	if (cmd == NULL) {
+		smtp_reply(s, SMTP_R_UNKNOWN);
+		return;
+	}
+	if (memchr(line, '\0', len) != NULL) {
+		/* An address with a NUL in it is a relay attempt. */
+		smtp_reply(s, strcmp(verb, "RCPT") == 0 &&
+		    (s->state == SMTP_ST_MAIL || s->state == SMTP_ST_RCPT) ?
+		    SMTP_R_RELAY : SMTP_R_BAD_CHARS);
+		return;
+	}
+	if ((cmd->states & ST(s->state)) == 0) {
+		enum smtp_rid rid = cmd->wrong_state;
+
+		if (s->state == SMTP_ST_GREET && cmd->handler != smtp_cmd_ehlo)
+			rid = SMTP_R_NEED_HELO;
+		else if (s->state == SMTP_ST_BDAT_WAIT) {
+			/* RFC 3030: anything but BDAT/RSET/QUIT ends the
+			 * transaction. */
+			smtp_tx_reset(s);
+			smtp_enter_state(s, SMTP_ST_IDLE);
+			rid = SMTP_R_BAD_SEQ;
+		} else if (cmd->handler == smtp_cmd_data &&
+		    s->tx != NULL && s->tx->bdat)
+			rid = SMTP_R_BAD_SEQ;
+		if (cmd->handler == smtp_cmd_bdat)
+			smtp_bdat_refuse(s, args, rid);
+		else
+			smtp_reply(s, rid);
+		return;
+	}
+	cmd->handler(s, args);
+}
+
+/* ---- message content ---- */
+
+static void
+smtp_tx_write(struct smtp_session *s, const char *buf, size_t len)
+{
+	struct smtp_tx *tx = s->tx;
+
+	if (tx->error == SMTP_TX_OK && tx->data.received > SMTP_MAX_RECEIVED)
+		tx->error = SMTP_TX_LOOP;
+	if (tx->error == SMTP_TX_OK &&
+	    tx->data.out_total > s->srv->cf->max_message_size)
+		tx->error = SMTP_TX_SIZE;
+	if (tx->error != SMTP_TX_OK) {
+		/* Keep reading to the end, store nothing more. */
+		if (tx->msg != NULL && tx->error != SMTP_TX_IO) {
+			spool_msg_abort(tx->msg);
+			tx->msg = NULL;
+		}
+		return;
+	}
+	if (len > 0 && spool_msg_write(tx->msg, buf, len) == -1) {
+		tx->error = SMTP_TX_IO;
+		tx->io_errno = errno;
+	}
+}
+
+static void
+smtp_commit_cb(void *arg, int err, const struct envelope *env)
+{
+	struct smtp_session *s = arg;
+	char esc[LOG_ESCAPE_MAX];
+
+	if (s->gone) {
+		/* The client left before its answer; a committed message is
+		 * still delivered (the client may send it again). */
+		smtp_session_free(s);
+		return;
+	}
+	if (err == 0) {
+		char line[128];
+
+		log_info("msg=%s accepted sess=%016" PRIx64 " addr=%s "
+		    "from=%s nrcpt=%zu size=%" PRIu64, env->id, s->id,
+		    s->addr, log_addr(env->sender, esc, sizeof(esc)),
+		    env->nrcpt, env->size);
+		snprintf(line, sizeof(line), "250 2.0.0 Ok: queued as %s",
+		    env->id);
+		smtp_reply_raw(s, line);
+		s->nmsgs++;
+	} else {
+		log_warnx("sess=%016" PRIx64 " message not accepted "
+		    "reason=\"%s\"", s->id, strerror(err));
+		smtp_reply(s, err == ENOSPC ? SMTP_R_NOSPACE : SMTP_R_IO);
+	}
+	smtp_tx_reset(s);
+	smtp_enter_state(s, SMTP_ST_IDLE);
+	if (s->srv->stopping)
+		smtp_reply(s, SMTP_R_SHUTDOWN);
+	/* A read timeout during the commit disabled reading. */
+	bufferevent_enable(s->bev, EV_READ);
+	smtp_process(s);
+}
+
+/* The content is complete: answer an error, or hand it to the queue. */
+static void
+smtp_tx_end(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+	struct spool_msg *msg;
+	struct envelope *env;
+
+	switch (tx->error) {
+	case SMTP_TX_OK:
+		break;
+	case SMTP_TX_SIZE:
+		log_info("sess=%016" PRIx64 " message too large size>%" PRIu64,
+		    s->id, s->srv->cf->max_message_size);
+		smtp_reply(s, SMTP_R_SIZE);
+		goto reset;
+	case SMTP_TX_LOOP:
+		log_info("sess=%016" PRIx64 " mail loop received=%u", s->id,
+		    tx->data.received);
+		smtp_reply(s, SMTP_R_LOOP);
+		goto reset;
+	case SMTP_TX_IO:
+		/* spool logged the cause */
+		smtp_reply(s, tx->io_errno == ENOSPC ? SMTP_R_NOSPACE : SMTP_R_IO);
+		goto reset;
+	}
+	env = tx->env;
+	msg = tx->msg;
+	tx->msg = NULL;
+	env->size = spool_msg_size(msg);
+	env->client_addr = xstrdup(s->addr);
+	env->client_port = s->port;
+	env->client_helo = xstrdup(s->helo);
+	if (s->rdns != NULL)
+		env->client_name = xstrdup(s->rdns);
+	env->proto = xstrdup(s->esmtp ? "ESMTP" : "SMTP");
+	tx->env = NULL;		/* the queue owns it now */
+	smtp_enter_state(s, SMTP_ST_COMMIT);
+	queue_submit(s->srv->queue, msg, env, smtp_commit_cb, s);
+	return;
+reset:
+	smtp_tx_reset(s);
+	smtp_enter_state(s, SMTP_ST_IDLE);
+}
+
+/* Decode DATA or BDAT content from the input; false when it needs more. */
+static bool
+smtp_content_in(struct smtp_session *s, struct evbuffer *in)
+{
+	struct smtp_tx *tx = s->tx;
+	size_t avail = evbuffer_get_length(in), take, used, outlen;
+	unsigned char *p;
+
+	if (avail == 0 && !(s->state == SMTP_ST_BDAT && tx->bdat_left == 0))
+		return false;
+	take = avail < SMTP_DATA_CHUNK ? avail : SMTP_DATA_CHUNK;
+	if (s->state == SMTP_ST_BDAT && take > tx->bdat_left)
+		take = (size_t)tx->bdat_left;
+	p = evbuffer_pullup(in, (ssize_t)take);
+	used = smtp_data_feed(&tx->data, (const char *)p, take, s->srv->scratch,
+	    &outlen);
+	evbuffer_drain(in, used);
+	smtp_tx_write(s, s->srv->scratch, outlen);
+	if (s->state == SMTP_ST_DATA) {
+		if (tx->data.done)
+			smtp_tx_end(s);
+		return true;
+	}
+	tx->bdat_left -= used;
+	if (tx->bdat_left > 0)
+		return true;
+	if (!tx->bdat_last) {
+		char line[64];
+
+		if (tx->error == SMTP_TX_OK) {
+			snprintf(line, sizeof(line), "250 2.0.0 Ok: %" PRIu64
+			    " octets", tx->data.out_total);
+			smtp_reply_raw(s, line);
+			smtp_enter_state(s, SMTP_ST_BDAT_WAIT);
+		} else
+			smtp_tx_end(s);	/* answers the error, resets */
+		return true;
+	}
+	outlen = smtp_data_finish(&tx->data, s->srv->scratch);
+	smtp_tx_write(s, s->srv->scratch, outlen);
+	smtp_tx_end(s);
+	return true;
+}
+
+/* Read one command line; false when it needs more input. */
+static bool
+smtp_line_in(struct smtp_session *s, struct evbuffer *in)
+{
+	struct evbuffer_ptr eol;
+	size_t len, eol_len;
+	char *line;
+
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+	if (eol.pos == -1) {
+		len = evbuffer_get_length(in);
+		if (len > SMTP_LINE_MAX) {
+			/* Answer now and discard to the line end, buffering
+			 * nothing more. */
+			evbuffer_drain(in, len);
+			if (!s->skip_line) {
+				log_info("sess=%016" PRIx64 " line too long",
+				    s->id);
+				smtp_reply(s, SMTP_R_TOO_LONG);
+			}
+			s->skip_line = true;
+		}
+		return false;
+	}
+	len = (size_t)eol.pos;
+	if (s->skip_line || len + eol_len > SMTP_LINE_MAX) {
+		evbuffer_drain(in, len + eol_len);
+		if (!s->skip_line)
+			smtp_reply(s, SMTP_R_TOO_LONG);
+		s->skip_line = false;
+		return true;
+	}
+	line = xmalloc(len + 1);
+	evbuffer_remove(in, line, len);
+	evbuffer_drain(in, eol_len);
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	line[len] = '\0';
+	smtp_dispatch(s, line, len);
+	free(line);
+	return true;
+}
+
+/* Consume input as far as the state allows. */
+static void
+smtp_process(struct smtp_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+
+	for (;;) {
+		bool more;
+
+		/* A client that does not read its replies gets no more. */
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) >
+		    SMTP_OUTPUT_HIGHWAT)
+			break;
+		if (s->discard > 0 && s->state != SMTP_ST_CLOSING) {
+			size_t n = evbuffer_get_length(in);
+
+			if (n == 0)
+				break;
+			if (n > s->discard)
+				n = (size_t)s->discard;
+			evbuffer_drain(in, n);
+			s->discard -= n;
+			continue;
+		}
+		switch (s->state) {
+		case SMTP_ST_CONNECT:
+		case SMTP_ST_COMMIT:
+		case SMTP_ST_CLOSING:
+			more = false;
+			break;
+		case SMTP_ST_DATA:
+		case SMTP_ST_BDAT:
+			more = smtp_content_in(s, in);
+			break;
+		case SMTP_ST_GREET:
+		case SMTP_ST_IDLE:
+		case SMTP_ST_MAIL:
+		case SMTP_ST_RCPT:
+		case SMTP_ST_BDAT_WAIT:
+			more = smtp_line_in(s, in);
+			break;
+		}
+		if (!more)
+			break;
+	}
+	if (s->state == SMTP_ST_CLOSING) {
+		bufferevent_disable(s->bev, EV_READ);
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+			smtp_session_free(s);
+	}
+}
+
+/* ---- session plumbing ---- */
+
+static void
+smtp_read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	smtp_process(arg);
+}
+
+static void
+smtp_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (s->state == SMTP_ST_CLOSING &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		smtp_session_free(s);
+		return;
+	}
+	/* Output drained: go on with input held back by the limit. */
+	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+		smtp_process(s);
+}
+
+static void
+smtp_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	(void)bev;
+	if ((what & BEV_EVENT_TIMEOUT) && s->state == SMTP_ST_CLOSING) {
+		smtp_session_free(s);	/* the peer does not even read */
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_info("sess=%016" PRIx64 " timeout state=%s", s->id,
+		    smtp_state_names[s->state]);
+		if (s->state == SMTP_ST_COMMIT)
+			return;	/* the commit answers soon */
+		smtp_tx_reset(s);
+		smtp_reply(s, SMTP_R_TIMEOUT);
+		bufferevent_enable(s->bev, EV_WRITE);
+		smtp_process(s);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR)
+		log_debug("sess=%016" PRIx64 " socket error: %s", s->id,
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	if (s->state == SMTP_ST_COMMIT) {
+		s->gone = true;
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+		return;
+	}
+	if (s->tx != NULL && s->tx->msg != NULL)
+		log_info("sess=%016" PRIx64 " lost connection in %s, message "
+		    "discarded", s->id, smtp_state_names[s->state]);
+	smtp_session_free(s);
+}
+
+static void
+smtp_session_free(struct smtp_session *s)
+{
+	struct smtp_server *srv = s->srv;
+
+	log_info("sess=%016" PRIx64 " disconnected addr=%s msgs=%u", s->id,
+	    s->addr, s->nmsgs);
+	smtp_tx_reset(s);
+	dns_cancel(s->dnsq);
+	free(s->rdns);
+	bufferevent_free(s->bev);
+	TAILQ_REMOVE(&srv->sessions, s, entry);
+	srv->nsessions--;
+	free(s);
+}
+
+static void
+smtp_banner(struct smtp_session *s)
+{
+	evbuffer_add_printf(bufferevent_get_output(s->bev),
+	    "220 %s ESMTP holdfast\r\n", s->srv->cf->hostname);
+	smtp_enter_state(s, SMTP_ST_GREET);
+	smtp_process(s);
+}
+
+static void
+smtp_rdns_cb(void *arg, const char *name)
+{
+	struct smtp_session *s = arg;
+	char esc[LOG_ESCAPE_MAX];
+
+	s->dnsq = NULL;
+	if (name != NULL) {
+		s->rdns = xstrdup(name);
+		log_debug("sess=%016" PRIx64 " rdns=%s", s->id,
+		    log_escape(name, strlen(name), esc, sizeof(esc)));
+	}
+	if (s->state == SMTP_ST_CONNECT)
+		smtp_banner(s);
+}
+
+static void
+smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct smtp_server *srv = arg;
+	struct smtp_session *s;
+	struct timeval tv;
+
+	(void)l;
+	(void)salen;
+	s = xcalloc(1, sizeof(*s));
+	s->srv = srv;
+	if (getrandom(&s->id, sizeof(s->id), 0) != sizeof(s->id))
+		fatal("getrandom");
+	net_addr_fmt(sa, s->addr, sizeof(s->addr), &s->port);
+	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		log_warnx("sess=%016" PRIx64 " bufferevent failed", s->id);
+		evutil_closesocket(fd);
+		free(s);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
+	srv->nsessions++;
+	log_info("sess=%016" PRIx64 " smtp connected addr=%s port=%u", s->id,
+	    s->addr, s->port);
+	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
+	    s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIGHWAT);
+	tv.tv_sec = (time_t)srv->cf->timeout;
+	tv.tv_usec = 0;
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (srv->stopping || srv->nsessions > srv->cf->max_sessions) {
+		smtp_reply(s, srv->stopping ? SMTP_R_SHUTDOWN : SMTP_R_BUSY);
+		bufferevent_disable(s->bev, EV_READ);
+		return;
+	}
+	if (srv->dns != NULL)
+		s->dnsq = dns_rdns(srv->dns, sa, smtp_rdns_cb, s);
+	else
+		smtp_banner(s);
+}
+
+static void
+smtp_listen_error_cb(struct evconnlistener *l, void *arg)
+{
+	(void)l;
+	(void)arg;
+	/* EMFILE and friends: libevent retries on the next readiness. */
+	log_warn("smtp accept");
+}
+
+struct smtp_server *
+smtp_server_new(struct event_base *base, const struct config *cf,
+    struct spool *sp, struct queue *q, struct dns *dns)
+{
+	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
+	size_t i;
+
+	srv->base = base;
+	srv->dns = dns;
+	srv->cf = cf;
+	srv->spool = sp;
+	srv->queue = q;
+	TAILQ_INIT(&srv->sessions);
+	srv->scratch = xmalloc(2 * SMTP_DATA_CHUNK + 4);
+	srv->listeners = xcalloc(cf->listen.n, sizeof(*srv->listeners));
+	for (i = 0; i < cf->listen.n; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sslen;
+		struct evconnlistener *l;
+
+		if (net_parse_hostport(cf->listen.v[i], &ss, &sslen) == -1) {
+			log_warnx("listen %s: not address:port",
+			    cf->listen.v[i]);
+			goto fail;
+		}
+		l = evconnlistener_new_bind(base, smtp_accept_cb, srv,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+		    LEV_OPT_CLOSE_ON_EXEC, 512, (struct sockaddr *)&ss,
+		    (int)sslen);
+		if (l == NULL) {
+			log_warn("listen %s", cf->listen.v[i]);
+			goto fail;
+		}
+		evconnlistener_set_error_cb(l, smtp_listen_error_cb);
+		srv->listeners[srv->nlisteners++] = l;
+		log_info("smtp listening addr=%s", cf->listen.v[i]);
+	}
+	return srv;
+fail:
+	smtp_server_free(srv);
+	return NULL;
+}
+
+void
+smtp_server_stop(struct smtp_server *srv)
+{
+	struct smtp_session *s, *next;
+	size_t i;
+
+	srv->stopping = true;
+	for (i = 0; i < srv->nlisteners; i++)
+		evconnlistener_free(srv->listeners[i]);
+	srv->nlisteners = 0;
+	for (s = TAILQ_FIRST(&srv->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		if (s->state == SMTP_ST_COMMIT || s->state == SMTP_ST_CLOSING)
+			continue;
+		if (s->tx != NULL && s->tx->msg != NULL)
+			log_info("sess=%016" PRIx64 " shutdown in %s, message "
+			    "discarded", s->id, smtp_state_names[s->state]);
+		smtp_tx_reset(s);
+		smtp_reply(s, SMTP_R_SHUTDOWN);
+		smtp_process(s);
+	}
+}
+
+size_t
+smtp_server_sessions(const struct smtp_server *srv)
+{
+	return srv->nsessions;
+}
+
+void
+smtp_server_free(struct smtp_server *srv)
+{
+	struct smtp_session *s;
+	size_t i;
+
+	if (srv == NULL)
+		return;
+	for (i = 0; i < srv->nlisteners; i++)
+		evconnlistener_free(srv->listeners[i]);
+	while ((s = TAILQ_FIRST(&srv->sessions)) != NULL)
+		smtp_session_free(s);
+	free(srv->listeners);
+	free(srv->scratch);
+	free(srv);
+}

@@ -1,0 +1,36 @@
+/*
+ * smtp_server: inbound SMTP sessions.
+ *
+ * Owns the listeners, every session and transaction, the command table,
+ * every limit (line, size, recipients, sessions, timeouts) and every reply.
+ * It accepts any recipient in our domains, refuses relaying, streams DATA
+ * and BDAT through the smtp_proto decoder into a spool handle and replies
+ * 250 only after queue_submit() reports the commit.  It never writes files
+ * itself, never knows the spool layout and never calls drain.
+ */
+#ifndef HOLDFAST_SMTP_SERVER_H
+#define HOLDFAST_SMTP_SERVER_H
+
+#include <stddef.h>
+
+struct config;
+struct dns;
+struct event_base;
+struct queue;
+struct spool;
+struct smtp_server;
+
+/* Borrows everything (dns may be NULL: no client name lookups); binds
+ * every [server] listen address.  NULL (after logging why) if a listener
+ * cannot be set up. */
+struct smtp_server *smtp_server_new(struct event_base *base,
+    const struct config *cf, struct spool *sp, struct queue *q,
+    struct dns *dns);
+/* Stop accepting and cut every session: a transaction not yet committed
+ * gets 421 and is discarded; one being committed finishes first. */
+void smtp_server_stop(struct smtp_server *srv);
+/* Sessions still open (ones waiting for a commit included). */
+size_t smtp_server_sessions(const struct smtp_server *srv);
+void smtp_server_free(struct smtp_server *srv);
+
+#endif

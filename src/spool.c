@@ -1,0 +1,914 @@
+/*
+ * spool: the message store on disk.
+ *
+ * Every area (tmp, queue, hold, dead, quarantine) is a directory under the
+ * spool directory whose O_DIRECTORY fd stays open in struct spool; all file
+ * operations are *at() calls relative to those fds, so nothing depends on
+ * the cwd and worker threads share only read-only state.  A message is the
+ * directory <area>/<id>/ holding "body" and "env" (and transiently
+ * "env.tmp").  Durability: a file is fsync'd before it is renamed or
+ * closed for good, and a directory is fsync'd after an entry in it is
+ * created, renamed or removed.  An fsync is never retried: after a failure
+ * the page cache may have dropped the dirty pages, so a second fsync can
+ * succeed without the data being on disk.
+ */
+#include "spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+#include "xmalloc.h"
+
+#define SPOOL_BUF_SIZE	(64 * 1024)
+#define SPOOL_ENV_MAX	(1024 * 1024)
+#define SPOOL_NEW_TRIES	16
+
+struct spool {
+	char	*dir;
+	int	 rootfd;
+	int	 fd[SPOOL_NAREAS];
+};
+
+struct spool_msg {
+	struct spool	*sp;		/* borrowed */
+	char		 id[SPOOL_ID_LEN + 1];
+	int		 dirfd;		/* tmp/<id> */
+	int		 fd;		/* body */
+	int		 err;		/* sticky write error, logged */
+	enum spool_area	 dest;		/* where commit puts it */
+	uint64_t	 size;
+	size_t		 buflen;
+	unsigned char	 buf[SPOOL_BUF_SIZE];
+};
+
+static const char *const spool_areas[] = {
+	[SPOOL_TMP] = "tmp",
+	[SPOOL_QUEUE] = "queue",
+	[SPOOL_HOLD] = "hold",
+	[SPOOL_DEAD] = "dead",
+	[SPOOL_QUARANTINE] = "quarantine",
+};
+
+/* Files a message directory may hold, removed in this order. */
+static const char *const spool_files[] = { "body", "env", "env.tmp" };
+
+const char *
+spool_area_name(enum spool_area area)
+{
+	if ((unsigned)area >= SPOOL_NAREAS)
+		fatalx("%s: bad area %d", __func__, (int)area);
+	return spool_areas[area];
+}
+
+static int
+spool_area_fd(const struct spool *sp, enum spool_area area)
+{
+	spool_area_name(area);	/* range check */
+	return sp->fd[area];
+}
+
+const char *
+spool_dir(const struct spool *sp)
+{
+	return sp->dir;
+}
+
+static bool
+spool_is_id(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < SPOOL_ID_LEN; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return s[i] == '\0';
+}
+
+static int
+spool_check_id(const char *id)
+{
+	char esc[64];
+
+	if (spool_is_id(id))
+		return 0;
+	log_warnx("spool bad message id id=%s",
+	    log_escape(id, strlen(id), esc, sizeof(esc)));
+	errno = EINVAL;
+	return -1;
+}
+
+/* Close fd, keeping errno; for cleanup paths. */
+static void
+spool_close_quiet(int fd)
+{
+	int saved = errno;
+
+	if (fd != -1)
+		close(fd);
+	errno = saved;
+}
+
+/* Write all of buf to fd, through EINTR and short writes. */
+static int
+spool_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return -1;
+		if (n == 0) {
+			errno = EIO;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Remove the message directory <parent>/<name> and the files in it, keeping
+ * errno.  Used to clean up, so it tries everything and returns -1 if the
+ * directory is still there.
+ */
+static int
+spool_rmtree(int parentfd, const char *name)
+{
+	int saved = errno, dfd, rc = 0;
+	struct dirent *de;
+	DIR *d;
+
+	dfd = openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (dfd != -1 && (d = fdopendir(dfd)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			if (strcmp(de->d_name, ".") == 0 ||
+			    strcmp(de->d_name, "..") == 0)
+				continue;
+			if (unlinkat(dfd, de->d_name, 0) == -1 &&
+			    errno == EISDIR)
+				unlinkat(dfd, de->d_name, AT_REMOVEDIR);
+		}
+		closedir(d);
+	} else if (dfd != -1)
+		close(dfd);
+	if (unlinkat(parentfd, name, AT_REMOVEDIR) == -1 && errno != ENOENT)
+		rc = -1;
+	errno = saved;
+	return rc;
+}
+
+struct spool *
+spool_open(const char *dir)
+{
+	struct spool *sp = xcalloc(1, sizeof(*sp));
+	const char *op = "mkdir", *what = "";
+	size_t i;
+
+	sp->dir = xstrdup(dir);
+	sp->rootfd = -1;
+	for (i = 0; i < SPOOL_NAREAS; i++)
+		sp->fd[i] = -1;
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST)
+		goto fail;
+	op = "open";
+	sp->rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sp->rootfd == -1)
+		goto fail;
+	for (i = 0; i < SPOOL_NAREAS; i++) {
+		what = spool_areas[i];
+		op = "mkdir";
+		if (mkdirat(sp->rootfd, what, 0700) == -1 && errno != EEXIST)
+			goto fail;
+		op = "open";
+		sp->fd[i] = openat(sp->rootfd, what, O_RDONLY | O_DIRECTORY |
+		    O_CLOEXEC);
+		if (sp->fd[i] == -1)
+			goto fail;
+	}
+	op = "fsync";
+	what = "";
+	if (fsync(sp->rootfd) == -1)
+		goto fail;
+	return sp;
+fail:
+	log_warn("spool open failed op=%s path=%s%s%s", op, dir,
+	    *what != '\0' ? "/" : "", what);
+	spool_close(sp);
+	return NULL;
+}
+
+void
+spool_close(struct spool *sp)
+{
+	size_t i;
+
+	if (sp == NULL)
+		return;
+	for (i = 0; i < SPOOL_NAREAS; i++)
+		spool_close_quiet(sp->fd[i]);
+	spool_close_quiet(sp->rootfd);
+	free(sp->dir);
+	free(sp);
+}
+
+static void spool_msg_discard(struct spool_msg *msg);
+
+/* Is there an entry <area>/<id> in any area a message may be in? */
+static bool
+spool_id_taken(const struct spool *sp, const char *id)
+{
+	static const enum spool_area areas[] = { SPOOL_QUEUE, SPOOL_HOLD,
+		SPOOL_DEAD, SPOOL_QUARANTINE };
+	struct stat st;
+	size_t i;
+
+	for (i = 0; i < UTIL_ARRAY_LEN(areas); i++)
+		if (fstatat(sp->fd[areas[i]], id, &st, AT_SYMLINK_NOFOLLOW) ==
+		    0 || errno != ENOENT)
+			return true;
+	return false;
+}
+
+/* Reserve a fresh ID as tmp/<id>/ and open that directory. */
+static struct spool_msg *
+spool_msg_reserve(struct spool *sp)
+{
+	struct spool_msg *msg = xmalloc(sizeof(*msg));
+	int tries;
+
+	msg->sp = sp;
+	msg->dirfd = msg->fd = -1;
+	msg->err = 0;
+	msg->dest = SPOOL_QUEUE;
+	msg->size = 0;
+	msg->buflen = 0;
+	for (tries = 0;; tries++) {
+		util_random_hex(msg->id, SPOOL_ID_LEN);
+		if (mkdirat(sp->fd[SPOOL_TMP], msg->id, 0700) == 0) {
+			if (!spool_id_taken(sp, msg->id))
+				break;
+			unlinkat(sp->fd[SPOOL_TMP], msg->id, AT_REMOVEDIR);
+			errno = EEXIST;
+		}
+		if (errno != EEXIST || tries == SPOOL_NEW_TRIES) {
+			log_warn("spool new message failed op=mkdir dir=%s/tmp",
+			    sp->dir);
+			free(msg);
+			return NULL;
+		}
+	}
+	msg->dirfd = openat(sp->fd[SPOOL_TMP], msg->id, O_RDONLY |
+	    O_DIRECTORY | O_CLOEXEC);
+	if (msg->dirfd == -1) {
+		log_warn("msg=%s spool new message failed op=open file=tmp/<id>",
+		    msg->id);
+		spool_rmtree(sp->fd[SPOOL_TMP], msg->id);
+		free(msg);
+		return NULL;
+	}
+	return msg;
+}
+
+struct spool_msg *
+spool_msg_new(struct spool *sp)
+{
+	struct spool_msg *msg;
+
+	if ((msg = spool_msg_reserve(sp)) == NULL)
+		return NULL;
+	msg->fd = openat(msg->dirfd, "body", O_WRONLY | O_CREAT | O_EXCL |
+	    O_CLOEXEC, 0600);
+	if (msg->fd == -1) {
+		log_warn("msg=%s spool new message failed op=open file=body",
+		    msg->id);
+		spool_close_quiet(msg->dirfd);
+		spool_rmtree(sp->fd[SPOOL_TMP], msg->id);
+		free(msg);
+		return NULL;
+	}
+	return msg;
+}
+
+struct spool_msg *
+spool_msg_link(struct spool *sp, enum spool_area area, const char *id,
+    enum spool_area dest)
+{
+	struct spool_msg *msg;
+	struct stat st;
+	int sfd;
+
+	if (spool_check_id(id) == -1)
+		return NULL;
+	if ((msg = spool_msg_reserve(sp)) == NULL)
+		return NULL;
+	msg->dest = dest;
+	sfd = openat(spool_area_fd(sp, area), id, O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC);
+	if (sfd == -1 || linkat(sfd, "body", msg->dirfd, "body", 0) == -1 ||
+	    fstatat(msg->dirfd, "body", &st, 0) == -1) {
+		log_warn("msg=%s spool copy of %s failed op=link", msg->id, id);
+		spool_close_quiet(sfd);
+		spool_msg_discard(msg);
+		return NULL;
+	}
+	spool_close_quiet(sfd);
+	msg->size = (uint64_t)st.st_size;
+	return msg;
+}
+
+const char *
+spool_msg_id(const struct spool_msg *msg)
+{
+	return msg->id;
+}
+
+uint64_t
+spool_msg_size(const struct spool_msg *msg)
+{
+	return msg->size;
+}
+
+/* Write out the buffer; on error record and log the sticky errno. */
+static int
+spool_msg_flush(struct spool_msg *msg)
+{
+	if (msg->err != 0) {
+		errno = msg->err;
+		return -1;
+	}
+	if (spool_write_all(msg->fd, msg->buf, msg->buflen) == -1) {
+		msg->err = errno;
+		log_warn("msg=%s spool write failed op=write file=body",
+		    msg->id);
+		return -1;
+	}
+	msg->buflen = 0;
+	return 0;
+}
+
+int
+spool_msg_write(struct spool_msg *msg, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	size_t n;
+
+	if (msg->err != 0) {
+		errno = msg->err;
+		return -1;
+	}
+	msg->size += len;
+	while (len > 0) {
+		if (msg->buflen == 0 && len >= SPOOL_BUF_SIZE) {
+			/* A full buffer's worth: skip the copy. */
+			n = len - len % SPOOL_BUF_SIZE;
+			if (spool_write_all(msg->fd, p, n) == -1) {
+				msg->err = errno;
+				log_warn("msg=%s spool write failed op=write "
+				    "file=body", msg->id);
+				return -1;
+			}
+		} else {
+			n = SPOOL_BUF_SIZE - msg->buflen;
+			if (n > len)
+				n = len;
+			memcpy(msg->buf + msg->buflen, p, n);
+			msg->buflen += n;
+			if (msg->buflen == SPOOL_BUF_SIZE &&
+			    spool_msg_flush(msg) == -1)
+				return -1;
+		}
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Close the handle's fds, remove tmp/<id> and free it, keeping errno. */
+static void
+spool_msg_discard(struct spool_msg *msg)
+{
+	int saved = errno;
+
+	spool_close_quiet(msg->fd);
+	spool_close_quiet(msg->dirfd);
+	if (spool_rmtree(msg->sp->fd[SPOOL_TMP], msg->id) == -1)
+		log_warn("msg=%s spool cleanup failed op=rmdir dir=tmp",
+		    msg->id);
+	free(msg);
+	errno = saved;
+}
+
+int
+spool_msg_commit(struct spool_msg *msg, const char *env, size_t envlen)
+{
+	struct spool *sp = msg->sp;
+	const char *op = "write", *file = "body";
+	bool logged = msg->err != 0, renamed = false;
+	int fd = -1, rc;
+
+	if (spool_msg_flush(msg) == -1) {
+		logged = true;
+		goto fail;
+	}
+	if (msg->fd != -1) {	/* a linked body is durable already */
+		op = "fsync";
+		if (fsync(msg->fd) == -1)
+			goto fail;
+		op = "close";
+		rc = close(msg->fd);
+		msg->fd = -1;
+		if (rc == -1)
+			goto fail;
+	}
+	file = "env";
+	op = "open";
+	fd = openat(msg->dirfd, "env", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0600);
+	if (fd == -1)
+		goto fail;
+	op = "write";
+	if (spool_write_all(fd, env, envlen) == -1)
+		goto fail;
+	op = "fsync";
+	if (fsync(fd) == -1)
+		goto fail;
+	op = "close";
+	rc = close(fd);
+	fd = -1;
+	if (rc == -1)
+		goto fail;
+	file = "tmp/<id>";
+	op = "fsync";
+	if (fsync(msg->dirfd) == -1)
+		goto fail;
+	file = spool_areas[msg->dest];
+	op = "rename";
+	if (renameat(sp->fd[SPOOL_TMP], msg->id, sp->fd[msg->dest],
+	    msg->id) == -1)
+		goto fail;
+	renamed = true;
+	op = "fsync";
+	if (fsync(sp->fd[msg->dest]) == -1)
+		goto fail;
+	spool_close_quiet(msg->dirfd);
+	free(msg);
+	return 0;
+fail:
+	if (!logged)
+		log_warn("msg=%s spool commit failed op=%s file=%s", msg->id,
+		    op, file);
+	spool_close_quiet(fd);
+	if (renamed) {
+		/*
+		 * The client gets a 4xx and retries, so the queued copy must
+		 * go; whether the rename itself reached the disk is unknown.
+		 */
+		rc = errno;
+		if (spool_rmtree(sp->fd[msg->dest], msg->id) == -1)
+			log_warn("msg=%s spool cleanup failed op=rmdir "
+			    "dir=%s", msg->id, spool_areas[msg->dest]);
+		errno = rc;
+	}
+	spool_msg_discard(msg);
+	return -1;
+}
+
+void
+spool_msg_abort(struct spool_msg *msg)
+{
+	if (msg != NULL)
+		spool_msg_discard(msg);
+}
+
+int
+spool_env_write(struct spool *sp, enum spool_area area, const char *id,
+    const char *env, size_t envlen)
+{
+	const char *op = "open";
+	int dfd = -1, fd = -1, rc;
+
+	if (spool_check_id(id) == -1)
+		return -1;
+	dfd = openat(spool_area_fd(sp, area), id, O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC);
+	if (dfd == -1)
+		goto fail;
+	fd = openat(dfd, "env.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600);
+	if (fd == -1)
+		goto fail;
+	op = "write";
+	if (spool_write_all(fd, env, envlen) == -1)
+		goto fail;
+	op = "fsync";
+	if (fsync(fd) == -1)
+		goto fail;
+	op = "close";
+	rc = close(fd);
+	fd = -1;
+	if (rc == -1)
+		goto fail;
+	op = "rename";
+	if (renameat(dfd, "env.tmp", dfd, "env") == -1)
+		goto fail;
+	op = "fsync-dir";
+	if (fsync(dfd) == -1)
+		goto fail;
+	close(dfd);
+	return 0;
+fail:
+	log_warn("msg=%s spool env write failed area=%s op=%s", id,
+	    spool_areas[area], op);
+	spool_close_quiet(fd);
+	if (dfd != -1) {
+		rc = errno;
+		unlinkat(dfd, "env.tmp", 0);
+		close(dfd);
+		errno = rc;
+	}
+	return -1;
+}
+
+int
+spool_env_read(struct spool *sp, enum spool_area area, const char *id,
+    char **env, size_t *envlen)
+{
+	const char *op = "open";
+	char path[SPOOL_ID_LEN + sizeof("/env")], *buf = NULL;
+	size_t len = 0, cap;
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	if (spool_check_id(id) == -1)
+		return -1;
+	snprintf(path, sizeof(path), "%s/env", id);
+	fd = openat(spool_area_fd(sp, area), path, O_RDONLY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (fd == -1)
+		goto fail;
+	op = "fstat";
+	if (fstat(fd, &st) == -1)
+		goto fail;
+	op = "read";
+	if (st.st_size > SPOOL_ENV_MAX) {
+		errno = EFBIG;
+		goto fail;
+	}
+	/* One byte more than the limit to see a file that grew. */
+	cap = (size_t)st.st_size + 1;
+	buf = xmalloc(cap + 1);
+	for (;;) {
+		if (len == cap) {
+			if (cap > SPOOL_ENV_MAX) {
+				errno = EFBIG;
+				goto fail;
+			}
+			cap = cap * 2 > SPOOL_ENV_MAX + 1 ? SPOOL_ENV_MAX + 1 :
+			    cap * 2;
+			buf = xreallocarray(buf, cap + 1, 1);
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			goto fail;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	*env = buf;
+	*envlen = len;
+	return 0;
+fail:
+	log_warn("msg=%s spool env read failed area=%s op=%s", id,
+	    spool_areas[area], op);
+	spool_close_quiet(fd);
+	free(buf);
+	return -1;
+}
+
+int
+spool_body_open(struct spool *sp, enum spool_area area, const char *id)
+{
+	char path[SPOOL_ID_LEN + sizeof("/body")];
+	int fd;
+
+	if (spool_check_id(id) == -1)
+		return -1;
+	snprintf(path, sizeof(path), "%s/body", id);
+	fd = openat(spool_area_fd(sp, area), path, O_RDONLY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (fd == -1)
+		log_warn("msg=%s spool body open failed area=%s", id,
+		    spool_areas[area]);
+	return fd;
+}
+
+int
+spool_move(struct spool *sp, const char *id, enum spool_area from,
+    enum spool_area to)
+{
+	const char *op = "rename";
+	int fromfd, tofd;
+
+	if (spool_check_id(id) == -1)
+		return -1;
+	fromfd = spool_area_fd(sp, from);
+	tofd = spool_area_fd(sp, to);
+	if (renameat(fromfd, id, tofd, id) == -1)
+		goto fail;
+	op = "fsync-dest";
+	if (fsync(tofd) == -1)
+		goto fail;
+	op = "fsync-source";
+	if (fsync(fromfd) == -1)
+		goto fail;
+	return 0;
+fail:
+	log_warn("msg=%s spool move failed from=%s to=%s op=%s", id,
+	    spool_areas[from], spool_areas[to], op);
+	return -1;
+}
+
+int
+spool_delete(struct spool *sp, enum spool_area area, const char *id)
+{
+	const char *op = "open", *file = "";
+	int afd, dfd;
+	size_t i;
+
+	if (spool_check_id(id) == -1)
+		return -1;
+	afd = spool_area_fd(sp, area);
+	dfd = openat(afd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd == -1)
+		goto fail;
+	op = "unlink";
+	for (i = 0; i < UTIL_ARRAY_LEN(spool_files); i++) {
+		file = spool_files[i];
+		if (unlinkat(dfd, file, 0) == -1 && errno != ENOENT) {
+			spool_close_quiet(dfd);
+			goto fail;
+		}
+	}
+	close(dfd);
+	file = "";
+	op = "rmdir";
+	if (unlinkat(afd, id, AT_REMOVEDIR) == -1)
+		goto fail;
+	op = "fsync";
+	if (fsync(afd) == -1)
+		goto fail;
+	return 0;
+fail:
+	log_warn("msg=%s spool delete failed area=%s op=%s%s%s", id,
+	    spool_areas[area], op, *file != '\0' ? " file=" : "", file);
+	return -1;
+}
+
+/* How name is shown in log lines: as is if it is an ID, else escaped. */
+static const char *
+spool_log_name(const char *name, char *buf, size_t buflen)
+{
+	if (spool_is_id(name))
+		return name;
+	return log_escape(name, strlen(name), buf, buflen);
+}
+
+/* Open a fresh stream over the area's directory (own offset). */
+static DIR *
+spool_opendir(struct spool *sp, enum spool_area area)
+{
+	DIR *d;
+	int fd;
+
+	fd = openat(sp->fd[area], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1 || (d = fdopendir(fd)) == NULL) {
+		log_warn("spool scan failed op=opendir dir=%s/%s", sp->dir,
+		    spool_areas[area]);
+		spool_close_quiet(fd);
+		return NULL;
+	}
+	return d;
+}
+
+/* Move <area>/<name> to quarantine/, under a new name if it clashes. */
+static void
+spool_quarantine(struct spool *sp, enum spool_area area, const char *name,
+    const char *reason)
+{
+	char to[NAME_MAX + 1], esc[LOG_ESCAPE_MAX];
+	struct stat st;
+	int i, n;
+
+	for (i = 0; i < 1000; i++) {
+		if (i == 0)
+			n = snprintf(to, sizeof(to), "%s", name);
+		else
+			n = snprintf(to, sizeof(to), "%.240s.%d", name, i);
+		if (n < 0 || (size_t)n >= sizeof(to))
+			continue;
+		if (fstatat(sp->fd[SPOOL_QUARANTINE], to, &st,
+		    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT)
+			break;
+	}
+	if (i == 1000) {
+		log_warnx("msg=%s quarantine failed area=%s reason=%s "
+		    "error=\"no free name\"",
+		    spool_log_name(name, esc, sizeof(esc)), spool_areas[area],
+		    reason);
+		return;
+	}
+	if (renameat(sp->fd[area], name, sp->fd[SPOOL_QUARANTINE], to) == -1) {
+		log_warn("msg=%s quarantine failed area=%s reason=%s op=rename",
+		    spool_log_name(name, esc, sizeof(esc)), spool_areas[area],
+		    reason);
+		return;
+	}
+	log_warnx("msg=%s quarantined area=%s reason=%s%s%s",
+	    spool_log_name(name, esc, sizeof(esc)), spool_areas[area], reason,
+	    i == 0 ? "" : " as=", i == 0 ? "" : to);
+}
+
+/* Remove everything in tmp/: receipts a crash or restart interrupted. */
+static int
+spool_scan_tmp(struct spool *sp)
+{
+	char esc[LOG_ESCAPE_MAX];
+	struct dirent *de;
+	struct stat st;
+	int fd = sp->fd[SPOOL_TMP];
+	DIR *d;
+
+	if ((d = spool_opendir(sp, SPOOL_TMP)) == NULL)
+		return -1;
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISDIR(st.st_mode)) {
+			if (spool_rmtree(fd, de->d_name) == -1) {
+				log_warn("msg=%s spool purge failed dir=tmp",
+				    spool_log_name(de->d_name, esc,
+				    sizeof(esc)));
+				continue;
+			}
+		} else if (unlinkat(fd, de->d_name, 0) == -1 &&
+		    errno != ENOENT) {
+			log_warn("msg=%s spool purge failed dir=tmp",
+			    spool_log_name(de->d_name, esc, sizeof(esc)));
+			continue;
+		}
+		log_info("msg=%s removed reason=interrupted",
+		    spool_log_name(de->d_name, esc, sizeof(esc)));
+	}
+	if (errno != 0) {
+		log_warn("spool scan failed op=readdir dir=%s/tmp", sp->dir);
+		closedir(d);
+		return -1;
+	}
+	closedir(d);
+	if (fsync(fd) == -1)
+		log_warn("spool scan failed op=fsync dir=%s/tmp", sp->dir);
+	return 0;
+}
+
+/*
+ * Check that <area>/<name> is a well-formed message directory: 0 if it is;
+ * -1 with *why set if it is malformed; -1 with *why NULL (logged) if it could
+ * not be checked, e.g. EMFILE, which is no reason to quarantine it.  A
+ * leftover env.tmp (an interrupted rewrite) is removed.
+ */
+static int
+spool_scan_check(struct spool *sp, enum spool_area area, const char *name,
+    const char **why)
+{
+	static const char *const need[] = { "body", "env" };
+	static const char *const missing[] = { "missing-body", "missing-env" };
+	struct stat st;
+	size_t i;
+	int dfd;
+
+	*why = NULL;
+	if (!spool_is_id(name)) {
+		*why = "bad-name";
+		return -1;
+	}
+	dfd = openat(sp->fd[area], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (dfd == -1 && (errno == ENOTDIR || errno == ELOOP))
+		*why = "not-a-directory";
+	if (dfd == -1)
+		goto fail;
+	for (i = 0; i < UTIL_ARRAY_LEN(need); i++) {
+		if (fstatat(dfd, need[i], &st, AT_SYMLINK_NOFOLLOW) == -1) {
+			if (errno == ENOENT)
+				*why = missing[i];
+			goto fail;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			*why = missing[i];
+			goto fail;
+		}
+	}
+	if (unlinkat(dfd, "env.tmp", 0) == 0) {
+		log_info("msg=%s removed file=env.tmp area=%s "
+		    "reason=interrupted", name, spool_areas[area]);
+		if (fsync(dfd) == -1)
+			log_warn("msg=%s spool scan failed op=fsync area=%s",
+			    name, spool_areas[area]);
+	}
+	close(dfd);
+	return 0;
+fail:
+	if (*why == NULL)
+		log_warn("msg=%s spool scan skipped area=%s", name,
+		    spool_areas[area]);
+	spool_close_quiet(dfd);
+	return -1;
+}
+
+int
+spool_scan(struct spool *sp,
+    int (*cb)(void *arg, enum spool_area area, const char *id), void *arg)
+{
+	static const enum spool_area areas[] = { SPOOL_QUEUE, SPOOL_HOLD,
+		SPOOL_DEAD };
+	const char *why;
+	struct dirent *de;
+	int count = 0, moved;
+	size_t i;
+	DIR *d;
+
+	if (spool_scan_tmp(sp) == -1)
+		return -1;
+	for (i = 0; i < UTIL_ARRAY_LEN(areas); i++) {
+		if ((d = spool_opendir(sp, areas[i])) == NULL)
+			return -1;
+		moved = 0;
+		while ((errno = 0, de = readdir(d)) != NULL) {
+			if (strcmp(de->d_name, ".") == 0 ||
+			    strcmp(de->d_name, "..") == 0)
+				continue;
+			if (spool_scan_check(sp, areas[i], de->d_name, &why) ==
+			    0) {
+				if (cb(arg, areas[i], de->d_name) == 0) {
+					count++;
+					continue;
+				}
+				why = "unreadable";
+			} else if (why == NULL)
+				continue;	/* could not check: logged */
+			spool_quarantine(sp, areas[i], de->d_name, why);
+			moved = 1;
+		}
+		if (errno != 0) {
+			log_warn("spool scan failed op=readdir dir=%s/%s",
+			    sp->dir, spool_areas[areas[i]]);
+			closedir(d);
+			return -1;
+		}
+		closedir(d);
+		if (moved && (fsync(sp->fd[SPOOL_QUARANTINE]) == -1 ||
+		    fsync(sp->fd[areas[i]]) == -1))
+			log_warn("spool scan failed op=fsync area=%s",
+			    spool_areas[areas[i]]);
+	}
+	return count;
+}
+
+int64_t
+spool_free_bytes(struct spool *sp)
+{
+	struct statvfs vfs;
+	unsigned long long b;
+
+	if (fstatvfs(sp->rootfd, &vfs) == -1) {
+		log_warn("spool statvfs failed dir=%s", sp->dir);
+		return -1;
+	}
+	b = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+	return b > INT64_MAX ? INT64_MAX : (int64_t)b;
+}

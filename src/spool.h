@@ -1,0 +1,106 @@
+/*
+ * spool: the only code that touches the spool directory.
+ *
+ * Layout under dir: tmp/ (messages being received), queue/ (committed,
+ * waiting), hold/ (held by the operator), dead/ (refused or expired),
+ * quarantine/ (unreadable, found by the startup scan).  One directory per
+ * message, named by its ID, holding "body" and "env".  spool owns IDs,
+ * create/commit/abort, atomic envelope rewrites, body reads, moves, deletes,
+ * the startup scan and the durability sequence.  It knows nothing of SMTP,
+ * timers or retry policy.  Functions return 0 or -1 with errno set, and log
+ * the failed operation with the message ID themselves (the caller logs only
+ * the consequence).
+ *
+ * Threads: spool_msg_commit(), spool_env_write(), spool_move() and
+ * spool_delete() may run on a worker thread; they touch only their own
+ * message's files and the fixed directory fds, which is safe concurrently.
+ */
+#ifndef HOLDFAST_SPOOL_H
+#define HOLDFAST_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SPOOL_ID_LEN 16
+
+enum spool_area {
+	SPOOL_TMP,
+	SPOOL_QUEUE,
+	SPOOL_HOLD,
+	SPOOL_DEAD,
+	SPOOL_QUARANTINE,
+	SPOOL_NAREAS,
+};
+
+struct spool;
+struct spool_msg;
+
+/* Open (creating if needed, mode 0700) the spool at dir.  NULL on error. */
+struct spool *spool_open(const char *dir);
+void spool_close(struct spool *sp);
+const char *spool_area_name(enum spool_area area);
+const char *spool_dir(const struct spool *sp);
+
+/*
+ * Start a message: a fresh random ID, tmp/<id>/ and its body file.  NULL on
+ * error.  The caller owns the handle until spool_msg_commit() or
+ * spool_msg_abort() consumes it.
+ */
+struct spool_msg *spool_msg_new(struct spool *sp);
+const char *spool_msg_id(const struct spool_msg *msg);
+/* Bytes written so far. */
+uint64_t spool_msg_size(const struct spool_msg *msg);
+/*
+ * Append to the body (buffered).  -1 with errno on error; after an error
+ * every later write fails with the same errno, so the caller may keep
+ * feeding and check once.
+ */
+int spool_msg_write(struct spool_msg *msg, const void *buf, size_t len);
+/*
+ * Make the message durable: flush and fsync the body, write and fsync env,
+ * fsync the message directory, rename tmp/<id> to queue/<id> (or the
+ * spool_msg_link() destination), fsync that directory.
+ * On failure the tmp directory is removed.  Either way the handle is
+ * consumed.  Never retries an fsync.  May run on a worker thread.
+ */
+int spool_msg_commit(struct spool_msg *msg, const char *env, size_t envlen);
+/*
+ * Start a copy of <area>/<id> under a fresh ID whose body is a hard link to
+ * the original's; spool_msg_commit() then puts it in dest (not queue/).
+ * Used to split refused recipients off into dead/.  NULL on error.
+ */
+struct spool_msg *spool_msg_link(struct spool *sp, enum spool_area area,
+    const char *id, enum spool_area dest);
+/* Discard a message being received; the handle is consumed. */
+void spool_msg_abort(struct spool_msg *msg);
+
+/* Atomically replace <area>/<id>/env (write env.tmp, fsync, rename, fsync
+ * the directory). */
+int spool_env_write(struct spool *sp, enum spool_area area, const char *id,
+    const char *env, size_t envlen);
+/* Read <area>/<id>/env into a new buffer (caller frees), NUL-terminated. */
+int spool_env_read(struct spool *sp, enum spool_area area, const char *id,
+    char **env, size_t *envlen);
+/* Open <area>/<id>/body read-only; returns the fd or -1. */
+int spool_body_open(struct spool *sp, enum spool_area area, const char *id);
+/* Move a message directory between areas durably (fsync both parents). */
+int spool_move(struct spool *sp, const char *id, enum spool_area from,
+    enum spool_area to);
+/* Delete a message (files, directory; fsync the parent). */
+int spool_delete(struct spool *sp, enum spool_area area, const char *id);
+
+/*
+ * Startup scan: remove everything in tmp/ (interrupted receipts), then call
+ * cb for every message directory in queue/, hold/ and dead/.  If cb returns
+ * -1 the message is unreadable and is moved to quarantine/ (never deleted)
+ * with a warning.  Entries that are not well-formed message directories are
+ * quarantined too.  Returns the number of messages cb accepted, or -1.
+ */
+int spool_scan(struct spool *sp,
+    int (*cb)(void *arg, enum spool_area area, const char *id), void *arg);
+
+/* Free bytes on the spool's filesystem (for status and metrics); -1. */
+int64_t spool_free_bytes(struct spool *sp);
+
+#endif

@@ -1,0 +1,139 @@
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+
+#include "log.h"
+
+int
+util_copy(char *dst, size_t dstlen, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (dstlen == 0)
+		return -1;
+	if (n >= dstlen) {
+		memcpy(dst, src, dstlen - 1);
+		dst[dstlen - 1] = '\0';
+		return -1;
+	}
+	memcpy(dst, src, n + 1);
+	return 0;
+}
+
+int
+util_parse_u64(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		if (v > (UINT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+util_parse_scaled(const char *s, const char *units, const uint64_t *mult,
+    uint64_t *out)
+{
+	char num[32];
+	size_t n = strlen(s);
+	uint64_t v, m = 1;
+	const char *u;
+
+	if (n == 0 || n >= sizeof(num))
+		return -1;
+	memcpy(num, s, n + 1);
+	if ((u = strchr(units, num[n - 1])) != NULL && num[n - 1] != '\0') {
+		m = mult[u - units];
+		num[n - 1] = '\0';
+	}
+	if (util_parse_u64(num, &v) == -1)
+		return -1;
+	if (v != 0 && m > UINT64_MAX / v)
+		return -1;
+	*out = v * m;
+	return 0;
+}
+
+int
+util_parse_duration(const char *s, uint64_t *seconds)
+{
+	static const uint64_t mult[] = { 1, 60, 3600, 86400 };
+
+	return util_parse_scaled(s, "smhd", mult, seconds);
+}
+
+int
+util_parse_size(const char *s, uint64_t *bytes)
+{
+	static const uint64_t mult[] = { 1024, 1024 * 1024,
+		1024 * 1024 * 1024, 1024, 1024 * 1024, 1024 * 1024 * 1024 };
+
+	return util_parse_scaled(s, "KMGkmg", mult, bytes);
+}
+
+void
+util_random_hex(char *out, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char buf[64];
+	size_t i;
+
+	if (n > 2 * sizeof(buf))
+		fatalx("%s: %zu too long", __func__, n);
+	if (getrandom(buf, (n + 1) / 2, 0) != (ssize_t)((n + 1) / 2))
+		fatal("getrandom");
+	for (i = 0; i < n; i++)
+		out[i] = hex[(buf[i / 2] >> ((i & 1) ? 0 : 4)) & 15];
+	out[n] = '\0';
+}
+
+void
+util_fmt_date(time_t t, char *out, size_t outlen)
+{
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	if (strftime(out, outlen, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0 &&
+	    outlen > 0)
+		out[0] = '\0';
+}
+
+void
+util_fmt_duration(uint64_t s, char *out, size_t outlen)
+{
+	if (s >= 86400)
+		snprintf(out, outlen, "%llud%lluh", (unsigned long long)s / 86400,
+		    (unsigned long long)(s % 86400) / 3600);
+	else if (s >= 3600)
+		snprintf(out, outlen, "%lluh%llum", (unsigned long long)s / 3600,
+		    (unsigned long long)(s % 3600) / 60);
+	else if (s >= 60)
+		snprintf(out, outlen, "%llum%llus", (unsigned long long)s / 60,
+		    (unsigned long long)s % 60);
+	else
+		snprintf(out, outlen, "%llus", (unsigned long long)s);
+}
+
+time_t
+util_now(void)
+{
+	return time(NULL);
+}
+
+bool
+util_strcaseeq(const char *a, const char *b)
+{
+	return strcasecmp(a, b) == 0;
+}

@@ -1,0 +1,560 @@
+#include "spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "t.h"
+#include "xmalloc.h"
+
+static char tmpdir[] = "/tmp/holdfast-test-spool.XXXXXX";
+/*
+ * The concurrency test makes 400 durable commits: on tmpfs, where fsync is
+ * free, so the binary stays well under a second.  It tests locking, not
+ * disks; the other tests run on /tmp's real filesystem.
+ */
+static char shmdir[] = "/dev/shm/holdfast-test-spool.XXXXXX";
+
+/* A fresh spool directory under base. */
+static struct spool *
+fresh_in(const char *base, const char *name)
+{
+	char path[256];
+	struct spool *sp;
+
+	snprintf(path, sizeof(path), "%s/%s", base, name);
+	sp = spool_open(path);
+	T_CHECK(sp != NULL);
+	return sp;
+}
+
+static struct spool *
+fresh(const char *name)
+{
+	return fresh_in(tmpdir, name);
+}
+
+/* Read spool_dir(sp)/rel whole into a new string; NULL if absent. */
+static char *
+slurp(struct spool *sp, const char *rel, size_t *len)
+{
+	char path[512], *buf;
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", spool_dir(sp), rel);
+	if ((fd = open(path, O_RDONLY)) == -1)
+		return NULL;
+	fstat(fd, &st);
+	buf = xmalloc((size_t)st.st_size + 1);
+	n = read(fd, buf, (size_t)st.st_size);
+	close(fd);
+	T_CHECK(n == st.st_size);
+	buf[st.st_size] = '\0';
+	*len = (size_t)st.st_size;
+	return buf;
+}
+
+static bool
+exists(struct spool *sp, const char *rel)
+{
+	char path[512];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", spool_dir(sp), rel);
+	return lstat(path, &st) == 0;
+}
+
+static mode_t
+mode_of(struct spool *sp, const char *rel)
+{
+	char path[512];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", spool_dir(sp), rel);
+	if (lstat(path, &st) == -1)
+		return 0;
+	return st.st_mode & 07777;
+}
+
+/* Entries in an area, . and .. excluded. */
+static int
+count(struct spool *sp, const char *area)
+{
+	char path[512];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", spool_dir(sp), area);
+	if ((d = opendir(path)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void
+mkfile(struct spool *sp, const char *rel, const char *text)
+{
+	char path[512];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s", spool_dir(sp), rel);
+	fp = fopen(path, "w");
+	T_CHECK(fp != NULL);
+	if (fp != NULL) {
+		fputs(text, fp);
+		fclose(fp);
+	}
+}
+
+static void
+mksubdir(struct spool *sp, const char *rel)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", spool_dir(sp), rel);
+	T_CHECK(mkdir(path, 0700) == 0);
+}
+
+/* Commit a message with body and env; its ID goes to id. */
+static int
+commit(struct spool *sp, const char *body, size_t len, const char *env,
+    char *id)
+{
+	struct spool_msg *msg = spool_msg_new(sp);
+
+	if (msg == NULL)
+		return -1;
+	memcpy(id, spool_msg_id(msg), SPOOL_ID_LEN + 1);
+	if (spool_msg_write(msg, body, len) == -1) {
+		spool_msg_abort(msg);
+		return -1;
+	}
+	return spool_msg_commit(msg, env, strlen(env));
+}
+
+static void
+test_commit(void)
+{
+	struct spool *sp = fresh("commit");
+	struct spool_msg *msg;
+	char rel[64], id[SPOOL_ID_LEN + 1], *got, *big;
+	size_t len, i, biglen = 200000;
+
+	if (sp == NULL)
+		return;
+	T_CHECK(mode_of(sp, "") == 0700 && mode_of(sp, "queue") == 0700);
+	big = xmalloc(biglen);
+	for (i = 0; i < biglen; i++)
+		big[i] = (char)(i * 7);
+	msg = spool_msg_new(sp);
+	T_CHECK(msg != NULL);
+	if (msg == NULL)
+		goto out;
+	memcpy(id, spool_msg_id(msg), sizeof(id));
+	T_CHECK(strlen(id) == SPOOL_ID_LEN &&
+	    strspn(id, "0123456789abcdef") == SPOOL_ID_LEN);
+	snprintf(rel, sizeof(rel), "tmp/%s/body", id);
+	T_CHECK(exists(sp, rel));
+	/* small, then larger than the buffer from a non-empty buffer, then
+	 * an exact multiple from an empty one */
+	T_CHECK(spool_msg_write(msg, big, 10) == 0);
+	T_CHECK(spool_msg_write(msg, big + 10, 100000) == 0);
+	T_CHECK(spool_msg_write(msg, big + 100010, 99990) == 0);
+	T_CHECK(spool_msg_size(msg) == biglen);
+	T_CHECK(spool_msg_commit(msg, "env\n", 4) == 0);
+	snprintf(rel, sizeof(rel), "queue/%s/body", id);
+	got = slurp(sp, rel, &len);
+	T_CHECK(got != NULL && len == biglen && memcmp(got, big, len) == 0);
+	free(got);
+	T_CHECK(mode_of(sp, rel) == 0600);
+	snprintf(rel, sizeof(rel), "queue/%s/env", id);
+	got = slurp(sp, rel, &len);
+	T_STREQ(got, "env\n");
+	free(got);
+	T_CHECK(mode_of(sp, rel) == 0600);
+	snprintf(rel, sizeof(rel), "queue/%s", id);
+	T_CHECK(mode_of(sp, rel) == 0700);
+	T_CHECK(count(sp, "tmp") == 0 && count(sp, "queue") == 1);
+
+	/* an empty body is a body */
+	T_CHECK(commit(sp, "", 0, "e\n", id) == 0);
+	T_CHECK(count(sp, "queue") == 2);
+	T_CHECK(spool_free_bytes(sp) > 0);
+out:
+	free(big);
+	spool_close(sp);
+}
+
+static void
+test_abort(void)
+{
+	struct spool *sp = fresh("abort");
+	struct spool_msg *msg;
+
+	if (sp == NULL)
+		return;
+	msg = spool_msg_new(sp);
+	T_CHECK(msg != NULL);
+	T_CHECK(spool_msg_write(msg, "hello\r\n", 7) == 0);
+	spool_msg_abort(msg);
+	spool_msg_abort(NULL);
+	T_CHECK(count(sp, "tmp") == 0 && count(sp, "queue") == 0);
+	spool_close(sp);
+}
+
+static void
+test_env(void)
+{
+	struct spool *sp = fresh("env");
+	char id[SPOOL_ID_LEN + 1], rel[64], *env, *big;
+	size_t len, n = 1024 * 1024 + 1;
+
+	if (sp == NULL)
+		return;
+	T_CHECK(commit(sp, "b", 1, "version: 1\nold\n", id) == 0);
+	T_CHECK(spool_env_write(sp, SPOOL_QUEUE, id, "new\n", 4) == 0);
+	snprintf(rel, sizeof(rel), "queue/%s/env.tmp", id);
+	T_CHECK(!exists(sp, rel));
+	T_CHECK(spool_env_read(sp, SPOOL_QUEUE, id, &env, &len) == 0);
+	T_CHECK(len == 4);
+	T_STREQ(env, "new\n");
+	free(env);
+	/* shorter rewrite: no tail of the old content survives */
+	T_CHECK(spool_env_write(sp, SPOOL_QUEUE, id, "x", 1) == 0);
+	T_CHECK(spool_env_read(sp, SPOOL_QUEUE, id, &env, &len) == 0);
+	T_CHECK(len == 1);
+	T_STREQ(env, "x");
+	free(env);
+	/* over the bound: EFBIG */
+	big = xmalloc(n);
+	memset(big, 'a', n);
+	T_CHECK(spool_env_write(sp, SPOOL_QUEUE, id, big, n) == 0);
+	free(big);
+	env = NULL;
+	errno = 0;
+	T_CHECK(spool_env_read(sp, SPOOL_QUEUE, id, &env, &len) == -1);
+	T_CHECK(errno == EFBIG && env == NULL);
+	/* missing message, bad ID */
+	T_CHECK(spool_env_read(sp, SPOOL_HOLD, id, &env, &len) == -1);
+	T_CHECK(errno == ENOENT);
+	T_CHECK(spool_env_write(sp, SPOOL_QUEUE, "../queue", "x", 1) == -1);
+	T_CHECK(errno == EINVAL);
+	T_CHECK(spool_body_open(sp, SPOOL_QUEUE, "0123") == -1);
+	T_CHECK(errno == EINVAL);
+	spool_close(sp);
+}
+
+static void
+test_move_delete(void)
+{
+	struct spool *sp = fresh("move");
+	char id[SPOOL_ID_LEN + 1], rel[64], buf[8];
+	int fd;
+
+	if (sp == NULL)
+		return;
+	T_CHECK(commit(sp, "body", 4, "env\n", id) == 0);
+	T_CHECK(spool_move(sp, id, SPOOL_QUEUE, SPOOL_HOLD) == 0);
+	T_CHECK(count(sp, "queue") == 0 && count(sp, "hold") == 1);
+	fd = spool_body_open(sp, SPOOL_HOLD, id);
+	T_CHECK(fd != -1);
+	if (fd != -1) {
+		T_CHECK(read(fd, buf, sizeof(buf)) == 4 &&
+		    memcmp(buf, "body", 4) == 0);
+		close(fd);
+	}
+	T_CHECK(spool_body_open(sp, SPOOL_QUEUE, id) == -1 &&
+	    errno == ENOENT);
+	T_CHECK(spool_move(sp, id, SPOOL_QUEUE, SPOOL_DEAD) == -1 &&
+	    errno == ENOENT);
+	T_CHECK(spool_move(sp, id, SPOOL_HOLD, SPOOL_DEAD) == 0);
+	/* a leftover env.tmp goes too */
+	snprintf(rel, sizeof(rel), "dead/%s/env.tmp", id);
+	mkfile(sp, rel, "partial");
+	T_CHECK(spool_delete(sp, SPOOL_DEAD, id) == 0);
+	T_CHECK(count(sp, "dead") == 0);
+	T_CHECK(spool_delete(sp, SPOOL_DEAD, id) == -1 && errno == ENOENT);
+	T_STREQ(spool_area_name(SPOOL_QUARANTINE), "quarantine");
+	spool_close(sp);
+}
+
+struct scan_seen {
+	char	 reject[SPOOL_ID_LEN + 1];
+	int	 calls;
+	int	 area_hits[SPOOL_NAREAS];
+};
+
+static int
+scan_cb(void *arg, enum spool_area area, const char *id)
+{
+	struct scan_seen *s = arg;
+
+	s->calls++;
+	s->area_hits[area]++;
+	return strcmp(id, s->reject) == 0 ? -1 : 0;
+}
+
+static void
+test_scan(void)
+{
+	struct spool *sp = fresh("scan");
+	struct scan_seen seen;
+	struct spool_msg *msg;
+	char good[SPOOL_ID_LEN + 1], bad[SPOOL_ID_LEN + 1], rel[64];
+	char held[SPOOL_ID_LEN + 1];
+
+	if (sp == NULL)
+		return;
+	memset(&seen, 0, sizeof(seen));
+	/* tmp: an interrupted receipt (handle leaked on purpose: a crash),
+	 * and a stray file */
+	msg = spool_msg_new(sp);
+	T_CHECK(msg != NULL && spool_msg_write(msg, "x", 1) == 0);
+	mkfile(sp, "tmp/junk", "j");
+	/* queue: a good one with a leftover env.tmp, one without env, junk
+	 * whose name clashes in quarantine/, a directory with a bad name */
+	T_CHECK(commit(sp, "b", 1, "e\n", good) == 0);
+	snprintf(rel, sizeof(rel), "queue/%s/env.tmp", good);
+	mkfile(sp, rel, "partial");
+	mksubdir(sp, "queue/00000000000000aa");
+	mkfile(sp, "queue/00000000000000aa/body", "b");
+	mkfile(sp, "queue/junk", "j");
+	mkfile(sp, "quarantine/junk", "older");
+	mksubdir(sp, "queue/0000000000000XYZ");
+	/* hold: one the callback rejects; dead: one it accepts */
+	T_CHECK(commit(sp, "b", 1, "e\n", bad) == 0);
+	T_CHECK(spool_move(sp, bad, SPOOL_QUEUE, SPOOL_HOLD) == 0);
+	memcpy(seen.reject, bad, sizeof(bad));
+	T_CHECK(commit(sp, "b", 1, "e\n", held) == 0);
+	T_CHECK(spool_move(sp, held, SPOOL_QUEUE, SPOOL_DEAD) == 0);
+
+	T_CHECK(spool_scan(sp, scan_cb, &seen) == 2);
+	T_CHECK(seen.calls == 3);
+	T_CHECK(seen.area_hits[SPOOL_QUEUE] == 1);
+	T_CHECK(seen.area_hits[SPOOL_HOLD] == 1);
+	T_CHECK(seen.area_hits[SPOOL_DEAD] == 1);
+	T_CHECK(count(sp, "tmp") == 0);
+	T_CHECK(count(sp, "queue") == 1);
+	snprintf(rel, sizeof(rel), "queue/%s/env.tmp", good);
+	T_CHECK(!exists(sp, rel));
+	snprintf(rel, sizeof(rel), "queue/%s/env", good);
+	T_CHECK(exists(sp, rel));
+	T_CHECK(count(sp, "hold") == 0 && count(sp, "dead") == 1);
+	T_CHECK(count(sp, "quarantine") == 5);
+	T_CHECK(exists(sp, "quarantine/00000000000000aa/body"));
+	T_CHECK(exists(sp, "quarantine/junk.1"));
+	T_CHECK(exists(sp, "quarantine/0000000000000XYZ"));
+	snprintf(rel, sizeof(rel), "quarantine/%s/env", bad);
+	T_CHECK(exists(sp, rel));
+	{
+		size_t len;
+		char *old = slurp(sp, "quarantine/junk", &len);
+
+		T_STREQ(old, "older");	/* never overwritten */
+		free(old);
+	}
+	/* the handle of the "crashed" receipt is still ours to free */
+	spool_msg_abort(msg);
+	/* a second scan finds the same good ones and moves nothing */
+	memset(&seen, 0, sizeof(seen));
+	T_CHECK(spool_scan(sp, scan_cb, &seen) == 2);
+	T_CHECK(count(sp, "quarantine") == 5);
+	spool_close(sp);
+}
+
+#define NTHREADS	8
+#define PERTHREAD	50
+
+struct worker {
+	struct spool	*sp;
+	int		 n;
+	char		 ids[PERTHREAD][SPOOL_ID_LEN + 1];
+	int		 failed;
+};
+
+static void *
+worker_run(void *arg)
+{
+	struct worker *w = arg;
+	char body[64], env[64];
+	int i;
+
+	for (i = 0; i < PERTHREAD; i++) {
+		snprintf(body, sizeof(body), "body %d %d\r\n", w->n, i);
+		snprintf(env, sizeof(env), "env %d %d\n", w->n, i);
+		if (commit(w->sp, body, strlen(body), env, w->ids[i]) == -1)
+			w->failed++;
+	}
+	return NULL;
+}
+
+static void
+test_concurrent(void)
+{
+	struct spool *sp = fresh_in(shmdir[0] != '\0' ? shmdir : tmpdir,
+	    "threads");
+	static struct worker w[NTHREADS];
+	pthread_t th[NTHREADS];
+	char rel[64], want[64], *got;
+	size_t len;
+	int i, j, bad = 0;
+
+	if (sp == NULL)
+		return;
+	for (i = 0; i < NTHREADS; i++) {
+		w[i].sp = sp;
+		w[i].n = i;
+		T_CHECK(pthread_create(&th[i], NULL, worker_run, &w[i]) == 0);
+	}
+	for (i = 0; i < NTHREADS; i++) {
+		pthread_join(th[i], NULL);
+		T_CHECK(w[i].failed == 0);
+	}
+	T_CHECK(count(sp, "queue") == NTHREADS * PERTHREAD);
+	T_CHECK(count(sp, "tmp") == 0);
+	for (i = 0; i < NTHREADS; i++) {
+		for (j = 0; j < PERTHREAD; j++) {
+			snprintf(rel, sizeof(rel), "queue/%s/body",
+			    w[i].ids[j]);
+			snprintf(want, sizeof(want), "body %d %d\r\n", i, j);
+			got = slurp(sp, rel, &len);
+			if (got == NULL || strcmp(got, want) != 0)
+				bad++;
+			free(got);
+		}
+	}
+	T_CHECK(bad == 0);
+	spool_close(sp);
+}
+
+/* The body write hits RLIMIT_FSIZE: EFBIG, sticky, nothing left behind. */
+static void
+test_fail_efbig(void)
+{
+	struct spool *sp = fresh("efbig");
+	struct spool_msg *msg;
+	struct rlimit old, lim;
+	char *buf;
+	size_t n = 300000;
+
+	if (sp == NULL)
+		return;
+	buf = xcalloc(1, n);
+	signal(SIGXFSZ, SIG_IGN);
+	getrlimit(RLIMIT_FSIZE, &old);
+	lim = old;
+	lim.rlim_cur = 100000;
+	T_CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+	msg = spool_msg_new(sp);
+	T_CHECK(msg != NULL);
+	if (msg != NULL) {
+		errno = 0;
+		T_CHECK(spool_msg_write(msg, buf, n) == -1 && errno == EFBIG);
+		errno = 0;
+		T_CHECK(spool_msg_write(msg, "x", 1) == -1 && errno == EFBIG);
+		errno = 0;
+		T_CHECK(spool_msg_commit(msg, "e\n", 2) == -1);
+		T_CHECK(errno == EFBIG);
+	}
+	/* buffered: the error shows at commit */
+	msg = spool_msg_new(sp);
+	T_CHECK(msg != NULL);
+	if (msg != NULL) {
+		T_CHECK(spool_msg_write(msg, buf, 60000) == 0);
+		T_CHECK(spool_msg_write(msg, buf, 60000) == 0);
+		errno = 0;
+		T_CHECK(spool_msg_commit(msg, "e\n", 2) == -1);
+		T_CHECK(errno == EFBIG);
+	}
+	T_CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+	signal(SIGXFSZ, SIG_DFL);
+	T_CHECK(count(sp, "tmp") == 0 && count(sp, "queue") == 0);
+	free(buf);
+	spool_close(sp);
+}
+
+/* queue/ vanishes under the open fd: the rename fails, tmp is cleaned. */
+static void
+test_fail_rename(void)
+{
+	struct spool *sp = fresh("norename");
+	char path[512];
+	struct spool_msg *msg;
+
+	if (sp == NULL)
+		return;
+	snprintf(path, sizeof(path), "%s/queue", spool_dir(sp));
+	T_CHECK(rmdir(path) == 0);
+	msg = spool_msg_new(sp);
+	T_CHECK(msg != NULL);
+	if (msg != NULL) {
+		T_CHECK(spool_msg_write(msg, "body", 4) == 0);
+		errno = 0;
+		T_CHECK(spool_msg_commit(msg, "e\n", 2) == -1);
+		T_CHECK(errno == ENOENT);
+	}
+	T_CHECK(count(sp, "tmp") == 0);
+	spool_close(sp);
+}
+
+static void
+test_open_errors(void)
+{
+	char path[512];
+	struct spool *sp;
+
+	snprintf(path, sizeof(path), "%s/afile", tmpdir);
+	close(open(path, O_WRONLY | O_CREAT, 0600));
+	errno = 0;
+	T_CHECK(spool_open(path) == NULL && errno == ENOTDIR);
+	snprintf(path, sizeof(path), "%s/afile/x", tmpdir);
+	T_CHECK(spool_open(path) == NULL && errno == ENOTDIR);
+	/* reopening an existing spool is fine */
+	sp = fresh("reopen");
+	spool_close(sp);
+	sp = fresh("reopen");
+	spool_close(sp);
+}
+
+int
+main(void)
+{
+	static const struct t_case cases[] = {
+		{ "spool_commit", test_commit },
+		{ "spool_abort", test_abort },
+		{ "spool_env", test_env },
+		{ "spool_move_delete", test_move_delete },
+		{ "spool_scan", test_scan },
+		{ "spool_concurrent", test_concurrent },
+		{ "spool_fail_efbig", test_fail_efbig },
+		{ "spool_fail_rename", test_fail_rename },
+		{ "spool_open_errors", test_open_errors },
+	};
+	char cmd[300];
+	int rc;
+
+	if (mkdtemp(tmpdir) == NULL)
+		return 2;
+	if (mkdtemp(shmdir) == NULL)
+		shmdir[0] = '\0';
+	rc = T_RUN(cases);
+	/* the trees are ours and made by this binary */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", tmpdir, shmdir);
+	if (system(cmd) != 0)
+		rc = 1;
+	return rc;
+}
