@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -15,6 +16,7 @@ enum config_type {
 	CONFIG_T_HOST,		/* a hostname: letters, digits, - . only */
 	CONFIG_T_LIST,		/* comma-separated, may repeat */
 	CONFIG_T_DOMAINS,	/* a list of domains, lowercased */
+	CONFIG_T_CIDRS,		/* a list of addr/len */
 	CONFIG_T_UINT,
 	CONFIG_T_SIZE,
 	CONFIG_T_DURATION,
@@ -74,6 +76,20 @@ static const struct config_key config_keys[] = {
 	  "300s", 1, 86400, "timeout for each reply from the primary" },
 	{ "primary", "helo_name", CONFIG_T_HOST, OFF(helo_name), "", 0, 0,
 	  "name sent in EHLO (default: [server] hostname)" },
+	{ "primary", "etrn_from", CONFIG_T_CIDRS, OFF(etrn_from), "", 0, 0,
+	  "CIDRs whose ETRN starts a drain at once (others get 458)" },
+	{ "primary", "refuse_limit", CONFIG_T_UINT, OFF(refuse_limit), "5", 1,
+	  10000, "5xx for this many messages in a row pause the drain" },
+	{ "primary", "refuse_pause", CONFIG_T_DURATION, OFF(refuse_pause),
+	  "1h", 1, NOMAX, "how long such a pause lasts (flush ends it)" },
+	{ "control", "socket", CONFIG_T_STRING, OFF(control_socket), "", 0, 0,
+	  "control socket path (default: control.sock in the spool)" },
+	{ "control", "group", CONFIG_T_STRING, OFF(control_group), "", 0, 0,
+	  "group allowed to use the control socket (mode 0660)" },
+	{ "metrics", "listen", CONFIG_T_STRING, OFF(metrics_listen), "", 0, 0,
+	  "address:port for /metrics and /healthz (default: off)" },
+	{ "metrics", "allow", CONFIG_T_CIDRS, OFF(metrics_allow),
+	  "127.0.0.0/8, ::1/128", 0, 0, "CIDRs allowed to scrape; others 403" },
 };
 
 static void
@@ -139,6 +155,7 @@ config_set(struct config *cf, const struct config_key *k, const char *val)
 		*(char **)field = xstrdup(val);
 		return NULL;
 	case CONFIG_T_LIST:
+	case CONFIG_T_CIDRS:
 	case CONFIG_T_DOMAINS: {
 		char *copy = xstrdup(val), *p = copy, *item;
 		const char *why = NULL;
@@ -160,6 +177,11 @@ config_set(struct config *cf, const struct config_key *k, const char *val)
 					why = "not a domain name";
 					break;
 				}
+			}
+			if (k->type == CONFIG_T_CIDRS &&
+			    net_cidr_parse(item, NULL) == -1) {
+				why = "not an address or CIDR";
+				break;
 			}
 			config_list_add((struct config_list *)field, item);
 		}
@@ -252,7 +274,7 @@ config_load(const char *path, char *err, size_t errlen)
 		}
 		i = (size_t)(k - config_keys);
 		if (seen[i] && k->type != CONFIG_T_LIST &&
-		    k->type != CONFIG_T_DOMAINS) {
+		    k->type != CONFIG_T_CIDRS && k->type != CONFIG_T_DOMAINS) {
 			snprintf(err, errlen, "%s:%u: [%s] %s given twice",
 			    path, lineno, section, key);
 			goto fail;
@@ -291,6 +313,31 @@ config_load(const char *path, char *err, size_t errlen)
 		    "retry_min", path, lineno);
 		goto fail;
 	}
+	if (*cf->metrics_listen != '\0') {
+		struct sockaddr_storage ss;
+		socklen_t sslen;
+
+		if (net_parse_hostport(cf->metrics_listen, &ss, &sslen) == -1) {
+			snprintf(err, errlen, "%s:%u: [metrics] listen: not "
+			    "address:port", path, lineno);
+			goto fail;
+		}
+	}
+	for (i = 0; i < cf->listen.n; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sslen;
+
+		if (net_parse_hostport(cf->listen.v[i], &ss, &sslen) == -1) {
+			snprintf(err, errlen, "%s:%u: [server] listen: %s is "
+			    "not address:port", path, lineno, cf->listen.v[i]);
+			goto fail;
+		}
+	}
+	if (*cf->control_socket == '\0') {
+		free(cf->control_socket);
+		xasprintf(&cf->control_socket, "%s/control.sock",
+		    cf->spool_dir);
+	}
 	if (*cf->helo_name == '\0') {
 		free(cf->helo_name);
 		cf->helo_name = xstrdup(cf->hostname);
@@ -322,6 +369,7 @@ config_free(struct config *cf)
 			free(*(char **)field);
 			break;
 		case CONFIG_T_LIST:
+		case CONFIG_T_CIDRS:
 		case CONFIG_T_DOMAINS:
 			config_list_free((struct config_list *)field);
 			break;

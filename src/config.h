@@ -43,6 +43,15 @@ struct config {
 	uint64_t		 connect_timeout;
 	uint64_t		 primary_timeout;
 	char			*helo_name;	/* default: hostname */
+	struct config_list	 etrn_from;	/* CIDRs allowed ETRN */
+	uint64_t		 refuse_limit;	/* 5xx in a row: breaker */
+	uint64_t		 refuse_pause;
+	/* [control] */
+	char			*control_socket; /* default spool/control.sock */
+	char			*control_group;	/* "" = the daemon's group */
+	/* [metrics] */
+	char			*metrics_listen; /* "" = off */
+	struct config_list	 metrics_allow;	/* CIDRs */
 };
 
 /* Load path into a new config; on error return NULL with "path:line: why"

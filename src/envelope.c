@@ -112,6 +112,10 @@ static const struct envelope_key {
 	    offsetof(struct envelope, dead_reason), 0, 0, NULL },
 	{ "held", ENVELOPE_K_FLAG, offsetof(struct envelope, held), 0, 0,
 	    "yes" },
+	{ "held_since", ENVELOPE_K_TIME, offsetof(struct envelope, held_since),
+	    0, INT64_MAX, NULL },
+	{ "age_base", ENVELOPE_K_TIME, offsetof(struct envelope, age_base), 0,
+	    INT64_MAX, NULL },
 	{ "rcpt", ENVELOPE_K_RCPT, 0, ENVELOPE_F_REQUIRED, 0, NULL },
 };
 

@@ -53,7 +53,13 @@ struct envelope {
 	time_t			 next_attempt;
 	char			*last_reply;
 	char			*dead_reason;	/* set when moved to dead/ */
-	bool			 held;
+	bool			 held;		/* in hold/ */
+	time_t			 held_since;	/* when it was held */
+	/*
+	 * Lifetimes count from here (0: arrival).  Time held, in hold-mode
+	 * or in dead/ before a requeue moves it on: held mail does not age.
+	 */
+	time_t			 age_base;
 	struct envelope_rcpt	*rcpts;
 	size_t			 nrcpt;
 };

@@ -14,10 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "config.h"
+#include "ctl.h"
 #include "dns.h"
 #include "log.h"
+#include "metrics.h"
 #include "queue.h"
 #include "smtp_server.h"
 #include "spool.h"
@@ -41,6 +44,15 @@ main_usage(void)
 	    "       holdfast -k   (list configuration keys)\n"
 	    "       holdfast -V   (version)\n");
 	exit(2);
+}
+
+/* /healthz: listeners up and the spool usable. */
+static bool
+main_healthy(void *arg)
+{
+	struct main_ctx *ctx = arg;
+
+	return !ctx->stopping && queue_is_healthy(ctx->queue);
 }
 
 static void
@@ -89,6 +101,7 @@ main(int argc, char **argv)
 	struct spool *sp;
 	struct workpool *wp;
 	struct dns *dns;
+	struct ctl *ctl;
 	char err[512];
 	int ch, i;
 
@@ -147,11 +160,20 @@ main(int argc, char **argv)
 		if (sigs[i] == NULL || event_add(sigs[i], NULL) == -1)
 			fatalx("signal handler");
 	}
+	if ((ctl = ctl_new(ctx.base, cf, ctx.queue, sp)) == NULL)
+		fatalx("cannot set up the control socket");
+	metrics_set(M_BUILD_INFO, 1);
+	metrics_set(M_START_TIME, (double)time(NULL));
+	metrics_set_health(main_healthy, &ctx);
+	if (metrics_start(ctx.base, cf) == -1)
+		fatalx("cannot set up the metrics listener");
 	queue_start(ctx.queue);
 	log_info("holdfast ready version=%s hostname=%s spool=%s",
 	    HOLDFAST_VERSION, cf->hostname, cf->spool_dir);
 	event_base_dispatch(ctx.base);
 
+	metrics_stop();
+	ctl_free(ctl);
 	/* Commits still in flight finish here; their sessions are gone. */
 	workpool_free(wp);
 	smtp_server_free(ctx.srv);

@@ -69,6 +69,82 @@ net_literal(const char *host, unsigned port, struct sockaddr_storage *ss,
 	return net_parse_hostport(buf, ss, sslen);
 }
 
+int
+net_cidr_parse(const char *s, struct net_cidr *cidr)
+{
+	struct net_cidr c;
+	char buf[NET_ADDR_MAX];
+	const char *slash = strchr(s, '/');
+	size_t n = slash != NULL ? (size_t)(slash - s) : strlen(s);
+	uint64_t bits;
+
+	if (n == 0 || n >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	memset(&c, 0, sizeof(c));
+	if (inet_pton(AF_INET, buf, c.addr) == 1) {
+		c.family = AF_INET;
+		c.bits = 32;
+	} else if (inet_pton(AF_INET6, buf, c.addr) == 1) {
+		c.family = AF_INET6;
+		c.bits = 128;
+	} else
+		return -1;
+	if (slash != NULL) {
+		if (util_parse_u64(slash + 1, &bits) == -1 || bits > c.bits)
+			return -1;
+		c.bits = (unsigned)bits;
+	}
+	if (cidr != NULL)
+		*cidr = c;
+	return 0;
+}
+
+static bool
+net_cidr_match(const struct net_cidr *c, int family,
+    const unsigned char *addr)
+{
+	unsigned full = c->bits / 8, rest = c->bits % 8;
+
+	if (c->family != family)
+		return false;
+	if (memcmp(c->addr, addr, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	return ((c->addr[full] ^ addr[full]) & (0xff << (8 - rest))) == 0;
+}
+
+bool
+net_cidr_list_match(char *const *cidrs, size_t n, const struct sockaddr *sa)
+{
+	unsigned char addr[16];
+	int family = sa->sa_family;
+	struct net_cidr c;
+	size_t i;
+
+	if (family == AF_INET)
+		memcpy(addr, &((const struct sockaddr_in *)(const void *)sa)->
+		    sin_addr, 4);
+	else if (family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)
+		    (const void *)sa)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a6)) {
+			family = AF_INET;
+			memcpy(addr, &a6->s6_addr[12], 4);
+		} else
+			memcpy(addr, a6, 16);
+	} else
+		return false;
+	for (i = 0; i < n; i++)
+		if (net_cidr_parse(cidrs[i], &c) == 0 &&
+		    net_cidr_match(&c, family, addr))
+			return true;
+	return false;
+}
+
 void
 net_addr_fmt(const struct sockaddr *sa, char *addr, size_t addrlen,
     unsigned *port)

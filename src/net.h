@@ -5,6 +5,7 @@
 #ifndef HOLDFAST_NET_H
 #define HOLDFAST_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -17,6 +18,21 @@ int net_parse_hostport(const char *s, struct sockaddr_storage *ss,
  * host is not a literal. */
 int net_literal(const char *host, unsigned port, struct sockaddr_storage *ss,
     socklen_t *sslen);
+/* An address block: "192.0.2.0/24", "2001:db8::/32", or a bare address
+ * (a /32 or /128). */
+struct net_cidr {
+	int		family;
+	unsigned char	addr[16];
+	unsigned	bits;
+};
+
+/* Parse s into cidr (may be NULL to only validate).  0 or -1. */
+int net_cidr_parse(const char *s, struct net_cidr *cidr);
+/* Is sa inside any of the n CIDR strings (already validated)?  A
+ * v4-mapped IPv6 address matches IPv4 blocks. */
+bool net_cidr_list_match(char *const *cidrs, size_t n,
+    const struct sockaddr *sa);
+
 /* Text address and port of sa. */
 void net_addr_fmt(const struct sockaddr *sa, char *addr, size_t addrlen,
     unsigned *port);

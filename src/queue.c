@@ -1,6 +1,7 @@
 #include "queue.h"
 
 #include <errno.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,9 +12,11 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctl_proto.h"
 #include "drain.h"
 #include "envelope.h"
 #include "log.h"
+#include "metrics.h"
 #include "smtp_proto.h"
 #include "spool.h"
 #include "util.h"
@@ -24,12 +27,16 @@
 
 struct queue_entry {
 	char			 id[SPOOL_ID_LEN + 1];
+	enum spool_area		 area;	/* queue, hold or dead */
 	time_t			 arrival;
+	time_t			 age_base;	/* lifetimes count from here */
 	time_t			 next_due;
 	uint64_t		 size;
+	uint64_t		 attempts;
 	bool			 null_sender;
 	bool			 busy;	/* with drain or a disk job */
 	bool			 site_wait;	/* waits only for the primary */
+	bool			 refused;	/* dead by a 5xx */
 	TAILQ_ENTRY(queue_entry) entry;	/* oldest first */
 };
 
@@ -42,15 +49,26 @@ struct queue {
 	struct workpool		*wp;
 	struct drain		*drain;
 	struct dns		*dns;
-	struct queue_list	 entries;
-	size_t			 n;
-	size_t			 ndead;
+	struct queue_list	 entries;	/* every area, oldest first */
+	size_t			 n;		/* entries in queue/ */
 	bool			 primary_up;
 	time_t			 primary_since;
 	time_t			 next_probe;
 	bool			 probing;	/* a probe is in flight */
+	time_t			 last_delivery;
+	time_t			 started;
+	/* accept-and-hold: nothing drains, nothing ages */
+	time_t			 hold_since, hold_until;	/* 0: off */
+	/* circuit breaker: refusals of different messages in a row */
+	uint64_t		 refuse_streak;
+	char			(*streak_ids)[SPOOL_ID_LEN + 1];
+	size_t			 nstreak;
+	time_t			 refusing_until;	/* 0: not refusing */
 	struct event		*tick;
 };
+
+#define QUEUE_HOLD_MODE_FILE	"hold-mode"
+
 
 /* A job for the workpool: commit, or an envelope rewrite plus a fate. */
 enum queue_op {
@@ -78,6 +96,11 @@ struct queue_job {
 };
 
 static void queue_dispatch(struct queue *q);
+static void queue_breaker_trip(struct queue *q);
+static void queue_breaker_reset(struct queue *q, const char *why);
+static void queue_hold_mode_end(struct queue *q, const char *why);
+static struct envelope *queue_env_get(struct queue *q,
+    struct queue_entry *qe);
 
 uint64_t
 queue_backoff(uint64_t attempts, uint64_t min, uint64_t max, double rnd)
@@ -106,41 +129,76 @@ queue_rand(void)
 	return (double)r / 4294967296.0;
 }
 
+/* Move an entry between areas in the index (the files moved already). */
+static void
+queue_entry_set_area(struct queue *q, struct queue_entry *qe,
+    enum spool_area area)
+{
+	if (qe->area == SPOOL_QUEUE)
+		q->n--;
+	qe->area = area;
+	if (area == SPOOL_QUEUE)
+		q->n++;
+}
+
 static void
 queue_entry_insert_sorted(struct queue *q, struct queue_entry *qe)
 {
 	struct queue_entry *it;
+	enum spool_area area = qe->area;
 
 	/* New mail is the newest; only the scan inserts out of order. */
+	qe->area = SPOOL_TMP;
+	queue_entry_set_area(q, qe, area);
 	TAILQ_FOREACH_REVERSE(it, &q->entries, queue_list, entry)
 		if (it->arrival <= qe->arrival) {
 			TAILQ_INSERT_AFTER(&q->entries, it, qe, entry);
-			q->n++;
 			return;
 		}
 	TAILQ_INSERT_HEAD(&q->entries, qe, entry);
-	q->n++;
 }
 
 static void
 queue_entry_remove(struct queue *q, struct queue_entry *qe)
 {
+	queue_entry_set_area(q, qe, SPOOL_TMP);
 	TAILQ_REMOVE(&q->entries, qe, entry);
-	q->n--;
 	free(qe);
 }
 
 static struct queue_entry *
-queue_entry_new(const struct envelope *env)
+queue_entry_new(const struct envelope *env, enum spool_area area)
 {
 	struct queue_entry *qe = xcalloc(1, sizeof(*qe));
 
 	util_copy(qe->id, sizeof(qe->id), env->id);
+	qe->area = area;
 	qe->arrival = env->arrival;
+	qe->age_base = env->age_base != 0 ? env->age_base : env->arrival;
 	qe->next_due = env->next_attempt;
 	qe->size = env->size;
+	qe->attempts = env->attempts;
 	qe->null_sender = env->sender[0] == '\0';
+	qe->refused = env->dead_reason != NULL &&
+	    strcmp(env->dead_reason, "refused") == 0;
 	return qe;
+}
+
+static struct queue_entry *
+queue_entry_find(struct queue *q, const char *id)
+{
+	struct queue_entry *qe;
+
+	TAILQ_FOREACH(qe, &q->entries, entry)
+		if (strcmp(qe->id, id) == 0)
+			return qe;
+	return NULL;
+}
+
+static bool
+queue_is_refusing(const struct queue *q)
+{
+	return q->refusing_until != 0;
 }
 
 /* ---- workpool jobs ---- */
@@ -208,21 +266,24 @@ queue_job_work(void *arg)
 	job->err = job->rc == -1 ? errno : 0;
 }
 
+static void queue_refused_dead(struct queue *q, struct queue_entry *qe);
+
 static void
 queue_job_done(void *arg)
 {
 	struct queue_job *job = arg;
 	struct queue *q = job->q;
-	struct queue_entry *qe = job->qe;
+	struct queue_entry *qe = job->qe, *copy;
 	const char *id = qe != NULL ? qe->id : job->env->id;
 
 	switch (job->op) {
 	case QUEUE_OP_COMMIT:
 		if (job->rc == 0) {
-			qe = queue_entry_new(job->env);
+			qe = queue_entry_new(job->env, SPOOL_QUEUE);
 			qe->next_due = 0;
 			TAILQ_INSERT_TAIL(&q->entries, qe, entry);
 			q->n++;
+			metrics_inc(M_MSGS_ACCEPTED);
 		}
 		job->cb(job->arg, job->err, job->env);
 		break;
@@ -232,15 +293,19 @@ queue_job_done(void *arg)
 		qe->busy = false;
 		break;
 	case QUEUE_OP_SPLIT:
-		if (job->rc == 0) {
-			log_warnx("msg=%s refused recipients moved to dead "
-			    "copy=%s nrcpt=%zu", id, job->deadid,
-			    job->deadenv->nrcpt);
-			q->ndead++;
-		} else
+		qe->busy = false;
+		if (job->rc != 0) {
 			log_warnx("msg=%s refused recipients not split off; "
 			    "they stay queued", id);
-		qe->busy = false;
+			break;
+		}
+		log_warnx("msg=%s refused recipients moved to dead copy=%s "
+		    "nrcpt=%zu", id, job->deadid, job->deadenv->nrcpt);
+		util_copy(job->deadenv->id, sizeof(job->deadenv->id),
+		    job->deadid);
+		copy = queue_entry_new(job->deadenv, SPOOL_DEAD);
+		queue_entry_insert_sorted(q, copy);
+		queue_refused_dead(q, copy);
 		break;
 	case QUEUE_OP_QUARANTINE:
 		if (job->rc == 0) {
@@ -264,13 +329,15 @@ queue_job_done(void *arg)
 		}
 		break;
 	case QUEUE_OP_DEAD:
-		if (job->rc == 0) {
-			log_warnx("msg=%s moved to dead reason=%s", id,
-			    job->env->dead_reason);
-			q->ndead++;
-			queue_entry_remove(q, qe);
-		} else
-			qe->busy = false;
+		qe->busy = false;
+		if (job->rc != 0)
+			break;
+		log_warnx("msg=%s moved to dead reason=%s", id,
+		    job->env->dead_reason);
+		queue_entry_set_area(q, qe, SPOOL_DEAD);
+		qe->refused = strcmp(job->env->dead_reason, "refused") == 0;
+		if (qe->refused)
+			queue_refused_dead(q, qe);
 		break;
 	}
 	envelope_free(job->env);
@@ -367,7 +434,7 @@ queue_drain_done(void *arg, struct drain_job *job)
 	struct queue_entry *qe = job->owner;
 	struct envelope *env = job->env;
 	time_t now = util_now();
-	size_t i, npending, ndead, nnewdead = 0;
+	size_t i, npending, ndead, nnewdead = 0, ndone = 0;
 	bool contact = false;
 	char esc[LOG_ESCAPE_MAX], delay[32], rcpt[LOG_ESCAPE_MAX];
 
@@ -407,17 +474,45 @@ queue_drain_done(void *arg, struct drain_job *job)
 		envelope_set_str(&r->reply, reply);
 		if (code >= 200 && code < 300) {
 			r->state = ENVELOPE_RCPT_DONE;
+			ndone++;
+			q->last_delivery = now;
+			metrics_inc(M_DELIVERIES_DELIVERED);
 			log_info("msg=%s delivered rcpt=%s delay=%s reply=%s",
 			    env->id, rcpt, delay, esc);
 		} else if (code >= 500) {
 			r->state = ENVELOPE_RCPT_DEAD;
 			nnewdead++;
-			log_warnx("msg=%s dead rcpt=%s reason=refused reply=%s",
-			    env->id, rcpt, esc);
 		}
 	}
 	if (contact)
 		queue_primary_set(q, true, NULL);
+	/* The circuit breaker: refusals of different messages in a row. */
+	if (ndone > 0)
+		q->refuse_streak = q->nstreak = 0;
+	else if (nnewdead > 0 && ++q->refuse_streak >= q->cf->refuse_limit &&
+	    !queue_is_refusing(q))
+		queue_breaker_trip(q);
+	for (i = 0; i < env->nrcpt && nnewdead > 0; i++) {
+		struct envelope_rcpt *r = &env->rcpts[i];
+		int code = job->results[i].code;
+
+		if (r->state != ENVELOPE_RCPT_DEAD || code < 500)
+			continue;
+		log_escape(r->reply, strlen(r->reply), esc, sizeof(esc));
+		log_addr(r->addr, rcpt, sizeof(rcpt));
+		if (queue_is_refusing(q)) {
+			/* Refused while the breaker is open: keep it. */
+			r->state = ENVELOPE_RCPT_PENDING;
+			log_warnx("msg=%s kept rcpt=%s reason=primary-refusing "
+			    "reply=%s", env->id, rcpt, esc);
+			continue;
+		}
+		metrics_inc(M_DELIVERIES_DEAD);
+		log_warnx("msg=%s dead rcpt=%s reason=refused reply=%s",
+		    env->id, rcpt, esc);
+	}
+	if (queue_is_refusing(q))
+		nnewdead = 0;
 	npending = envelope_count(env, ENVELOPE_RCPT_PENDING);
 	ndead = envelope_count(env, ENVELOPE_RCPT_DEAD);
 	free(job->results);
@@ -444,6 +539,8 @@ queue_drain_done(void *arg, struct drain_job *job)
 				    env->rcpts[i].reply);
 				break;
 			}
+		qe->attempts = env->attempts;
+		metrics_inc(M_DELIVERIES_DEFERRED);
 		log_info("msg=%s deferred attempt=%" PRIu64 " reply=%s "
 		    "next=+%" PRIu64 "s", env->id, env->attempts,
 		    log_escape(env->last_reply, strlen(env->last_reply), esc,
@@ -488,7 +585,11 @@ queue_env_get(struct queue *q, struct queue_entry *qe)
 	return env;
 }
 
-/* Load a message and hand it to the drain; -1 if the drain is full. */
+/*
+ * Load a message and hand it to the drain: 1 if handed over (the drain
+ * may have answered already), 0 if not (the entry may be gone), -1 if the
+ * drain is full.
+ */
 static int
 queue_send(struct queue *q, struct queue_entry *qe)
 {
@@ -518,7 +619,7 @@ queue_send(struct queue *q, struct queue_entry *qe)
 		free(job);
 		return -1;
 	}
-	return 0;
+	return 1;
 }
 
 static void
@@ -535,6 +636,7 @@ queue_expire(struct queue *q, struct queue_entry *qe)
 			envelope_set_str(&env->rcpts[i].reply, "expired");
 		}
 	envelope_set_str(&env->dead_reason, "expired");
+	metrics_inc(M_DELIVERIES_EXPIRED);
 	log_warnx("msg=%s expired age=%" PRIu64 "s attempts=%" PRIu64, env->id,
 	    (uint64_t)(util_now() - env->arrival), env->attempts);
 	queue_job_start(q, QUEUE_OP_DEAD, qe, env);
@@ -548,14 +650,24 @@ queue_dispatch(struct queue *q)
 
 	if (q->drain == NULL)
 		return;
+	if (q->hold_until != 0) {
+		if (now < q->hold_until)
+			return;		/* accept-and-hold: nothing drains */
+		queue_hold_mode_end(q, "expired");
+	}
+	if (queue_is_refusing(q)) {
+		if (now < q->refusing_until)
+			return;
+		queue_breaker_reset(q, "pause-over");
+	}
 	for (qe = TAILQ_FIRST(&q->entries); qe != NULL; qe = next) {
-		next = TAILQ_NEXT(qe, entry);
 		uint64_t life = qe->null_sender ? q->cf->bounce_lifetime :
 		    q->cf->queue_lifetime;
 
-		if (qe->busy || qe->next_due > now)
+		next = TAILQ_NEXT(qe, entry);
+		if (qe->area != SPOOL_QUEUE || qe->busy || qe->next_due > now)
 			continue;
-		if ((uint64_t)(now - qe->arrival) >= life) {
+		if (now - qe->age_base >= (time_t)life) {
 			queue_expire(q, qe);
 			continue;
 		}
@@ -564,7 +676,7 @@ queue_dispatch(struct queue *q)
 			if (q->probing || now < q->next_probe)
 				continue;
 			q->probing = true;	/* drain may answer at once */
-			if (queue_send(q, qe) == -1 || !qe->busy)
+			if (queue_send(q, qe) != 1)
 				q->probing = false;
 			continue;
 		}
@@ -581,6 +693,468 @@ queue_tick_cb(evutil_socket_t fd, short what, void *arg)
 	queue_dispatch(arg);
 }
 
+/* ---- operator actions (ctl) ----
+ *
+ * These are rare and small (one rename and a few fsyncs), so they run on
+ * the loop, unlike commits and delivery bookkeeping.
+ */
+
+/* Load the envelope of an indexed message in any area. */
+static struct envelope *
+queue_env_load(struct queue *q, struct queue_entry *qe)
+{
+	struct envelope *env;
+	char *text, err[256];
+	size_t len;
+
+	if (spool_env_read(q->spool, qe->area, qe->id, &text, &len) == -1)
+		return NULL;
+	env = envelope_load(text, len, err, sizeof(err));
+	free(text);
+	if (env == NULL) {
+		log_warnx("msg=%s unreadable envelope reason=\"%s\"", qe->id,
+		    err);
+		errno = EINVAL;
+	}
+	return env;
+}
+
+/* Rewrite env in qe's area, then move it to area "to" (when different). */
+static int
+queue_env_store_move(struct queue *q, struct queue_entry *qe,
+    const struct envelope *env, enum spool_area to)
+{
+	size_t len;
+	char *text = envelope_dump(env, &len);
+	int rc;
+
+	rc = spool_env_write(q->spool, qe->area, qe->id, text, len);
+	free(text);
+	if (rc == 0 && to != qe->area &&
+	    (rc = spool_move(q->spool, qe->id, qe->area, to)) == 0)
+		queue_entry_set_area(q, qe, to);
+	return rc;
+}
+
+/* Find an operable message: -1 with ENOENT or EBUSY. */
+static struct queue_entry *
+queue_op_entry(struct queue *q, const char *id)
+{
+	struct queue_entry *qe = queue_entry_find(q, id);
+
+	if (qe == NULL) {
+		errno = ENOENT;
+		return NULL;
+	}
+	if (qe->busy) {
+		errno = EBUSY;
+		return NULL;
+	}
+	return qe;
+}
+
+static int
+queue_requeue_entry(struct queue *q, struct queue_entry *qe,
+    const char *reason)
+{
+	struct envelope *env;
+	time_t now = util_now();
+	size_t i;
+
+	if (qe->area != SPOOL_DEAD) {
+		errno = EINVAL;
+		return -1;
+	}
+	if ((env = queue_env_load(q, qe)) == NULL)
+		return -1;
+	for (i = 0; i < env->nrcpt; i++)
+		if (env->rcpts[i].state == ENVELOPE_RCPT_DEAD) {
+			env->rcpts[i].state = ENVELOPE_RCPT_PENDING;
+			envelope_set_str(&env->rcpts[i].reply, NULL);
+		}
+	envelope_set_str(&env->dead_reason, NULL);
+	env->attempts = 0;
+	env->next_attempt = 0;
+	env->age_base = now;	/* a fresh lifetime */
+	if (queue_env_store_move(q, qe, env, SPOOL_QUEUE) == -1) {
+		envelope_free(env);
+		return -1;
+	}
+	envelope_free(env);
+	qe->age_base = now;
+	qe->attempts = 0;
+	qe->next_due = 0;
+	qe->refused = false;
+	log_info("msg=%s requeued reason=%s", qe->id, reason);
+	return 0;
+}
+
+int
+queue_requeue(struct queue *q, const char *id)
+{
+	struct queue_entry *qe = queue_op_entry(q, id);
+	int rc;
+
+	if (qe == NULL)
+		return -1;
+	rc = queue_requeue_entry(q, qe, "operator");
+	queue_dispatch(q);
+	return rc;
+}
+
+static int
+queue_hold_entry(struct queue *q, struct queue_entry *qe)
+{
+	struct envelope *env;
+
+	if (qe->area != SPOOL_QUEUE) {
+		errno = EINVAL;
+		return -1;
+	}
+	if ((env = queue_env_load(q, qe)) == NULL)
+		return -1;
+	env->held = true;
+	env->held_since = util_now();
+	if (queue_env_store_move(q, qe, env, SPOOL_HOLD) == 0)
+		log_info("msg=%s held reason=operator", qe->id);
+	else
+		qe = NULL;
+	envelope_free(env);
+	return qe == NULL ? -1 : 0;
+}
+
+static int
+queue_release_entry(struct queue *q, struct queue_entry *qe)
+{
+	struct envelope *env;
+	time_t now = util_now(), base;
+
+	if (qe->area != SPOOL_HOLD) {
+		errno = EINVAL;
+		return -1;
+	}
+	if ((env = queue_env_load(q, qe)) == NULL)
+		return -1;
+	/* Held time does not count toward the lifetime. */
+	base = env->age_base != 0 ? env->age_base : env->arrival;
+	if (env->held_since > 0 && env->held_since <= now)
+		base += now - env->held_since;
+	env->age_base = base;
+	env->held = false;
+	env->held_since = 0;
+	if (queue_env_store_move(q, qe, env, SPOOL_QUEUE) == -1) {
+		envelope_free(env);
+		return -1;
+	}
+	envelope_free(env);
+	qe->age_base = base;
+	qe->next_due = 0;
+	log_info("msg=%s released", qe->id);
+	return 0;
+}
+
+/* Apply fn to id, or with id NULL to every message it applies to. */
+static int
+queue_each(struct queue *q, const char *id, enum spool_area area,
+    int (*fn)(struct queue *, struct queue_entry *))
+{
+	struct queue_entry *qe, *next;
+	int rc = 0;
+
+	if (id != NULL) {
+		if ((qe = queue_op_entry(q, id)) == NULL)
+			return -1;
+		rc = fn(q, qe);
+	} else
+		for (qe = TAILQ_FIRST(&q->entries); qe != NULL; qe = next) {
+			next = TAILQ_NEXT(qe, entry);
+			if (qe->area == area && !qe->busy &&
+			    fn(q, qe) == -1)
+				rc = -1;
+		}
+	queue_dispatch(q);
+	return rc;
+}
+
+int
+queue_hold(struct queue *q, const char *id)
+{
+	return queue_each(q, id, SPOOL_QUEUE, queue_hold_entry);
+}
+
+int
+queue_release(struct queue *q, const char *id)
+{
+	return queue_each(q, id, SPOOL_HOLD, queue_release_entry);
+}
+
+int
+queue_delete(struct queue *q, const char *id)
+{
+	struct queue_entry *qe = queue_op_entry(q, id);
+
+	if (qe == NULL)
+		return -1;
+	if (spool_delete(q->spool, qe->area, qe->id) == -1)
+		return -1;
+	log_info("msg=%s removed reason=operator area=%s", qe->id,
+	    spool_area_name(qe->area));
+	queue_entry_remove(q, qe);
+	return 0;
+}
+
+static void
+queue_breaker_reset(struct queue *q, const char *why)
+{
+	if (queue_is_refusing(q))
+		log_info("primary refusing ended reason=%s", why);
+	q->refusing_until = 0;
+	q->refuse_streak = 0;
+	q->nstreak = 0;
+}
+
+int
+queue_flush(struct queue *q, const char *id)
+{
+	struct queue_entry *qe;
+
+	if (id != NULL) {
+		if ((qe = queue_entry_find(q, id)) == NULL ||
+		    qe->area != SPOOL_QUEUE) {
+			errno = qe == NULL ? ENOENT : EINVAL;
+			return -1;
+		}
+		qe->next_due = 0;
+		log_info("msg=%s flush", qe->id);
+	} else {
+		TAILQ_FOREACH(qe, &q->entries, entry)
+			if (qe->area == SPOOL_QUEUE)
+				qe->next_due = 0;
+		q->next_probe = 0;
+		queue_breaker_reset(q, "flush");
+		log_info("queue flush messages=%zu", q->n);
+	}
+	queue_dispatch(q);
+	return 0;
+}
+
+/* A message dead by refusal: while the breaker is open it goes straight
+ * back; otherwise it is remembered as part of the current streak. */
+static void
+queue_refused_dead(struct queue *q, struct queue_entry *qe)
+{
+	if (queue_is_refusing(q)) {
+		queue_requeue_entry(q, qe, "primary-refusing");
+		return;
+	}
+	if (q->streak_ids == NULL)
+		q->streak_ids = xcalloc(q->cf->refuse_limit,
+		    sizeof(*q->streak_ids));
+	if (q->nstreak < q->cf->refuse_limit)
+		util_copy(q->streak_ids[q->nstreak++], SPOOL_ID_LEN + 1,
+		    qe->id);
+}
+
+/* refuse_limit messages refused in a row: a misconfigured primary, most
+ * likely.  Pause, and put the streak's dead letters back. */
+static void
+queue_breaker_trip(struct queue *q)
+{
+	size_t i;
+
+	q->refusing_until = util_now() + (time_t)q->cf->refuse_pause;
+	log_warnx("primary refusing host=%s messages=%" PRIu64 " pause=%" PRIu64
+	    "s; refused mail stays queued", q->cf->primary_host,
+	    q->refuse_streak, q->cf->refuse_pause);
+	for (i = 0; i < q->nstreak; i++) {
+		struct queue_entry *qe = queue_entry_find(q, q->streak_ids[i]);
+
+		if (qe != NULL && qe->area == SPOOL_DEAD && !qe->busy)
+			queue_requeue_entry(q, qe, "primary-refusing");
+	}
+	q->nstreak = 0;
+}
+
+static int
+queue_hold_mode_store(struct queue *q)
+{
+	char buf[64];
+
+	if (q->hold_until == 0)
+		return spool_state_remove(q->spool, QUEUE_HOLD_MODE_FILE);
+	snprintf(buf, sizeof(buf), "%lld %lld\n", (long long)q->hold_since,
+	    (long long)q->hold_until);
+	return spool_state_write(q->spool, QUEUE_HOLD_MODE_FILE, buf);
+}
+
+/* Hold-mode ends: every queued message's lifetime moves on by the time it
+ * spent held, on disk too. */
+static void
+queue_hold_mode_end(struct queue *q, const char *why)
+{
+	struct queue_entry *qe, *next;
+	time_t now = util_now(), since = q->hold_since;
+
+	q->hold_since = q->hold_until = 0;
+	if (queue_hold_mode_store(q) == -1)
+		log_warnx("hold-mode off not persisted; it may return after "
+		    "a restart");
+	log_info("hold-mode off reason=%s", why);
+	for (qe = TAILQ_FIRST(&q->entries); qe != NULL; qe = next) {
+		struct envelope *env;
+		time_t from = qe->age_base > since ? qe->age_base : since;
+
+		next = TAILQ_NEXT(qe, entry);	/* qe may go (unreadable) */
+		if (qe->area != SPOOL_QUEUE || qe->busy || from >= now)
+			continue;
+		qe->age_base += now - from;
+		qe->next_due = 0;
+		if ((env = queue_env_get(q, qe)) == NULL)
+			continue;
+		env->age_base = qe->age_base;
+		queue_job_start(q, QUEUE_OP_REWRITE, qe, env);
+	}
+}
+
+int
+queue_hold_mode_set(struct queue *q, bool on, uint64_t seconds)
+{
+	time_t now = util_now();
+
+	if (!on) {
+		if (q->hold_until != 0)
+			queue_hold_mode_end(q, "operator");
+		queue_dispatch(q);
+		return 0;
+	}
+	if (q->hold_until == 0)
+		q->hold_since = now;
+	q->hold_until = now + (time_t)seconds;
+	if (queue_hold_mode_store(q) == -1)
+		return -1;
+	log_info("hold-mode on until=+%" PRIu64 "s", seconds);
+	return 0;
+}
+
+/* Load a persisted hold-mode (it survives restarts). */
+static void
+queue_hold_mode_load(struct queue *q)
+{
+	char buf[64];
+	long long since, until;
+
+	if (spool_state_read(q->spool, QUEUE_HOLD_MODE_FILE, buf,
+	    sizeof(buf)) == -1)
+		return;
+	if (sscanf(buf, "%lld %lld", &since, &until) != 2 || since <= 0 ||
+	    until < since) {
+		log_warnx("hold-mode file unreadable; hold-mode off");
+		return;
+	}
+	q->hold_since = (time_t)since;
+	q->hold_until = (time_t)until;
+	log_info("hold-mode on (restored) until=%lld", until);
+}
+
+struct queue_tally {
+	uint64_t	msgs[SPOOL_NAREAS + 1], bytes[SPOOL_NAREAS + 1];
+	time_t		oldest;
+};
+
+/* Index counts: SPOOL_NAREAS stands for "deferred" (queued, attempted). */
+static void
+queue_tally(const struct queue *q, struct queue_tally *t)
+{
+	const struct queue_entry *qe;
+
+	memset(t, 0, sizeof(*t));
+	TAILQ_FOREACH(qe, &q->entries, entry) {
+		size_t k = qe->area == SPOOL_QUEUE && qe->attempts > 0 ?
+		    SPOOL_NAREAS : qe->area;
+
+		t->msgs[k]++;
+		t->bytes[k] += qe->size;
+		if (qe->area == SPOOL_QUEUE &&
+		    (t->oldest == 0 || qe->arrival < t->oldest))
+			t->oldest = qe->arrival;
+	}
+}
+
+static void
+queue_metrics_cb(void *arg)
+{
+	struct queue *q = arg;
+	struct queue_tally t;
+	time_t now = util_now();
+	int64_t free_bytes;
+
+	queue_tally(q, &t);
+	metrics_set(M_QUEUE_MSGS_QUEUED, (double)t.msgs[SPOOL_QUEUE]);
+	metrics_set(M_QUEUE_MSGS_DEFERRED, (double)t.msgs[SPOOL_NAREAS]);
+	metrics_set(M_QUEUE_MSGS_HELD, (double)t.msgs[SPOOL_HOLD]);
+	metrics_set(M_QUEUE_MSGS_DEAD, (double)t.msgs[SPOOL_DEAD]);
+	metrics_set(M_QUEUE_BYTES_QUEUED, (double)t.bytes[SPOOL_QUEUE]);
+	metrics_set(M_QUEUE_BYTES_DEFERRED, (double)t.bytes[SPOOL_NAREAS]);
+	metrics_set(M_QUEUE_BYTES_HELD, (double)t.bytes[SPOOL_HOLD]);
+	metrics_set(M_QUEUE_BYTES_DEAD, (double)t.bytes[SPOOL_DEAD]);
+	metrics_set(M_QUEUE_OLDEST_AGE, t.oldest == 0 ? 0 :
+	    (double)(now - t.oldest));
+	metrics_set(M_HOLD_MODE, q->hold_until != 0);
+	metrics_set(M_PRIMARY_UP, q->primary_up);
+	metrics_set(M_PRIMARY_REFUSING, queue_is_refusing(q));
+	metrics_set(M_PRIMARY_CHANGE_TIME, (double)q->primary_since);
+	metrics_set(M_PRIMARY_STATE_SECONDS, (double)(now - q->primary_since));
+	metrics_set(M_LAST_DELIVERY_TIME, (double)q->last_delivery);
+	if ((free_bytes = spool_free_bytes(q->spool)) >= 0)
+		metrics_set(M_SPOOL_FREE_BYTES, (double)free_bytes);
+}
+
+void
+queue_status(struct queue *q, struct evbuffer *out)
+{
+	static const struct {
+		const char	*name;
+		size_t		 k;
+	} states[] = {
+		{ "queued", SPOOL_QUEUE }, { "deferred", SPOOL_NAREAS },
+		{ "held", SPOOL_HOLD }, { "dead", SPOOL_DEAD },
+	};
+	struct queue_tally t;
+	time_t now = util_now();
+	int64_t free_bytes = spool_free_bytes(q->spool);
+	size_t i;
+	char key[32];
+
+	queue_tally(q, &t);
+	ctl_proto_kv(out, "primary", q->primary_up ? "up" : "down");
+	ctl_proto_kvu(out, "primary_since",
+	    (unsigned long long)q->primary_since);
+	ctl_proto_kv(out, "refusing", queue_is_refusing(q) ? "yes" : "no");
+	ctl_proto_kvu(out, "last_delivery",
+	    (unsigned long long)q->last_delivery);
+	ctl_proto_kv(out, "hold_mode", q->hold_until != 0 ? "on" : "off");
+	ctl_proto_kvu(out, "hold_until", (unsigned long long)q->hold_until);
+	for (i = 0; i < UTIL_ARRAY_LEN(states); i++) {
+		snprintf(key, sizeof(key), "%s_messages", states[i].name);
+		ctl_proto_kvu(out, key, t.msgs[states[i].k]);
+		snprintf(key, sizeof(key), "%s_bytes", states[i].name);
+		ctl_proto_kvu(out, key, t.bytes[states[i].k]);
+	}
+	ctl_proto_kvu(out, "oldest_age", t.oldest == 0 ? 0 :
+	    (unsigned long long)(now - t.oldest));
+	ctl_proto_kvu(out, "spool_free_bytes",
+	    free_bytes < 0 ? 0 : (unsigned long long)free_bytes);
+	ctl_proto_kv(out, "version", HOLDFAST_VERSION);
+	ctl_proto_kvu(out, "uptime", (unsigned long long)(now - q->started));
+	ctl_proto_rec_end(out);
+}
+
+bool
+queue_is_healthy(struct queue *q)
+{
+	return spool_free_bytes(q->spool) >= 0;
+}
+
 /* ---- lifecycle ---- */
 
 static int
@@ -591,11 +1165,7 @@ queue_scan_cb(void *arg, enum spool_area area, const char *id)
 	char *text, err[256];
 	size_t len;
 
-	if (area == SPOOL_DEAD) {
-		q->ndead++;
-		return 0;
-	}
-	if (area != SPOOL_QUEUE)
+	if (area != SPOOL_QUEUE && area != SPOOL_HOLD && area != SPOOL_DEAD)
 		return 0;
 	if (spool_env_read(q->spool, area, id, &text, &len) == -1)
 		return -1;
@@ -607,7 +1177,7 @@ queue_scan_cb(void *arg, enum spool_area area, const char *id)
 		envelope_free(env);
 		return -1;
 	}
-	queue_entry_insert_sorted(q, queue_entry_new(env));
+	queue_entry_insert_sorted(q, queue_entry_new(env, area));
 	envelope_free(env);
 	return 0;
 }
@@ -626,7 +1196,8 @@ queue_new(struct event_base *base, const struct config *cf, struct spool *sp,
 	TAILQ_INIT(&q->entries);
 	/* Assume up: the first attempt finds out. */
 	q->primary_up = true;
-	q->primary_since = util_now();
+	q->primary_since = q->started = util_now();
+	metrics_add_collector(queue_metrics_cb, q);
 	return q;
 }
 
@@ -635,9 +1206,14 @@ queue_load(struct queue *q)
 {
 	int n = spool_scan(q->spool, queue_scan_cb, q);
 
+	struct queue_tally t;
+
 	if (n == -1)
 		return -1;
-	log_info("queue loaded messages=%zu dead=%zu", q->n, q->ndead);
+	queue_hold_mode_load(q);
+	queue_tally(q, &t);
+	log_info("queue loaded messages=%zu held=%" PRIu64 " dead=%" PRIu64,
+	    q->n, t.msgs[SPOOL_HOLD], t.msgs[SPOOL_DEAD]);
 	return 0;
 }
 
@@ -678,6 +1254,7 @@ queue_free(struct queue *q)
 	queue_stop(q);
 	while ((qe = TAILQ_FIRST(&q->entries)) != NULL)
 		queue_entry_remove(q, qe);
+	free(q->streak_ids);
 	free(q);
 }
 

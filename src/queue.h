@@ -19,6 +19,7 @@ struct config;
 struct dns;
 struct drain;
 struct envelope;
+struct evbuffer;
 struct event_base;
 struct spool;
 struct spool_msg;
@@ -53,6 +54,25 @@ void queue_submit(struct queue *q, struct spool_msg *msg,
  * rnd in [0, 1) spreading it by up to +-10%.  Pure. */
 uint64_t queue_backoff(uint64_t attempts, uint64_t min, uint64_t max,
     double rnd);
+
+/*
+ * Operator actions (holdfastctl through ctl.c).  Each returns 0, or -1
+ * with errno: ENOENT (no such message), EBUSY (being delivered right now),
+ * EINVAL (not in the right state), or the spool's error.  An id of NULL
+ * means every message the action applies to.
+ */
+int queue_flush(struct queue *q, const char *id);	/* NULL: + probe */
+int queue_hold(struct queue *q, const char *id);
+int queue_release(struct queue *q, const char *id);
+int queue_delete(struct queue *q, const char *id);
+int queue_requeue(struct queue *q, const char *id);
+/* Accept-and-hold: on for seconds (nothing drains, nothing ages; survives
+ * restarts; ends by itself), or off. */
+int queue_hold_mode_set(struct queue *q, bool on, uint64_t seconds);
+/* One ctl record with the queue's and the primary's state. */
+void queue_status(struct queue *q, struct evbuffer *out);
+/* The spool is usable (for /healthz). */
+bool queue_is_healthy(struct queue *q);
 
 /* Counts for status and tests. */
 size_t queue_count(const struct queue *q);

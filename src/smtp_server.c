@@ -19,6 +19,7 @@
 #include "dns.h"
 #include "envelope.h"
 #include "log.h"
+#include "metrics.h"
 #include "net.h"
 #include "queue.h"
 #include "smtp_proto.h"
@@ -94,6 +95,8 @@ enum smtp_rid {
 	SMTP_R_BUSY,
 	SMTP_R_ERRORS,
 	SMTP_R_BAD_BDAT,
+	SMTP_R_ETRN_OK,
+	SMTP_R_ETRN_DENIED,
 };
 
 static const struct smtp_reply_row {
@@ -130,6 +133,9 @@ static const struct smtp_reply_row {
 	[SMTP_R_SHUTDOWN] = { 421, "4.3.2", "Service shutting down" },
 	[SMTP_R_BUSY] = { 421, "4.7.0", "Error: too many connections" },
 	[SMTP_R_ERRORS] = { 421, "4.7.0", "Error: too many errors" },
+	[SMTP_R_ETRN_OK] = { 250, "2.0.0", "Queuing started" },
+	[SMTP_R_ETRN_DENIED] = { 458, "4.7.1", "Unable to queue messages: "
+	    "not allowed from this address" },
 	[SMTP_R_BAD_BDAT] = { 421, "4.7.0", "Error: cannot find the end of "
 	    "the BDAT chunk" },
 };
@@ -159,6 +165,7 @@ struct smtp_session {
 	struct bufferevent	*bev;
 	char			 addr[NET_ADDR_MAX];
 	unsigned		 port;
+	struct sockaddr_storage	 sa;		/* the client */
 	char			*rdns;		/* verified name or NULL */
 	struct dns_query	*dnsq;
 	enum smtp_state		 state;
@@ -213,6 +220,11 @@ smtp_reply_raw(struct smtp_session *s, const char *line)
 {
 	char esc[LOG_ESCAPE_MAX];
 
+	static const enum metrics_id classes[] = { M_SMTP_REPLIES_2XX,
+		M_SMTP_REPLIES_3XX, M_SMTP_REPLIES_4XX, M_SMTP_REPLIES_5XX };
+
+	if (line[0] >= '2' && line[0] <= '5')
+		metrics_inc(classes[line[0] - '2']);
 	evbuffer_add_printf(bufferevent_get_output(s->bev), "%s\r\n", line);
 	log_debug("sess=%016" PRIx64 " reply=%s", s->id,
 	    log_escape(line, strlen(line), esc, sizeof(esc)));
@@ -289,6 +301,7 @@ smtp_greet(struct smtp_session *s, const char *args, bool esmtp)
 	    "250-8BITMIME\r\n"
 	    "250-SMTPUTF8\r\n"
 	    "250-DSN\r\n"
+	    "250-ETRN\r\n"
 	    "250 CHUNKING\r\n", cf->hostname, cf->max_message_size);
 }
 
@@ -634,6 +647,28 @@ smtp_cmd_help(struct smtp_session *s, const char *args)
 	smtp_reply(s, SMTP_R_HELP);
 }
 
+/* RFC 1985: from the primary's addresses, start a drain at once. */
+static void
+smtp_cmd_etrn(struct smtp_session *s, const char *args)
+{
+	const struct config *cf = s->srv->cf;
+
+	if (*args == '\0') {
+		smtp_reply(s, SMTP_R_SYNTAX);
+		return;
+	}
+	if (!net_cidr_list_match(cf->etrn_from.v, cf->etrn_from.n,
+	    (struct sockaddr *)&s->sa)) {
+		log_info("sess=%016" PRIx64 " etrn refused addr=%s", s->id,
+		    s->addr);
+		smtp_reply(s, SMTP_R_ETRN_DENIED);
+		return;
+	}
+	log_info("sess=%016" PRIx64 " etrn addr=%s", s->id, s->addr);
+	queue_flush(s->srv->queue, NULL);
+	smtp_reply(s, SMTP_R_ETRN_OK);
+}
+
 static void
 smtp_cmd_quit(struct smtp_session *s, const char *args)
 {
@@ -658,6 +693,7 @@ static const struct smtp_command smtp_commands[] = {
 	  smtp_cmd_vrfy },
 	{ "HELP", SMTP_ST_ANY_CMD & ~ST(SMTP_ST_BDAT_WAIT), SMTP_R_BAD_SEQ,
 	  smtp_cmd_help },
+	{ "ETRN", ST(SMTP_ST_IDLE), SMTP_R_BAD_SEQ, smtp_cmd_etrn },
 	{ "QUIT", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, smtp_cmd_quit },
 };
 
@@ -1034,6 +1070,7 @@ smtp_session_free(struct smtp_session *s)
 	bufferevent_free(s->bev);
 	TAILQ_REMOVE(&srv->sessions, s, entry);
 	srv->nsessions--;
+	metrics_set(M_SMTP_CONNECTIONS_OPEN, (double)srv->nsessions);
 	free(s);
 }
 
@@ -1071,7 +1108,6 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	struct timeval tv;
 
 	(void)l;
-	(void)salen;
 	s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
 	if (getrandom(&s->id, sizeof(s->id), 0) != sizeof(s->id))
@@ -1086,6 +1122,10 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
 	srv->nsessions++;
+	metrics_inc(M_SMTP_CONNECTIONS);
+	metrics_set(M_SMTP_CONNECTIONS_OPEN, (double)srv->nsessions);
+	memcpy(&s->sa, sa, (size_t)salen < sizeof(s->sa) ? (size_t)salen :
+	    sizeof(s->sa));
 	log_info("sess=%016" PRIx64 " smtp connected addr=%s port=%u", s->id,
 	    s->addr, s->port);
 	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,

@@ -175,8 +175,8 @@ spool_rmtree(int parentfd, const char *name)
 	return rc;
 }
 
-struct spool *
-spool_open(const char *dir)
+static struct spool *
+spool_open_mode(const char *dir, bool create)
 {
 	struct spool *sp = xcalloc(1, sizeof(*sp));
 	const char *op = "mkdir", *what = "";
@@ -186,7 +186,7 @@ spool_open(const char *dir)
 	sp->rootfd = -1;
 	for (i = 0; i < SPOOL_NAREAS; i++)
 		sp->fd[i] = -1;
-	if (mkdir(dir, 0700) == -1 && errno != EEXIST)
+	if (create && mkdir(dir, 0700) == -1 && errno != EEXIST)
 		goto fail;
 	op = "open";
 	sp->rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -195,7 +195,8 @@ spool_open(const char *dir)
 	for (i = 0; i < SPOOL_NAREAS; i++) {
 		what = spool_areas[i];
 		op = "mkdir";
-		if (mkdirat(sp->rootfd, what, 0700) == -1 && errno != EEXIST)
+		if (create && mkdirat(sp->rootfd, what, 0700) == -1 &&
+		    errno != EEXIST)
 			goto fail;
 		op = "open";
 		sp->fd[i] = openat(sp->rootfd, what, O_RDONLY | O_DIRECTORY |
@@ -205,14 +206,127 @@ spool_open(const char *dir)
 	}
 	op = "fsync";
 	what = "";
-	if (fsync(sp->rootfd) == -1)
+	if (create && fsync(sp->rootfd) == -1)
 		goto fail;
 	return sp;
 fail:
-	log_warn("spool open failed op=%s path=%s%s%s", op, dir,
-	    *what != '\0' ? "/" : "", what);
+	if (create)
+		log_warn("spool open failed op=%s path=%s%s%s", op, dir,
+		    *what != '\0' ? "/" : "", what);
 	spool_close(sp);
 	return NULL;
+}
+
+struct spool *
+spool_open(const char *dir)
+{
+	return spool_open_mode(dir, true);
+}
+
+struct spool *
+spool_open_readonly(const char *dir)
+{
+	return spool_open_mode(dir, false);
+}
+
+int
+spool_list(struct spool *sp, enum spool_area area,
+    void (*cb)(void *arg, const char *id), void *arg)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	if ((fd = dup(spool_area_fd(sp, area))) == -1)
+		return -1;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	rewinddir(d);
+	while ((errno = 0, de = readdir(d)) != NULL)
+		if (spool_is_id(de->d_name))
+			cb(arg, de->d_name);
+	if (errno != 0) {
+		closedir(d);
+		return -1;
+	}
+	closedir(d);
+	return 0;
+}
+
+int
+spool_state_write(struct spool *sp, const char *name, const char *text)
+{
+	char tmp[64];
+	int fd, rc;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	fd = openat(sp->rootfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600);
+	if (fd == -1)
+		goto fail;
+	if (spool_write_all(fd, text, strlen(text)) == -1 || fsync(fd) == -1) {
+		spool_close_quiet(fd);
+		goto fail;
+	}
+	rc = close(fd);
+	if (rc == -1 || renameat(sp->rootfd, tmp, sp->rootfd, name) == -1 ||
+	    fsync(sp->rootfd) == -1)
+		goto fail;
+	return 0;
+fail:
+	log_warn("spool state write failed file=%s", name);
+	return -1;
+}
+
+int
+spool_state_read(struct spool *sp, const char *name, char *buf,
+    size_t buflen)
+{
+	ssize_t n;
+	int fd;
+
+	if ((fd = openat(sp->rootfd, name, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	n = read(fd, buf, buflen - 1);
+	close(fd);
+	if (n == -1)
+		return -1;
+	buf[n] = '\0';
+	return 0;
+}
+
+int
+spool_state_remove(struct spool *sp, const char *name)
+{
+	if (unlinkat(sp->rootfd, name, 0) == -1 && errno != ENOENT) {
+		log_warn("spool state remove failed file=%s", name);
+		return -1;
+	}
+	return fsync(sp->rootfd);
+}
+
+int
+spool_find(struct spool *sp, const char *id, enum spool_area *area)
+{
+	static const enum spool_area areas[] = { SPOOL_QUEUE, SPOOL_HOLD,
+		SPOOL_DEAD, SPOOL_QUARANTINE };
+	struct stat st;
+	size_t i;
+
+	if (!spool_is_id(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (i = 0; i < UTIL_ARRAY_LEN(areas); i++)
+		if (fstatat(sp->fd[areas[i]], id, &st, AT_SYMLINK_NOFOLLOW) ==
+		    0) {
+			*area = areas[i];
+			return 0;
+		}
+	errno = ENOENT;
+	return -1;
 }
 
 void

@@ -38,7 +38,22 @@ struct spool_msg;
 
 /* Open (creating if needed, mode 0700) the spool at dir.  NULL on error. */
 struct spool *spool_open(const char *dir);
+/* Open an existing spool without creating or changing anything (for the
+ * CLI's read-only view).  NULL with errno, not logged. */
+struct spool *spool_open_readonly(const char *dir);
 void spool_close(struct spool *sp);
+/* Call cb for every message ID in area (read-only).  0 or -1. */
+int spool_list(struct spool *sp, enum spool_area area,
+    void (*cb)(void *arg, const char *id), void *arg);
+/* The area that holds message id: 0, or -1 (ENOENT, EINVAL). */
+int spool_find(struct spool *sp, const char *id, enum spool_area *area);
+/* Small durable state files at the spool's top (e.g. "hold-mode"):
+ * written atomically, read into buf (NUL-terminated, truncated), removed.
+ * 0 or -1 with errno (ENOENT when absent). */
+int spool_state_write(struct spool *sp, const char *name, const char *text);
+int spool_state_read(struct spool *sp, const char *name, char *buf,
+    size_t buflen);
+int spool_state_remove(struct spool *sp, const char *name);
 const char *spool_area_name(enum spool_area area);
 const char *spool_dir(const struct spool *sp);
 

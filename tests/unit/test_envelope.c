@@ -119,6 +119,8 @@ test_minimal_text(void)
 	    "client_port: 0\n"
 	    "attempts: 0\n"
 	    "next_attempt: 0\n"
+	    "held_since: 0\n"
+	    "age_base: 0\n"
 	    "rcpt: pending b@y\n";
 	struct envelope *env;
 	char err[128] = "", *t;

@@ -530,6 +530,66 @@ test_open_errors(void)
 	spool_close(sp);
 }
 
+static void
+list_cb(void *arg, const char *id)
+{
+	(*(int *)arg)++;
+	T_CHECK(strlen(id) == SPOOL_ID_LEN);
+}
+
+/* A dead/ copy shares the body by a hard link; listing, finding and state
+ * files work on the result. */
+static void
+test_link_list_state(void)
+{
+	struct spool *sp = fresh("link"), *ro;
+	struct spool_msg *msg;
+	char id[SPOOL_ID_LEN + 1], copy[SPOOL_ID_LEN + 1], rel[64], buf[64];
+	char *got;
+	enum spool_area area;
+	size_t len;
+	int n = 0;
+
+	if (sp == NULL)
+		return;
+	T_CHECK(commit(sp, "body\r\n", 6, "env\n", id) == 0);
+	msg = spool_msg_link(sp, SPOOL_QUEUE, id, SPOOL_DEAD);
+	T_CHECK(msg != NULL);
+	if (msg == NULL)
+		goto out;
+	memcpy(copy, spool_msg_id(msg), sizeof(copy));
+	T_CHECK(strcmp(copy, id) != 0 && spool_msg_size(msg) == 6);
+	T_CHECK(spool_msg_commit(msg, "dead env\n", 9) == 0);
+	snprintf(rel, sizeof(rel), "dead/%s/body", copy);
+	got = slurp(sp, rel, &len);
+	T_CHECK(got != NULL && len == 6 && memcmp(got, "body\r\n", 6) == 0);
+	free(got);
+	T_CHECK(spool_find(sp, copy, &area) == 0 && area == SPOOL_DEAD);
+	T_CHECK(spool_find(sp, id, &area) == 0 && area == SPOOL_QUEUE);
+	T_CHECK(spool_find(sp, "ffffffffffffffff", &area) == -1 &&
+	    errno == ENOENT);
+	T_CHECK(spool_list(sp, SPOOL_DEAD, list_cb, &n) == 0 && n == 1);
+	/* deleting the original leaves the copy's body */
+	T_CHECK(spool_delete(sp, SPOOL_QUEUE, id) == 0);
+	T_CHECK(exists(sp, rel));
+	T_CHECK(spool_msg_link(sp, SPOOL_QUEUE, id, SPOOL_DEAD) == NULL);
+	T_CHECK(count(sp, "tmp") == 0);
+
+	T_CHECK(spool_state_read(sp, "hold-mode", buf, sizeof(buf)) == -1 &&
+	    errno == ENOENT);
+	T_CHECK(spool_state_write(sp, "hold-mode", "1 2\n") == 0);
+	T_CHECK(spool_state_read(sp, "hold-mode", buf, sizeof(buf)) == 0);
+	T_STREQ(buf, "1 2\n");
+	T_CHECK(spool_state_remove(sp, "hold-mode") == 0);
+	T_CHECK(!exists(sp, "hold-mode"));
+	ro = spool_open_readonly(spool_dir(sp));
+	T_CHECK(ro != NULL);
+	spool_close(ro);
+	T_CHECK(spool_open_readonly("/nonexistent/holdfast") == NULL);
+out:
+	spool_close(sp);
+}
+
 int
 main(void)
 {
@@ -543,6 +603,7 @@ main(void)
 		{ "spool_fail_efbig", test_fail_efbig },
 		{ "spool_fail_rename", test_fail_rename },
 		{ "spool_open_errors", test_open_errors },
+		{ "spool_link_list_state", test_link_list_state },
 	};
 	char cmd[300];
 	int rc;

@@ -1,0 +1,77 @@
+/*
+ * ctl_proto: the control socket's wire format, shared by the daemon (ctl.c)
+ * and holdfastctl.
+ *
+ * A request is one line: "verb arg ...\n" (at most CTL_LINE_MAX octets).
+ * The answer is "ok\n" or "error REASON\n", then zero or more record lines,
+ * then ".\n".  A record is space-separated key=value pairs; values are
+ * escaped (%XX for bytes <= 0x20, >= 0x7f, '%' and '='), so a record is one
+ * line and splits on spaces.  Keys may repeat (one "rcpt" per recipient).
+ *
+ * It also renders spool entries as records, for the daemon and for the
+ * CLI's read-only view of a stopped daemon's spool.  Pure apart from
+ * reading the spool through spool.c.
+ */
+#ifndef HOLDFAST_CTL_PROTO_H
+#define HOLDFAST_CTL_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "spool.h"
+
+#define CTL_LINE_MAX	4096
+#define CTL_ARGS_MAX	64
+#define CTL_REC_MAX	256		/* pairs in one record */
+#define CTL_BODY_MAX	(8 * 1024 * 1024)	/* show --body through ctl */
+
+struct envelope;
+struct evbuffer;
+
+struct ctl_rec {
+	size_t	 n;
+	char	*key[CTL_REC_MAX];
+	char	*val[CTL_REC_MAX];
+};
+
+/* Append " key=escaped(value)" to out (start a record with nothing, end it
+ * with ctl_proto_rec_end). */
+void ctl_proto_kv(struct evbuffer *out, const char *key, const char *value);
+void ctl_proto_kvu(struct evbuffer *out, const char *key,
+    unsigned long long value);
+void ctl_proto_rec_end(struct evbuffer *out);
+
+/* Split a record line in place into rec (values unescaped, pointing into
+ * line).  -1 if malformed or too many pairs. */
+int ctl_proto_rec_parse(char *line, struct ctl_rec *rec);
+/* The first value for key, or NULL. */
+const char *ctl_proto_rec_get(const struct ctl_rec *rec, const char *key);
+
+/* Split a request line in place into argv (at most CTL_ARGS_MAX); returns
+ * argc, or -1. */
+int ctl_proto_split(char *line, char **argv, size_t max);
+
+/* The queue state a message in area shows: queued, deferred, held, dead,
+ * quarantined. */
+const char *ctl_proto_state(enum spool_area area,
+    const struct envelope *env);
+
+/* One listing record for env in area. */
+void ctl_proto_env_rec(struct evbuffer *out, enum spool_area area,
+    const struct envelope *env);
+/*
+ * Records for every message in area, oldest first.  Unreadable entries get
+ * a record with state=unreadable.  0 or -1.
+ */
+int ctl_proto_list(struct spool *sp, enum spool_area area,
+    struct evbuffer *out);
+/*
+ * The "show" answer for id: one record with the envelope, then one record
+ * per header line (key "header"), or per body line with body (key "line",
+ * at most CTL_BODY_MAX octets, then a record "truncated=yes").  0, or -1
+ * with a reason in err.
+ */
+int ctl_proto_show(struct spool *sp, const char *id, bool body,
+    struct evbuffer *out, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,532 @@
+#include "metrics.h"
+
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "net.h"
+#include "util.h"
+#include "xmalloc.h"
+
+#ifndef HOLDFAST_VERSION
+#error "HOLDFAST_VERSION must be defined (the Makefile passes -D)"
+#endif
+
+#define METRICS_COLLECTORS_MAX	8
+#define METRICS_HEADERS_MAX	8192	/* request line and headers */
+#define METRICS_BODY_MAX	1024	/* a scrape carries no body */
+#define METRICS_TIMEOUT		10	/* seconds per request */
+#define METRICS_HTTP_FORBIDDEN	403	/* no name in libevent 2.1 */
+
+enum metrics_type {
+	METRICS_T_COUNTER,
+	METRICS_T_GAUGE,
+};
+
+static const char *const metrics_type_names[] = {
+	[METRICS_T_COUNTER] = "counter",
+	[METRICS_T_GAUGE] = "gauge",
+};
+
+/*
+ * One row per series.  Rows sharing a name form one family: its HELP and
+ * TYPE are taken from the family's first row and printed once.  labels is
+ * the text between the braces, or "" for none; values are fixed here, so
+ * nothing from a peer can reach the output.
+ */
+struct metrics_def {
+	enum metrics_id		 id;
+	const char		*name;
+	const char		*labels;
+	enum metrics_type	 type;
+	const char		*help;
+};
+
+#define Q_MSGS_HELP	"Messages in the spool, by state."
+#define Q_BYTES_HELP	"Bytes of message bodies in the spool, by state."
+#define DELIV_HELP	"Delivery outcomes: delivered and dead count " \
+			"recipients, deferred counts message attempts, " \
+			"expired counts messages."
+#define REPLY_HELP	"SMTP replies sent to clients, by class."
+#define TLS_HELP	"Inbound TLS handshakes, by result."
+
+static const struct metrics_def metrics_table[M_COUNT] = {
+	[M_BUILD_INFO] = { M_BUILD_INFO, "holdfast_build_info",
+	    "version=\"" HOLDFAST_VERSION "\"", METRICS_T_GAUGE,
+	    "Always 1; the version label names the running build." },
+	[M_START_TIME] = { M_START_TIME, "holdfast_start_time_seconds", "",
+	    METRICS_T_GAUGE, "Unix time the daemon started." },
+
+	[M_QUEUE_MSGS_QUEUED] = { M_QUEUE_MSGS_QUEUED,
+	    "holdfast_queue_messages", "state=\"queued\"", METRICS_T_GAUGE,
+	    Q_MSGS_HELP },
+	[M_QUEUE_MSGS_DEFERRED] = { M_QUEUE_MSGS_DEFERRED,
+	    "holdfast_queue_messages", "state=\"deferred\"", METRICS_T_GAUGE,
+	    Q_MSGS_HELP },
+	[M_QUEUE_MSGS_HELD] = { M_QUEUE_MSGS_HELD,
+	    "holdfast_queue_messages", "state=\"held\"", METRICS_T_GAUGE,
+	    Q_MSGS_HELP },
+	[M_QUEUE_MSGS_DEAD] = { M_QUEUE_MSGS_DEAD,
+	    "holdfast_queue_messages", "state=\"dead\"", METRICS_T_GAUGE,
+	    Q_MSGS_HELP },
+	[M_QUEUE_BYTES_QUEUED] = { M_QUEUE_BYTES_QUEUED,
+	    "holdfast_queue_bytes", "state=\"queued\"", METRICS_T_GAUGE,
+	    Q_BYTES_HELP },
+	[M_QUEUE_BYTES_DEFERRED] = { M_QUEUE_BYTES_DEFERRED,
+	    "holdfast_queue_bytes", "state=\"deferred\"", METRICS_T_GAUGE,
+	    Q_BYTES_HELP },
+	[M_QUEUE_BYTES_HELD] = { M_QUEUE_BYTES_HELD,
+	    "holdfast_queue_bytes", "state=\"held\"", METRICS_T_GAUGE,
+	    Q_BYTES_HELP },
+	[M_QUEUE_BYTES_DEAD] = { M_QUEUE_BYTES_DEAD,
+	    "holdfast_queue_bytes", "state=\"dead\"", METRICS_T_GAUGE,
+	    Q_BYTES_HELP },
+	[M_QUEUE_OLDEST_AGE] = { M_QUEUE_OLDEST_AGE,
+	    "holdfast_queue_oldest_message_age_seconds", "", METRICS_T_GAUGE,
+	    "Age of the oldest queued or deferred message (0 when empty)." },
+	[M_HOLD_MODE] = { M_HOLD_MODE, "holdfast_hold_mode", "",
+	    METRICS_T_GAUGE,
+	    "1 while hold mode keeps new mail from draining." },
+	[M_SPOOL_FREE_BYTES] = { M_SPOOL_FREE_BYTES,
+	    "holdfast_spool_free_bytes", "", METRICS_T_GAUGE,
+	    "Bytes available to the daemon on the spool filesystem." },
+
+	[M_MSGS_ACCEPTED] = { M_MSGS_ACCEPTED,
+	    "holdfast_messages_accepted_total", "", METRICS_T_COUNTER,
+	    "Messages committed to the spool and answered 250." },
+	[M_DELIVERIES_DELIVERED] = { M_DELIVERIES_DELIVERED,
+	    "holdfast_deliveries_total", "result=\"delivered\"",
+	    METRICS_T_COUNTER, DELIV_HELP },
+	[M_DELIVERIES_DEFERRED] = { M_DELIVERIES_DEFERRED,
+	    "holdfast_deliveries_total", "result=\"deferred\"",
+	    METRICS_T_COUNTER, DELIV_HELP },
+	[M_DELIVERIES_DEAD] = { M_DELIVERIES_DEAD,
+	    "holdfast_deliveries_total", "result=\"dead\"",
+	    METRICS_T_COUNTER, DELIV_HELP },
+	[M_DELIVERIES_EXPIRED] = { M_DELIVERIES_EXPIRED,
+	    "holdfast_deliveries_total", "result=\"expired\"",
+	    METRICS_T_COUNTER, DELIV_HELP },
+
+	[M_SMTP_REPLIES_2XX] = { M_SMTP_REPLIES_2XX,
+	    "holdfast_smtp_replies_total", "class=\"2xx\"", METRICS_T_COUNTER,
+	    REPLY_HELP },
+	[M_SMTP_REPLIES_3XX] = { M_SMTP_REPLIES_3XX,
+	    "holdfast_smtp_replies_total", "class=\"3xx\"", METRICS_T_COUNTER,
+	    REPLY_HELP },
+	[M_SMTP_REPLIES_4XX] = { M_SMTP_REPLIES_4XX,
+	    "holdfast_smtp_replies_total", "class=\"4xx\"", METRICS_T_COUNTER,
+	    REPLY_HELP },
+	[M_SMTP_REPLIES_5XX] = { M_SMTP_REPLIES_5XX,
+	    "holdfast_smtp_replies_total", "class=\"5xx\"", METRICS_T_COUNTER,
+	    REPLY_HELP },
+	[M_SMTP_CONNECTIONS_OPEN] = { M_SMTP_CONNECTIONS_OPEN,
+	    "holdfast_smtp_connections_open", "", METRICS_T_GAUGE,
+	    "Inbound SMTP sessions open now." },
+	[M_SMTP_CONNECTIONS] = { M_SMTP_CONNECTIONS,
+	    "holdfast_smtp_connections_total", "", METRICS_T_COUNTER,
+	    "Inbound SMTP connections accepted." },
+
+	[M_PRIMARY_UP] = { M_PRIMARY_UP, "holdfast_primary_up", "",
+	    METRICS_T_GAUGE, "1 while the primary MX accepts connections." },
+	[M_PRIMARY_REFUSING] = { M_PRIMARY_REFUSING,
+	    "holdfast_primary_refusing", "", METRICS_T_GAUGE,
+	    "1 while draining is paused because the primary refuses (5xx) "
+	    "everything." },
+	[M_PRIMARY_CHANGE_TIME] = { M_PRIMARY_CHANGE_TIME,
+	    "holdfast_primary_last_change_timestamp_seconds", "",
+	    METRICS_T_GAUGE, "Unix time the primary last went up or down." },
+	[M_PRIMARY_STATE_SECONDS] = { M_PRIMARY_STATE_SECONDS,
+	    "holdfast_primary_state_seconds", "", METRICS_T_GAUGE,
+	    "Seconds the primary has been in its current up/down state." },
+	[M_LAST_DELIVERY_TIME] = { M_LAST_DELIVERY_TIME,
+	    "holdfast_last_delivery_timestamp_seconds", "", METRICS_T_GAUGE,
+	    "Unix time of the last delivery to the primary (0 = never)." },
+
+	[M_TLS_HANDSHAKES_OK] = { M_TLS_HANDSHAKES_OK,
+	    "holdfast_tls_handshakes_total", "result=\"ok\"",
+	    METRICS_T_COUNTER, TLS_HELP },
+	[M_TLS_HANDSHAKES_FAILED] = { M_TLS_HANDSHAKES_FAILED,
+	    "holdfast_tls_handshakes_total", "result=\"failed\"",
+	    METRICS_T_COUNTER, TLS_HELP },
+};
+
+static double metrics_values[M_COUNT] = {
+	[M_BUILD_INFO] = 1,
+};
+
+static struct {
+	void	(*fn)(void *arg);
+	void	 *arg;
+} metrics_collectors[METRICS_COLLECTORS_MAX];
+static size_t metrics_ncollectors;
+
+static bool (*metrics_healthy)(void *arg);
+static void *metrics_healthy_arg;
+
+/*
+ * The one listener; NULL when [metrics] listen is off or after stop.  It
+ * owns a copy of [metrics] allow, so a config reload cannot pull it away.
+ */
+static struct {
+	struct evhttp	*http;
+	char		**allow;
+	size_t		  nallow;
+} metrics_srv;
+
+static void
+metrics_check_id(enum metrics_id id, const char *func)
+{
+	if ((unsigned)id >= M_COUNT)
+		fatalx("%s: bad metric id %u", func, (unsigned)id);
+}
+
+void
+metrics_inc(enum metrics_id id)
+{
+	metrics_check_id(id, __func__);
+	metrics_values[id] += 1;
+}
+
+void
+metrics_add(enum metrics_id id, uint64_t n)
+{
+	metrics_check_id(id, __func__);
+	metrics_values[id] += (double)n;
+}
+
+void
+metrics_set(enum metrics_id id, double value)
+{
+	metrics_check_id(id, __func__);
+	metrics_values[id] = value;
+}
+
+double
+metrics_get(enum metrics_id id)
+{
+	metrics_check_id(id, __func__);
+	return metrics_values[id];
+}
+
+void
+metrics_add_collector(void (*fn)(void *arg), void *arg)
+{
+	if (metrics_ncollectors == METRICS_COLLECTORS_MAX)
+		fatalx("%s: more than %d collectors", __func__,
+		    METRICS_COLLECTORS_MAX);
+	metrics_collectors[metrics_ncollectors].fn = fn;
+	metrics_collectors[metrics_ncollectors].arg = arg;
+	metrics_ncollectors++;
+}
+
+void
+metrics_set_health(bool (*healthy)(void *arg), void *arg)
+{
+	metrics_healthy = healthy;
+	metrics_healthy_arg = arg;
+}
+
+/* A growing, always terminated output buffer for the renderer. */
+struct metrics_buf {
+	char	*p;
+	size_t	 len;
+	size_t	 cap;
+};
+
+static void metrics_buf_printf(struct metrics_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+metrics_buf_printf(struct metrics_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			fatalx("%s: vsnprintf failed", __func__);
+		if ((size_t)n < b->cap - b->len)
+			break;
+		b->cap = b->cap * 2 + (size_t)n;
+		b->p = xreallocarray(b->p, b->cap, 1);
+	}
+	b->len += (size_t)n;
+}
+
+/*
+ * Format v as the text format wants it: integers in full without an
+ * exponent (a byte count or a timestamp stays exact and greppable), other
+ * values in the shortest form that reads back the same.  No libm needed.
+ */
+static void
+metrics_fmt_value(double v, char *out, size_t outlen)
+{
+	int prec;
+
+	if (isnan(v))
+		util_copy(out, outlen, "NaN");
+	else if (isinf(v))
+		util_copy(out, outlen, v > 0 ? "+Inf" : "-Inf");
+	else if (v > -9e18 && v < 9e18 && v == (double)(long long)v)
+		snprintf(out, outlen, "%lld", (long long)v);
+	else {
+		for (prec = 15; prec < 17; prec++) {
+			snprintf(out, outlen, "%.*g", prec, v);
+			if (strtod(out, NULL) == v)
+				return;
+		}
+		snprintf(out, outlen, "%.17g", v);
+	}
+}
+
+static void
+metrics_render_series(struct metrics_buf *b, const struct metrics_def *d)
+{
+	char val[512];
+
+	metrics_fmt_value(metrics_values[d->id], val, sizeof(val));
+	if (*d->labels != '\0')
+		metrics_buf_printf(b, "%s{%s} %s\n", d->name, d->labels, val);
+	else
+		metrics_buf_printf(b, "%s %s\n", d->name, val);
+}
+
+char *
+metrics_render(size_t *len)
+{
+	struct metrics_buf b = { NULL, 0, 0 };
+	size_t i, j;
+
+	for (i = 0; i < metrics_ncollectors; i++)
+		metrics_collectors[i].fn(metrics_collectors[i].arg);
+
+	b.cap = 8192;
+	b.p = xmalloc(b.cap);
+	b.p[0] = '\0';
+	/* Each family once, at its first row, with all its rows. */
+	for (i = 0; i < M_COUNT; i++) {
+		const struct metrics_def *d = &metrics_table[i];
+
+		for (j = 0; j < i; j++)
+			if (strcmp(metrics_table[j].name, d->name) == 0)
+				break;
+		if (j < i)
+			continue;
+		metrics_buf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", d->name,
+		    d->help, d->name, metrics_type_names[d->type]);
+		for (j = i; j < M_COUNT; j++)
+			if (strcmp(metrics_table[j].name, d->name) == 0)
+				metrics_render_series(&b, &metrics_table[j]);
+	}
+	*len = b.len;
+	return b.p;
+}
+
+static void
+metrics_send_text(struct evhttp_request *req, int code, const char *reason,
+    const char *ctype, const char *body, size_t len)
+{
+	struct evkeyvalq *hdrs = evhttp_request_get_output_headers(req);
+	struct evbuffer *out = evbuffer_new();
+
+	if (out == NULL)
+		fatalx("%s: evbuffer_new failed", __func__);
+	evhttp_add_header(hdrs, "Content-Type", ctype);
+	evhttp_add_header(hdrs, "Cache-Control", "no-store");
+	if (code == HTTP_BADMETHOD)
+		evhttp_add_header(hdrs, "Allow", "GET, HEAD");
+	if (evbuffer_add(out, body, len) == -1)
+		fatalx("%s: evbuffer_add failed", __func__);
+	evhttp_send_reply(req, code, reason, out);
+	evbuffer_free(out);
+}
+
+static void
+metrics_send_plain(struct evhttp_request *req, int code, const char *reason,
+    const char *body)
+{
+	metrics_send_text(req, code, reason, "text/plain; charset=utf-8", body,
+	    strlen(body));
+}
+
+static void
+metrics_get_metrics(struct evhttp_request *req)
+{
+	size_t len;
+	char *text = metrics_render(&len);
+
+	metrics_send_text(req, HTTP_OK, "OK",
+	    "text/plain; version=0.0.4; charset=utf-8", text, len);
+	free(text);
+}
+
+static void
+metrics_get_healthz(struct evhttp_request *req)
+{
+	if (metrics_healthy == NULL || metrics_healthy(metrics_healthy_arg))
+		metrics_send_plain(req, HTTP_OK, "OK", "ok\n");
+	else
+		metrics_send_plain(req, HTTP_SERVUNAVAIL,
+		    "Service Unavailable", "unhealthy\n");
+}
+
+static const struct {
+	const char	*path;
+	void		(*fn)(struct evhttp_request *req);
+} metrics_routes[] = {
+	{ "/metrics", metrics_get_metrics },
+	{ "/healthz", metrics_get_healthz },
+};
+
+/*
+ * Every request lands here: first who (403), then how (405), then what
+ * (404), so a client outside [metrics] allow learns nothing about paths.
+ */
+static void
+metrics_request_cb(struct evhttp_request *req, void *arg)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	const struct sockaddr *sa = conn != NULL ?
+	    evhttp_connection_get_addr(conn) : NULL;
+	const struct evhttp_uri *uri;
+	const char *path;
+	size_t i;
+
+	(void)arg;
+	if (sa == NULL || !net_cidr_list_match(metrics_srv.allow,
+	    metrics_srv.nallow, sa)) {
+		char addr[NET_ADDR_MAX];
+		unsigned port = 0;
+
+		if (sa != NULL)
+			net_addr_fmt(sa, addr, sizeof(addr), &port);
+		else
+			util_copy(addr, sizeof(addr), "unknown");
+		log_debug("metrics denied addr=%s port=%u", addr, port);
+		metrics_send_plain(req, METRICS_HTTP_FORBIDDEN, "Forbidden",
+		    "forbidden\n");
+		return;
+	}
+	switch (evhttp_request_get_command(req)) {
+	case EVHTTP_REQ_GET:
+	case EVHTTP_REQ_HEAD:
+		break;
+	case EVHTTP_REQ_POST:
+	case EVHTTP_REQ_PUT:
+	case EVHTTP_REQ_DELETE:
+	case EVHTTP_REQ_OPTIONS:
+	case EVHTTP_REQ_TRACE:
+	case EVHTTP_REQ_CONNECT:
+	case EVHTTP_REQ_PATCH:
+		metrics_send_plain(req, HTTP_BADMETHOD, "Method Not Allowed",
+		    "method not allowed\n");
+		return;
+	}
+	uri = evhttp_request_get_evhttp_uri(req);
+	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	if (path == NULL) {
+		metrics_send_plain(req, HTTP_BADREQUEST, "Bad Request",
+		    "bad request\n");
+		return;
+	}
+	for (i = 0; i < UTIL_ARRAY_LEN(metrics_routes); i++)
+		if (strcmp(path, metrics_routes[i].path) == 0) {
+			metrics_routes[i].fn(req);
+			return;
+		}
+	metrics_send_plain(req, HTTP_NOTFOUND, "Not Found", "not found\n");
+}
+
+int
+metrics_start(struct event_base *base, const struct config *cf)
+{
+	struct evconnlistener *lev;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	struct evhttp *http = NULL;
+	size_t i;
+
+	if (metrics_values[M_START_TIME] == 0)
+		metrics_values[M_START_TIME] = (double)util_now();
+	if (cf->metrics_listen == NULL || *cf->metrics_listen == '\0')
+		return 0;
+	if (metrics_srv.http != NULL)
+		fatalx("%s: already started", __func__);
+	if (net_parse_hostport(cf->metrics_listen, &ss, &sslen) == -1) {
+		log_warnx("metrics listen addr=%s: not address:port",
+		    cf->metrics_listen);
+		return -1;
+	}
+	if ((http = evhttp_new(base)) == NULL) {
+		log_warnx("metrics listen addr=%s: evhttp_new failed",
+		    cf->metrics_listen);
+		goto fail;
+	}
+	/* Let every method reach the callback, which answers 405 itself. */
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
+	    EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
+	    EVHTTP_REQ_PATCH);
+	evhttp_set_max_headers_size(http, METRICS_HEADERS_MAX);
+	evhttp_set_max_body_size(http, METRICS_BODY_MAX);
+	evhttp_set_timeout(http, METRICS_TIMEOUT);
+	evhttp_set_gencb(http, metrics_request_cb, NULL);
+	lev = evconnlistener_new_bind(base, NULL, NULL, LEV_OPT_REUSEABLE |
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
+	    (struct sockaddr *)&ss, (int)sslen);
+	if (lev == NULL) {
+		log_warn("metrics listen addr=%s", cf->metrics_listen);
+		goto fail;
+	}
+	/* Once bound, the evhttp owns the listener and frees it with itself. */
+	if (evhttp_bind_listener(http, lev) == NULL) {
+		evconnlistener_free(lev);
+		log_warnx("metrics listen addr=%s: cannot attach listener",
+		    cf->metrics_listen);
+		goto fail;
+	}
+	metrics_srv.http = http;
+	metrics_srv.allow = xcalloc(cf->metrics_allow.n + 1,
+	    sizeof(*metrics_srv.allow));
+	for (i = 0; i < cf->metrics_allow.n; i++)
+		metrics_srv.allow[i] = xstrdup(cf->metrics_allow.v[i]);
+	metrics_srv.nallow = cf->metrics_allow.n;
+	log_info("metrics listening addr=%s", cf->metrics_listen);
+	return 0;
+fail:
+	if (http != NULL)
+		evhttp_free(http);
+	return -1;
+}
+
+void
+metrics_stop(void)
+{
+	size_t i;
+
+	if (metrics_srv.http == NULL)
+		return;
+	evhttp_free(metrics_srv.http);
+	metrics_srv.http = NULL;
+	for (i = 0; i < metrics_srv.nallow; i++)
+		free(metrics_srv.allow[i]);
+	free(metrics_srv.allow);
+	metrics_srv.allow = NULL;
+	metrics_srv.nallow = 0;
+}

@@ -1,0 +1,85 @@
+/*
+ * metrics: the registry of Prometheus metrics and the /metrics, /healthz
+ * HTTP listener ([metrics] listen, off by default; [metrics] allow CIDRs,
+ * others get 403).
+ *
+ * Values live here; modules only call metrics_inc/add/set with an ID from
+ * the enum below and never see how they are stored.  One row per series in
+ * metrics.c's table {id, name, labels, type, help}; label values come from
+ * small fixed sets, never an address, ID or hostname.  Gauges that are
+ * cheaper to compute than to track are filled by collectors, which run
+ * right before each scrape.  Loop thread only.
+ */
+#ifndef HOLDFAST_METRICS_H
+#define HOLDFAST_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config;
+struct event_base;
+
+enum metrics_id {
+	M_BUILD_INFO,			/* gauge 1, label version */
+	M_START_TIME,			/* gauge, unix seconds */
+	/* queue, by state: filled by the queue's collector */
+	M_QUEUE_MSGS_QUEUED,
+	M_QUEUE_MSGS_DEFERRED,
+	M_QUEUE_MSGS_HELD,
+	M_QUEUE_MSGS_DEAD,
+	M_QUEUE_BYTES_QUEUED,
+	M_QUEUE_BYTES_DEFERRED,
+	M_QUEUE_BYTES_HELD,
+	M_QUEUE_BYTES_DEAD,
+	M_QUEUE_OLDEST_AGE,		/* seconds, queued+deferred */
+	M_HOLD_MODE,			/* 0/1 */
+	M_SPOOL_FREE_BYTES,
+	/* message flow, counters */
+	M_MSGS_ACCEPTED,
+	M_DELIVERIES_DELIVERED,		/* per recipient */
+	M_DELIVERIES_DEFERRED,		/* per message attempt */
+	M_DELIVERIES_DEAD,		/* per recipient, refused */
+	M_DELIVERIES_EXPIRED,		/* per message */
+	/* inbound SMTP */
+	M_SMTP_REPLIES_2XX,
+	M_SMTP_REPLIES_3XX,
+	M_SMTP_REPLIES_4XX,
+	M_SMTP_REPLIES_5XX,
+	M_SMTP_CONNECTIONS_OPEN,	/* gauge */
+	M_SMTP_CONNECTIONS,		/* counter */
+	/* the primary */
+	M_PRIMARY_UP,			/* gauge 0/1 */
+	M_PRIMARY_REFUSING,		/* gauge 0/1, circuit breaker */
+	M_PRIMARY_CHANGE_TIME,		/* gauge, unix seconds */
+	M_PRIMARY_STATE_SECONDS,	/* gauge, since the last change */
+	M_LAST_DELIVERY_TIME,		/* gauge, unix seconds, 0 = never */
+	/* TLS, by result */
+	M_TLS_HANDSHAKES_OK,
+	M_TLS_HANDSHAKES_FAILED,
+	M_COUNT
+};
+
+void metrics_inc(enum metrics_id id);
+void metrics_add(enum metrics_id id, uint64_t n);
+void metrics_set(enum metrics_id id, double value);
+double metrics_get(enum metrics_id id);
+
+/*
+ * Register fn(arg) to refresh gauges right before each scrape or render
+ * (at most 8 collectors).
+ */
+void metrics_add_collector(void (*fn)(void *arg), void *arg);
+/* Register the health check behind /healthz: healthy(arg) true -> 200. */
+void metrics_set_health(bool (*healthy)(void *arg), void *arg);
+
+/* Render the whole registry in the Prometheus text format (version 0.0.4)
+ * into a new buffer (caller frees); *len gets its length. */
+char *metrics_render(size_t *len);
+
+/* Start the HTTP listener if [metrics] listen is set: 0, or -1 (logged)
+ * if it cannot bind.  metrics_stop() closes it. */
+int metrics_start(struct event_base *base, const struct config *cf);
+void metrics_stop(void);
+
+#endif

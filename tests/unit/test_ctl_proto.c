@@ -1,0 +1,114 @@
+#include "ctl_proto.h"
+
+#include <event2/buffer.h>
+
+#include "envelope.h"
+#include "t.h"
+
+static char *
+take_line(struct evbuffer *b)
+{
+	size_t len;
+
+	return evbuffer_readln(b, &len, EVBUFFER_EOL_LF);
+}
+
+static void
+test_roundtrip(void)
+{
+	static const char *const values[] = {
+		"plain", "", "with space", "per%cent", "a=b", "tab\there",
+		"\x01\x7f\xff", "250 2.0.0 Ok: queued as X", "<a@b>",
+	};
+	struct evbuffer *b = evbuffer_new();
+	struct ctl_rec rec;
+	char *line;
+	size_t i;
+
+	for (i = 0; i < sizeof(values) / sizeof(values[0]); i++)
+		ctl_proto_kv(b, "k", values[i]);
+	ctl_proto_kvu(b, "n", 18446744073709551615ULL);
+	ctl_proto_rec_end(b);
+	line = take_line(b);
+	T_CHECK(line != NULL && strchr(line, '\n') == NULL);
+	T_CHECK(ctl_proto_rec_parse(line, &rec) == 0);
+	T_CHECK(rec.n == sizeof(values) / sizeof(values[0]) + 1);
+	for (i = 0; i < sizeof(values) / sizeof(values[0]) && i < rec.n; i++)
+		T_STREQ(rec.val[i], values[i]);
+	T_STREQ(ctl_proto_rec_get(&rec, "n"), "18446744073709551615");
+	T_CHECK(ctl_proto_rec_get(&rec, "missing") == NULL);
+	free(line);
+	evbuffer_free(b);
+}
+
+static void
+test_malformed(void)
+{
+	static const char *const bad[] = { "noequals", "=v", "k=%zz", "k=%4",
+	    "k=%" };
+	struct ctl_rec rec;
+	char buf[64];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(buf, sizeof(buf), "%s", bad[i]);
+		T_CHECK(ctl_proto_rec_parse(buf, &rec) == -1);
+	}
+}
+
+static void
+test_split(void)
+{
+	char line[] = "hold  0123456789abcdef all ", *argv[3];
+
+	T_CHECK(ctl_proto_split(line, argv, 3) == 3);
+	T_STREQ(argv[0], "hold");
+	T_STREQ(argv[2], "all");
+	{
+		char l2[] = "a b c d", *v2[3];
+
+		T_CHECK(ctl_proto_split(l2, v2, 3) == -1);
+	}
+}
+
+static void
+test_env_rec(void)
+{
+	struct envelope *env = envelope_new();
+	struct evbuffer *b = evbuffer_new();
+	struct ctl_rec rec;
+	char *line;
+
+	memcpy(env->id, "0123456789abcdef", 17);
+	envelope_set_str(&env->sender, "s@x.example");
+	envelope_add_rcpt(env, "a@ours.example", NULL, NULL);
+	envelope_add_rcpt(env, "b@ours.example", NULL, NULL);
+	env->rcpts[1].state = ENVELOPE_RCPT_DEAD;
+	env->attempts = 2;
+	envelope_set_str(&env->last_reply, "451 4.3.0 later");
+	ctl_proto_env_rec(b, SPOOL_QUEUE, env);
+	line = take_line(b);
+	T_CHECK(ctl_proto_rec_parse(line, &rec) == 0);
+	T_STREQ(ctl_proto_rec_get(&rec, "state"), "deferred");
+	T_STREQ(ctl_proto_rec_get(&rec, "last_reply"), "451 4.3.0 later");
+	T_STREQ(ctl_proto_rec_get(&rec, "rcpt"), "pending:a@ours.example");
+	T_STREQ(rec.val[rec.n - 1], "dead:b@ours.example");
+	T_STREQ(ctl_proto_state(SPOOL_HOLD, env), "held");
+	T_STREQ(ctl_proto_state(SPOOL_DEAD, env), "dead");
+	free(line);
+	evbuffer_free(b);
+	envelope_free(env);
+}
+
+int
+main(void)
+{
+	static const struct t_case cases[] = {
+		{ "ctl_proto_roundtrip", test_roundtrip },
+		{ "ctl_proto_malformed", test_malformed },
+		{ "ctl_proto_split", test_split },
+		{ "ctl_proto_env_rec", test_env_rec },
+	};
+
+	return T_RUN(cases);
+}
