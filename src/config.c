@@ -17,6 +17,7 @@ enum config_type {
 	CONFIG_T_LIST,		/* comma-separated, may repeat */
 	CONFIG_T_DOMAINS,	/* a list of domains, lowercased */
 	CONFIG_T_CIDRS,		/* a list of addr/len */
+	CONFIG_T_ENUM,		/* one word of a fixed set (checked below) */
 	CONFIG_T_UINT,
 	CONFIG_T_SIZE,
 	CONFIG_T_DURATION,
@@ -82,6 +83,16 @@ static const struct config_key config_keys[] = {
 	  10000, "5xx for this many messages in a row pause the drain" },
 	{ "primary", "refuse_pause", CONFIG_T_DURATION, OFF(refuse_pause),
 	  "1h", 1, NOMAX, "how long such a pause lasts (flush ends it)" },
+	{ "primary", "tls", CONFIG_T_ENUM, OFF(primary_tls), "may", 0, 0,
+	  "none|may|encrypt|verify: STARTTLS to the primary" },
+	{ "primary", "tls_ca", CONFIG_T_STRING, OFF(primary_tls_ca), "", 0, 0,
+	  "CA file for tls = verify (default: the system's)" },
+	{ "primary", "tls_name", CONFIG_T_STRING, OFF(primary_tls_name), "",
+	  0, 0, "name to verify and send as SNI (default: host)" },
+	{ "tls", "cert", CONFIG_T_STRING, OFF(tls_cert), "", 0, 0,
+	  "PEM certificate chain for STARTTLS (e.g. fullchain.pem)" },
+	{ "tls", "key", CONFIG_T_STRING, OFF(tls_key), "", 0, 0,
+	  "PEM private key (e.g. privkey.pem)" },
 	{ "control", "socket", CONFIG_T_STRING, OFF(control_socket), "", 0, 0,
 	  "control socket path (default: control.sock in the spool)" },
 	{ "control", "group", CONFIG_T_STRING, OFF(control_group), "", 0, 0,
@@ -146,8 +157,14 @@ config_set(struct config *cf, const struct config_key *k, const char *val)
 	int rc = -1;
 
 	switch (k->type) {
+	case CONFIG_T_ENUM:
+		if (strcmp(val, "none") != 0 && strcmp(val, "may") != 0 &&
+		    strcmp(val, "encrypt") != 0 && strcmp(val, "verify") != 0)
+			return "not one of none, may, encrypt, verify";
+		/* FALLTHROUGH */
 	case CONFIG_T_HOST:
-		if (*val != '\0' && !config_is_hostname(val))
+		if (k->type == CONFIG_T_HOST && *val != '\0' &&
+		    !config_is_hostname(val))
 			return "not a hostname";
 		/* FALLTHROUGH */
 	case CONFIG_T_STRING:
@@ -333,6 +350,11 @@ config_load(const char *path, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	if ((*cf->tls_cert == '\0') != (*cf->tls_key == '\0')) {
+		snprintf(err, errlen, "%s:%u: [tls] cert and key go together",
+		    path, lineno);
+		goto fail;
+	}
 	if (*cf->control_socket == '\0') {
 		free(cf->control_socket);
 		xasprintf(&cf->control_socket, "%s/control.sock",
@@ -365,6 +387,7 @@ config_free(struct config *cf)
 
 		switch (config_keys[i].type) {
 		case CONFIG_T_STRING:
+		case CONFIG_T_ENUM:
 		case CONFIG_T_HOST:
 			free(*(char **)field);
 			break;

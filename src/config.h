@@ -46,6 +46,12 @@ struct config {
 	struct config_list	 etrn_from;	/* CIDRs allowed ETRN */
 	uint64_t		 refuse_limit;	/* 5xx in a row: breaker */
 	uint64_t		 refuse_pause;
+	char			*primary_tls;	/* none|may|encrypt|verify */
+	char			*primary_tls_ca;
+	char			*primary_tls_name;
+	/* [tls] */
+	char			*tls_cert;	/* "" = no STARTTLS */
+	char			*tls_key;
 	/* [control] */
 	char			*control_socket; /* default spool/control.sock */
 	char			*control_group;	/* "" = the daemon's group */

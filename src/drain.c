@@ -3,13 +3,16 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -17,7 +20,9 @@
 #include "envelope.h"
 #include "log.h"
 #include "net.h"
+#include "metrics.h"
 #include "smtp_proto.h"
+#include "tls.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -31,7 +36,10 @@ enum drain_state {
 	DRAIN_ST_BANNER,
 	DRAIN_ST_EHLO,
 	DRAIN_ST_HELO,
+	DRAIN_ST_STARTTLS,	/* waiting for 220 */
+	DRAIN_ST_TLS,		/* handshake */
 	DRAIN_ST_IDLE,
+	DRAIN_ST_XFORWARD,	/* XFORWARD replies pending */
 	DRAIN_ST_TX,		/* MAIL, RCPTs, DATA replies pending */
 	DRAIN_ST_BODY,		/* streaming the body */
 	DRAIN_ST_DOT,		/* waiting for the final reply */
@@ -44,7 +52,10 @@ static const char *const drain_state_names[] = {
 	[DRAIN_ST_BANNER] = "banner",
 	[DRAIN_ST_EHLO] = "ehlo",
 	[DRAIN_ST_HELO] = "helo",
+	[DRAIN_ST_STARTTLS] = "starttls",
+	[DRAIN_ST_TLS] = "tls-handshake",
 	[DRAIN_ST_IDLE] = "idle",
+	[DRAIN_ST_XFORWARD] = "xforward",
 	[DRAIN_ST_TX] = "tx",
 	[DRAIN_ST_BODY] = "body",
 	[DRAIN_ST_DOT] = "dot",
@@ -58,6 +69,12 @@ static const char *const drain_state_names[] = {
 #define DRAIN_F_8BITMIME	0x04
 #define DRAIN_F_SMTPUTF8	0x08
 #define DRAIN_F_DSN		0x10
+#define DRAIN_F_STARTTLS	0x20
+#define DRAIN_F_XFORWARD	0x40
+
+#define DRAIN_XFWD_LINES	4	/* XFORWARD commands per message */
+
+#define DRAIN_TLS_RETRY_SEC	3600	/* tls=may: plaintext after a failure */
 
 struct drain_conn {
 	struct drain		*d;
@@ -69,6 +86,10 @@ struct drain_conn {
 	struct drain_job	*job;
 	struct event		*idle;
 	struct dns_query	*dnsq;		/* resolving the primary */
+	bool			 tls;		/* STARTTLS done */
+	char			 xfwd_attrs[128];	/* the primary's list */
+	char			*xfwd[DRAIN_XFWD_LINES];	/* to send */
+	size_t			 nxfwd, xfwd_next;
 	/* the transaction: commands sent, replies awaited */
 	size_t			*rcpt_idx;	/* command i -> recipient */
 	size_t			 ncmds;		/* MAIL + RCPTs + DATA */
@@ -87,6 +108,8 @@ struct drain {
 	void			(*done)(void *, struct drain_job *);
 	void			*arg;
 	struct dns		*dns;
+	struct tls		*tls;
+	time_t			 tls_broken_until;	/* tls=may only */
 	TAILQ_HEAD(, drain_conn) conns;
 	size_t			 nconns;
 	uint64_t		 next_id;
@@ -185,14 +208,132 @@ drain_go_idle(struct drain_conn *c)
 	evtimer_add(c->idle, &tv);
 }
 
-/* Start the transaction for c->job: MAIL, RCPTs, DATA. */
+static bool
+drain_xfwd_offered(const struct drain_conn *c, const char *name)
+{
+	const char *p = c->xfwd_attrs;
+	size_t n = strlen(name);
+
+	while ((p = strcasestr(p, name)) != NULL) {
+		if ((p == c->xfwd_attrs || p[-1] == ' ') &&
+		    (p[n] == '\0' || p[n] == ' '))
+			return true;
+		p += n;
+	}
+	return false;
+}
+
+static void
+drain_xfwd_free(struct drain_conn *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nxfwd; i++)
+		free(c->xfwd[i]);
+	c->nxfwd = c->xfwd_next = 0;
+}
+
+/*
+ * Postfix's XFORWARD: the original client's name, address, port, protocol
+ * and HELO, so the primary judges the real sender.  Values are xtext;
+ * attributes are packed into commands of at most 512 octets.
+ */
+static void
+drain_xfwd_build(struct drain_conn *c)
+{
+	const struct envelope *env = c->job->env;
+	char port[8], val[SMTP_PATH_MAX * 2], attr[600], line[512];
+	const char *v[5];
+	static const char *const names[5] = { "NAME", "ADDR", "PORT",
+		"PROTO", "HELO" };
+	size_t i, used = 0;
+
+	drain_xfwd_free(c);
+	if (!(c->caps & DRAIN_F_XFORWARD) || env->client_addr == NULL)
+		return;
+	snprintf(port, sizeof(port), "%llu",
+	    (unsigned long long)env->client_port);
+	v[0] = env->client_name != NULL ? env->client_name : "[UNAVAILABLE]";
+	v[1] = env->client_addr;
+	v[2] = port;
+	/* Postfix knows SMTP and ESMTP; TLS is not part of it. */
+	v[3] = env->proto != NULL && strncmp(env->proto, "ESMTP", 5) == 0 ?
+	    "ESMTP" : "SMTP";
+	v[4] = env->client_helo != NULL && *env->client_helo != '\0' ?
+	    env->client_helo : "[UNAVAILABLE]";
+	line[0] = '\0';
+	for (i = 0; i < 5; i++) {
+		int n;
+
+		if (!drain_xfwd_offered(c, names[i]))
+			continue;
+		if (i == 1 && strchr(v[1], ':') != NULL)
+			n = snprintf(val, sizeof(val), "IPV6:%s", v[1]);
+		else
+			n = snprintf(val, sizeof(val), "%s", v[i]);
+		if (n < 0 || (size_t)n >= sizeof(val))
+			continue;
+		if (smtp_proto_xtext_encode(val, attr, sizeof(attr)) == -1)
+			continue;
+		/* "XFORWARD " + attrs + CRLF within 512 */
+		if (used > 0 && used + 1 + strlen(names[i]) + 1 + strlen(attr) >
+		    512 - 11) {
+			if (c->nxfwd < DRAIN_XFWD_LINES)
+				c->xfwd[c->nxfwd++] = xstrdup(line);
+			used = 0;
+			line[0] = '\0';
+		}
+		n = snprintf(line + used, sizeof(line) - used, "%s%s=%s",
+		    used ? " " : "", names[i], attr);
+		if (n < 0 || (size_t)n >= sizeof(line) - used) {
+			line[used] = '\0';	/* too long alone: skip it */
+			continue;
+		}
+		used += (size_t)n;
+	}
+	if (used > 0 && c->nxfwd < DRAIN_XFWD_LINES)
+		c->xfwd[c->nxfwd++] = xstrdup(line);
+}
+
+static void drain_tx_begin(struct drain_conn *c);
+
+/* Start the transaction for c->job: XFORWARD first when offered. */
 static void
 drain_tx_start(struct drain_conn *c)
+{
+	evtimer_del(c->idle);
+	drain_xfwd_build(c);
+	if (c->nxfwd > 0) {
+		drain_enter_state(c, DRAIN_ST_XFORWARD);
+		drain_cmd(c, "XFORWARD %s", c->xfwd[c->xfwd_next++]);
+		return;
+	}
+	drain_tx_begin(c);
+}
+
+/* One XFORWARD answered: the next, or the transaction.  A refusal only
+ * costs the primary the information; the message still goes. */
+static void
+drain_xfwd_reply(struct drain_conn *c)
+{
+	if (c->reply.code / 100 != 2)
+		log_info("drain=%" PRIu64 " XFORWARD refused code=%d", c->id,
+		    c->reply.code);
+	if (c->xfwd_next < c->nxfwd) {
+		drain_cmd(c, "XFORWARD %s", c->xfwd[c->xfwd_next++]);
+		return;
+	}
+	drain_xfwd_free(c);
+	drain_tx_begin(c);
+}
+
+/* MAIL, RCPTs, DATA. */
+static void
+drain_tx_begin(struct drain_conn *c)
 {
 	struct envelope *env = c->job->env;
 	size_t i, n = 0;
 
-	evtimer_del(c->idle);
 	c->rcpt_idx = xcalloc(env->nrcpt + 2, sizeof(*c->rcpt_idx));
 	for (i = 0; i < env->nrcpt; i++)
 		if (env->rcpts[i].state == ENVELOPE_RCPT_PENDING)
@@ -434,13 +575,71 @@ drain_ehlo_done(struct drain_conn *c)
 		{ "8BITMIME", DRAIN_F_8BITMIME },
 		{ "SMTPUTF8", DRAIN_F_SMTPUTF8 },
 		{ "DSN", DRAIN_F_DSN },
+		{ "STARTTLS", DRAIN_F_STARTTLS },
+		{ "XFORWARD", DRAIN_F_XFORWARD },
 	};
+	const char *p;
 	size_t i;
 
 	c->caps = 0;
 	for (i = 0; i < UTIL_ARRAY_LEN(caps); i++)
 		if (smtp_proto_ehlo_has(&c->reply, caps[i].keyword))
 			c->caps |= caps[i].flag;
+	/* Keep "XFORWARD NAME ADDR ..." to send only what it takes. */
+	c->xfwd_attrs[0] = '\0';
+	for (p = c->reply.text; p != NULL && *p != '\0';
+	    p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		if (strncasecmp(p, "XFORWARD ", 9) == 0) {
+			size_t n = strcspn(p + 9, "\n");
+
+			if (n >= sizeof(c->xfwd_attrs))
+				n = sizeof(c->xfwd_attrs) - 1;
+			memcpy(c->xfwd_attrs, p + 9, n);
+			c->xfwd_attrs[n] = '\0';
+		}
+}
+
+static void drain_read_cb(struct bufferevent *bev, void *arg);
+static void drain_write_cb(struct bufferevent *bev, void *arg);
+static void drain_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* After EHLO: send STARTTLS if the policy and the primary allow it. */
+static bool
+drain_want_tls(struct drain_conn *c)
+{
+	enum tls_policy policy = tls_client_policy(c->d->tls);
+
+	if (policy == TLS_POLICY_NONE || !(c->caps & DRAIN_F_STARTTLS))
+		return false;
+	if (policy == TLS_POLICY_MAY && c->d->tls_broken_until > time(NULL))
+		return false;
+	drain_enter_state(c, DRAIN_ST_STARTTLS);
+	drain_cmd(c, "STARTTLS");
+	return true;
+}
+
+/* 220 to STARTTLS: the session goes on over a TLS filter. */
+static void
+drain_tls_start(struct drain_conn *c)
+{
+	SSL *ssl = tls_client_ssl(c->d->tls);
+	struct bufferevent *f;
+	struct timeval tv = { (time_t)c->d->cf->connect_timeout, 0 };
+
+	f = bufferevent_openssl_filter_new(c->d->base, c->bev, ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	if (f == NULL) {
+		SSL_free(ssl);
+		drain_site_failure(c, "cannot start TLS");
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
+	c->bev = f;
+	bufferevent_setcb(f, drain_read_cb, drain_write_cb, drain_event_cb, c);
+	bufferevent_setwatermark(f, EV_WRITE, DRAIN_OUT_LOWAT / 2, 0);
+	bufferevent_set_timeouts(f, &tv, &tv);
+	bufferevent_enable(f, EV_READ | EV_WRITE);
+	drain_enter_state(c, DRAIN_ST_TLS);
 }
 
 /* Every complete reply comes here; one switch on the state. */
@@ -481,14 +680,44 @@ drain_reply(struct drain_conn *c)
 			return;
 		}
 		drain_ehlo_done(c);
+		if (!c->tls && drain_want_tls(c))
+			return;
+		if (!c->tls && tls_client_policy(c->d->tls) >=
+		    TLS_POLICY_ENCRYPT) {
+			drain_site_failure(c, "the primary offers no STARTTLS "
+			    "and [primary] tls requires it");
+			return;
+		}
 		break;
+	case DRAIN_ST_STARTTLS:
+		if (c->reply.code == 220) {
+			drain_tls_start(c);
+			return;
+		}
+		if (tls_client_policy(c->d->tls) >= TLS_POLICY_ENCRYPT) {
+			drain_site_failure(c, text);
+			return;
+		}
+		break;	/* tls=may: go on in plaintext */
+	case DRAIN_ST_TLS:
+		drain_site_failure(c, "reply during the TLS handshake");
+		return;
 	case DRAIN_ST_HELO:
 		if (c->reply.code / 100 != 2) {
 			drain_site_failure(c, text);
 			return;
 		}
 		c->caps = 0;
+		if (!c->tls && tls_client_policy(c->d->tls) >=
+		    TLS_POLICY_ENCRYPT) {
+			drain_site_failure(c, "the primary offers no STARTTLS "
+			    "and [primary] tls requires it");
+			return;
+		}
 		break;
+	case DRAIN_ST_XFORWARD:
+		drain_xfwd_reply(c);
+		return;
 	case DRAIN_ST_TX:
 		drain_tx_reply(c);
 		return;
@@ -572,6 +801,10 @@ drain_read_cb(struct bufferevent *bev, void *arg)
 					alive = true;
 			if (!alive)
 				return;
+			if (c->bev != bev) {	/* STARTTLS: a new stream */
+				smtp_proto_reply_init(&c->reply);
+				return;
+			}
 		}
 		smtp_proto_reply_init(&c->reply);
 	}
@@ -581,11 +814,41 @@ static void
 drain_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct drain_conn *c = arg;
-	char why[128];
+	char why[320];
 
 	(void)bev;
+	if ((what & BEV_EVENT_CONNECTED) && c->state == DRAIN_ST_TLS) {
+		char info[128];
+		struct timeval tv = { (time_t)c->d->cf->primary_timeout, 0 };
+
+		tls_describe(bufferevent_openssl_get_ssl(c->bev), info,
+		    sizeof(info));
+		metrics_inc(M_TLS_HANDSHAKES_OK);
+		log_info("drain=%" PRIu64 " tls established tls=\"%s\"",
+		    c->id, info);
+		c->tls = true;
+		bufferevent_set_timeouts(c->bev, &tv, &tv);
+		drain_enter_state(c, DRAIN_ST_EHLO);
+		drain_cmd(c, "EHLO %s", c->d->cf->helo_name);
+		return;
+	}
 	if (what & BEV_EVENT_CONNECTED) {
 		drain_enter_state(c, DRAIN_ST_BANNER);
+		return;
+	}
+	if (c->state == DRAIN_ST_TLS) {
+		char err[256];
+
+		tls_bufferevent_error(c->bev, err, sizeof(err));
+		metrics_inc(M_TLS_HANDSHAKES_FAILED);
+		snprintf(why, sizeof(why), "TLS handshake failed: %.200s", err);
+		if (tls_client_policy(c->d->tls) == TLS_POLICY_MAY) {
+			/* Never a silent downgrade under encrypt/verify;
+			 * under may, plaintext for a while. */
+			c->d->tls_broken_until = time(NULL) +
+			    DRAIN_TLS_RETRY_SEC;
+		}
+		drain_site_failure(c, why);
 		return;
 	}
 	if (c->state == DRAIN_ST_QUIT || (c->state == DRAIN_ST_IDLE &&
@@ -620,6 +883,7 @@ drain_conn_free(struct drain_conn *c)
 	TAILQ_REMOVE(&d->conns, c, entry);
 	d->nconns--;
 	dns_cancel(c->dnsq);
+	drain_xfwd_free(c);
 	log_debug("drain=%" PRIu64 " closed", c->id);
 	event_free(c->idle);
 	bufferevent_free(c->bev);
@@ -713,13 +977,14 @@ drain_send(struct drain *d, struct drain_job *job)
 
 struct drain *
 drain_new(struct event_base *base, const struct config *cf,
-    struct dns *dns, void (*done)(void *arg, struct drain_job *job),
-    void *arg)
+    struct dns *dns, struct tls *tls,
+    void (*done)(void *arg, struct drain_job *job), void *arg)
 {
 	struct drain *d = xcalloc(1, sizeof(*d));
 
 	d->base = base;
 	d->dns = dns;
+	d->tls = tls;
 	d->cf = cf;
 	d->done = done;
 	d->arg = arg;

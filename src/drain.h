@@ -18,6 +18,7 @@ struct config;
 struct dns;
 struct envelope;
 struct event_base;
+struct tls;
 
 #define DRAIN_REPLY_MAX 512
 
@@ -45,10 +46,11 @@ struct drain_job {
 struct drain;
 
 /* done(arg, job) reports each finished job; it may call drain_send().
- * dns resolves a primary given by name. */
+ * dns resolves a primary given by name; tls carries the [primary] tls
+ * policy and client context. */
 struct drain *drain_new(struct event_base *base, const struct config *cf,
-    struct dns *dns, void (*done)(void *arg, struct drain_job *job),
-    void *arg);
+    struct dns *dns, struct tls *tls,
+    void (*done)(void *arg, struct drain_job *job), void *arg);
 /* Close every connection; jobs in flight are reported with site_failure. */
 void drain_free(struct drain *d);
 /* Start delivering job on an idle or new connection: 0, or -1 (EBUSY)

@@ -345,6 +345,20 @@ hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json)
 	return rc;
 }
 
+/* hold-mode on [--for DURATION] | off */
+static bool
+hctl_hold_mode_ok(int argc, char **argv)
+{
+	uint64_t secs;
+
+	if (strcmp(argv[1], "off") == 0)
+		return argc == 2;
+	if (strcmp(argv[1], "on") != 0)
+		return false;
+	return argc == 2 || (argc == 4 && strcmp(argv[2], "--for") == 0 &&
+	    util_parse_duration(argv[3], &secs) == 0 && secs > 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -388,6 +402,12 @@ main(int argc, char **argv)
 	for (i = 1; i < argc; i++)
 		if (strchr(argv[i], ' ') != NULL || strchr(argv[i], '\n'))
 			return hctl_usage();
+	if (strcmp(cmd->name, "hold-mode") == 0 && !hctl_hold_mode_ok(argc,
+	    argv))
+		return hctl_usage();
+	if (strcmp(cmd->name, "show") == 0 && argc == 3 &&
+	    strcmp(argv[2], "--body") != 0)
+		return hctl_usage();
 	if ((cf = config_load(path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "holdfastctl: %s\n", err);
 		return 1;

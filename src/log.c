@@ -10,9 +10,26 @@
 #include <unistd.h>
 
 static bool log_verbose;
+static bool log_journal;	/* stderr is systemd's journal */
 
 static void log_vline(const char *level, const char *fmt, va_list ap,
     int errnum) __attribute__((format(printf, 2, 0)));
+
+/* sd-daemon(3) priority prefixes for the journal, by level name. */
+static int
+log_priority(const char *level)
+{
+	switch (level[0]) {
+	case 'f':
+		return 2;	/* crit */
+	case 'w':
+		return 4;	/* warning */
+	case 'd':
+		return 7;	/* debug */
+	default:
+		return 6;	/* info */
+	}
+}
 
 static void
 log_vline(const char *level, const char *fmt, va_list ap, int errnum)
@@ -21,6 +38,16 @@ log_vline(const char *level, const char *fmt, va_list ap, int errnum)
 	struct timespec now;
 	struct tm tm;
 
+	if (log_journal) {
+		/* The journal stamps lines itself and reads the level. */
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		if (errnum != 0)
+			fprintf(stderr, "<%d>%s: %s\n", log_priority(level),
+			    msg, strerror(errnum));
+		else
+			fprintf(stderr, "<%d>%s\n", log_priority(level), msg);
+		return;
+	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -51,6 +78,7 @@ void
 log_init(bool verbose)
 {
 	log_verbose = verbose;
+	log_journal = getenv("JOURNAL_STREAM") != NULL;
 	setvbuf(stderr, NULL, _IOLBF, 0);
 	event_set_log_callback(log_event_cb);
 	event_set_fatal_callback(log_event_fatal_cb);

@@ -24,15 +24,19 @@
 #include "queue.h"
 #include "smtp_server.h"
 #include "spool.h"
+#include "tls.h"
+#include "util.h"
 #include "workpool.h"
 
 #define MAIN_STOP_GRACE_SEC	10	/* for commits in flight */
 
 struct main_ctx {
 	struct event_base	*base;
+	struct tls		*tls;
 	struct smtp_server	*srv;
 	struct queue		*queue;
 	struct event		*stop_timer;
+	struct event		*watchdog;
 	int			 stop_ticks;
 	bool			 stopping;
 };
@@ -44,6 +48,37 @@ main_usage(void)
 	    "       holdfast -k   (list configuration keys)\n"
 	    "       holdfast -V   (version)\n");
 	exit(2);
+}
+
+static bool main_healthy(void *arg);
+
+static void
+main_watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	/* The loop turns: that is what the watchdog wants to know. */
+	if (main_healthy(arg))
+		util_sd_notify("WATCHDOG=1");
+}
+
+/* WatchdogSec= in the unit: ping at half the interval. */
+static void
+main_watchdog_start(struct main_ctx *ctx)
+{
+	const char *usec = getenv("WATCHDOG_USEC");
+	uint64_t us;
+	struct timeval tv;
+
+	if (usec == NULL || util_parse_u64(usec, &us) == -1 || us == 0)
+		return;
+	us /= 2;
+	tv.tv_sec = (time_t)(us / 1000000);
+	tv.tv_usec = (suseconds_t)(us % 1000000);
+	ctx->watchdog = event_new(ctx->base, -1, EV_PERSIST, main_watchdog_cb,
+	    ctx);
+	if (ctx->watchdog == NULL || event_add(ctx->watchdog, &tv) == -1)
+		fatalx("watchdog timer");
 }
 
 /* /healthz: listeners up and the spool usable. */
@@ -75,12 +110,16 @@ main_signal_cb(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	if (sig == SIGHUP) {
-		log_info("SIGHUP: nothing to reload yet");
+		log_info("SIGHUP: reloading the TLS certificate");
+		util_sd_notify("RELOADING=1");
+		tls_reload(ctx->tls);
+		util_sd_notify("READY=1");
 		return;
 	}
 	if (ctx->stopping)
 		return;
 	ctx->stopping = true;
+	util_sd_notify("STOPPING=1");
 	log_info("holdfast stopping signal=%d", (int)sig);
 	smtp_server_stop(ctx->srv);
 	queue_stop(ctx->queue);
@@ -148,11 +187,13 @@ main(int argc, char **argv)
 	wp = workpool_new(ctx.base, cf->commit_workers);
 	if ((dns = dns_new(ctx.base, NULL)) == NULL)
 		fatalx("cannot set up the resolver");
-	ctx.queue = queue_new(ctx.base, cf, sp, wp, dns);
+	if ((ctx.tls = tls_new(cf)) == NULL)
+		fatalx("cannot set up TLS");
+	ctx.queue = queue_new(ctx.base, cf, sp, wp, dns, ctx.tls);
 	if (queue_load(ctx.queue) == -1)
 		fatalx("spool scan failed");
-	if ((ctx.srv = smtp_server_new(ctx.base, cf, sp, ctx.queue, dns)) ==
-	    NULL)
+	if ((ctx.srv = smtp_server_new(ctx.base, cf, sp, ctx.queue, dns,
+	    ctx.tls)) == NULL)
 		fatalx("cannot set up listeners");
 	for (i = 0; i < 3; i++) {
 		sigs[i] = evsignal_new(ctx.base, signums[i], main_signal_cb,
@@ -170,6 +211,8 @@ main(int argc, char **argv)
 	queue_start(ctx.queue);
 	log_info("holdfast ready version=%s hostname=%s spool=%s",
 	    HOLDFAST_VERSION, cf->hostname, cf->spool_dir);
+	util_sd_notify("READY=1");
+	main_watchdog_start(&ctx);
 	event_base_dispatch(ctx.base);
 
 	metrics_stop();
@@ -179,10 +222,13 @@ main(int argc, char **argv)
 	smtp_server_free(ctx.srv);
 	queue_free(ctx.queue);
 	dns_free(dns);
+	tls_free(ctx.tls);
 	for (i = 0; i < 3; i++)
 		event_free(sigs[i]);
 	if (ctx.stop_timer != NULL)
 		event_free(ctx.stop_timer);
+	if (ctx.watchdog != NULL)
+		event_free(ctx.watchdog);
 	spool_close(sp);
 	event_base_free(ctx.base);
 	log_info("holdfast stopped");

@@ -103,6 +103,10 @@ static const struct metrics_def metrics_table[M_COUNT] = {
 	[M_SPOOL_FREE_BYTES] = { M_SPOOL_FREE_BYTES,
 	    "holdfast_spool_free_bytes", "", METRICS_T_GAUGE,
 	    "Bytes available to the daemon on the spool filesystem." },
+	[M_SPOOL_SUSPECT] = { M_SPOOL_SUSPECT, "holdfast_spool_suspect", "",
+	    METRICS_T_GAUGE,
+	    "1 after an fsync failed with EIO: new mail gets 451 until a "
+	    "restart." },
 
 	[M_MSGS_ACCEPTED] = { M_MSGS_ACCEPTED,
 	    "holdfast_messages_accepted_total", "", METRICS_T_COUNTER,

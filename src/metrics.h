@@ -35,6 +35,7 @@ enum metrics_id {
 	M_QUEUE_OLDEST_AGE,		/* seconds, queued+deferred */
 	M_HOLD_MODE,			/* 0/1 */
 	M_SPOOL_FREE_BYTES,
+	M_SPOOL_SUSPECT,		/* 0/1: an fsync failed with EIO */
 	/* message flow, counters */
 	M_MSGS_ACCEPTED,
 	M_DELIVERIES_DELIVERED,		/* per recipient */

@@ -49,6 +49,7 @@ struct queue {
 	struct workpool		*wp;
 	struct drain		*drain;
 	struct dns		*dns;
+	struct tls		*tls;
 	struct queue_list	 entries;	/* every area, oldest first */
 	size_t			 n;		/* entries in queue/ */
 	bool			 primary_up;
@@ -1107,6 +1108,7 @@ queue_metrics_cb(void *arg)
 	metrics_set(M_LAST_DELIVERY_TIME, (double)q->last_delivery);
 	if ((free_bytes = spool_free_bytes(q->spool)) >= 0)
 		metrics_set(M_SPOOL_FREE_BYTES, (double)free_bytes);
+	metrics_set(M_SPOOL_SUSPECT, spool_is_suspect(q->spool));
 }
 
 void
@@ -1144,6 +1146,8 @@ queue_status(struct queue *q, struct evbuffer *out)
 	    (unsigned long long)(now - t.oldest));
 	ctl_proto_kvu(out, "spool_free_bytes",
 	    free_bytes < 0 ? 0 : (unsigned long long)free_bytes);
+	ctl_proto_kv(out, "spool_suspect", spool_is_suspect(q->spool) ? "yes" :
+	    "no");
 	ctl_proto_kv(out, "version", HOLDFAST_VERSION);
 	ctl_proto_kvu(out, "uptime", (unsigned long long)(now - q->started));
 	ctl_proto_rec_end(out);
@@ -1152,7 +1156,8 @@ queue_status(struct queue *q, struct evbuffer *out)
 bool
 queue_is_healthy(struct queue *q)
 {
-	return spool_free_bytes(q->spool) >= 0;
+	return spool_free_bytes(q->spool) >= 0 &&
+	    !spool_is_suspect(q->spool);
 }
 
 /* ---- lifecycle ---- */
@@ -1184,11 +1189,12 @@ queue_scan_cb(void *arg, enum spool_area area, const char *id)
 
 struct queue *
 queue_new(struct event_base *base, const struct config *cf, struct spool *sp,
-    struct workpool *wp, struct dns *dns)
+    struct workpool *wp, struct dns *dns, struct tls *tls)
 {
 	struct queue *q = xcalloc(1, sizeof(*q));
 
 	q->dns = dns;
+	q->tls = tls;
 	q->base = base;
 	q->cf = cf;
 	q->spool = sp;
@@ -1222,7 +1228,8 @@ queue_start(struct queue *q)
 {
 	struct timeval tv = { QUEUE_TICK_SEC, 0 };
 
-	q->drain = drain_new(q->base, q->cf, q->dns, queue_drain_done, q);
+	q->drain = drain_new(q->base, q->cf, q->dns, q->tls, queue_drain_done,
+	    q);
 	q->tick = event_new(q->base, -1, EV_PERSIST, queue_tick_cb, q);
 	if (q->tick == NULL || event_add(q->tick, &tv) == -1)
 		fatalx("queue timer");

@@ -23,13 +23,14 @@ struct evbuffer;
 struct event_base;
 struct spool;
 struct spool_msg;
+struct tls;
 struct workpool;
 
 struct queue;
 
-/* Borrows base, cf, sp, wp and dns, which outlive the queue. */
+/* Borrows base, cf, sp, wp, dns and tls, which outlive the queue. */
 struct queue *queue_new(struct event_base *base, const struct config *cf,
-    struct spool *sp, struct workpool *wp, struct dns *dns);
+    struct spool *sp, struct workpool *wp, struct dns *dns, struct tls *tls);
 void queue_free(struct queue *q);
 /* Rebuild the index from the spool (startup scan).  0 or -1. */
 int queue_load(struct queue *q);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <inttypes.h>
@@ -24,6 +25,7 @@
 #include "queue.h"
 #include "smtp_proto.h"
 #include "spool.h"
+#include "tls.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -97,6 +99,8 @@ enum smtp_rid {
 	SMTP_R_BAD_BDAT,
 	SMTP_R_ETRN_OK,
 	SMTP_R_ETRN_DENIED,
+	SMTP_R_TLS_GO,
+	SMTP_R_NO_TLS,
 };
 
 static const struct smtp_reply_row {
@@ -134,6 +138,8 @@ static const struct smtp_reply_row {
 	[SMTP_R_BUSY] = { 421, "4.7.0", "Error: too many connections" },
 	[SMTP_R_ERRORS] = { 421, "4.7.0", "Error: too many errors" },
 	[SMTP_R_ETRN_OK] = { 250, "2.0.0", "Queuing started" },
+	[SMTP_R_TLS_GO] = { 220, "2.0.0", "Ready to start TLS" },
+	[SMTP_R_NO_TLS] = { 454, "4.7.0", "TLS not available" },
 	[SMTP_R_ETRN_DENIED] = { 458, "4.7.1", "Unable to queue messages: "
 	    "not allowed from this address" },
 	[SMTP_R_BAD_BDAT] = { 421, "4.7.0", "Error: cannot find the end of "
@@ -171,6 +177,8 @@ struct smtp_session {
 	enum smtp_state		 state;
 	char			 helo[SMTP_DOMAIN_MAX + 1];
 	bool			 esmtp;
+	bool			 tls;		/* STARTTLS done */
+	char			 tlsinfo[128];	/* protocol and cipher */
 	bool			 skip_line;	/* discarding an overlong line */
 	uint64_t		 discard;	/* octets of a refused BDAT chunk */
 	bool			 gone;		/* peer left during a commit */
@@ -186,6 +194,7 @@ struct smtp_server {
 	struct spool		*spool;
 	struct queue		*queue;
 	struct dns		*dns;
+	struct tls		*tls;
 	struct evconnlistener	**listeners;
 	size_t			 nlisteners;
 	TAILQ_HEAD(, smtp_session) sessions;
@@ -289,12 +298,15 @@ smtp_greet(struct smtp_session *s, const char *args, bool esmtp)
 	s->esmtp = esmtp;
 	smtp_tx_reset(s);
 	smtp_enter_state(s, SMTP_ST_IDLE);
+	metrics_inc(M_SMTP_REPLIES_2XX);	/* written here, not by smtp_reply */
 	if (!esmtp) {
 		evbuffer_add_printf(out, "250 %s\r\n", cf->hostname);
 		return;
 	}
+	evbuffer_add_printf(out, "250-%s\r\n", cf->hostname);
+	if (tls_server_enabled(s->srv->tls) && !s->tls)
+		evbuffer_add_printf(out, "250-STARTTLS\r\n");
 	evbuffer_add_printf(out,
-	    "250-%s\r\n"
 	    "250-PIPELINING\r\n"
 	    "250-SIZE %" PRIu64 "\r\n"
 	    "250-ENHANCEDSTATUSCODES\r\n"
@@ -302,7 +314,7 @@ smtp_greet(struct smtp_session *s, const char *args, bool esmtp)
 	    "250-SMTPUTF8\r\n"
 	    "250-DSN\r\n"
 	    "250-ETRN\r\n"
-	    "250 CHUNKING\r\n", cf->hostname, cf->max_message_size);
+	    "250 CHUNKING\r\n", cf->max_message_size);
 }
 
 static void
@@ -509,6 +521,11 @@ smtp_tx_open(struct smtp_session *s)
 	char hdr[2048];
 	int len;
 
+	if (spool_is_suspect(s->srv->spool)) {
+		/* A failed fsync: promise nothing more on this disk. */
+		errno = EIO;
+		return -1;
+	}
 	if ((tx->msg = spool_msg_new(s->srv->spool)) == NULL)
 		return -1;
 	util_copy(tx->env->id, sizeof(tx->env->id), spool_msg_id(tx->msg));
@@ -518,7 +535,9 @@ smtp_tx_open(struct smtp_session *s)
 	r.rdns = s->rdns;
 	r.addr = s->addr;
 	r.hostname = cf->hostname;
-	r.proto = s->esmtp ? "ESMTP" : "SMTP";
+	r.proto = s->tls ? (s->esmtp ? "ESMTPS" : "SMTPS") :
+	    (s->esmtp ? "ESMTP" : "SMTP");
+	r.tls = s->tls ? s->tlsinfo : NULL;
 	r.id = tx->env->id;
 	r.rcpt = tx->env->nrcpt == 1 ? tx->env->rcpts[0].addr : NULL;
 	r.when = tx->env->arrival;
@@ -647,6 +666,63 @@ smtp_cmd_help(struct smtp_session *s, const char *args)
 	smtp_reply(s, SMTP_R_HELP);
 }
 
+static void smtp_read_cb(struct bufferevent *bev, void *arg);
+static void smtp_write_cb(struct bufferevent *bev, void *arg);
+static void smtp_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/*
+ * RFC 3207.  Whatever the client pipelined after STARTTLS is plaintext
+ * that must not be taken as coming through TLS (CVE-2011-0411): dropped.
+ * The 220 goes out in the clear, then the session continues on a TLS
+ * filter over the same socket, back at the greeting stage.
+ */
+static void
+smtp_cmd_starttls(struct smtp_session *s, const char *args)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct bufferevent *f;
+	struct timeval tv = { (time_t)s->srv->cf->timeout, 0 };
+	SSL *ssl;
+
+	if (*args != '\0') {
+		smtp_reply(s, SMTP_R_SYNTAX);
+		return;
+	}
+	if (s->tls) {
+		smtp_reply(s, SMTP_R_BAD_SEQ);
+		return;
+	}
+	if ((ssl = tls_server_ssl(s->srv->tls)) == NULL) {
+		smtp_reply(s, SMTP_R_NO_TLS);
+		return;
+	}
+	smtp_reply(s, SMTP_R_TLS_GO);
+	if (evbuffer_get_length(in) > 0) {
+		log_info("sess=%016" PRIx64 " discarded %zu octets pipelined "
+		    "after STARTTLS", s->id, evbuffer_get_length(in));
+		evbuffer_drain(in, evbuffer_get_length(in));
+	}
+	f = bufferevent_openssl_filter_new(s->srv->base, s->bev, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (f == NULL) {
+		SSL_free(ssl);
+		log_warnx("sess=%016" PRIx64 " tls filter failed", s->id);
+		smtp_reply(s, SMTP_R_SHUTDOWN);
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
+	s->bev = f;
+	bufferevent_setcb(f, smtp_read_cb, smtp_write_cb, smtp_event_cb, s);
+	bufferevent_setwatermark(f, EV_READ, 0, SMTP_INPUT_HIGHWAT);
+	bufferevent_set_timeouts(f, &tv, &tv);
+	bufferevent_enable(f, EV_READ | EV_WRITE);
+	s->tls = true;
+	s->helo[0] = '\0';
+	s->esmtp = false;
+	smtp_tx_reset(s);
+	smtp_enter_state(s, SMTP_ST_GREET);
+}
+
 /* RFC 1985: from the primary's addresses, start a drain at once. */
 static void
 smtp_cmd_etrn(struct smtp_session *s, const char *args)
@@ -694,6 +770,7 @@ static const struct smtp_command smtp_commands[] = {
 	{ "HELP", SMTP_ST_ANY_CMD & ~ST(SMTP_ST_BDAT_WAIT), SMTP_R_BAD_SEQ,
 	  smtp_cmd_help },
 	{ "ETRN", ST(SMTP_ST_IDLE), SMTP_R_BAD_SEQ, smtp_cmd_etrn },
+	{ "STARTTLS", ST(SMTP_ST_IDLE), SMTP_R_BAD_SEQ, smtp_cmd_starttls },
 	{ "QUIT", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, smtp_cmd_quit },
 };
 
@@ -793,9 +870,9 @@ smtp_commit_cb(void *arg, int err, const struct envelope *env)
 		char line[128];
 
 		log_info("msg=%s accepted sess=%016" PRIx64 " addr=%s "
-		    "from=%s nrcpt=%zu size=%" PRIu64, env->id, s->id,
-		    s->addr, log_addr(env->sender, esc, sizeof(esc)),
-		    env->nrcpt, env->size);
+		    "from=%s nrcpt=%zu size=%" PRIu64 " tls=%s", env->id,
+		    s->id, s->addr, log_addr(env->sender, esc, sizeof(esc)),
+		    env->nrcpt, env->size, s->tls ? "yes" : "no");
 		snprintf(line, sizeof(line), "250 2.0.0 Ok: queued as %s",
 		    env->id);
 		smtp_reply_raw(s, line);
@@ -849,7 +926,8 @@ smtp_tx_end(struct smtp_session *s)
 	env->client_helo = xstrdup(s->helo);
 	if (s->rdns != NULL)
 		env->client_name = xstrdup(s->rdns);
-	env->proto = xstrdup(s->esmtp ? "ESMTP" : "SMTP");
+	env->proto = xstrdup(s->tls ? (s->esmtp ? "ESMTPS" : "SMTPS") :
+	    (s->esmtp ? "ESMTP" : "SMTP"));
 	tx->env = NULL;		/* the queue owns it now */
 	smtp_enter_state(s, SMTP_ST_COMMIT);
 	queue_submit(s->srv->queue, msg, env, smtp_commit_cb, s);
@@ -950,11 +1028,12 @@ smtp_line_in(struct smtp_session *s, struct evbuffer *in)
 static void
 smtp_process(struct smtp_session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in;
 
 	for (;;) {
 		bool more;
 
+		in = bufferevent_get_input(s->bev);	/* STARTTLS swaps it */
 		/* A client that does not read its replies gets no more. */
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) >
 		    SMTP_OUTPUT_HIGHWAT)
@@ -1028,6 +1107,24 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct smtp_session *s = arg;
 
 	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {
+		/* The TLS handshake finished. */
+		SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+
+		tls_describe(ssl, s->tlsinfo, sizeof(s->tlsinfo));
+		metrics_inc(M_TLS_HANDSHAKES_OK);
+		log_info("sess=%016" PRIx64 " tls established tls=\"%s\"",
+		    s->id, s->tlsinfo);
+		return;
+	}
+	if ((what & BEV_EVENT_ERROR) && s->tls && s->tlsinfo[0] == '\0') {
+		char err[256];
+
+		tls_bufferevent_error(s->bev, err, sizeof(err));
+		metrics_inc(M_TLS_HANDSHAKES_FAILED);
+		log_info("sess=%016" PRIx64 " tls handshake failed addr=%s "
+		    "reason=\"%s\"", s->id, s->addr, err);
+	}
 	if ((what & BEV_EVENT_TIMEOUT) && s->state == SMTP_ST_CLOSING) {
 		smtp_session_free(s);	/* the peer does not even read */
 		return;
@@ -1077,6 +1174,7 @@ smtp_session_free(struct smtp_session *s)
 static void
 smtp_banner(struct smtp_session *s)
 {
+	metrics_inc(M_SMTP_REPLIES_2XX);
 	evbuffer_add_printf(bufferevent_get_output(s->bev),
 	    "220 %s ESMTP holdfast\r\n", s->srv->cf->hostname);
 	smtp_enter_state(s, SMTP_ST_GREET);
@@ -1157,13 +1255,14 @@ smtp_listen_error_cb(struct evconnlistener *l, void *arg)
 
 struct smtp_server *
 smtp_server_new(struct event_base *base, const struct config *cf,
-    struct spool *sp, struct queue *q, struct dns *dns)
+    struct spool *sp, struct queue *q, struct dns *dns, struct tls *tls)
 {
 	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
 	size_t i;
 
 	srv->base = base;
 	srv->dns = dns;
+	srv->tls = tls;
 	srv->cf = cf;
 	srv->spool = sp;
 	srv->queue = q;

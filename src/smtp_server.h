@@ -18,14 +18,15 @@ struct dns;
 struct event_base;
 struct queue;
 struct spool;
+struct tls;
 struct smtp_server;
 
-/* Borrows everything (dns may be NULL: no client name lookups); binds
- * every [server] listen address.  NULL (after logging why) if a listener
- * cannot be set up. */
+/* Borrows everything (dns may be NULL: no client name lookups; tls NULL
+ * or without a certificate: no STARTTLS); binds every [server] listen
+ * address.  NULL (after logging why) if a listener cannot be set up. */
 struct smtp_server *smtp_server_new(struct event_base *base,
     const struct config *cf, struct spool *sp, struct queue *q,
-    struct dns *dns);
+    struct dns *dns, struct tls *tls);
 /* Stop accepting and cut every session: a transaction not yet committed
  * gets 421 and is discarded; one being committed finishes first. */
 void smtp_server_stop(struct smtp_server *srv);

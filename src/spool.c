@@ -15,6 +15,7 @@
 #include "spool.h"
 
 #include <dirent.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -35,9 +36,10 @@
 #define SPOOL_NEW_TRIES	16
 
 struct spool {
-	char	*dir;
-	int	 rootfd;
-	int	 fd[SPOOL_NAREAS];
+	char		*dir;
+	int		 rootfd;
+	int		 fd[SPOOL_NAREAS];
+	atomic_bool	 suspect;	/* an fsync failed with EIO */
 };
 
 struct spool_msg {
@@ -52,6 +54,22 @@ struct spool_msg {
 	unsigned char	 buf[SPOOL_BUF_SIZE];
 };
 
+/*
+ * fsync, remembering an EIO: after one, written data may be gone without a
+ * trace, so the spool cannot be trusted again until a restart rescans it.
+ * Never retried.  Worker threads call this too, hence the atomic.
+ */
+static int
+spool_fsync(struct spool *sp, int fd)
+{
+	if (fsync(fd) == 0)
+		return 0;
+	if (errno == EIO && !atomic_exchange(&sp->suspect, true))
+		log_warnx("spool suspect: fsync failed with EIO; new mail "
+		    "gets 451 until holdfast restarts");
+	return -1;
+}
+
 static const char *const spool_areas[] = {
 	[SPOOL_TMP] = "tmp",
 	[SPOOL_QUEUE] = "queue",
@@ -59,9 +77,6 @@ static const char *const spool_areas[] = {
 	[SPOOL_DEAD] = "dead",
 	[SPOOL_QUARANTINE] = "quarantine",
 };
-
-/* Files a message directory may hold, removed in this order. */
-static const char *const spool_files[] = { "body", "env", "env.tmp" };
 
 const char *
 spool_area_name(enum spool_area area)
@@ -206,7 +221,7 @@ spool_open_mode(const char *dir, bool create)
 	}
 	op = "fsync";
 	what = "";
-	if (create && fsync(sp->rootfd) == -1)
+	if (create && spool_fsync(sp, sp->rootfd) == -1)
 		goto fail;
 	return sp;
 fail:
@@ -227,6 +242,12 @@ struct spool *
 spool_open_readonly(const char *dir)
 {
 	return spool_open_mode(dir, false);
+}
+
+bool
+spool_is_suspect(struct spool *sp)
+{
+	return atomic_load(&sp->suspect);
 }
 
 int
@@ -266,13 +287,13 @@ spool_state_write(struct spool *sp, const char *name, const char *text)
 	    0600);
 	if (fd == -1)
 		goto fail;
-	if (spool_write_all(fd, text, strlen(text)) == -1 || fsync(fd) == -1) {
+	if (spool_write_all(fd, text, strlen(text)) == -1 || spool_fsync(sp, fd) == -1) {
 		spool_close_quiet(fd);
 		goto fail;
 	}
 	rc = close(fd);
 	if (rc == -1 || renameat(sp->rootfd, tmp, sp->rootfd, name) == -1 ||
-	    fsync(sp->rootfd) == -1)
+	    spool_fsync(sp, sp->rootfd) == -1)
 		goto fail;
 	return 0;
 fail:
@@ -304,7 +325,7 @@ spool_state_remove(struct spool *sp, const char *name)
 		log_warn("spool state remove failed file=%s", name);
 		return -1;
 	}
-	return fsync(sp->rootfd);
+	return spool_fsync(sp, sp->rootfd);
 }
 
 int
@@ -544,7 +565,7 @@ spool_msg_commit(struct spool_msg *msg, const char *env, size_t envlen)
 	}
 	if (msg->fd != -1) {	/* a linked body is durable already */
 		op = "fsync";
-		if (fsync(msg->fd) == -1)
+		if (spool_fsync(sp, msg->fd) == -1)
 			goto fail;
 		op = "close";
 		rc = close(msg->fd);
@@ -562,7 +583,7 @@ spool_msg_commit(struct spool_msg *msg, const char *env, size_t envlen)
 	if (spool_write_all(fd, env, envlen) == -1)
 		goto fail;
 	op = "fsync";
-	if (fsync(fd) == -1)
+	if (spool_fsync(sp, fd) == -1)
 		goto fail;
 	op = "close";
 	rc = close(fd);
@@ -571,7 +592,7 @@ spool_msg_commit(struct spool_msg *msg, const char *env, size_t envlen)
 		goto fail;
 	file = "tmp/<id>";
 	op = "fsync";
-	if (fsync(msg->dirfd) == -1)
+	if (spool_fsync(sp, msg->dirfd) == -1)
 		goto fail;
 	file = spool_areas[msg->dest];
 	op = "rename";
@@ -580,7 +601,7 @@ spool_msg_commit(struct spool_msg *msg, const char *env, size_t envlen)
 		goto fail;
 	renamed = true;
 	op = "fsync";
-	if (fsync(sp->fd[msg->dest]) == -1)
+	if (spool_fsync(sp, sp->fd[msg->dest]) == -1)
 		goto fail;
 	spool_close_quiet(msg->dirfd);
 	free(msg);
@@ -633,7 +654,7 @@ spool_env_write(struct spool *sp, enum spool_area area, const char *id,
 	if (spool_write_all(fd, env, envlen) == -1)
 		goto fail;
 	op = "fsync";
-	if (fsync(fd) == -1)
+	if (spool_fsync(sp, fd) == -1)
 		goto fail;
 	op = "close";
 	rc = close(fd);
@@ -644,7 +665,7 @@ spool_env_write(struct spool *sp, enum spool_area area, const char *id,
 	if (renameat(dfd, "env.tmp", dfd, "env") == -1)
 		goto fail;
 	op = "fsync-dir";
-	if (fsync(dfd) == -1)
+	if (spool_fsync(sp, dfd) == -1)
 		goto fail;
 	close(dfd);
 	return 0;
@@ -753,10 +774,10 @@ spool_move(struct spool *sp, const char *id, enum spool_area from,
 	if (renameat(fromfd, id, tofd, id) == -1)
 		goto fail;
 	op = "fsync-dest";
-	if (fsync(tofd) == -1)
+	if (spool_fsync(sp, tofd) == -1)
 		goto fail;
 	op = "fsync-source";
-	if (fsync(fromfd) == -1)
+	if (spool_fsync(sp, fromfd) == -1)
 		goto fail;
 	return 0;
 fail:
@@ -768,36 +789,29 @@ fail:
 int
 spool_delete(struct spool *sp, enum spool_area area, const char *id)
 {
-	const char *op = "open", *file = "";
-	int afd, dfd;
-	size_t i;
+	const char *op = "rename";
+	int afd;
 
 	if (spool_check_id(id) == -1)
 		return -1;
 	afd = spool_area_fd(sp, area);
-	dfd = openat(afd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (dfd == -1)
-		goto fail;
-	op = "unlink";
-	for (i = 0; i < UTIL_ARRAY_LEN(spool_files); i++) {
-		file = spool_files[i];
-		if (unlinkat(dfd, file, 0) == -1 && errno != ENOENT) {
-			spool_close_quiet(dfd);
-			goto fail;
-		}
-	}
-	close(dfd);
-	file = "";
-	op = "rmdir";
-	if (unlinkat(afd, id, AT_REMOVEDIR) == -1)
+	/*
+	 * One atomic step takes it out of its area: moved into tmp/, which
+	 * the startup scan purges, a crash in the middle of removing the
+	 * files leaves nothing half-deleted to quarantine.
+	 */
+	if (renameat(afd, id, sp->fd[SPOOL_TMP], id) == -1)
 		goto fail;
 	op = "fsync";
-	if (fsync(afd) == -1)
+	if (spool_fsync(sp, afd) == -1)
 		goto fail;
+	op = "rmdir";
+	if (spool_rmtree(sp->fd[SPOOL_TMP], id) == -1)
+		log_warn("msg=%s spool cleanup failed op=rmdir dir=tmp", id);
 	return 0;
 fail:
-	log_warn("msg=%s spool delete failed area=%s op=%s%s%s", id,
-	    spool_areas[area], op, *file != '\0' ? " file=" : "", file);
+	log_warn("msg=%s spool delete failed area=%s op=%s", id,
+	    spool_areas[area], op);
 	return -1;
 }
 
@@ -904,7 +918,7 @@ spool_scan_tmp(struct spool *sp)
 		return -1;
 	}
 	closedir(d);
-	if (fsync(fd) == -1)
+	if (spool_fsync(sp, fd) == -1)
 		log_warn("spool scan failed op=fsync dir=%s/tmp", sp->dir);
 	return 0;
 }
@@ -950,7 +964,7 @@ spool_scan_check(struct spool *sp, enum spool_area area, const char *name,
 	if (unlinkat(dfd, "env.tmp", 0) == 0) {
 		log_info("msg=%s removed file=env.tmp area=%s "
 		    "reason=interrupted", name, spool_areas[area]);
-		if (fsync(dfd) == -1)
+		if (spool_fsync(sp, dfd) == -1)
 			log_warn("msg=%s spool scan failed op=fsync area=%s",
 			    name, spool_areas[area]);
 	}
@@ -1005,8 +1019,8 @@ spool_scan(struct spool *sp,
 			return -1;
 		}
 		closedir(d);
-		if (moved && (fsync(sp->fd[SPOOL_QUARANTINE]) == -1 ||
-		    fsync(sp->fd[areas[i]]) == -1))
+		if (moved && (spool_fsync(sp, sp->fd[SPOOL_QUARANTINE]) == -1 ||
+		    spool_fsync(sp, sp->fd[areas[i]]) == -1))
 			log_warn("spool scan failed op=fsync area=%s",
 			    spool_areas[areas[i]]);
 	}

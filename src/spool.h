@@ -18,6 +18,7 @@
 #ifndef HOLDFAST_SPOOL_H
 #define HOLDFAST_SPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -114,6 +115,10 @@ int spool_delete(struct spool *sp, enum spool_area area, const char *id);
  */
 int spool_scan(struct spool *sp,
     int (*cb)(void *arg, enum spool_area area, const char *id), void *arg);
+
+/* An fsync has failed with EIO since the spool was opened: nothing new
+ * should be promised on it (see spool_fsync in spool.c). */
+bool spool_is_suspect(struct spool *sp);
 
 /* Free bytes on the spool's filesystem (for status and metrics); -1. */
 int64_t spool_free_bytes(struct spool *sp);

@@ -4,7 +4,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -136,4 +141,30 @@ bool
 util_strcaseeq(const char *a, const char *b)
 {
 	return strcasecmp(a, b) == 0;
+}
+
+int
+util_sd_notify(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sun;
+	socklen_t len;
+	int fd, rc;
+
+	if (path == NULL || (path[0] != '/' && path[0] != '@'))
+		return 0;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (util_copy(sun.sun_path, sizeof(sun.sun_path), path) == -1)
+		return -1;
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+	    strlen(path));
+	if (path[0] == '@')
+		sun.sun_path[0] = '\0';	/* abstract namespace */
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	rc = sendto(fd, state, strlen(state), MSG_NOSIGNAL,
+	    (struct sockaddr *)&sun, len) == -1 ? -1 : 0;
+	close(fd);
+	return rc;
 }

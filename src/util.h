@@ -35,6 +35,10 @@ void util_fmt_duration(uint64_t seconds, char *out, size_t outlen);
 /* Wall-clock seconds (for timestamps stored on disk). */
 time_t util_now(void);
 
+/* Tell systemd (Type=notify) state, e.g. "READY=1", if $NOTIFY_SOCKET is
+ * set; 0 when sent or not under systemd, -1 on error. */
+int util_sd_notify(const char *state);
+
 /* ASCII case-insensitive comparison of n bytes / whole strings. */
 bool util_strcaseeq(const char *a, const char *b);
 

@@ -1,0 +1,53 @@
+/*
+ * tls: the OpenSSL contexts, with no SMTP knowledge.
+ *
+ * The server context comes from [tls] cert and key (PEM, as certbot writes
+ * fullchain.pem and privkey.pem) and is swapped on tls_reload() (SIGHUP);
+ * a broken new pair keeps the old one.  The client context is for the
+ * primary ([primary] tls, tls_ca, tls_name).  Both allow TLS 1.2 and 1.3
+ * with a modern cipher list.  SSL objects returned are owned by the caller
+ * (usually handed to a bufferevent that frees them); they keep their
+ * context alive, so a reload never disturbs a session.
+ */
+#ifndef HOLDFAST_TLS_H
+#define HOLDFAST_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <openssl/ssl.h>
+
+struct bufferevent;
+struct config;
+struct tls;
+
+enum tls_policy {
+	TLS_POLICY_NONE,	/* never STARTTLS to the primary */
+	TLS_POLICY_MAY,		/* when offered */
+	TLS_POLICY_ENCRYPT,	/* required, no certificate check */
+	TLS_POLICY_VERIFY,	/* required, chain and name checked */
+};
+
+/* NULL (logged) if a configured certificate, key or CA cannot be used. */
+struct tls *tls_new(const struct config *cf);
+void tls_free(struct tls *tls);
+/* Reload the server certificate and key: 0, or -1 (logged; the old pair
+ * stays in use). */
+int tls_reload(struct tls *tls);
+
+bool tls_server_enabled(const struct tls *tls);
+enum tls_policy tls_client_policy(const struct tls *tls);
+/* A new SSL for an inbound STARTTLS; NULL if not enabled. */
+SSL *tls_server_ssl(struct tls *tls);
+/* A new SSL for STARTTLS to the primary, with SNI and (under verify) the
+ * name to check. */
+SSL *tls_client_ssl(struct tls *tls);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" for logs and the Received header. */
+void tls_describe(SSL *ssl, char *out, size_t outlen);
+/* Why TLS failed on bev (an OpenSSL filter): its queued errors and any
+ * certificate verification failure, as one line. */
+void tls_bufferevent_error(struct bufferevent *bev, char *out,
+    size_t outlen);
+/* The last OpenSSL error queue as one line (emptied). */
+void tls_error_string(char *out, size_t outlen);
+
+#endif
