@@ -29,7 +29,7 @@ UNITBIN  := $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
 SHIMSRC  := $(wildcard tests/integration/lib/*.c)
 SHIMLIB  := $(SHIMSRC:tests/integration/lib/%.c=$(BUILD)/tests/%.so)
 
-.PHONY: all clean check unit integration
+.PHONY: all clean check unit integration bench
 all: $(BUILD)/holdfast $(BUILD)/holdfastctl $(UNITBIN) $(SHIMLIB)
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) VERSION
@@ -64,7 +64,62 @@ integration: all
 check: all
 	tests/run-all $(BUILD)
 
+# Benchmarks against Postfix (root, ~20 min; not part of check).
+bench: all
+	bench/run $(BUILD)
+
+# libFuzzer harnesses, one per parser of peer input (tests/fuzz/), built
+# with clang into build-fuzz/; tests/run-fuzz runs them on their seed corpora.
+FUZZCC    ?= clang
+FUZZDIR   := build-fuzz
+FUZZSAN   := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZFLAGS := -std=c17 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror \
+             -Wshadow -Wformat=2 -Wmissing-prototypes -pthread \
+             $(shell pkg-config --cflags $(PKGS))
+FUZZLIB   := $(addprefix $(FUZZDIR)/obj/,smtp_proto.o envelope.o config.o \
+             net.o util.o log.o xmalloc.o)
+FUZZBIN   := $(patsubst tests/fuzz/%.c,$(FUZZDIR)/%,\
+             $(wildcard tests/fuzz/fuzz_*.c))
+
+.PHONY: fuzz
+fuzz: $(FUZZBIN)
+
+$(FUZZDIR)/obj/%.o: src/%.c $(wildcard src/*.h) VERSION
+	@mkdir -p $(@D)
+	$(FUZZCC) $(CPPFLAGS) $(FUZZFLAGS) $(FUZZSAN) \
+	    -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZBIN): $(FUZZDIR)/%: tests/fuzz/%.c $(FUZZLIB) $(wildcard src/*.h)
+	$(FUZZCC) $(CPPFLAGS) $(FUZZFLAGS) $(FUZZSAN) -fsanitize=fuzzer \
+	    -o $@ $< $(FUZZLIB) $(LDLIBS)
+
 clean:
 	rm -rf build build-san
+
+# Install: `make install PREFIX=/usr DESTDIR=/tmp/stage`.  The daemon and
+# holdfastctl read /etc/holdfast/holdfast.conf by default, so SYSCONFDIR
+# stays /etc whatever PREFIX is; the unit's ExecStart follows SBINDIR.
+PREFIX         ?= /usr/local
+SBINDIR        ?= $(PREFIX)/sbin
+MANDIR         ?= $(PREFIX)/share/man
+SYSCONFDIR     ?= /etc
+SYSTEMDUNITDIR ?= /lib/systemd/system
+INSTALL        ?= install
+
+.PHONY: install
+install: $(BUILD)/holdfast $(BUILD)/holdfastctl
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/holdfast \
+	    $(DESTDIR)$(SYSTEMDUNITDIR)
+	$(INSTALL) -m 0755 $(BUILD)/holdfast $(BUILD)/holdfastctl \
+	    $(DESTDIR)$(SBINDIR)/
+	$(INSTALL) -m 0644 doc/holdfast.8 doc/holdfastctl.8 \
+	    $(DESTDIR)$(MANDIR)/man8/
+	$(INSTALL) -m 0644 doc/holdfast.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	$(INSTALL) -m 0644 etc/holdfast.conf \
+	    $(DESTDIR)$(SYSCONFDIR)/holdfast/holdfast.conf.example
+	sed 's|/usr/sbin/holdfast|$(SBINDIR)/holdfast|g' etc/holdfast.service \
+	    > $(DESTDIR)$(SYSTEMDUNITDIR)/holdfast.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/holdfast.service
 
 -include $(LIBOBJ:.o=.d) $(BUILD)/obj/main.d $(BUILD)/obj/holdfastctl.d

@@ -51,6 +51,14 @@ static const struct config_key config_keys[] = {
 	  "500", 1, 100000, "open inbound sessions; more get 421" },
 	{ "server", "timeout", CONFIG_T_DURATION, OFF(timeout), "300s", 1,
 	  86400, "idle time allowed per command or DATA read" },
+	{ "server", "min_data_rate", CONFIG_T_SIZE, OFF(min_data_rate), "64",
+	  0, NOMAX, "slowest DATA, octets/s over 30 s; slower is cut" },
+	{ "server", "proxy_from", CONFIG_T_CIDRS, OFF(proxy_from), "", 0, 0,
+	  "CIDRs allowed to send a PROXY header on a proxy listener" },
+	{ "server", "user", CONFIG_T_STRING, OFF(user), "holdfast", 0, 0,
+	  "user to run as after binding, when started as root" },
+	{ "server", "group", CONFIG_T_STRING, OFF(group), "holdfast", 0, 0,
+	  "group to run as after binding, when started as root" },
 	{ "spool", "dir", CONFIG_T_STRING, OFF(spool_dir), NULL, 0, 0,
 	  "spool directory (tmp/ queue/ dead/ ... below it)" },
 	{ "spool", "queue_lifetime", CONFIG_T_DURATION, OFF(queue_lifetime),
@@ -59,6 +67,25 @@ static const struct config_key config_keys[] = {
 	  "1d", 1, NOMAX, "the same for messages from the null sender <>" },
 	{ "spool", "commit_workers", CONFIG_T_UINT, OFF(commit_workers), "4",
 	  1, 64, "threads that fsync commits off the event loop" },
+	{ "spool", "min_free", CONFIG_T_SIZE, OFF(min_free), "100M", 0, NOMAX,
+	  "below this much free space new mail gets 452 4.3.1" },
+	{ "screen", "greet_wait", CONFIG_T_DURATION, OFF(greet_wait), "2s", 0,
+	  30, "pregreet test: banner delay; talking first gets 421 (0: off)" },
+	{ "screen", "dnsbl", CONFIG_T_LIST, OFF(dnsbl), "", 0, 0,
+	  "DNSBL zones, zone[*weight], comma-separated; repeatable" },
+	{ "screen", "dnsbl_threshold", CONFIG_T_UINT, OFF(dnsbl_threshold),
+	  "1", 1, 1000, "summed weight at which RCPT gets 450 4.7.1" },
+	{ "screen", "dns_server", CONFIG_T_STRING, OFF(screen_dns_server), "",
+	  0, 0, "ip[:port] for DNSBL lookups (default: the system's)" },
+	{ "screen", "allow", CONFIG_T_CIDRS, OFF(screen_allow), "", 0, 0,
+	  "CIDRs that skip every screen and per-address limit" },
+	{ "screen", "max_sessions_per_ip", CONFIG_T_UINT,
+	  OFF(max_sessions_per_ip), "50", 1, 100000,
+	  "open sessions from one address; more get 421 4.7.0" },
+	{ "screen", "conn_rate", CONFIG_T_UINT, OFF(conn_rate), "60", 1,
+	  1000000, "new connections per minute from one address (421)" },
+	{ "screen", "msg_rate", CONFIG_T_UINT, OFF(msg_rate), "120", 1,
+	  1000000, "messages per minute from one address (451 4.7.1)" },
 	{ "primary", "host", CONFIG_T_STRING, OFF(primary_host), NULL, 0, 0,
 	  "the primary's address or name; never an MX lookup" },
 	{ "primary", "port", CONFIG_T_UINT, OFF(primary_port), "25", 1, 65535,
@@ -343,8 +370,12 @@ config_load(const char *path, char *err, size_t errlen)
 	for (i = 0; i < cf->listen.n; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sslen;
+		char addr[NET_ADDR_MAX + 16];
+		bool proxy;
 
-		if (net_parse_hostport(cf->listen.v[i], &ss, &sslen) == -1) {
+		if (config_listen_split(cf->listen.v[i], addr, sizeof(addr),
+		    &proxy) == -1 ||
+		    net_parse_hostport(addr, &ss, &sslen) == -1) {
 			snprintf(err, errlen, "%s:%u: [server] listen: %s is "
 			    "not address:port", path, lineno, cf->listen.v[i]);
 			goto fail;
@@ -354,6 +385,17 @@ config_load(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s:%u: [tls] cert and key go together",
 		    path, lineno);
 		goto fail;
+	}
+	for (i = 0; i < cf->dnsbl.n; i++) {
+		const char *star = strchr(cf->dnsbl.v[i], '*');
+		uint64_t w;
+
+		if (star != NULL && (util_parse_u64(star + 1, &w) == -1 ||
+		    w == 0 || w > 1000)) {
+			snprintf(err, errlen, "%s:%u: [screen] dnsbl: bad "
+			    "weight in %s", path, lineno, cf->dnsbl.v[i]);
+			goto fail;
+		}
 	}
 	if (*cf->control_socket == '\0') {
 		free(cf->control_socket);
@@ -403,6 +445,28 @@ config_free(struct config *cf)
 		}
 	}
 	free(cf);
+}
+
+int
+config_listen_split(const char *listen, char *addr, size_t addrlen,
+    bool *proxy)
+{
+	const char *sp = strchr(listen, ' ');
+	size_t n = sp != NULL ? (size_t)(sp - listen) : strlen(listen);
+
+	*proxy = false;
+	if (sp != NULL) {
+		while (*sp == ' ')
+			sp++;
+		if (strcmp(sp, "proxy") != 0)
+			return -1;
+		*proxy = true;
+	}
+	if (n >= addrlen)
+		return -1;
+	memcpy(addr, listen, n);
+	addr[n] = '\0';
+	return 0;
 }
 
 bool

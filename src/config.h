@@ -28,11 +28,24 @@ struct config {
 	uint64_t		 max_recipients;
 	uint64_t		 max_sessions;
 	uint64_t		 timeout;	/* seconds, per command/DATA */
+	uint64_t		 min_data_rate;	/* octets/s over DATA */
+	struct config_list	 proxy_from;	/* CIDRs trusted for PROXY */
+	char			*user, *group;	/* dropped to when root */
 	/* [spool] */
 	char			*spool_dir;
 	uint64_t		 queue_lifetime;
 	uint64_t		 bounce_lifetime;
 	uint64_t		 commit_workers;
+	uint64_t		 min_free;	/* below: 452 4.3.1 */
+	/* [screen] */
+	uint64_t		 greet_wait;	/* pregreet test, 0 = off */
+	struct config_list	 dnsbl;		/* zone[*weight] */
+	uint64_t		 dnsbl_threshold;
+	char			*screen_dns_server;
+	struct config_list	 screen_allow;	/* CIDRs: no screens */
+	uint64_t		 max_sessions_per_ip;
+	uint64_t		 conn_rate;	/* per minute per address */
+	uint64_t		 msg_rate;	/* per minute per address */
 	/* [primary] */
 	char			*primary_host;
 	uint64_t		 primary_port;
@@ -64,6 +77,11 @@ struct config {
  * in err. */
 struct config *config_load(const char *path, char *err, size_t errlen);
 void config_free(struct config *cf);
+
+/* Split a listen value "addr:port[ proxy]" into addr and the proxy flag;
+ * -1 if malformed. */
+int config_listen_split(const char *listen, char *addr, size_t addrlen,
+    bool *proxy);
 
 /* True if domain (any case, trailing dot tolerated) is one of ours. */
 bool config_is_our_domain(const struct config *cf, const char *domain);

@@ -254,7 +254,8 @@ ctl_proto_list(struct spool *sp, enum spool_area area, struct evbuffer *out)
 	}
 	for (i = 0; i < c.n; i++)
 		c.items[i].env = ctl_proto_env_get(sp, area, c.items[i].id);
-	qsort(c.items, c.n, sizeof(*c.items), ctl_proto_item_cmp);
+	if (c.n > 0)
+		qsort(c.items, c.n, sizeof(*c.items), ctl_proto_item_cmp);
 	for (i = 0; i < c.n; i++) {
 		if (c.items[i].env != NULL)
 			ctl_proto_env_rec(out, area, c.items[i].env);

@@ -30,6 +30,9 @@ struct dns_query {
 	char			*name;		/* PTR answer */
 	bool			 done, verified;
 	void			(*cb)(void *, const char *);
+	/* dns_query_a() */
+	void			(*a_cb)(void *, const unsigned char *);
+	unsigned char		 a[4];
 	/* dns_resolve() */
 	void			(*addr_cb)(void *, const struct sockaddr *,
 				    socklen_t);
@@ -212,7 +215,9 @@ dns_deliver_cb(evutil_socket_t fd, short what, void *arg)
 		next = TAILQ_NEXT(q, entry);
 		if (!q->done)
 			continue;
-		if (!q->cancelled && q->addr_cb != NULL)
+		if (!q->cancelled && q->a_cb != NULL)
+			q->a_cb(q->arg, q->verified ? q->a : NULL);
+		else if (!q->cancelled && q->addr_cb != NULL)
 			q->addr_cb(q->arg, q->verified ?
 			    (struct sockaddr *)&q->ss : NULL, q->sslen);
 		else if (!q->cancelled)
@@ -340,6 +345,36 @@ dns_resolve(struct dns *dns, const char *host, unsigned port,
 	hints.ai_socktype = SOCK_STREAM;
 	ares_getaddrinfo(dns->channel, host, NULL, &hints, dns_addrinfo_cb,
 	    q);
+	dns_timer_arm(dns);
+	return q;
+}
+
+static void
+dns_a_cb(void *arg, int status, int timeouts, struct hostent *he)
+{
+	struct dns_query *q = arg;
+
+	(void)timeouts;
+	if (status == ARES_SUCCESS && he != NULL && he->h_length == 4 &&
+	    he->h_addr_list[0] != NULL && !q->dns->destroying) {
+		memcpy(q->a, he->h_addr_list[0], 4);
+		dns_query_finish(q, true);
+		return;
+	}
+	dns_query_finish(q, false);
+}
+
+struct dns_query *
+dns_query_a(struct dns *dns, const char *name,
+    void (*cb)(void *arg, const unsigned char *a), void *arg)
+{
+	struct dns_query *q = xcalloc(1, sizeof(*q));
+
+	q->dns = dns;
+	q->a_cb = cb;
+	q->arg = arg;
+	TAILQ_INSERT_TAIL(&dns->queries, q, entry);
+	ares_gethostbyname(dns->channel, name, AF_INET, dns_a_cb, q);
 	dns_timer_arm(dns);
 	return q;
 }

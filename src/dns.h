@@ -37,6 +37,10 @@ struct dns_query *dns_resolve(struct dns *dns, const char *host,
     unsigned port,
     void (*cb)(void *arg, const struct sockaddr *sa, socklen_t salen),
     void *arg);
+/* The first IPv4 address of name (a DNSBL lookup); cb(arg, a) with a
+ * NULL when there is none.  Same lifetime rules. */
+struct dns_query *dns_query_a(struct dns *dns, const char *name,
+    void (*cb)(void *arg, const unsigned char *a), void *arg);
 void dns_cancel(struct dns_query *query);
 
 #endif

@@ -8,12 +8,15 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "config.h"
@@ -51,6 +54,36 @@ main_usage(void)
 }
 
 static bool main_healthy(void *arg);
+
+/*
+ * Started as root: everything privileged (ports, the control socket) is
+ * done, so become [server] user/group for good.  Not root: nothing to do.
+ */
+static void
+main_drop_privileges(const struct config *cf, struct spool *sp)
+{
+	struct passwd *pw;
+	struct group *gr;
+
+	if (geteuid() != 0)
+		return;
+	if ((pw = getpwnam(cf->user)) == NULL)
+		fatalx("[server] user %s does not exist", cf->user);
+	if ((gr = getgrnam(cf->group)) == NULL)
+		fatalx("[server] group %s does not exist", cf->group);
+	if (pw->pw_uid == 0)
+		fatalx("[server] user must not be root");
+	if (spool_chown(sp, pw->pw_uid, gr->gr_gid) == -1)
+		fatalx("cannot hand the spool to %s", cf->user);
+	if (setgroups(1, &gr->gr_gid) == -1 ||
+	    setresgid(gr->gr_gid, gr->gr_gid, gr->gr_gid) == -1 ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1)
+		fatal("cannot drop privileges to %s:%s", cf->user, cf->group);
+	if (setuid(0) != -1 || seteuid(0) != -1)
+		fatalx("privileges could be regained");
+	log_info("privileges dropped user=%s uid=%u gid=%u", cf->user,
+	    (unsigned)pw->pw_uid, (unsigned)gr->gr_gid);
+}
 
 static void
 main_watchdog_cb(evutil_socket_t fd, short what, void *arg)
@@ -208,6 +241,7 @@ main(int argc, char **argv)
 	metrics_set_health(main_healthy, &ctx);
 	if (metrics_start(ctx.base, cf) == -1)
 		fatalx("cannot set up the metrics listener");
+	main_drop_privileges(cf, sp);
 	queue_start(ctx.queue);
 	log_info("holdfast ready version=%s hostname=%s spool=%s",
 	    HOLDFAST_VERSION, cf->hostname, cf->spool_dir);

@@ -56,6 +56,7 @@ struct metrics_def {
 };
 
 #define Q_MSGS_HELP	"Messages in the spool, by state."
+#define SCREEN_HELP "Clients deferred (never refused) by the screens, by reason."
 #define Q_BYTES_HELP	"Bytes of message bodies in the spool, by state."
 #define DELIV_HELP	"Delivery outcomes: delivered and dead count " \
 			"recipients, deferred counts message attempts, " \
@@ -103,6 +104,18 @@ static const struct metrics_def metrics_table[M_COUNT] = {
 	[M_SPOOL_FREE_BYTES] = { M_SPOOL_FREE_BYTES,
 	    "holdfast_spool_free_bytes", "", METRICS_T_GAUGE,
 	    "Bytes available to the daemon on the spool filesystem." },
+	[M_SPOOL_LOW] = { M_SPOOL_LOW, "holdfast_spool_low", "",
+	    METRICS_T_GAUGE,
+	    "1 while free space is below [spool] min_free: new mail gets 452." },
+	[M_SCREEN_PREGREET] = { M_SCREEN_PREGREET,
+	    "holdfast_screen_deferrals_total", "reason=\"pregreet\"",
+	    METRICS_T_COUNTER, SCREEN_HELP },
+	[M_SCREEN_DNSBL] = { M_SCREEN_DNSBL,
+	    "holdfast_screen_deferrals_total", "reason=\"dnsbl\"",
+	    METRICS_T_COUNTER, SCREEN_HELP },
+	[M_SCREEN_LIMIT] = { M_SCREEN_LIMIT,
+	    "holdfast_screen_deferrals_total", "reason=\"limit\"",
+	    METRICS_T_COUNTER, SCREEN_HELP },
 	[M_SPOOL_SUSPECT] = { M_SPOOL_SUSPECT, "holdfast_spool_suspect", "",
 	    METRICS_T_GAUGE,
 	    "1 after an fsync failed with EIO: new mail gets 451 until a "

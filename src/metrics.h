@@ -36,6 +36,11 @@ enum metrics_id {
 	M_HOLD_MODE,			/* 0/1 */
 	M_SPOOL_FREE_BYTES,
 	M_SPOOL_SUSPECT,		/* 0/1: an fsync failed with EIO */
+	M_SPOOL_LOW,			/* 0/1: below [spool] min_free */
+	/* screening deferrals, by reason */
+	M_SCREEN_PREGREET,
+	M_SCREEN_DNSBL,
+	M_SCREEN_LIMIT,
 	/* message flow, counters */
 	M_MSGS_ACCEPTED,
 	M_DELIVERIES_DELIVERED,		/* per recipient */

@@ -1106,8 +1106,11 @@ queue_metrics_cb(void *arg)
 	metrics_set(M_PRIMARY_CHANGE_TIME, (double)q->primary_since);
 	metrics_set(M_PRIMARY_STATE_SECONDS, (double)(now - q->primary_since));
 	metrics_set(M_LAST_DELIVERY_TIME, (double)q->last_delivery);
-	if ((free_bytes = spool_free_bytes(q->spool)) >= 0)
+	if ((free_bytes = spool_free_bytes(q->spool)) >= 0) {
 		metrics_set(M_SPOOL_FREE_BYTES, (double)free_bytes);
+		metrics_set(M_SPOOL_LOW, (uint64_t)free_bytes <
+		    q->cf->min_free);
+	}
 	metrics_set(M_SPOOL_SUSPECT, spool_is_suspect(q->spool));
 }
 

@@ -1,5 +1,8 @@
 #include "smtp_proto.h"
 
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -758,4 +761,125 @@ smtp_proto_fmt_received(const struct smtp_received *r, char *out,
 	if (b.full)
 		return -1;
 	return (int)b.len;
+}
+
+/* ---- PROXY protocol ---- */
+
+static const unsigned char smtp_proxy_sig[12] = {
+	0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a
+};
+
+static enum smtp_proxy_status
+smtp_proto_proxy_v2(const unsigned char *buf, size_t len,
+    struct smtp_proxy *proxy, size_t *consumed)
+{
+	size_t hlen;
+	unsigned cmd, fam;
+
+	if (len < 16)
+		return SMTP_PROXY_MORE;
+	if ((buf[12] & 0xf0) != 0x20)
+		return SMTP_PROXY_BAD;
+	cmd = buf[12] & 0x0f;
+	fam = buf[13];
+	hlen = 16 + ((size_t)buf[14] << 8 | buf[15]);
+	if (hlen > SMTP_PROXY_MAX)
+		return SMTP_PROXY_BAD;
+	if (len < hlen)
+		return SMTP_PROXY_MORE;
+	*consumed = hlen;
+	if (cmd == 0x0)
+		return SMTP_PROXY_LOCAL;	/* health check */
+	if (cmd != 0x1)
+		return SMTP_PROXY_BAD;
+	memset(proxy, 0, sizeof(*proxy));
+	switch (fam) {
+	case 0x11:	/* TCP over IPv4 */
+		if (hlen < 16 + 12)
+			return SMTP_PROXY_BAD;
+		proxy->family = AF_INET;
+		memcpy(proxy->addr, buf + 16, 4);
+		proxy->port = (unsigned)buf[24] << 8 | buf[25];
+		return SMTP_PROXY_OK;
+	case 0x21:	/* TCP over IPv6 */
+		if (hlen < 16 + 36)
+			return SMTP_PROXY_BAD;
+		proxy->family = AF_INET6;
+		memcpy(proxy->addr, buf + 16, 16);
+		proxy->port = (unsigned)buf[48] << 8 | buf[49];
+		return SMTP_PROXY_OK;
+	case 0x00:
+		return SMTP_PROXY_LOCAL;	/* UNSPEC: no address */
+	default:
+		return SMTP_PROXY_BAD;		/* UDP, unix: not SMTP */
+	}
+}
+
+/* "PROXY TCP4 src dst sport dport\r\n" (or TCP6, or UNKNOWN ...). */
+static enum smtp_proxy_status
+smtp_proto_proxy_v1(const unsigned char *buf, size_t len,
+    struct smtp_proxy *proxy, size_t *consumed)
+{
+	char line[108], *f[6], *p, *save = NULL;
+	unsigned char dst[16];
+	const unsigned char *eol;
+	size_t n, nf = 0;
+	uint64_t sport;
+
+	eol = memchr(buf, '\n', len < 107 ? len : 107);
+	if (eol == NULL)
+		return len >= 107 ? SMTP_PROXY_BAD : SMTP_PROXY_MORE;
+	n = (size_t)(eol - buf);
+	if (n < 1 || buf[n - 1] != '\r')
+		return SMTP_PROXY_BAD;
+	memcpy(line, buf, n - 1);
+	line[n - 1] = '\0';
+	*consumed = n + 1;
+	if (strlen(line) != n - 1)
+		return SMTP_PROXY_BAD;		/* a NUL inside */
+	for (p = strtok_r(line, " ", &save); p != NULL && nf < 6;
+	    p = strtok_r(NULL, " ", &save))
+		f[nf++] = p;
+	if (nf < 2 || strcmp(f[0], "PROXY") != 0)
+		return SMTP_PROXY_BAD;
+	if (strcmp(f[1], "UNKNOWN") == 0)
+		return SMTP_PROXY_LOCAL;
+	if (nf != 6 || p != NULL)
+		return SMTP_PROXY_BAD;
+	memset(proxy, 0, sizeof(*proxy));
+	if (strcmp(f[1], "TCP4") == 0)
+		proxy->family = AF_INET;
+	else if (strcmp(f[1], "TCP6") == 0)
+		proxy->family = AF_INET6;
+	else
+		return SMTP_PROXY_BAD;
+	if (inet_pton(proxy->family, f[2], proxy->addr) != 1 ||
+	    inet_pton(proxy->family, f[3], dst) != 1 ||
+	    util_parse_u64(f[4], &sport) == -1 || sport == 0 ||
+	    sport > 65535 || strlen(f[4]) > 5 ||
+	    util_parse_u64(f[5], &sport) == -1 || sport == 0 ||
+	    sport > 65535 || strlen(f[5]) > 5)
+		return SMTP_PROXY_BAD;
+	util_parse_u64(f[4], &sport);
+	proxy->port = (unsigned)sport;
+	return SMTP_PROXY_OK;
+}
+
+enum smtp_proxy_status
+smtp_proto_proxy_parse(const unsigned char *buf, size_t len,
+    struct smtp_proxy *proxy, size_t *consumed)
+{
+	size_t k = len < sizeof(smtp_proxy_sig) ? len : sizeof(smtp_proxy_sig);
+
+	*consumed = 0;
+	if (len == 0)
+		return SMTP_PROXY_MORE;
+	if (memcmp(buf, smtp_proxy_sig, k) == 0)
+		return k < sizeof(smtp_proxy_sig) ? SMTP_PROXY_MORE :
+		    smtp_proto_proxy_v2(buf, len, proxy, consumed);
+	k = len < 6 ? len : 6;
+	if (memcmp(buf, "PROXY ", k) == 0)
+		return k < 6 ? SMTP_PROXY_MORE :
+		    smtp_proto_proxy_v1(buf, len, proxy, consumed);
+	return SMTP_PROXY_BAD;
 }

@@ -183,4 +183,28 @@ struct smtp_received {
 int smtp_proto_fmt_received(const struct smtp_received *r, char *out,
     size_t outlen);
 
+/*
+ * PROXY protocol header (v1 text or v2 binary), as sent by a trusted load
+ * balancer before any SMTP byte.  Nothing of it is believed unless it
+ * parses completely; the caller also checks who sent it.
+ */
+#define SMTP_PROXY_MAX	536	/* v2 header cap (16 + 520); v1 is 107 */
+
+enum smtp_proxy_status {
+	SMTP_PROXY_MORE,	/* incomplete: read more (up to the cap) */
+	SMTP_PROXY_OK,		/* addr and port set */
+	SMTP_PROXY_LOCAL,	/* v2 LOCAL or v1 UNKNOWN: use the peer */
+	SMTP_PROXY_BAD,		/* malformed: close the connection */
+};
+
+struct smtp_proxy {
+	int		family;		/* AF_INET or AF_INET6 */
+	unsigned char	addr[16];	/* the original client */
+	unsigned	port;
+};
+
+/* Parse buf[0..len); on OK or LOCAL *consumed is the header's length. */
+enum smtp_proxy_status smtp_proto_proxy_parse(const unsigned char *buf,
+    size_t len, struct smtp_proxy *proxy, size_t *consumed);
+
 #endif

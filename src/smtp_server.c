@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "net.h"
 #include "queue.h"
+#include "screen.h"
 #include "smtp_proto.h"
 #include "spool.h"
 #include "tls.h"
@@ -34,9 +35,12 @@
 #define SMTP_MAX_RECEIVED	50
 #define SMTP_MAX_ERRORS		20		/* then we hang up */
 #define SMTP_OUTPUT_HIGHWAT	(64 * 1024)	/* unread replies held */
+#define SMTP_PREBANNER_SEC	30		/* PROXY, lookups, pregreet */
+#define SMTP_RATE_WINDOW_SEC	30		/* min_data_rate measured */
 
 enum smtp_state {
-	SMTP_ST_CONNECT,	/* looking up the client's name */
+	SMTP_ST_PROXY,		/* waiting for the PROXY header */
+	SMTP_ST_CONNECT,	/* screening: names, DNSBL, pregreet wait */
 	SMTP_ST_GREET,		/* banner sent, no HELO yet */
 	SMTP_ST_IDLE,		/* greeted, no transaction */
 	SMTP_ST_MAIL,		/* MAIL accepted */
@@ -49,6 +53,7 @@ enum smtp_state {
 };
 
 static const char *const smtp_state_names[] = {
+	[SMTP_ST_PROXY] = "proxy",
 	[SMTP_ST_CONNECT] = "connect",
 	[SMTP_ST_GREET] = "greet",
 	[SMTP_ST_IDLE] = "idle",
@@ -101,6 +106,12 @@ enum smtp_rid {
 	SMTP_R_ETRN_DENIED,
 	SMTP_R_TLS_GO,
 	SMTP_R_NO_TLS,
+	SMTP_R_PREGREET,
+	SMTP_R_LIMIT,
+	SMTP_R_MSG_RATE,
+	SMTP_R_DNSBL,
+	SMTP_R_TOO_SLOW,
+	SMTP_R_SPOOL_LOW,
 };
 
 static const struct smtp_reply_row {
@@ -139,6 +150,16 @@ static const struct smtp_reply_row {
 	[SMTP_R_ERRORS] = { 421, "4.7.0", "Error: too many errors" },
 	[SMTP_R_ETRN_OK] = { 250, "2.0.0", "Queuing started" },
 	[SMTP_R_TLS_GO] = { 220, "2.0.0", "Ready to start TLS" },
+	[SMTP_R_PREGREET] = { 421, "4.7.0", "Error: talked before the "
+	    "greeting" },
+	[SMTP_R_LIMIT] = { 421, "4.7.0", "Error: too many connections from "
+	    "your address, try later" },
+	[SMTP_R_MSG_RATE] = { 451, "4.7.1", "Error: too many messages from "
+	    "your address, try later" },
+	[SMTP_R_DNSBL] = { 450, "4.7.1", "Service unavailable: client "
+	    "listed in a DNS blocklist, try later" },
+	[SMTP_R_TOO_SLOW] = { 421, "4.4.2", "Error: data rate too low" },
+	[SMTP_R_SPOOL_LOW] = { 452, "4.3.1", "Insufficient system storage" },
 	[SMTP_R_NO_TLS] = { 454, "4.7.0", "TLS not available" },
 	[SMTP_R_ETRN_DENIED] = { 458, "4.7.1", "Unable to queue messages: "
 	    "not allowed from this address" },
@@ -174,6 +195,15 @@ struct smtp_session {
 	struct sockaddr_storage	 sa;		/* the client */
 	char			*rdns;		/* verified name or NULL */
 	struct dns_query	*dnsq;
+	struct screen_query	*dnsblq;
+	struct event		*greet_timer;
+	bool			 screened;	/* counted by screen_connect */
+	bool			 wait_dns, wait_dnsbl, wait_greet;
+	unsigned		 dnsbl_weight;
+	char			 dnsbl_zone[128];
+	time_t			 data_start;	/* for min_data_rate */
+	uint64_t		 data_in;
+	time_t			 line_since;	/* a partial command line */
 	enum smtp_state		 state;
 	char			 helo[SMTP_DOMAIN_MAX + 1];
 	bool			 esmtp;
@@ -182,6 +212,7 @@ struct smtp_session {
 	bool			 skip_line;	/* discarding an overlong line */
 	uint64_t		 discard;	/* octets of a refused BDAT chunk */
 	bool			 gone;		/* peer left during a commit */
+	bool			 processing;	/* inside smtp_process() */
 	unsigned		 errors;
 	unsigned		 nmsgs;
 	struct smtp_tx		*tx;
@@ -195,12 +226,19 @@ struct smtp_server {
 	struct queue		*queue;
 	struct dns		*dns;
 	struct tls		*tls;
-	struct evconnlistener	**listeners;
+	struct screen		*screen;
+	struct smtp_listener	*listeners;
 	size_t			 nlisteners;
 	TAILQ_HEAD(, smtp_session) sessions;
 	size_t			 nsessions;
 	bool			 stopping;
 	char			*scratch;	/* decoder output, loop-only */
+};
+
+struct smtp_listener {
+	struct smtp_server	*srv;
+	struct evconnlistener	*l;
+	bool			 proxy;	/* a PROXY header comes first */
 };
 
 struct smtp_command {
@@ -211,6 +249,7 @@ struct smtp_command {
 };
 
 static void smtp_session_free(struct smtp_session *s);
+static bool smtp_proxy_in(struct smtp_session *s, struct evbuffer *in);
 static void smtp_process(struct smtp_session *s);
 
 static void
@@ -359,8 +398,26 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	char esc[LOG_ESCAPE_MAX];
 	int i, n;
 
+	const char *why;
+	int64_t free_bytes;
+
 	if ((p = smtp_after_keyword(args, "FROM:")) == NULL) {
 		smtp_reply(s, SMTP_R_SYNTAX);
+		return;
+	}
+	if (screen_message(s->srv->screen, (struct sockaddr *)&s->sa, &why) ==
+	    SCREEN_DEFER) {
+		log_info("sess=%016" PRIx64 " deferred addr=%s reason=\"%s\"",
+		    s->id, s->addr, why);
+		metrics_inc(M_SCREEN_LIMIT);
+		smtp_reply(s, SMTP_R_MSG_RATE);
+		return;
+	}
+	free_bytes = spool_free_bytes(s->srv->spool);
+	if (free_bytes >= 0 && (uint64_t)free_bytes < cf->min_free) {
+		log_warnx("sess=%016" PRIx64 " deferred reason=\"spool below "
+		    "min_free\" free=%lld", s->id, (long long)free_bytes);
+		smtp_reply(s, SMTP_R_SPOOL_LOW);
 		return;
 	}
 	if (smtp_proto_parse_path(p, &path, &rest) == SMTP_PATH_SYNTAX) {
@@ -473,6 +530,14 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		smtp_reply(s, SMTP_R_RELAY);
 		return;
 	}
+	if (s->dnsbl_weight >= cf->dnsbl_threshold) {
+		log_info("sess=%016" PRIx64 " deferred addr=%s reason=dnsbl "
+		    "zone=%s weight=%u", s->id, s->addr, s->dnsbl_zone,
+		    s->dnsbl_weight);
+		metrics_inc(M_SCREEN_DNSBL);
+		smtp_reply(s, SMTP_R_DNSBL);
+		return;
+	}
 	if ((n = smtp_proto_parse_params(rest, params, SMTP_PARAMS_MAX)) ==
 	    -1) {
 		smtp_reply(s, SMTP_R_SYNTAX);
@@ -566,6 +631,8 @@ smtp_cmd_data(struct smtp_session *s, const char *args)
 		return;
 	}
 	smtp_data_init(&s->tx->data, true);
+	s->data_start = time(NULL);
+	s->data_in = 0;
 	smtp_enter_state(s, SMTP_ST_DATA);
 	smtp_reply(s, SMTP_R_DATA_GO);
 }
@@ -629,6 +696,8 @@ smtp_cmd_bdat(struct smtp_session *s, const char *args)
 		}
 		smtp_data_init(&s->tx->data, false);
 		s->tx->bdat = true;
+		s->data_start = time(NULL);
+		s->data_in = 0;
 	}
 	s->tx->bdat_left = size;
 	s->tx->bdat_last = last;
@@ -937,6 +1006,18 @@ reset:
 	smtp_enter_state(s, SMTP_ST_IDLE);
 }
 
+/* Slowloris: a message trickling in slower than min_data_rate. */
+static bool
+smtp_too_slow(struct smtp_session *s)
+{
+	time_t elapsed = time(NULL) - s->data_start;
+
+	return s->srv->cf->min_data_rate > 0 &&
+	    elapsed >= SMTP_RATE_WINDOW_SEC &&
+	    s->data_in / (uint64_t)elapsed < s->srv->cf->min_data_rate &&
+	    !screen_is_allowed(s->srv->screen, (struct sockaddr *)&s->sa);
+}
+
 /* Decode DATA or BDAT content from the input; false when it needs more. */
 static bool
 smtp_content_in(struct smtp_session *s, struct evbuffer *in)
@@ -954,6 +1035,15 @@ smtp_content_in(struct smtp_session *s, struct evbuffer *in)
 	used = smtp_data_feed(&tx->data, (const char *)p, take, s->srv->scratch,
 	    &outlen);
 	evbuffer_drain(in, used);
+	s->data_in += used;
+	if (smtp_too_slow(s)) {
+		log_info("sess=%016" PRIx64 " data too slow addr=%s octets=%"
+		    PRIu64 " seconds=%lld", s->id, s->addr, s->data_in,
+		    (long long)(time(NULL) - s->data_start));
+		smtp_tx_reset(s);
+		smtp_reply(s, SMTP_R_TOO_SLOW);
+		return false;
+	}
 	smtp_tx_write(s, s->srv->scratch, outlen);
 	if (s->state == SMTP_ST_DATA) {
 		if (tx->data.done)
@@ -992,6 +1082,16 @@ smtp_line_in(struct smtp_session *s, struct evbuffer *in)
 	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
 	if (eol.pos == -1) {
 		len = evbuffer_get_length(in);
+		/* One byte now and then must not keep a line open forever. */
+		if (len > 0 && s->line_since == 0)
+			s->line_since = time(NULL);
+		else if (len > 0 && time(NULL) - s->line_since >
+		    (time_t)s->srv->cf->timeout) {
+			log_info("sess=%016" PRIx64 " command too slow",
+			    s->id);
+			smtp_reply(s, SMTP_R_TIMEOUT);
+			return false;
+		}
 		if (len > SMTP_LINE_MAX) {
 			/* Answer now and discard to the line end, buffering
 			 * nothing more. */
@@ -1006,6 +1106,7 @@ smtp_line_in(struct smtp_session *s, struct evbuffer *in)
 		return false;
 	}
 	len = (size_t)eol.pos;
+	s->line_since = 0;
 	if (s->skip_line || len + eol_len > SMTP_LINE_MAX) {
 		evbuffer_drain(in, len + eol_len);
 		if (!s->skip_line)
@@ -1030,6 +1131,11 @@ smtp_process(struct smtp_session *s)
 {
 	struct evbuffer *in;
 
+	/* Handlers may start processing again (a greeting after PROXY):
+	 * the loop below picks up the new state instead. */
+	if (s->processing)
+		return;
+	s->processing = true;
 	for (;;) {
 		bool more;
 
@@ -1050,6 +1156,9 @@ smtp_process(struct smtp_session *s)
 			continue;
 		}
 		switch (s->state) {
+		case SMTP_ST_PROXY:
+			more = smtp_proxy_in(s, in);
+			break;
 		case SMTP_ST_CONNECT:
 		case SMTP_ST_COMMIT:
 		case SMTP_ST_CLOSING:
@@ -1070,6 +1179,7 @@ smtp_process(struct smtp_session *s)
 		if (!more)
 			break;
 	}
+	s->processing = false;
 	if (s->state == SMTP_ST_CLOSING) {
 		bufferevent_disable(s->bev, EV_READ);
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
@@ -1163,6 +1273,11 @@ smtp_session_free(struct smtp_session *s)
 	    s->addr, s->nmsgs);
 	smtp_tx_reset(s);
 	dns_cancel(s->dnsq);
+	screen_cancel(s->dnsblq);
+	if (s->greet_timer != NULL)
+		event_free(s->greet_timer);
+	if (s->screened)
+		screen_disconnect(srv->screen, (struct sockaddr *)&s->sa);
 	free(s->rdns);
 	bufferevent_free(s->bev);
 	TAILQ_REMOVE(&srv->sessions, s, entry);
@@ -1171,12 +1286,34 @@ smtp_session_free(struct smtp_session *s)
 	free(s);
 }
 
+/*
+ * The greeting waits for the client's name, the DNSBL answers and the
+ * pregreet delay.  A client that talks before it is not an MTA: 421.
+ */
 static void
-smtp_banner(struct smtp_session *s)
+smtp_banner_maybe(struct smtp_session *s)
 {
+	const struct config *cf = s->srv->cf;
+	struct timeval tv = { (time_t)cf->timeout, 0 };
+
+	if (s->state != SMTP_ST_CONNECT || s->wait_dns || s->wait_dnsbl ||
+	    s->wait_greet)
+		return;
+	if (cf->greet_wait > 0 &&
+	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 &&
+	    !screen_is_allowed(s->srv->screen, (struct sockaddr *)&s->sa)) {
+		log_info("sess=%016" PRIx64 " pregreet addr=%s octets=%zu",
+		    s->id, s->addr,
+		    evbuffer_get_length(bufferevent_get_input(s->bev)));
+		metrics_inc(M_SCREEN_PREGREET);
+		smtp_reply(s, SMTP_R_PREGREET);
+		smtp_process(s);
+		return;
+	}
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	metrics_inc(M_SMTP_REPLIES_2XX);
 	evbuffer_add_printf(bufferevent_get_output(s->bev),
-	    "220 %s ESMTP holdfast\r\n", s->srv->cf->hostname);
+	    "220 %s ESMTP holdfast\r\n", cf->hostname);
 	smtp_enter_state(s, SMTP_ST_GREET);
 	smtp_process(s);
 }
@@ -1188,22 +1325,152 @@ smtp_rdns_cb(void *arg, const char *name)
 	char esc[LOG_ESCAPE_MAX];
 
 	s->dnsq = NULL;
+	s->wait_dns = false;
 	if (name != NULL) {
 		s->rdns = xstrdup(name);
 		log_debug("sess=%016" PRIx64 " rdns=%s", s->id,
 		    log_escape(name, strlen(name), esc, sizeof(esc)));
 	}
-	if (s->state == SMTP_ST_CONNECT)
-		smtp_banner(s);
+	smtp_banner_maybe(s);
+}
+
+static void
+smtp_dnsbl_cb(void *arg, unsigned weight, const char *zone)
+{
+	struct smtp_session *s = arg;
+
+	s->dnsblq = NULL;
+	s->wait_dnsbl = false;
+	s->dnsbl_weight = weight;
+	if (zone != NULL) {
+		util_copy(s->dnsbl_zone, sizeof(s->dnsbl_zone), zone);
+		log_info("sess=%016" PRIx64 " dnsbl listed addr=%s zone=%s "
+		    "weight=%u", s->id, s->addr, zone, weight);
+	}
+	smtp_banner_maybe(s);
+}
+
+static void
+smtp_greet_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	s->wait_greet = false;
+	smtp_banner_maybe(s);
+}
+
+/* The client's address is known for good (after PROXY, if any): screen
+ * it and start everything the greeting waits for. */
+static void
+smtp_session_start(struct smtp_session *s)
+{
+	struct smtp_server *srv = s->srv;
+	const struct sockaddr *sa = (struct sockaddr *)&s->sa;
+	const char *why;
+
+	smtp_enter_state(s, SMTP_ST_CONNECT);
+	if (screen_connect(srv->screen, sa, &why) == SCREEN_DEFER) {
+		log_info("sess=%016" PRIx64 " deferred addr=%s reason=\"%s\"",
+		    s->id, s->addr, why);
+		metrics_inc(M_SCREEN_LIMIT);
+		smtp_reply(s, SMTP_R_LIMIT);
+		smtp_process(s);
+		return;
+	}
+	s->screened = true;
+	if (srv->dns != NULL) {
+		s->wait_dns = true;
+		s->dnsq = dns_rdns(srv->dns, sa, smtp_rdns_cb, s);
+	}
+	if (!screen_is_allowed(srv->screen, sa)) {
+		if ((s->dnsblq = screen_dnsbl(srv->screen, sa, smtp_dnsbl_cb,
+		    s)) != NULL)
+			s->wait_dnsbl = true;
+		if (srv->cf->greet_wait > 0) {
+			struct timeval tv = { (time_t)srv->cf->greet_wait, 0 };
+
+			s->greet_timer = evtimer_new(srv->base, smtp_greet_cb,
+			    s);
+			if (s->greet_timer == NULL ||
+			    evtimer_add(s->greet_timer, &tv) == -1)
+				fatalx("greet timer");
+			s->wait_greet = true;
+		}
+	}
+	smtp_banner_maybe(s);
+}
+
+/* A proxy listener: the header first, from a trusted sender only. */
+static bool
+smtp_proxy_in(struct smtp_session *s, struct evbuffer *in)
+{
+	size_t len = evbuffer_get_length(in), used;
+	struct smtp_proxy px;
+	enum smtp_proxy_status st;
+	unsigned char *p;
+
+	if (len == 0)
+		return false;
+	if (len > SMTP_PROXY_MAX)
+		len = SMTP_PROXY_MAX;
+	p = evbuffer_pullup(in, (ssize_t)len);
+	st = smtp_proto_proxy_parse(p, len, &px, &used);
+	switch (st) {
+	case SMTP_PROXY_MORE:
+		if (len < SMTP_PROXY_MAX)
+			return false;
+		/* too long to be a header */
+		/* FALLTHROUGH */
+	case SMTP_PROXY_BAD:
+		log_info("sess=%016" PRIx64 " bad PROXY header addr=%s, closing",
+		    s->id, s->addr);
+		smtp_enter_state(s, SMTP_ST_CLOSING);
+		smtp_process(s);
+		return false;
+	case SMTP_PROXY_LOCAL:
+		evbuffer_drain(in, used);
+		break;
+	case SMTP_PROXY_OK:
+		evbuffer_drain(in, used);
+		memset(&s->sa, 0, sizeof(s->sa));
+		if (px.family == AF_INET) {
+			struct sockaddr_in *sin = (void *)&s->sa;
+
+			sin->sin_family = AF_INET;
+			memcpy(&sin->sin_addr, px.addr, 4);
+			sin->sin_port = htons((uint16_t)px.port);
+		} else {
+			struct sockaddr_in6 *sin6 = (void *)&s->sa;
+
+			sin6->sin6_family = AF_INET6;
+			memcpy(&sin6->sin6_addr, px.addr, 16);
+			sin6->sin6_port = htons((uint16_t)px.port);
+		}
+		{
+			char peer[NET_ADDR_MAX];
+
+			util_copy(peer, sizeof(peer), s->addr);
+			net_addr_fmt((struct sockaddr *)&s->sa, s->addr,
+			    sizeof(s->addr), &s->port);
+			log_info("sess=%016" PRIx64 " proxy addr=%s via=%s "
+			    "port=%u", s->id, s->addr, peer, s->port);
+		}
+		break;
+	}
+	smtp_session_start(s);
+	return true;	/* go on in whatever state that left */
 }
 
 static void
 smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
-	struct smtp_server *srv = arg;
+	struct smtp_listener *sl = arg;
+	struct smtp_server *srv = sl->srv;
 	struct smtp_session *s;
-	struct timeval tv;
+	struct timeval tv = { SMTP_PREBANNER_SEC, 0 };
 
 	(void)l;
 	s = xcalloc(1, sizeof(*s));
@@ -1229,8 +1496,6 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIGHWAT);
-	tv.tv_sec = (time_t)srv->cf->timeout;
-	tv.tv_usec = 0;
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	if (srv->stopping || srv->nsessions > srv->cf->max_sessions) {
@@ -1238,10 +1503,21 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		bufferevent_disable(s->bev, EV_READ);
 		return;
 	}
-	if (srv->dns != NULL)
-		s->dnsq = dns_rdns(srv->dns, sa, smtp_rdns_cb, s);
-	else
-		smtp_banner(s);
+	if (!sl->proxy) {
+		smtp_session_start(s);
+		return;
+	}
+	/* Nothing of a PROXY header is believed from anyone else. */
+	if (!net_cidr_list_match(srv->cf->proxy_from.v, srv->cf->proxy_from.n,
+	    sa)) {
+		log_info("sess=%016" PRIx64 " PROXY from untrusted addr=%s, "
+		    "closing", s->id, s->addr);
+		smtp_enter_state(s, SMTP_ST_CLOSING);
+		smtp_process(s);
+		return;
+	}
+	smtp_enter_state(s, SMTP_ST_PROXY);
+	smtp_process(s);
 }
 
 static void
@@ -1269,27 +1545,38 @@ smtp_server_new(struct event_base *base, const struct config *cf,
 	TAILQ_INIT(&srv->sessions);
 	srv->scratch = xmalloc(2 * SMTP_DATA_CHUNK + 4);
 	srv->listeners = xcalloc(cf->listen.n, sizeof(*srv->listeners));
+	if ((srv->screen = screen_new(base, cf)) == NULL)
+		goto fail;
 	for (i = 0; i < cf->listen.n; i++) {
+		struct smtp_listener *sl = &srv->listeners[srv->nlisteners];
 		struct sockaddr_storage ss;
 		socklen_t sslen;
 		struct evconnlistener *l;
+		char addr[NET_ADDR_MAX + 16];
 
-		if (net_parse_hostport(cf->listen.v[i], &ss, &sslen) == -1) {
+		if (config_listen_split(cf->listen.v[i], addr, sizeof(addr),
+		    &sl->proxy) == -1 ||
+		    net_parse_hostport(addr, &ss, &sslen) == -1) {
 			log_warnx("listen %s: not address:port",
 			    cf->listen.v[i]);
 			goto fail;
 		}
-		l = evconnlistener_new_bind(base, smtp_accept_cb, srv,
+		sl->srv = srv;
+		/* [::]:25 beside 0.0.0.0:25: v6 sockets take v6 only. */
+		l = evconnlistener_new_bind(base, smtp_accept_cb, sl,
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-		    LEV_OPT_CLOSE_ON_EXEC, 512, (struct sockaddr *)&ss,
+		    LEV_OPT_CLOSE_ON_EXEC | (ss.ss_family == AF_INET6 ?
+		    LEV_OPT_BIND_IPV6ONLY : 0), 512, (struct sockaddr *)&ss,
 		    (int)sslen);
 		if (l == NULL) {
 			log_warn("listen %s", cf->listen.v[i]);
 			goto fail;
 		}
 		evconnlistener_set_error_cb(l, smtp_listen_error_cb);
-		srv->listeners[srv->nlisteners++] = l;
-		log_info("smtp listening addr=%s", cf->listen.v[i]);
+		sl->l = l;
+		srv->nlisteners++;
+		log_info("smtp listening addr=%s%s", addr,
+		    sl->proxy ? " proxy" : "");
 	}
 	return srv;
 fail:
@@ -1305,7 +1592,7 @@ smtp_server_stop(struct smtp_server *srv)
 
 	srv->stopping = true;
 	for (i = 0; i < srv->nlisteners; i++)
-		evconnlistener_free(srv->listeners[i]);
+		evconnlistener_free(srv->listeners[i].l);
 	srv->nlisteners = 0;
 	for (s = TAILQ_FIRST(&srv->sessions); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, entry);
@@ -1335,9 +1622,10 @@ smtp_server_free(struct smtp_server *srv)
 	if (srv == NULL)
 		return;
 	for (i = 0; i < srv->nlisteners; i++)
-		evconnlistener_free(srv->listeners[i]);
+		evconnlistener_free(srv->listeners[i].l);
 	while ((s = TAILQ_FIRST(&srv->sessions)) != NULL)
 		smtp_session_free(s);
+	screen_free(srv->screen);
 	free(srv->listeners);
 	free(srv->scratch);
 	free(srv);

@@ -244,6 +244,22 @@ spool_open_readonly(const char *dir)
 	return spool_open_mode(dir, false);
 }
 
+int
+spool_chown(struct spool *sp, uid_t uid, gid_t gid)
+{
+	size_t i;
+
+	if (fchown(sp->rootfd, uid, gid) == -1)
+		goto fail;
+	for (i = 0; i < SPOOL_NAREAS; i++)
+		if (fchown(sp->fd[i], uid, gid) == -1)
+			goto fail;
+	return 0;
+fail:
+	log_warn("spool chown failed dir=%s", sp->dir);
+	return -1;
+}
+
 bool
 spool_is_suspect(struct spool *sp)
 {

@@ -116,6 +116,8 @@ int spool_delete(struct spool *sp, enum spool_area area, const char *id);
 int spool_scan(struct spool *sp,
     int (*cb)(void *arg, enum spool_area area, const char *id), void *arg);
 
+/* Give the spool's directories to uid:gid (before dropping root). */
+int spool_chown(struct spool *sp, uid_t uid, gid_t gid);
 /* An fsync has failed with EIO since the spool was opened: nothing new
  * should be promised on it (see spool_fsync in spool.c). */
 bool spool_is_suspect(struct spool *sp);

@@ -5,7 +5,8 @@ A: spool on a 2 MB tmpfs, primary down: send until 452 4.3.1; every 250'd
 message is delivered once the primary is up, no 452'd one is; no partial
 files are left; the daemon keeps serving once space is freed.
 B: LD_PRELOAD fault shim: fsync EIO -> 451 4.3.0, nothing left in queue/
-or tmp/; disarmed -> 250 and delivered.  Then write ENOSPC -> 452 4.3.1 and
+or tmp/; the spool is then suspect (451 for new mail) until a restart,
+after which mail gets 250 and is delivered.  Then write ENOSPC -> 452 4.3.1 and
 rename EIO -> 451 4.3.0 (each only if the shim saw the daemon make that
 call; stdio writes are invisible to it)."""
 import os
@@ -114,6 +115,17 @@ def shim_phase(env, sink, fault, want, name):
         hf.check(d.queue_ids() in ([], [pre.qid]),
                  "%s: queue/ has %s" % (fault, d.queue_ids()))
         bad = []
+    if fired and fault in ("fsync:EIO", "fdatasync:EIO"):
+        # A failed fsync cannot be trusted again: the spool is suspect and
+        # new mail gets 451 until a restart rescans it.
+        what, x = attempt(d.port, name + "-suspect",
+                          hf.make_message(name + "-suspect"))
+        hf.check(what == "451 4.3.0", "%s: after the EIO, new mail got %r, "
+                 "want 451 4.3.0 (suspect spool)" % (fault, x))
+        hf.check(d.grep(r"spool suspect"), "%s: no 'spool suspect' log "
+                 "line" % fault)
+        d.stop()
+        d.start(env=extra)
     post = hf.send_ok(d.port, name + "-post")
     for x in [post] + bad:
         d.wait_log(r"msg=%s removed\b" % x.qid, timeout=20)

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <sys/socket.h>
+
 #include "t.h"
 #include "util.h"
 
@@ -1039,10 +1041,96 @@ test_received_injection(void)
 	    SMTP_DOMAIN_MAX));
 }
 
+static void
+test_proxy(void)
+{
+	static const unsigned char v2_tcp4[] = {
+		0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49,
+		0x54, 0x0a, 0x21, 0x11, 0x00, 0x0c,
+		192, 0, 2, 7, 127, 0, 0, 1, 0xc3, 0x50, 0x00, 0x19,
+		'E', 'H', 'L', 'O' };
+	static const unsigned char v2_local[] = {
+		0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49,
+		0x54, 0x0a, 0x20, 0x00, 0x00, 0x00 };
+	static const struct {
+		const char		*in;
+		enum smtp_proxy_status	 want;
+		size_t			 consumed;
+		unsigned		 port;
+	} v1[] = {
+		{ "PROXY TCP4 192.0.2.7 127.0.0.1 50000 25\r\nEHLO x\r\n",
+		  SMTP_PROXY_OK, 41, 50000 },
+		{ "PROXY TCP6 2001:db8::7 ::1 1234 25\r\n", SMTP_PROXY_OK, 36,
+		  1234 },
+		{ "PROXY UNKNOWN\r\n", SMTP_PROXY_LOCAL, 15, 0 },
+		{ "PROXY TCP4 192.0.2.7 127.0.0.1 50000", SMTP_PROXY_MORE, 0,
+		  0 },
+		{ "PROX", SMTP_PROXY_MORE, 0, 0 },
+		{ "PROXY TCP4 192.0.2.7 127.0.0.1 50000 25\n", SMTP_PROXY_BAD,
+		  0, 0 },
+		{ "PROXY TCP4 192.0.2.777 127.0.0.1 1 25\r\n", SMTP_PROXY_BAD,
+		  0, 0 },
+		{ "PROXY TCP4 192.0.2.7 127.0.0.1 0 25\r\n", SMTP_PROXY_BAD, 0,
+		  0 },
+		{ "PROXY TCP4 192.0.2.7 127.0.0.1 70000 25\r\n", SMTP_PROXY_BAD,
+		  0, 0 },
+		{ "PROXY TCP4 2001:db8::7 ::1 1 25\r\n", SMTP_PROXY_BAD, 0, 0 },
+		{ "PROXY UDP4 192.0.2.7 127.0.0.1 1 25\r\n", SMTP_PROXY_BAD, 0,
+		  0 },
+		{ "PROXY TCP4 192.0.2.7 127.0.0.1 1 25 extra\r\n",
+		  SMTP_PROXY_BAD, 0, 0 },
+		{ "EHLO client\r\n", SMTP_PROXY_BAD, 0, 0 },
+	};
+	struct smtp_proxy p;
+	size_t i, used;
+	char big[200];
+
+	for (i = 0; i < sizeof(v1) / sizeof(v1[0]); i++) {
+		enum smtp_proxy_status st = smtp_proto_proxy_parse(
+		    (const unsigned char *)v1[i].in, strlen(v1[i].in), &p,
+		    &used);
+
+		if (st != v1[i].want || (st == SMTP_PROXY_OK &&
+		    (used != v1[i].consumed || p.port != v1[i].port))) {
+			fprintf(stderr, "  v1 case %zu: st %d used %zu\n", i,
+			    (int)st, used);
+			T_CHECK(!"proxy v1");
+		}
+	}
+	T_CHECK(smtp_proto_proxy_parse(v2_tcp4, sizeof(v2_tcp4), &p, &used) ==
+	    SMTP_PROXY_OK);
+	T_CHECK(used == 28 && p.family == AF_INET && p.port == 50000 &&
+	    p.addr[0] == 192 && p.addr[3] == 7);
+	for (i = 0; i < 28; i++)
+		T_CHECK(smtp_proto_proxy_parse(v2_tcp4, i, &p, &used) ==
+		    SMTP_PROXY_MORE);
+	T_CHECK(smtp_proto_proxy_parse(v2_local, sizeof(v2_local), &p,
+	    &used) == SMTP_PROXY_LOCAL && used == 16);
+	/* an overlong v1 line without its end is refused, not buffered */
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "PROXY ", 6);
+	T_CHECK(smtp_proto_proxy_parse((const unsigned char *)big,
+	    sizeof(big), &p, &used) == SMTP_PROXY_BAD);
+	{
+		unsigned char huge[16];
+
+		memcpy(huge, v2_tcp4, 16);
+		huge[14] = 0xff;	/* length far over the cap */
+		T_CHECK(smtp_proto_proxy_parse(huge, sizeof(huge), &p,
+		    &used) == SMTP_PROXY_BAD);
+		huge[14] = 0;
+		huge[13] = 0x12;	/* UDP */
+		huge[15] = 12;
+		T_CHECK(smtp_proto_proxy_parse(v2_tcp4, 16, &p, &used) ==
+		    SMTP_PROXY_MORE);
+	}
+}
+
 int
 main(void)
 {
 	static const struct t_case cases[] = {
+		{ "proxy", test_proxy },
 		{ "smtp_proto_split", test_split },
 		{ "smtp_proto_path", test_path },
 		{ "smtp_proto_path_length", test_path_length },

@@ -9,6 +9,11 @@
  *                        errno is a name (EIO, ENOSPC, EDQUOT, EROFS, ...)
  *                        or a number; count limits how many calls fail
  *                        (default: every call while armed).
+ *                        errno may instead be DELAY<ms> (e.g.
+ *                        "fsync:DELAY2000"): while armed, the call sleeps
+ *                        <ms> milliseconds and then runs normally (and
+ *                        succeeds unless the real call fails); count
+ *                        limits how many calls are delayed.
  *   HOLDFAST_FAULT_FILE  the trigger: faults are injected only while this
  *                        path exists, so a test arms and disarms the shim
  *                        at run time by creating and removing the file.
@@ -17,7 +22,8 @@
  * the log on stderr keep working while the spool's disk "fails".  Calls
  * glibc makes internally (fwrite, fclose flushing) bypass the PLT and
  * are not intercepted.  Each injected failure is reported on stderr as
- * "faultshim: OP fd=N -> ERRNO" so tests can tell the fault fired.
+ * "faultshim: OP fd=N -> ERRNO", each delay as "faultshim: OP fd=N
+ * delay MS ms" before the sleep, so tests can tell the fault fired.
  *
  * Not sanitised: it is loaded into the ASan daemon, which must list
  * libasan first in LD_PRELOAD (see preload_env() in holdfast.py).
@@ -32,6 +38,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 enum shim_op { OP_FSYNC, OP_FDATASYNC, OP_WRITE, OP_RENAME, OP_N };
@@ -57,6 +64,7 @@ static const struct {
 struct shim_rule {
 	int active;
 	int err;
+	long delay_ms;	/* > 0: sleep this long, then do the real call */
 	long count;	/* < 0: unlimited; decremented atomically */
 };
 
@@ -106,7 +114,13 @@ shim_parse(const char *spec)
 			if (strcmp(f1, shim_op_names[i]) != 0)
 				continue;
 			shim_rules[i].active = 1;
-			shim_rules[i].err = shim_errno_parse(f2);
+			if (strncmp(f2, "DELAY", 5) == 0) {
+				shim_rules[i].err = 0;
+				shim_rules[i].delay_ms = atol(f2 + 5);
+			} else {
+				shim_rules[i].err = shim_errno_parse(f2);
+				shim_rules[i].delay_ms = 0;
+			}
 			shim_rules[i].count = f3 ? atol(f3) : -1;
 		}
 	}
@@ -133,18 +147,35 @@ shim_init(void)
 }
 
 static void
-shim_report(enum shim_op op, int fd, int err)
+shim_report(enum shim_op op, int fd, int err, long delay_ms)
 {
 	char line[128];
 	int n;
 
-	n = snprintf(line, sizeof(line), "faultshim: %s fd=%d -> %s\n",
-	    shim_op_names[op], fd, strerror(err));
+	if (delay_ms > 0)
+		n = snprintf(line, sizeof(line), "faultshim: %s fd=%d delay "
+		    "%ld ms\n", shim_op_names[op], fd, delay_ms);
+	else
+		n = snprintf(line, sizeof(line), "faultshim: %s fd=%d -> %s\n",
+		    shim_op_names[op], fd, strerror(err));
 	if (n > 0 && real_write != NULL)
 		(void)real_write(2, line, (size_t)n);
 }
 
-/* Should this call fail?  Sets errno and returns 1 if so. */
+/* Sleep ms milliseconds, resuming after signals. */
+static void
+shim_sleep(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/*
+ * Should this call fail?  Sets errno and returns 1 if so.  A DELAY rule
+ * sleeps here and returns 0: the caller then makes the real call.
+ */
 static int
 shim_fire(enum shim_op op, int fd)
 {
@@ -175,7 +206,12 @@ shim_fire(enum shim_op op, int fd)
 		} while (!__atomic_compare_exchange_n(&r->count, &left,
 		    left - 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
 	}
-	shim_report(op, fd, r->err);
+	shim_report(op, fd, r->err, r->delay_ms);
+	if (r->delay_ms > 0) {
+		shim_sleep(r->delay_ms);
+		errno = saved;
+		return 0;
+	}
 	errno = r->err;
 	return 1;
 }

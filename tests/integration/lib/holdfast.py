@@ -366,6 +366,27 @@ def preload_env(libs, binary=None):
     return {"LD_PRELOAD": " ".join(libs)}
 
 
+def shim_env(fault, trigger, binary=None):
+    """Environment additions that preload the fault shim into binary
+    (libasan first for an ASan build) with HOLDFAST_FAULT=fault, armed
+    while the file trigger exists."""
+    e = {"HOLDFAST_FAULT": fault, "HOLDFAST_FAULT_FILE": trigger}
+    e.update(preload_env([shim_path("faultshim")], binary))
+    return e
+
+
+def sanitized_build(binary=None):
+    """True if the daemon is an ASan build (slower: allow more time)."""
+    binary = binary or holdfast_bin()
+    if binary_uses_asan(binary):
+        return True
+    try:
+        with open(binary, "rb") as f:
+            return b"AddressSanitizer" in f.read()
+    except OSError:
+        return False
+
+
 class Daemon:
     """One holdfast process (and its restarts over the same spool)."""
 
@@ -373,7 +394,8 @@ class Daemon:
                  primary_host="127.0.0.1", domains=("example.test",
                                                      "example.org"),
                  hostname="mx2.example.test", port=None, spool_dir=None,
-                 server=None, spool=None, primary=None, raw_config=None):
+                 server=None, spool=None, primary=None, raw_config=None,
+                 control=None, metrics=None, screen=None, tls=None):
         self.env = env
         self.name = name
         self.port = port or free_port()
@@ -392,9 +414,12 @@ class Daemon:
                "max_message_size": "50M",
                "max_recipients": "100",
                "timeout": "60s"}
+        if os.geteuid() == 0:
+            # started as root, holdfast drops to [server] user/group
+            srv.update({"user": "nobody", "group": "nogroup"})
         srv.update(server or {})
         spl = {"dir": self.spool, "queue_lifetime": "30d",
-               "bounce_lifetime": "1d"}
+               "bounce_lifetime": "1d", "min_free": "0"}
         spl.update(spool or {})
         pri = {"host": primary_host,
                "port": str(primary_port or free_port()),
@@ -405,7 +430,23 @@ class Daemon:
                "connect_timeout": "5s",
                "timeout": "60s"}
         pri.update(primary or {})
-        self.sections = {"server": srv, "spool": spl, "primary": pri}
+        # the pregreet delay would slow every test connection, and the
+        # per-address limits would throttle tests that all come from
+        # 127.0.0.1: tests of the screens set [screen] themselves
+        scr = {"greet_wait": "0", "allow": "127.0.0.0/8, ::1/128"}
+        scr.update(screen or {})
+        self.sections = {"server": srv, "spool": spl, "primary": pri,
+                         "screen": scr}
+        if tls is not None:
+            self.sections["tls"] = dict(tls)
+        # optional sections, written only when given
+        if control is not None:
+            self.sections["control"] = dict(control)
+        if metrics is not None:
+            met = dict(metrics)
+            if met.get("listen") == "auto":
+                met["listen"] = "127.0.0.1:%d" % free_port()
+            self.sections["metrics"] = met
         self.raw_config = raw_config
         self.write_config()
 
@@ -421,7 +462,7 @@ class Daemon:
         text = self.raw_config
         if text is None:
             out = []
-            for sec in ("server", "spool", "primary"):
+            for sec in self.sections:
                 out.append("[%s]" % sec)
                 for k, v in self.sections[sec].items():
                     if v is None:
@@ -596,8 +637,44 @@ class Daemon:
     def quarantine_entries(self):
         return self._entries("quarantine")
 
-    def connect(self, timeout=30):
-        return SMTPClient(self.port, timeout=timeout)
+    def connect(self, timeout=30, source=None):
+        return SMTPClient(self.port, timeout=timeout, source=source)
+
+    # operator surface
+    @property
+    def control_socket(self):
+        return (self.sections.get("control", {}).get("socket")
+                or os.path.join(self.spool, "control.sock"))
+
+    def ctl(self, *args, timeout=30):
+        """Run BUILD/holdfastctl -c CONF ARGS; returns CtlResult."""
+        return run_ctl(["-c", self.conf] + list(args), timeout=timeout,
+                       env=self._env({}))
+
+    @property
+    def metrics_addr(self):
+        """(host, port) of [metrics] listen, or None."""
+        v = self.sections.get("metrics", {}).get("listen")
+        if not v:
+            return None
+        host, _, port = v.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def http_get(self, path="/metrics", source="127.0.0.1", timeout=10):
+        """GET path from [metrics] listen, the client socket bound to
+        source; returns (status, headers dict lowercased, body text)."""
+        addr = self.metrics_addr
+        check(addr is not None, "%s has no [metrics] listen" % self.name)
+        return http_get(addr[0], addr[1], path, source=source,
+                        timeout=timeout)
+
+    def scrape(self, source="127.0.0.1", timeout=10):
+        """GET /metrics (must be 200) and parse it: PromText."""
+        st, hdrs, body = self.http_get("/metrics", source, timeout)
+        check(st == 200, "GET /metrics -> %s %r" % (st, body[:200]))
+        ct = hdrs.get("content-type", "")
+        check(ct.startswith("text/plain"), "/metrics Content-Type %r" % ct)
+        return parse_prom(body)
 
 
 # ---------------------------------------------------------------- clients
@@ -622,8 +699,12 @@ class Reply:
 class SMTPClient:
     """A raw SMTP client: exact bytes out, replies parsed in."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=30, greet=True):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port, host="127.0.0.1", timeout=30, greet=True,
+                 source=None):
+        # source: bind the client to that address (e.g. 127.0.0.2)
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout,
+            source_address=(source, 0) if source else None)
         self.buf = b""
         self.transcript = []
         if greet:
@@ -879,11 +960,17 @@ class Sink:
         wait_until(lambda: not port_open(self.port, 0.2), 5,
                    "sink port %d to close" % self.port)
 
-    def clear_dumps(self):
+    def clear_dumps(self, tap=False):
         """Forget what smtp-sink dumped so far (smtp-sink dumps a message
-        even when it then refuses it, e.g. with -r .)."""
+        even when it then refuses it, e.g. with -r .).  With tap, forget
+        the tap's transcripts too (only while the sink is stopped)."""
         for p in glob.glob(os.path.join(self.dump_dir, "*")):
             os.unlink(p)
+        if tap:
+            check(self.tap is None, "clear_dumps(tap=True) on a running "
+                  "sink")
+            for p in glob.glob(os.path.join(self.tap_dir, "*")):
+                os.unlink(p)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -922,9 +1009,11 @@ class Sink:
     def messages(self):
         """Completed dumps (smtp-sink closes a dump at the final dot and
         deletes it when the transaction is aborted), oldest first."""
+        # List first, then ask what is open: a dump created in between is
+        # then either seen open (skipped) or already complete.
+        listed = glob.glob(os.path.join(self.dump_dir, "*"))
         open_now = self._open_files()
-        paths = [p for p in glob.glob(os.path.join(self.dump_dir, "*"))
-                 if p not in open_now]
+        paths = [p for p in listed if p not in open_now]
         paths.sort(key=lambda p: (os.path.getmtime(p), p))
         out = []
         for p in paths:
@@ -1706,3 +1795,198 @@ def check_log_lifecycle(daemon, sent, since=0, timeout=10):
         time.sleep(0.2)
     p = problems()
     check(not p, "; ".join(p[:3]))
+
+
+# ---------------------------------------------------------------- holdfastctl
+
+def ctl_bin():
+    return os.path.join(build_dir(), "holdfastctl")
+
+
+class CtlResult:
+    """One holdfastctl run."""
+
+    def __init__(self, argv, rc, out, err):
+        self.argv = argv
+        self.rc = rc
+        self.out = out
+        self.err = err
+
+    def __repr__(self):
+        return "holdfastctl %s -> rc=%s out=%r err=%r" % (
+            " ".join(self.argv), self.rc, self.out[:300], self.err[:300])
+
+    def json(self):
+        import json
+        try:
+            return json.loads(self.out)
+        except ValueError as e:
+            fail("%r: not JSON: %s" % (self, e))
+
+    def ok(self):
+        check(self.rc == 0, "%r (wanted exit 0)" % self)
+        return self
+
+
+def run_ctl(args, timeout=30, env=None):
+    argv = [ctl_bin()] + list(args)
+    check(os.access(argv[0], os.X_OK), "no %s (make)" % argv[0])
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        fail("holdfastctl %s timed out after %ds" % (" ".join(args),
+                                                     timeout))
+    return CtlResult(list(args), p.returncode,
+                     p.stdout.decode("utf-8", "replace"),
+                     p.stderr.decode("utf-8", "replace"))
+
+
+# ---------------------------------------------------------------- HTTP
+
+def http_get(host, port, path, source=None, timeout=10, method="GET"):
+    """One HTTP/1.1 request; the client bound to source (e.g. 127.0.0.2).
+    Returns (status, {lowercased header: value}, body text)."""
+    import http.client
+    c = http.client.HTTPConnection(host, port, timeout=timeout,
+                                   source_address=(source, 0)
+                                   if source else None)
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        body = r.read().decode("utf-8", "replace")
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+    except OSError as e:
+        fail("%s %s:%d%s from %s: %s" % (method, host, port, path, source,
+                                         e))
+    finally:
+        c.close()
+
+
+# ---------------------------------------------------------------- Prometheus
+
+PROM_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+PROM_LABEL = r"[a-zA-Z_][a-zA-Z0-9_]*"
+_PROM_SAMPLE = re.compile(r"^(" + PROM_NAME + r")(?:\{(.*)\})?[ \t]+(\S+)"
+                          r"(?:[ \t]+(-?[0-9]+))?$")
+_PROM_LABEL_PAIR = re.compile(r'\s*(' + PROM_LABEL + r')="((?:[^"\\\n]|'
+                              r'\\[\\"n])*)"\s*(,|$)')
+_PROM_TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
+
+
+class PromText:
+    """A parsed text exposition: families with HELP/TYPE and samples keyed
+    by (name, frozenset of label pairs)."""
+
+    def __init__(self, text):
+        self.text = text
+        self.help = {}
+        self.type = {}
+        self.samples = {}     # (name, frozenset(labels)) -> float
+
+    def get(self, name, **labels):
+        """The sample's value; fails if absent."""
+        k = (name, frozenset(labels.items()))
+        check(k in self.samples, "metric %s%s missing from /metrics"
+              % (name, labels or ""))
+        return self.samples[k]
+
+    def has(self, name, **labels):
+        return (name, frozenset(labels.items())) in self.samples
+
+    def series(self, name):
+        """{frozenset(labels): value} for every sample of family name."""
+        return {k[1]: v for k, v in self.samples.items() if k[0] == name}
+
+
+def _prom_family(name, types):
+    """The family a sample name belongs to (histogram/summary suffixes)."""
+    if name in types:
+        return name
+    for suf in ("_bucket", "_sum", "_count"):
+        if name.endswith(suf) and name[:-len(suf)] in types:
+            return name[:-len(suf)]
+    return name
+
+
+def _prom_value(v, line):
+    if v in ("+Inf", "Inf"):
+        return float("inf")
+    if v == "-Inf":
+        return float("-inf")
+    if v == "NaN":
+        return float("nan")
+    try:
+        return float(v)
+    except ValueError:
+        fail("/metrics: bad value %r in line %r" % (v, line))
+
+
+def parse_prom(text):
+    """Parse and validate Prometheus text format 0.0.4: every line a
+    comment, HELP, TYPE or sample; HELP and TYPE at most once per family
+    and before its samples; a family's samples contiguous; label sets
+    well-formed and unique; no duplicate series; ends with a newline."""
+    p = PromText(text)
+    check(text.endswith("\n"), "/metrics does not end with a newline")
+    seen_families = []          # in order of first appearance
+    closed = set()              # families whose block has ended
+    current = None
+    for line in text.split("\n")[:-1]:
+        if line == "":
+            continue
+        if line.startswith("#"):
+            parts = line.split(None, 3)
+            if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
+                name = parts[2]
+                check(re.fullmatch(PROM_NAME, name), "/metrics: bad name "
+                      "in %r" % line)
+                rest = parts[3] if len(parts) > 3 else ""
+                if parts[1] == "HELP":
+                    check(name not in p.help, "/metrics: second HELP for "
+                          "%s" % name)
+                    p.help[name] = rest
+                else:
+                    check(name not in p.type, "/metrics: second TYPE for "
+                          "%s" % name)
+                    check(rest in _PROM_TYPES, "/metrics: bad TYPE %r"
+                          % line)
+                    check(not any(_prom_family(k[0], {name: 1}) == name
+                                  for k in p.samples),
+                          "/metrics: TYPE for %s after its samples" % name)
+                    p.type[name] = rest
+                if name != current:
+                    check(name not in closed, "/metrics: family %s split "
+                          "into two blocks" % name)
+                    if current is not None:
+                        closed.add(current)
+                    current = name
+                    seen_families.append(name)
+            continue
+        m = _PROM_SAMPLE.match(line)
+        check(m, "/metrics: malformed line %r" % line)
+        name, lbl, val = m.group(1), m.group(2), m.group(3)
+        labels = {}
+        if lbl:
+            pos = 0
+            while pos < len(lbl):
+                lm = _PROM_LABEL_PAIR.match(lbl, pos)
+                check(lm, "/metrics: malformed labels in %r" % line)
+                check(lm.group(1) not in labels, "/metrics: label %s twice "
+                      "in %r" % (lm.group(1), line))
+                labels[lm.group(1)] = (lm.group(2).replace("\\n", "\n")
+                                       .replace('\\"', '"')
+                                       .replace("\\\\", "\\"))
+                pos = lm.end()
+        fam = _prom_family(name, p.type)
+        if fam != current:
+            check(fam not in closed, "/metrics: family %s split into two "
+                  "blocks" % fam)
+            if current is not None:
+                closed.add(current)
+            current = fam
+            seen_families.append(fam)
+        key = (name, frozenset(labels.items()))
+        check(key not in p.samples, "/metrics: series %r twice" % line)
+        p.samples[key] = _prom_value(val, line)
+    return p

@@ -120,6 +120,16 @@ int main(int c, char **v) { int fd = open(v[1], O_WRONLY|O_CREAT, 0644);
                              capture_output=True, text=True, timeout=30)
         hf.check(out.stdout == "1 1\n", "armed shim: %r %r"
                  % (out.stdout, out.stderr))
+        # delay mode: the call sleeps, then succeeds
+        e["HOLDFAST_FAULT"] = "fsync:DELAY400"
+        t0 = time.monotonic()
+        out = subprocess.run([prog, env.path("f")], env=e,
+                             capture_output=True, text=True, timeout=30)
+        took = time.monotonic() - t0
+        hf.check(out.stdout == "0 0\n" and took >= 0.4 and
+                 "faultshim: fsync fd=" in out.stderr,
+                 "delaying shim: %r %r after %.2fs"
+                 % (out.stdout, out.stderr, took))
         os.unlink(trig)
     hf.note("fault shim ok (plain + ASan)")
 

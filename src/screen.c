@@ -1,0 +1,361 @@
+#include "screen.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include "config.h"
+#include "dns.h"
+#include "log.h"
+#include "net.h"
+#include "util.h"
+#include "xmalloc.h"
+
+#define SCREEN_BUCKETS		4096
+#define SCREEN_MAX_ADDRS	65536	/* table bound; idle ones go first */
+#define SCREEN_WINDOW_SEC	60
+
+struct screen_addr {
+	int			 family;
+	unsigned char		 addr[16];
+	unsigned		 sessions;
+	time_t			 conn_window, msg_window;
+	unsigned		 conns, msgs;
+	struct screen_addr	*next;
+};
+
+struct screen_zone {
+	char		*zone;
+	unsigned	 weight;
+};
+
+struct screen {
+	const struct config	*cf;
+	struct dns		*dns;
+	struct screen_addr	*buckets[SCREEN_BUCKETS];
+	size_t			 naddrs;
+	struct screen_zone	*zones;
+	size_t			 nzones;
+	TAILQ_HEAD(, screen_query) queries;	/* DNSBL lookups running */
+};
+
+struct screen_thunk {
+	struct screen_query	*sq;
+	size_t			 zone;
+};
+
+struct screen_query {
+	struct screen		*sc;
+	void			(*cb)(void *, unsigned, const char *);
+	void			*arg;
+	size_t			 pending;
+	unsigned		 weight;
+	const char		*zone;
+	bool			 cancelled;
+	TAILQ_ENTRY(screen_query) entry;
+	struct screen_thunk	 th[];	/* one per zone */
+};
+
+/* Address bytes of sa (v4-mapped v6 as v4); family 0 if neither. */
+static int
+screen_key(const struct sockaddr *sa, unsigned char *addr)
+{
+	if (sa->sa_family == AF_INET) {
+		memcpy(addr, &((const struct sockaddr_in *)(const void *)sa)->
+		    sin_addr, 4);
+		return AF_INET;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)
+		    (const void *)sa)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a6)) {
+			memcpy(addr, &a6->s6_addr[12], 4);
+			return AF_INET;
+		}
+		memcpy(addr, a6, 16);
+		return AF_INET6;
+	}
+	return 0;
+}
+
+static size_t
+screen_hash(int family, const unsigned char *addr)
+{
+	size_t i, n = family == AF_INET ? 4 : 16;
+	uint32_t h = 2166136261u;
+
+	for (i = 0; i < n; i++)
+		h = (h ^ addr[i]) * 16777619u;
+	return h % SCREEN_BUCKETS;
+}
+
+/* Drop entries with no session and no live window. */
+static void
+screen_purge(struct screen *sc, time_t now)
+{
+	size_t b;
+
+	for (b = 0; b < SCREEN_BUCKETS; b++) {
+		struct screen_addr **pp = &sc->buckets[b], *a;
+
+		while ((a = *pp) != NULL) {
+			if (a->sessions == 0 &&
+			    now - a->conn_window >= SCREEN_WINDOW_SEC &&
+			    now - a->msg_window >= SCREEN_WINDOW_SEC) {
+				*pp = a->next;
+				free(a);
+				sc->naddrs--;
+			} else
+				pp = &a->next;
+		}
+	}
+}
+
+static struct screen_addr *
+screen_lookup(struct screen *sc, const struct sockaddr *sa, bool create)
+{
+	unsigned char addr[16];
+	int family = screen_key(sa, addr);
+	size_t n = family == AF_INET ? 4 : 16, b;
+	struct screen_addr *a;
+
+	if (family == 0)
+		return NULL;
+	b = screen_hash(family, addr);
+	for (a = sc->buckets[b]; a != NULL; a = a->next)
+		if (a->family == family && memcmp(a->addr, addr, n) == 0)
+			return a;
+	if (!create)
+		return NULL;
+	if (sc->naddrs >= SCREEN_MAX_ADDRS) {
+		screen_purge(sc, time(NULL));
+		if (sc->naddrs >= SCREEN_MAX_ADDRS)
+			return NULL;	/* all busy: no per-address limits */
+	}
+	a = xcalloc(1, sizeof(*a));
+	a->family = family;
+	memcpy(a->addr, addr, n);
+	a->next = sc->buckets[b];
+	sc->buckets[b] = a;
+	sc->naddrs++;
+	return a;
+}
+
+/* Count one event in a fixed one-minute window; false over limit. */
+static bool
+screen_window(time_t now, time_t *start, unsigned *count, uint64_t limit)
+{
+	if (now - *start >= SCREEN_WINDOW_SEC) {
+		*start = now;
+		*count = 0;
+	}
+	if (*count >= limit)
+		return false;
+	(*count)++;
+	return true;
+}
+
+bool
+screen_is_allowed(struct screen *sc, const struct sockaddr *sa)
+{
+	return net_cidr_list_match(sc->cf->screen_allow.v,
+	    sc->cf->screen_allow.n, sa);
+}
+
+enum screen_verdict
+screen_connect(struct screen *sc, const struct sockaddr *sa, const char **why)
+{
+	struct screen_addr *a;
+	time_t now = time(NULL);
+
+	if (screen_is_allowed(sc, sa) ||
+	    (a = screen_lookup(sc, sa, true)) == NULL) {
+		*why = NULL;
+		return SCREEN_PASS;
+	}
+	if (a->sessions >= sc->cf->max_sessions_per_ip) {
+		*why = "too many sessions from this address";
+		return SCREEN_DEFER;
+	}
+	if (!screen_window(now, &a->conn_window, &a->conns,
+	    sc->cf->conn_rate)) {
+		*why = "too many connections per minute from this address";
+		return SCREEN_DEFER;
+	}
+	a->sessions++;
+	return SCREEN_PASS;
+}
+
+void
+screen_disconnect(struct screen *sc, const struct sockaddr *sa)
+{
+	struct screen_addr *a;
+
+	if (screen_is_allowed(sc, sa) ||
+	    (a = screen_lookup(sc, sa, false)) == NULL)
+		return;
+	if (a->sessions > 0)
+		a->sessions--;
+}
+
+enum screen_verdict
+screen_message(struct screen *sc, const struct sockaddr *sa, const char **why)
+{
+	struct screen_addr *a;
+
+	*why = NULL;
+	if (screen_is_allowed(sc, sa) ||
+	    (a = screen_lookup(sc, sa, true)) == NULL)
+		return SCREEN_PASS;
+	if (!screen_window(time(NULL), &a->msg_window, &a->msgs,
+	    sc->cf->msg_rate)) {
+		*why = "too many messages per minute from this address";
+		return SCREEN_DEFER;
+	}
+	return SCREEN_PASS;
+}
+
+/* ---- DNSBL ---- */
+
+static void
+screen_query_done(struct screen_query *sq)
+{
+	TAILQ_REMOVE(&sq->sc->queries, sq, entry);
+	if (!sq->cancelled)
+		sq->cb(sq->arg, sq->weight, sq->zone);
+	free(sq);
+}
+
+static void
+screen_thunk_cb(void *arg, const unsigned char *a)
+{
+	struct screen_thunk *t = arg;
+	struct screen_query *sq = t->sq;
+	struct screen *sc = sq->sc;
+
+	/* A listing is an answer in 127.0.0.0/8 (RFC 5782). */
+	if (a != NULL && a[0] == 127) {
+		sq->weight += sc->zones[t->zone].weight;
+		sq->zone = sc->zones[t->zone].zone;
+	}
+	if (--sq->pending == 0)
+		screen_query_done(sq);
+}
+
+struct screen_query *
+screen_dnsbl(struct screen *sc, const struct sockaddr *sa,
+    void (*cb)(void *arg, unsigned weight, const char *zone), void *arg)
+{
+	struct screen_query *sq;
+	unsigned char addr[16];
+	int family;
+	size_t i;
+
+	if (sc->nzones == 0 || sc->dns == NULL ||
+	    (family = screen_key(sa, addr)) == 0)
+		return NULL;
+	sq = xcalloc(1, sizeof(*sq) + sc->nzones * sizeof(sq->th[0]));
+	sq->sc = sc;
+	sq->cb = cb;
+	sq->arg = arg;
+	sq->pending = sc->nzones;
+	TAILQ_INSERT_TAIL(&sc->queries, sq, entry);
+	for (i = 0; i < sc->nzones; i++) {
+		struct screen_thunk *t = &sq->th[i];
+		char name[300];
+		size_t k, used = 0;
+
+		/* Reversed address: nibbles for IPv6 (RFC 5782). */
+		if (family == AF_INET)
+			used = (size_t)snprintf(name, sizeof(name),
+			    "%u.%u.%u.%u.", addr[3], addr[2], addr[1],
+			    addr[0]);
+		else
+			for (k = 16; k-- > 0;)
+				used += (size_t)snprintf(name + used,
+				    sizeof(name) - used, "%x.%x.",
+				    addr[k] & 15, addr[k] >> 4);
+		snprintf(name + used, sizeof(name) - used, "%s",
+		    sc->zones[i].zone);
+		t->sq = sq;
+		t->zone = i;
+		dns_query_a(sc->dns, name, screen_thunk_cb, t);
+	}
+	return sq;
+}
+
+void
+screen_cancel(struct screen_query *sq)
+{
+	if (sq != NULL)
+		sq->cancelled = true;
+}
+
+/* ---- lifecycle ---- */
+
+struct screen *
+screen_new(struct event_base *base, const struct config *cf)
+{
+	struct screen *sc = xcalloc(1, sizeof(*sc));
+	size_t i;
+
+	sc->cf = cf;
+	TAILQ_INIT(&sc->queries);
+	for (i = 0; i < cf->dnsbl.n; i++) {
+		char *z = xstrdup(cf->dnsbl.v[i]), *star = strchr(z, '*');
+		uint64_t w = 1;
+
+		if (star != NULL) {
+			*star = '\0';
+			util_parse_u64(star + 1, &w);	/* checked by config */
+		}
+		sc->zones = xreallocarray(sc->zones, sc->nzones + 1,
+		    sizeof(*sc->zones));
+		sc->zones[sc->nzones].zone = z;
+		sc->zones[sc->nzones].weight = (unsigned)w;
+		sc->nzones++;
+	}
+	if (sc->nzones > 0) {
+		sc->dns = dns_new(base, *cf->screen_dns_server != '\0' ?
+		    cf->screen_dns_server : NULL);
+		if (sc->dns == NULL) {
+			screen_free(sc);
+			return NULL;
+		}
+	}
+	return sc;
+}
+
+void
+screen_free(struct screen *sc)
+{
+	size_t i;
+
+	if (sc == NULL)
+		return;
+	/* Lookups still running end with the channel, without callbacks. */
+	dns_free(sc->dns);
+	while (!TAILQ_EMPTY(&sc->queries)) {
+		struct screen_query *sq = TAILQ_FIRST(&sc->queries);
+
+		TAILQ_REMOVE(&sc->queries, sq, entry);
+		free(sq);
+	}
+	for (i = 0; i < SCREEN_BUCKETS; i++)
+		while (sc->buckets[i] != NULL) {
+			struct screen_addr *a = sc->buckets[i];
+
+			sc->buckets[i] = a->next;
+			free(a);
+		}
+	for (i = 0; i < sc->nzones; i++)
+		free(sc->zones[i].zone);
+	free(sc->zones);
+	free(sc);
+}
