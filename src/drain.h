@@ -34,7 +34,8 @@ struct drain_rcpt_result {
  * in ENVELOPE_RCPT_PENDING state are sent.
  */
 struct drain_job {
-	struct envelope			*env;
+	struct envelope			*env;	/* NULL: a health probe (the
+						 * session up to EHLO only) */
 	int				 body_fd;
 	void				*owner;
 	/* results */

@@ -24,6 +24,7 @@
 #include "xmalloc.h"
 
 #define QUEUE_TICK_SEC	1
+#define QUEUE_HEALTH_SEC	300	/* primary looked at, idle and up */
 
 struct queue_entry {
 	char			 id[SPOOL_ID_LEN + 1];
@@ -57,6 +58,7 @@ struct queue {
 	time_t			 next_probe;
 	bool			 probing;	/* a probe is in flight */
 	time_t			 last_delivery;
+	time_t			 next_health;	/* probe with no message */
 	time_t			 started;
 	/* accept-and-hold: nothing drains, nothing ages */
 	time_t			 hold_since, hold_until;	/* 0: off */
@@ -439,6 +441,15 @@ queue_drain_done(void *arg, struct drain_job *job)
 	bool contact = false;
 	char esc[LOG_ESCAPE_MAX], delay[32], rcpt[LOG_ESCAPE_MAX];
 
+	if (env == NULL) {
+		/* The health probe: is the primary there at all? */
+		q->probing = false;
+		queue_primary_set(q, !job->site_failure, job->reply);
+		if (job->site_failure)
+			q->next_probe = now + (time_t)q->cf->probe_interval;
+		free(job);
+		return;
+	}
 	close(job->body_fd);
 	q->probing = false;
 	if (job->site_failure) {
@@ -643,6 +654,30 @@ queue_expire(struct queue *q, struct queue_entry *qe)
 	queue_job_start(q, QUEUE_OP_DEAD, qe, env);
 }
 
+/*
+ * With nothing to deliver, the primary's state would go stale (and its
+ * metric with it): look at it now and then, every probe_interval while it
+ * is down, every QUEUE_HEALTH_SEC while it is up.
+ */
+static void
+queue_health_probe(struct queue *q, time_t now)
+{
+	struct drain_job *job;
+
+	if (q->probing || now < q->next_health ||
+	    drain_connections(q->drain) > 0)
+		return;
+	q->next_health = now + (time_t)(q->primary_up ? QUEUE_HEALTH_SEC :
+	    q->cf->probe_interval);
+	job = xcalloc(1, sizeof(*job));
+	job->body_fd = -1;
+	q->probing = true;
+	if (drain_send(q->drain, job) == -1) {
+		q->probing = false;
+		free(job);
+	}
+}
+
 static void
 queue_dispatch(struct queue *q)
 {
@@ -684,6 +719,7 @@ queue_dispatch(struct queue *q)
 		if (queue_send(q, qe) == -1)
 			break;
 	}
+	queue_health_probe(q, now);
 }
 
 static void
