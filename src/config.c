@@ -216,8 +216,12 @@ config_set(struct config *cf, const struct config_key *k, const char *val)
 				n = strlen(item);
 				if (n > 1 && item[n - 1] == '.')
 					item[n - 1] = '\0';
+				/* One root dot is tolerated; empty labels
+				 * ("a..b", ".a", "a..") never match. */
 				if (!config_is_hostname(item) ||
-				    strchr(item, '.') == NULL) {
+				    strchr(item, '.') == NULL ||
+				    item[0] == '.' || strstr(item, "..") ||
+				    item[strlen(item) - 1] == '.') {
 					why = "not a domain name";
 					break;
 				}

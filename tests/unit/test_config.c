@@ -64,6 +64,9 @@ test_errors(void)
 		{ "[server\n", "c.conf:1: bad section line" },
 		{ "[server]\nhostname\n", "c.conf:2: expected key = value" },
 		{ MINIMAL "[server]\ndomains = not a domain\n", "c.conf:10: [server] domains: not a domain name" },
+		{ MINIMAL "[server]\ndomains = example.net..\n", "c.conf:10: [server] domains: not a domain name" },
+		{ MINIMAL "[server]\ndomains = a..example\n", "c.conf:10: [server] domains: not a domain name" },
+		{ MINIMAL "[server]\ndomains = .\n", "c.conf:10: [server] domains: not a domain name" },
 	};
 	char err[256];
 	size_t i;
