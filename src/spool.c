@@ -15,6 +15,7 @@
 #include "spool.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -35,11 +36,28 @@
 #define SPOOL_ENV_MAX	(1024 * 1024)
 #define SPOOL_NEW_TRIES	16
 
+/*
+ * Group commit of an area directory: a commit's rename is durable once an
+ * fsync of the directory that started after the rename has succeeded.
+ * Concurrent commits share those fsyncs: one thread syncs, the others
+ * whose renames it covers wait for its result.
+ */
+struct spool_dirsync {
+	pthread_mutex_t	 lock;
+	pthread_cond_t	 done;
+	uint64_t	 renamed;	/* renames so far (tickets) */
+	uint64_t	 synced;	/* tickets covered by a good fsync */
+	uint64_t	 failed;	/* tickets covered by a failed one */
+	int		 failed_errno;
+	bool		 busy;		/* an fsync is running */
+};
+
 struct spool {
 	char		*dir;
 	int		 rootfd;
 	int		 fd[SPOOL_NAREAS];
 	atomic_bool	 suspect;	/* an fsync failed with EIO */
+	struct spool_dirsync dirsync[SPOOL_NAREAS];
 };
 
 struct spool_msg {
@@ -68,6 +86,63 @@ spool_fsync(struct spool *sp, int fd)
 		log_warnx("spool suspect: fsync failed with EIO; new mail "
 		    "gets 451 until holdfast restarts");
 	return -1;
+}
+
+/* Take a ticket for a rename just done in area. */
+static uint64_t
+spool_dirsync_ticket(struct spool *sp, enum spool_area area)
+{
+	struct spool_dirsync *ds = &sp->dirsync[area];
+	uint64_t t;
+
+	pthread_mutex_lock(&ds->lock);
+	t = ++ds->renamed;
+	pthread_mutex_unlock(&ds->lock);
+	return t;
+}
+
+/* Make every rename up to ticket durable: 0, or -1 with errno. */
+static int
+spool_dirsync_wait(struct spool *sp, enum spool_area area, uint64_t ticket)
+{
+	struct spool_dirsync *ds = &sp->dirsync[area];
+	int rc = 0;
+
+	pthread_mutex_lock(&ds->lock);
+	for (;;) {
+		uint64_t upto;
+
+		if (ds->synced >= ticket && ds->failed < ticket)
+			break;
+		if (ds->failed >= ticket) {
+			/* The fsync that covered us failed: never retried. */
+			errno = ds->failed_errno;
+			rc = -1;
+			break;
+		}
+		if (ds->busy) {
+			pthread_cond_wait(&ds->done, &ds->lock);
+			continue;
+		}
+		ds->busy = true;
+		upto = ds->renamed;
+		pthread_mutex_unlock(&ds->lock);
+		rc = spool_fsync(sp, sp->fd[area]);
+		pthread_mutex_lock(&ds->lock);
+		ds->busy = false;
+		if (rc == 0) {
+			if (upto > ds->synced)
+				ds->synced = upto;
+		} else {
+			ds->failed = upto;
+			ds->failed_errno = errno;
+		}
+		pthread_cond_broadcast(&ds->done);
+		if (rc == -1)
+			break;
+	}
+	pthread_mutex_unlock(&ds->lock);
+	return rc;
 }
 
 static const char *const spool_areas[] = {
@@ -199,8 +274,11 @@ spool_open_mode(const char *dir, bool create)
 
 	sp->dir = xstrdup(dir);
 	sp->rootfd = -1;
-	for (i = 0; i < SPOOL_NAREAS; i++)
+	for (i = 0; i < SPOOL_NAREAS; i++) {
 		sp->fd[i] = -1;
+		pthread_mutex_init(&sp->dirsync[i].lock, NULL);
+		pthread_cond_init(&sp->dirsync[i].done, NULL);
+	}
 	if (create && mkdir(dir, 0700) == -1 && errno != EEXIST)
 		goto fail;
 	op = "open";
@@ -373,6 +451,10 @@ spool_close(struct spool *sp)
 
 	if (sp == NULL)
 		return;
+	for (i = 0; i < SPOOL_NAREAS; i++) {
+		pthread_mutex_destroy(&sp->dirsync[i].lock);
+		pthread_cond_destroy(&sp->dirsync[i].done);
+	}
 	for (i = 0; i < SPOOL_NAREAS; i++)
 		spool_close_quiet(sp->fd[i]);
 	spool_close_quiet(sp->rootfd);
@@ -617,7 +699,8 @@ spool_msg_commit(struct spool_msg *msg, const char *env, size_t envlen)
 		goto fail;
 	renamed = true;
 	op = "fsync";
-	if (spool_fsync(sp, sp->fd[msg->dest]) == -1)
+	if (spool_dirsync_wait(sp, msg->dest,
+	    spool_dirsync_ticket(sp, msg->dest)) == -1)
 		goto fail;
 	spool_close_quiet(msg->dirfd);
 	free(msg);
