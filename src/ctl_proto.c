@@ -56,18 +56,6 @@ ctl_proto_rec_end(struct evbuffer *out)
 	evbuffer_add(out, "\n", 1);
 }
 
-static int
-ctl_proto_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Unescape s in place; -1 on a malformed escape. */
 static int
 ctl_proto_unescape(char *s)
@@ -76,9 +64,9 @@ ctl_proto_unescape(char *s)
 
 	for (; *s != '\0'; s++) {
 		if (*s == '%') {
-			int hi = ctl_proto_hexval(s[1]), lo;
+			int hi = util_hexval(s[1]), lo;
 
-			if (hi == -1 || (lo = ctl_proto_hexval(s[2])) == -1)
+			if (hi == -1 || (lo = util_hexval(s[2])) == -1)
 				return -1;
 			*w++ = (char)(hi << 4 | lo);
 			s += 2;

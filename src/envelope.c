@@ -365,18 +365,6 @@ envelope_dump(const struct envelope *env, size_t *len)
 	return b.p;
 }
 
-static int
-envelope_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Unescape s[0..n) into a new string in *out; -1 on a raw byte outside
  * 0x20..0x7e, a bad \xNN or \x00.
@@ -398,8 +386,8 @@ envelope_unesc(const char *s, size_t n, char **out)
 			continue;
 		}
 		if (n - i < 4 || s[i + 1] != 'x' ||
-		    (hi = envelope_hexval(s[i + 2])) == -1 ||
-		    (lo = envelope_hexval(s[i + 3])) == -1 ||
+		    (hi = util_hexval(s[i + 2])) == -1 ||
+		    (lo = util_hexval(s[i + 3])) == -1 ||
 		    (hi == 0 && lo == 0))
 			goto fail;
 		o[j++] = (char)(hi << 4 | lo);
@@ -528,7 +516,7 @@ envelope_load_value(struct envelope *env, const struct envelope_key *k,
 		break;	/* handled above */
 	case ENVELOPE_K_ID:
 		for (i = 0; s[i] != '\0'; i++)
-			if (envelope_hexval(s[i]) == -1 ||
+			if (util_hexval(s[i]) == -1 ||
 			    (s[i] >= 'A' && s[i] <= 'F'))
 				break;
 		if (i != ENVELOPE_ID_LEN || s[i] != '\0') {

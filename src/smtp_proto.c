@@ -659,18 +659,6 @@ smtp_proto_xtext_encode(const char *in, char *out, size_t outlen)
 	return b.full ? -1 : 0;
 }
 
-static int
-smtp_proto_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 int
 smtp_proto_xtext_decode(const char *in, char *out, size_t outlen)
 {
@@ -680,8 +668,8 @@ smtp_proto_xtext_decode(const char *in, char *out, size_t outlen)
 	smtp_proto_buf_init(&b, out, outlen);
 	for (; *in != '\0'; in++) {
 		if (*in == '+') {
-			if ((hi = smtp_proto_hexval(in[1])) == -1 ||
-			    (lo = smtp_proto_hexval(in[2])) == -1 ||
+			if ((hi = util_hexval(in[1])) == -1 ||
+			    (lo = util_hexval(in[2])) == -1 ||
 			    (hi == 0 && lo == 0))
 				return -1;	/* a NUL would cut the value */
 			smtp_proto_buf_putc(&b, (char)(hi << 4 | lo));

@@ -37,6 +37,7 @@
 #define SMTP_OUTPUT_HIGHWAT	(64 * 1024)	/* unread replies held */
 #define SMTP_PREBANNER_SEC	30		/* PROXY, lookups, pregreet */
 #define SMTP_RATE_WINDOW_SEC	30		/* min_data_rate measured */
+#define SMTP_LINGER_MAX		100		/* 20 ms checks: 2 s */
 
 enum smtp_state {
 	SMTP_ST_PROXY,		/* waiting for the PROXY header */
@@ -213,6 +214,9 @@ struct smtp_session {
 	uint64_t		 discard;	/* octets of a refused BDAT chunk */
 	bool			 gone;		/* peer left during a commit */
 	bool			 processing;	/* inside smtp_process() */
+	unsigned		 linger;	/* flush checks while closing */
+	bool			 tls_closed;	/* close_notify sent */
+	struct event		*linger_ev;
 	unsigned		 errors;
 	unsigned		 nmsgs;
 	struct smtp_tx		*tx;
@@ -249,6 +253,7 @@ struct smtp_command {
 };
 
 static void smtp_session_free(struct smtp_session *s);
+static void smtp_close_flushed(struct smtp_session *s);
 static bool smtp_proxy_in(struct smtp_session *s, struct evbuffer *in);
 static void smtp_process(struct smtp_session *s);
 
@@ -1125,6 +1130,45 @@ smtp_line_in(struct smtp_session *s, struct evbuffer *in)
 	return true;
 }
 
+static void
+smtp_linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	smtp_close_flushed(arg);
+}
+
+/*
+ * Free a closing session once its last reply is on the wire.  Under TLS
+ * the filter's buffer empties before the socket below it does, so that
+ * one is watched too, briefly (at most SMTP_LINGER_MAX * 20 ms).
+ */
+static void
+smtp_close_flushed(struct smtp_session *s)
+{
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+	struct timeval tv = { 0, 20 * 1000 };
+
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+		return;		/* the write callback comes back */
+	if (under != NULL && s->tlsinfo[0] != '\0' && !s->tls_closed) {
+		/* A clean TLS end: close_notify after the last reply. */
+		s->tls_closed = true;
+		SSL_shutdown(bufferevent_openssl_get_ssl(s->bev));
+	}
+	if (under != NULL &&
+	    evbuffer_get_length(bufferevent_get_output(under)) > 0 &&
+	    s->linger++ < SMTP_LINGER_MAX) {
+		if (s->linger_ev == NULL &&
+		    (s->linger_ev = evtimer_new(s->srv->base, smtp_linger_cb,
+		    s)) == NULL)
+			fatalx("linger timer");
+		evtimer_add(s->linger_ev, &tv);
+		return;
+	}
+	smtp_session_free(s);
+}
+
 /* Consume input as far as the state allows. */
 static void
 smtp_process(struct smtp_session *s)
@@ -1182,8 +1226,7 @@ smtp_process(struct smtp_session *s)
 	s->processing = false;
 	if (s->state == SMTP_ST_CLOSING) {
 		bufferevent_disable(s->bev, EV_READ);
-		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-			smtp_session_free(s);
+		smtp_close_flushed(s);
 	}
 }
 
@@ -1201,9 +1244,8 @@ smtp_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_session *s = arg;
 
-	if (s->state == SMTP_ST_CLOSING &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-		smtp_session_free(s);
+	if (s->state == SMTP_ST_CLOSING) {
+		smtp_close_flushed(s);
 		return;
 	}
 	/* Output drained: go on with input held back by the limit. */
@@ -1234,6 +1276,12 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		metrics_inc(M_TLS_HANDSHAKES_FAILED);
 		log_info("sess=%016" PRIx64 " tls handshake failed addr=%s "
 		    "reason=\"%s\"", s->id, s->addr, err);
+		/* Let the TLS alert reach the client before closing. */
+		smtp_tx_reset(s);
+		s->state = SMTP_ST_CLOSING;
+		bufferevent_disable(s->bev, EV_READ);
+		smtp_close_flushed(s);
+		return;
 	}
 	if ((what & BEV_EVENT_TIMEOUT) && s->state == SMTP_ST_CLOSING) {
 		smtp_session_free(s);	/* the peer does not even read */
@@ -1276,6 +1324,8 @@ smtp_session_free(struct smtp_session *s)
 	screen_cancel(s->dnsblq);
 	if (s->greet_timer != NULL)
 		event_free(s->greet_timer);
+	if (s->linger_ev != NULL)
+		event_free(s->linger_ev);
 	if (s->screened)
 		screen_disconnect(srv->screen, (struct sockaddr *)&s->sa);
 	free(s->rdns);

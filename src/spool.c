@@ -464,6 +464,35 @@ spool_close(struct spool *sp)
 
 static void spool_msg_discard(struct spool_msg *msg);
 
+/*
+ * Write a small file in dirfd durably: open (O_CREAT plus flags), write,
+ * fsync, close.  -1 with errno and *op naming the step that failed; the
+ * caller logs.
+ */
+static int
+spool_file_write(struct spool *sp, int dirfd, const char *name, int flags,
+    const char *data, size_t len, const char **op)
+{
+	int fd, rc;
+
+	*op = "open";
+	fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC | flags, 0600);
+	if (fd == -1)
+		return -1;
+	*op = "write";
+	if (spool_write_all(fd, data, len) == -1)
+		goto fail;
+	*op = "fsync";
+	if (spool_fsync(sp, fd) == -1)
+		goto fail;
+	*op = "close";
+	rc = close(fd);
+	return rc;
+fail:
+	spool_close_quiet(fd);
+	return -1;
+}
+
 /* Is there an entry <area>/<id> in any area a message may be in? */
 static bool
 spool_id_taken(const struct spool *sp, const char *id)
@@ -672,21 +701,8 @@ spool_msg_commit(struct spool_msg *msg, const char *env, size_t envlen)
 			goto fail;
 	}
 	file = "env";
-	op = "open";
-	fd = openat(msg->dirfd, "env", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-	    0600);
-	if (fd == -1)
-		goto fail;
-	op = "write";
-	if (spool_write_all(fd, env, envlen) == -1)
-		goto fail;
-	op = "fsync";
-	if (spool_fsync(sp, fd) == -1)
-		goto fail;
-	op = "close";
-	rc = close(fd);
-	fd = -1;
-	if (rc == -1)
+	if (spool_file_write(sp, msg->dirfd, "env", O_EXCL, env, envlen,
+	    &op) == -1)
 		goto fail;
 	file = "tmp/<id>";
 	op = "fsync";
@@ -745,20 +761,8 @@ spool_env_write(struct spool *sp, enum spool_area area, const char *id,
 	    O_CLOEXEC);
 	if (dfd == -1)
 		goto fail;
-	fd = openat(dfd, "env.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0600);
-	if (fd == -1)
-		goto fail;
-	op = "write";
-	if (spool_write_all(fd, env, envlen) == -1)
-		goto fail;
-	op = "fsync";
-	if (spool_fsync(sp, fd) == -1)
-		goto fail;
-	op = "close";
-	rc = close(fd);
-	fd = -1;
-	if (rc == -1)
+	if (spool_file_write(sp, dfd, "env.tmp", O_TRUNC, env, envlen,
+	    &op) == -1)
 		goto fail;
 	op = "rename";
 	if (renameat(dfd, "env.tmp", dfd, "env") == -1)

@@ -23,6 +23,26 @@ struct tls {
 	enum tls_policy		 policy;
 };
 
+/* Append one OpenSSL error (code e, or text s) to out; false when full. */
+static bool
+tls_error_append(char *out, size_t outlen, size_t *used, unsigned long e,
+    const char *s)
+{
+	char buf[256];
+	int n;
+
+	if (s == NULL) {
+		ERR_error_string_n(e, buf, sizeof(buf));
+		s = buf;
+	}
+	n = snprintf(out + *used, outlen - *used, "%s%s", *used ? "; " : "",
+	    s);
+	if (n < 0 || (size_t)n >= outlen - *used)
+		return false;
+	*used += (size_t)n;
+	return true;
+}
+
 void
 tls_error_string(char *out, size_t outlen)
 {
@@ -30,17 +50,9 @@ tls_error_string(char *out, size_t outlen)
 	size_t used = 0;
 
 	out[0] = '\0';
-	while ((e = ERR_get_error()) != 0) {
-		char buf[256];
-		int n;
-
-		ERR_error_string_n(e, buf, sizeof(buf));
-		n = snprintf(out + used, outlen - used, "%s%s",
-		    used ? "; " : "", buf);
-		if (n < 0 || (size_t)n >= outlen - used)
+	while ((e = ERR_get_error()) != 0)
+		if (!tls_error_append(out, outlen, &used, e, NULL))
 			break;
-		used += (size_t)n;
-	}
 	if (out[0] == '\0')
 		util_copy(out, outlen, "unknown TLS error");
 }
@@ -222,20 +234,15 @@ tls_bufferevent_error(struct bufferevent *bev, char *out, size_t outlen)
 	long vr;
 
 	out[0] = '\0';
-	while ((e = bufferevent_get_openssl_error(bev)) != 0) {
-		char buf[256];
-		int n;
-
-		ERR_error_string_n(e, buf, sizeof(buf));
-		n = snprintf(out + used, outlen - used, "%s%s",
-		    used ? "; " : "", buf);
-		if (n < 0 || (size_t)n >= outlen - used)
+	while ((e = bufferevent_get_openssl_error(bev)) != 0)
+		if (!tls_error_append(out, outlen, &used, e, NULL))
 			return;
-		used += (size_t)n;
-	}
 	if (ssl != NULL && (vr = SSL_get_verify_result(ssl)) != X509_V_OK) {
-		snprintf(out + used, outlen - used, "%scertificate: %s",
-		    used ? "; " : "", X509_verify_cert_error_string(vr));
+		char buf[200];
+
+		snprintf(buf, sizeof(buf), "certificate: %s",
+		    X509_verify_cert_error_string(vr));
+		tls_error_append(out, outlen, &used, 0, buf);
 		return;
 	}
 	if (out[0] == '\0')

@@ -39,6 +39,9 @@ time_t util_now(void);
  * set; 0 when sent or not under systemd, -1 on error. */
 int util_sd_notify(const char *state);
 
+/* The value of hex digit c (either case), or -1. */
+int util_hexval(char c);
+
 /* ASCII case-insensitive comparison of n bytes / whole strings. */
 bool util_strcaseeq(const char *a, const char *b);
 
