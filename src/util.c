@@ -163,7 +163,8 @@ util_sd_notify(const char *state)
 		sun.sun_path[0] = '\0';	/* abstract namespace */
 	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
 		return -1;
-	rc = sendto(fd, state, strlen(state), MSG_NOSIGNAL,
+	/* Never block the loop on a slow reader. */
+	rc = sendto(fd, state, strlen(state), MSG_NOSIGNAL | MSG_DONTWAIT,
 	    (struct sockaddr *)&sun, len) == -1 ? -1 : 0;
 	close(fd);
 	return rc;
