@@ -1095,7 +1095,8 @@ queue_hold_mode_load(struct queue *q)
 
 struct queue_tally {
 	uint64_t	msgs[SPOOL_NAREAS + 1], bytes[SPOOL_NAREAS + 1];
-	time_t		oldest;
+	time_t		oldest_in[SPOOL_NAREAS + 1];	/* 0: none */
+	time_t		oldest;		/* queued or deferred */
 };
 
 /* Index counts: SPOOL_NAREAS stands for "deferred" (queued, attempted). */
@@ -1111,6 +1112,8 @@ queue_tally(const struct queue *q, struct queue_tally *t)
 
 		t->msgs[k]++;
 		t->bytes[k] += qe->size;
+		if (t->oldest_in[k] == 0 || qe->arrival < t->oldest_in[k])
+			t->oldest_in[k] = qe->arrival;
 		if (qe->area == SPOOL_QUEUE &&
 		    (t->oldest == 0 || qe->arrival < t->oldest))
 			t->oldest = qe->arrival;
@@ -1180,6 +1183,9 @@ queue_status(struct queue *q, struct evbuffer *out)
 		ctl_proto_kvu(out, key, t.msgs[states[i].k]);
 		snprintf(key, sizeof(key), "%s_bytes", states[i].name);
 		ctl_proto_kvu(out, key, t.bytes[states[i].k]);
+		snprintf(key, sizeof(key), "%s_oldest_age", states[i].name);
+		ctl_proto_kvu(out, key, t.oldest_in[states[i].k] == 0 ? 0 :
+		    (unsigned long long)(now - t.oldest_in[states[i].k]));
 	}
 	ctl_proto_kvu(out, "oldest_age", t.oldest == 0 ? 0 :
 	    (unsigned long long)(now - t.oldest));
