@@ -1292,6 +1292,12 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		    smtp_state_names[s->state]);
 		if (s->state == SMTP_ST_COMMIT)
 			return;	/* the commit answers soon */
+		if (s->state == SMTP_ST_PROXY) {
+			/* No SMTP before the header: a load balancer would
+			 * pass it on to a client that never saw a banner. */
+			smtp_session_free(s);
+			return;
+		}
 		smtp_tx_reset(s);
 		smtp_reply(s, SMTP_R_TIMEOUT);
 		bufferevent_enable(s->bev, EV_WRITE);

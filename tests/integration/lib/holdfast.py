@@ -529,6 +529,18 @@ class Daemon:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc is not None else None
+
+    def signal(self, sig):
+        check(self.alive(), "%s is not running" % self.name)
+        self.proc.send_signal(sig)
+
+    def status(self):
+        """/proc/PID/status as {key: value}."""
+        return proc_status(self.pid)
+
     def stop(self, timeout=15, expect_clean=True):
         """SIGTERM, wait; SIGKILL after timeout.  With expect_clean, fail
         unless it exited 0 on SIGTERM within the timeout."""
@@ -770,6 +782,26 @@ class SMTPClient:
             check(r.code == expect, "end of DATA -> %r, wanted %s"
                   % (r, expect))
         return r
+
+    def starttls(self, context=None, server_hostname=None):
+        """STARTTLS (must get 220), then TLS over the same socket.  Fails
+        if the server sent anything after the 220 in the clear."""
+        import ssl
+        self.cmd("STARTTLS", expect=220)
+        check(self.buf == b"", "bytes after 220 to STARTTLS in the clear: "
+              "%r" % self.buf)
+        if context is None:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        self.sock = context.wrap_socket(self.sock,
+                                        server_hostname=server_hostname)
+        return self.sock
+
+    def peer_fingerprint(self):
+        """SHA-256 of the server's certificate (DER), hex; TLS only."""
+        import hashlib
+        return hashlib.sha256(self.sock.getpeercert(True)).hexdigest()
 
     def quit(self):
         try:
@@ -1312,7 +1344,8 @@ def parse_tap_dir(d):
 RECEIVED_RE = re.compile(
     rb"\AReceived: from (?P<helo>[^ \r\n]*) \((?P<rdns>[^ \r\n]+) "
     rb"\[127\.0\.0\.1\]\)\r\n"
-    rb"\tby (?P<by>[^ ]+) \(holdfast\) with (?P<proto>[A-Z]+) id "
+    rb"\tby (?P<by>[^ ]+) \(holdfast\) with (?P<proto>[A-Z]+)"
+    rb"(?: \((?P<tls>TLSv[^)\r\n]*)\))? id "
     rb"(?P<id>[0-9a-f]{16})(?:\r\n\tfor <(?P<rcpt>[^>]*)>)?;"
     rb"(?: |\r\n\t)(?P<date>[^\r\n]+)\r\n")
 RECEIVED_ANY_RE = re.compile(rb"\AReceived: from [^\r\n]*\r\n(?:[ \t][^\r\n]"
@@ -1990,3 +2023,156 @@ def parse_prom(text):
         check(key not in p.samples, "/metrics: series %r twice" % line)
         p.samples[key] = _prom_value(val, line)
     return p
+
+
+# ---------------------------------------------------------------- /proc
+
+def proc_status(pid):
+    """/proc/PID/status as {key: value string}."""
+    out = {}
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                out[k] = v.strip()
+    except OSError as e:
+        fail("cannot read /proc/%d/status: %s" % (pid, e))
+    return out
+
+
+def rss_kb(pid):
+    """VmRSS of pid in kB."""
+    v = proc_status(pid).get("VmRSS", "0 kB")
+    return int(v.split()[0])
+
+
+# ---------------------------------------------------------------- TLS
+
+OPENSSL = "/usr/bin/openssl"
+
+
+def openssl(args, timeout=60, input=None):
+    """Run openssl ARGS; fails unless it exits 0; returns stdout bytes."""
+    check(os.access(OPENSSL, os.X_OK), "no %s" % OPENSSL)
+    p = subprocess.run([OPENSSL] + list(args), capture_output=True,
+                       timeout=timeout, input=input,
+                       stdin=None if input is not None else
+                       subprocess.DEVNULL)
+    check(p.returncode == 0, "openssl %s: %s" % (" ".join(args),
+                                                 p.stderr.decode()[-500:]))
+    return p.stdout
+
+
+def pem_fingerprint(path):
+    """SHA-256 (hex) of the first certificate in a PEM file."""
+    import hashlib
+    import ssl
+    with open(path) as f:
+        text = f.read()
+    m = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----",
+                  text, re.S)
+    check(m, "no certificate in %s" % path)
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(m.group(0))).hexdigest()
+
+
+class TestCA:
+    """A throwaway CA (EC P-256) made with openssl in the test's dir; issue()
+    makes server certificates signed by it."""
+
+    def __init__(self, env, name="ca"):
+        self.env = env
+        self.dir = env.path(name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.cert = os.path.join(self.dir, "ca.pem")
+        self.key = os.path.join(self.dir, "ca.key")
+        self.serial = random.randint(1 << 32, 1 << 60)
+        openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+                 self.key, "-out", self.cert, "-days", "30", "-subj",
+                 "/CN=holdfast test CA %s" % name, "-addext",
+                 "basicConstraints=critical,CA:TRUE", "-addext",
+                 "keyUsage=critical,keyCertSign,cRLSign"])
+        os.chmod(self.cert, 0o644)
+
+    def issue(self, name, dns=("mx2.example.test",), owner="nobody"):
+        """(cert path, key path) for a leaf with subjectAltName dns.  The
+        key is 0600 and owned by owner: the daemon, after dropping root,
+        reads it again on SIGHUP."""
+        cert = os.path.join(self.dir, name + ".pem")
+        key = os.path.join(self.dir, name + ".key")
+        csr = os.path.join(self.dir, name + ".csr")
+        ext = os.path.join(self.dir, name + ".ext")
+        with open(ext, "w") as f:
+            f.write("basicConstraints = CA:FALSE\n"
+                    "keyUsage = critical, digitalSignature\n"
+                    "extendedKeyUsage = serverAuth\n"
+                    "subjectAltName = %s\n"
+                    % ", ".join("DNS:" + d for d in dns))
+        openssl(["req", "-new", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+                 "-out", csr, "-subj", "/CN=%s" % dns[0]])
+        self.serial += 1
+        openssl(["x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey",
+                 self.key, "-set_serial", str(self.serial), "-days", "30",
+                 "-extfile", ext, "-out", cert])
+        os.chmod(cert, 0o644)
+        os.chmod(key, 0o600)
+        if owner and os.geteuid() == 0:
+            shutil.chown(key, owner)
+        return cert, key
+
+
+def tls_client_context(cafile=None, version=None):
+    """An ssl context: verifying against cafile (hostname checked) or not
+    verifying at all; version pins min and max (ssl.TLSVersion)."""
+    import ssl
+    if cafile:
+        ctx = ssl.create_default_context(cafile=cafile)
+    else:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if version is not None:
+        ctx.minimum_version = version
+        ctx.maximum_version = version
+    return ctx
+
+
+# ---------------------------------------------------------------- DNS
+
+DNSMASQ = "/usr/sbin/dnsmasq"
+
+
+class Dnsmasq:
+    """dnsmasq in the foreground on 127.0.0.1:port (UDP and TCP), no
+    upstream, no /etc/hosts; args add records (e.g.
+    "--host-record=2.0.0.127.bl.test,127.0.0.2")."""
+
+    def __init__(self, env, args=(), port=None, name="dnsmasq"):
+        self.env = env
+        self.port = port or free_port()
+        self.args = list(args)
+        self.log = env.artifact(env.path(name + ".log"))
+        self.proc = None
+
+    def start(self):
+        if not os.access(DNSMASQ, os.X_OK):
+            raise Skip("no %s (apt-get install dnsmasq-base)" % DNSMASQ)
+        argv = [DNSMASQ, "--no-daemon", "--port=%d" % self.port,
+                "--listen-address=127.0.0.1", "--bind-interfaces",
+                "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
+                "--log-facility=-", "--log-queries"] + self.args
+        with open(self.log, "wb") as logf:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                         stdout=logf, stderr=logf)
+        wait_port(self.port, timeout=10, proc=self.proc, what="dnsmasq")
+        return self
+
+    def cleanup(self):
+        if self.proc is not None and self.proc.poll() is None:
+            stop_pid(self.proc.pid, timeout=5)
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
