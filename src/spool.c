@@ -471,7 +471,7 @@ static void spool_msg_discard(struct spool_msg *msg);
  */
 static int
 spool_file_write(struct spool *sp, int dirfd, const char *name, int flags,
-    const char *data, size_t len, const char **op)
+    const char *data, size_t len, bool sync, const char **op)
 {
 	int fd, rc;
 
@@ -483,7 +483,7 @@ spool_file_write(struct spool *sp, int dirfd, const char *name, int flags,
 	if (spool_write_all(fd, data, len) == -1)
 		goto fail;
 	*op = "fsync";
-	if (spool_fsync(sp, fd) == -1)
+	if (sync && spool_fsync(sp, fd) == -1)
 		goto fail;
 	*op = "close";
 	rc = close(fd);
@@ -678,13 +678,20 @@ spool_msg_discard(struct spool_msg *msg)
 	errno = saved;
 }
 
-int
-spool_msg_commit(struct spool_msg *msg, const char *env, size_t envlen)
+/*
+ * Write the rest of a message into tmp/<id>: flush the body, write env.
+ * With durable, fsync both and the directory (a commit on its own); without,
+ * a spool_sync() of the batch does that.  0, or -1 (logged) with the
+ * handle consumed.
+ */
+static int
+spool_msg_stage_mode(struct spool_msg *msg, const char *env, size_t envlen,
+    bool durable)
 {
 	struct spool *sp = msg->sp;
 	const char *op = "write", *file = "body";
-	bool logged = msg->err != 0, renamed = false;
-	int fd = -1, rc;
+	bool logged = msg->err != 0;
+	int rc;
 
 	if (spool_msg_flush(msg) == -1) {
 		logged = true;
@@ -692,7 +699,7 @@ spool_msg_commit(struct spool_msg *msg, const char *env, size_t envlen)
 	}
 	if (msg->fd != -1) {	/* a linked body is durable already */
 		op = "fsync";
-		if (spool_fsync(sp, msg->fd) == -1)
+		if (durable && spool_fsync(sp, msg->fd) == -1)
 			goto fail;
 		op = "close";
 		rc = close(msg->fd);
@@ -702,43 +709,82 @@ spool_msg_commit(struct spool_msg *msg, const char *env, size_t envlen)
 	}
 	file = "env";
 	if (spool_file_write(sp, msg->dirfd, "env", O_EXCL, env, envlen,
-	    &op) == -1)
+	    durable, &op) == -1)
 		goto fail;
 	file = "tmp/<id>";
 	op = "fsync";
-	if (spool_fsync(sp, msg->dirfd) == -1)
+	if (durable && spool_fsync(sp, msg->dirfd) == -1)
 		goto fail;
-	file = spool_areas[msg->dest];
-	op = "rename";
-	if (renameat(sp->fd[SPOOL_TMP], msg->id, sp->fd[msg->dest],
-	    msg->id) == -1)
-		goto fail;
-	renamed = true;
-	op = "fsync";
-	if (spool_dirsync_wait(sp, msg->dest,
-	    spool_dirsync_ticket(sp, msg->dest)) == -1)
-		goto fail;
-	spool_close_quiet(msg->dirfd);
-	free(msg);
 	return 0;
 fail:
 	if (!logged)
 		log_warn("msg=%s spool commit failed op=%s file=%s", msg->id,
 		    op, file);
-	spool_close_quiet(fd);
-	if (renamed) {
+	spool_msg_discard(msg);
+	return -1;
+}
+
+int
+spool_msg_stage(struct spool_msg *msg, const char *env, size_t envlen)
+{
+	return spool_msg_stage_mode(msg, env, envlen, false);
+}
+
+int
+spool_sync(struct spool *sp)
+{
+	if (syncfs(sp->rootfd) == 0)
+		return 0;
+	if (errno == EIO && !atomic_exchange(&sp->suspect, true))
+		log_warnx("spool suspect: syncfs failed with EIO; new mail "
+		    "gets 451 until holdfast restarts");
+	log_warn("spool sync failed op=syncfs dir=%s", sp->dir);
+	return -1;
+}
+
+int
+spool_msg_publish(struct spool_msg *msg)
+{
+	struct spool *sp = msg->sp;
+	const char *op = "rename";
+	int saved;
+
+	if (renameat(sp->fd[SPOOL_TMP], msg->id, sp->fd[msg->dest],
+	    msg->id) == -1)
+		goto fail;
+	op = "fsync";
+	if (spool_dirsync_wait(sp, msg->dest,
+	    spool_dirsync_ticket(sp, msg->dest)) == -1) {
 		/*
 		 * The client gets a 4xx and retries, so the queued copy must
 		 * go; whether the rename itself reached the disk is unknown.
 		 */
-		rc = errno;
+		saved = errno;
+		log_warn("msg=%s spool commit failed op=fsync file=%s",
+		    msg->id, spool_areas[msg->dest]);
 		if (spool_rmtree(sp->fd[msg->dest], msg->id) == -1)
 			log_warn("msg=%s spool cleanup failed op=rmdir "
 			    "dir=%s", msg->id, spool_areas[msg->dest]);
-		errno = rc;
+		errno = saved;
+		spool_msg_discard(msg);
+		return -1;
 	}
+	spool_close_quiet(msg->dirfd);
+	free(msg);
+	return 0;
+fail:
+	log_warn("msg=%s spool commit failed op=%s file=%s", msg->id, op,
+	    spool_areas[msg->dest]);
 	spool_msg_discard(msg);
 	return -1;
+}
+
+int
+spool_msg_commit(struct spool_msg *msg, const char *env, size_t envlen)
+{
+	if (spool_msg_stage_mode(msg, env, envlen, true) == -1)
+		return -1;
+	return spool_msg_publish(msg);
 }
 
 void
@@ -761,7 +807,7 @@ spool_env_write(struct spool *sp, enum spool_area area, const char *id,
 	    O_CLOEXEC);
 	if (dfd == -1)
 		goto fail;
-	if (spool_file_write(sp, dfd, "env.tmp", O_TRUNC, env, envlen,
+	if (spool_file_write(sp, dfd, "env.tmp", O_TRUNC, env, envlen, true,
 	    &op) == -1)
 		goto fail;
 	op = "rename";

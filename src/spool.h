@@ -82,6 +82,19 @@ int spool_msg_write(struct spool_msg *msg, const void *buf, size_t len);
  */
 int spool_msg_commit(struct spool_msg *msg, const char *env, size_t envlen);
 /*
+ * The same commit for a batch of messages, sharing the expensive part:
+ * spool_msg_stage() each (body flushed, env written, nothing durable yet;
+ * on failure the handle is consumed), then one spool_sync() (syncfs of
+ * the spool's filesystem: every staged file and directory entry durable;
+ * on failure abort every staged handle), then spool_msg_publish() each
+ * (rename into queue/, fsync of queue/ shared with concurrent commits;
+ * consumes the handle either way).  May run on a worker thread.
+ */
+int spool_msg_stage(struct spool_msg *msg, const char *env, size_t envlen);
+int spool_sync(struct spool *sp);
+int spool_msg_publish(struct spool_msg *msg);
+
+/*
  * Start a copy of <area>/<id> under a fresh ID whose body is a hard link to
  * the original's; spool_msg_commit() then puts it in dest (not queue/).
  * Used to split refused recipients off into dead/.  NULL on error.
