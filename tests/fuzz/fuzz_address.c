@@ -6,20 +6,13 @@
  * inside the input; SYNTAX leaves nothing behind; an OK mailbox put back
  * in brackets parses to itself.
  */
+#include "fuzz.h"
 #include "smtp_proto.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_ASSERT(c)                                                       \
-	do {                                                                 \
-		if (!(c))                                                    \
-			abort();                                             \
-	} while (0)
 
 static void
 fuzz_ok(const struct smtp_path *path)

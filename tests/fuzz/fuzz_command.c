@@ -6,6 +6,7 @@
  * dispatch table can match, args and rest point into the line, and the
  * parameters are well formed whatever max is.
  */
+#include "fuzz.h"
 #include "smtp_proto.h"
 
 #include <stdbool.h>
@@ -13,14 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_ASSERT(c)                                                       \
-	do {                                                                 \
-		if (!(c))                                                    \
-			abort();                                             \
-	} while (0)
 
 static bool
 fuzz_is_kwchar(char c)

@@ -6,6 +6,7 @@
  * "path:..." in err or returns a config whose required parts are there,
  * and that nothing leaks either way.
  */
+#include "fuzz.h"
 #include "config.h"
 
 #include <stdbool.h>
@@ -15,14 +16,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_ASSERT(c)                                                       \
-	do {                                                                 \
-		if (!(c))                                                    \
-			abort();                                             \
-	} while (0)
 
 #define FUZZ_MAX	(64 * 1024)
 

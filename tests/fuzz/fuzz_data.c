@@ -5,6 +5,7 @@
  * and decoding, xtext round-trips, and the Received field stays one field.
  * (Command lines, paths and replies have their own harnesses.)
  */
+#include "fuzz.h"
 #include "smtp_proto.h"
 
 #include <stdint.h>
@@ -12,14 +13,6 @@
 #include <string.h>
 
 #define FUZZ_MAX	(64 * 1024)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_ASSERT(c)                                                       \
-	do {                                                                 \
-		if (!(c))                                                    \
-			abort();                                             \
-	} while (0)
 
 static char fz_line[SMTP_LINE_MAX + 1];
 static char fz_out[2 * FUZZ_MAX + 8], fz_out2[2 * FUZZ_MAX + 8];

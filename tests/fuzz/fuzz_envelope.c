@@ -3,13 +3,12 @@
  * read out of bounds; whatever it accepts must dump to text that loads
  * again and dumps identically (the dump is canonical).
  */
+#include "fuzz.h"
 #include "envelope.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -7,6 +7,7 @@
  * MORE never asks for more than SMTP_PROXY_MAX bytes.  An accepted address
  * written back as a v1 header parses to itself.
  */
+#include "fuzz.h"
 #include "smtp_proto.h"
 
 #include <arpa/inet.h>
@@ -16,14 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_ASSERT(c)                                                       \
-	do {                                                                 \
-		if (!(c))                                                    \
-			abort();                                             \
-	} while (0)
 
 /* Past the cap the server has closed the connection. */
 #define FUZZ_MAX	(SMTP_PROXY_MAX + 64)

@@ -8,6 +8,7 @@
  * awkward size.  Asserts codes, enhanced codes and text stay in shape and
  * ehlo_has() agrees with a plain reading of the text.
  */
+#include "fuzz.h"
 #include "smtp_proto.h"
 
 #include <stdbool.h>
@@ -15,14 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_ASSERT(c)                                                       \
-	do {                                                                 \
-		if (!(c))                                                    \
-			abort();                                             \
-	} while (0)
 
 #define FUZZ_MAX	(64 * 1024)
 #define FUZZ_REPLY_LINES	64	/* drain.c: DRAIN_REPLY_LINES */
