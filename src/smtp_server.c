@@ -278,6 +278,7 @@ enum smtp_ll {
 	SMTP_LL_PROXY_BAD,
 	SMTP_LL_PROXY_UNTRUSTED,
 	SMTP_LL_BAD_PATH,
+	SMTP_LL_BAD_RCPT,
 	SMTP_LL_COUNT
 };
 
@@ -301,7 +302,8 @@ static struct log_limit smtp_ll[SMTP_LL_COUNT] = {
 	[SMTP_LL_SCREEN] = LOG_LIMIT_INIT("smtp deferred connect"),
 	[SMTP_LL_PROXY_BAD] = LOG_LIMIT_INIT("smtp bad proxy"),
 	[SMTP_LL_PROXY_UNTRUSTED] = LOG_LIMIT_INIT("smtp proxy untrusted"),
-	[SMTP_LL_BAD_PATH] = LOG_LIMIT_INIT("smtp bad path"),
+	[SMTP_LL_BAD_PATH] = LOG_LIMIT_INIT("smtp bad sender"),
+	[SMTP_LL_BAD_RCPT] = LOG_LIMIT_INIT("smtp bad recipient"),
 };
 
 static void smtp_session_free(struct smtp_session *s);
@@ -480,6 +482,10 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 		return;
 	}
 	if (smtp_proto_parse_path(p, &path, &rest) == SMTP_PATH_SYNTAX) {
+		if (log_limit_ok(&smtp_ll[SMTP_LL_BAD_PATH]))
+			log_info("sess=%016" PRIx64 " bad sender addr=%s "
+			    "path=%s", s->id, s->addr,
+			    log_escape(p, strlen(p), esc, sizeof(esc)));
 		smtp_reply(s, SMTP_R_BAD_SENDER);
 		return;
 	}
@@ -579,6 +585,10 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	}
 	st = smtp_proto_parse_path(p, &path, &rest);
 	if (st == SMTP_PATH_SYNTAX || path.is_null) {
+		if (log_limit_ok(&smtp_ll[SMTP_LL_BAD_RCPT]))
+			log_info("sess=%016" PRIx64 " bad recipient addr=%s "
+			    "path=%s", s->id, s->addr,
+			    log_escape(p, strlen(p), esc, sizeof(esc)));
 		smtp_reply(s, SMTP_R_BAD_RCPT);
 		return;
 	}
