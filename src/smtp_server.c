@@ -32,6 +32,15 @@
 
 #define SMTP_DATA_CHUNK		(64 * 1024)	/* decoded per step */
 #define SMTP_INPUT_HIGHWAT	(256 * 1024)	/* unread input held */
+/*
+ * With TLS the input is held twice: ciphertext in the socket bufferevent,
+ * plaintext in the TLS filter above it, which may also overrun its mark by
+ * one TLS record (16 KB).  Together they stay within SMTP_INPUT_HIGHWAT.
+ */
+#define SMTP_TLS_RAW_HIGHWAT	(32 * 1024)
+#define SMTP_TLS_RECORD_MAX	(16 * 1024 + 2048)
+#define SMTP_TLS_INPUT_HIGHWAT	(SMTP_INPUT_HIGHWAT - SMTP_TLS_RAW_HIGHWAT - \
+				 SMTP_TLS_RECORD_MAX)
 #define SMTP_MAX_RECEIVED	50
 #define SMTP_MAX_ERRORS		20		/* then we hang up */
 #define SMTP_OUTPUT_HIGHWAT	(64 * 1024)	/* unread replies held */
@@ -853,9 +862,10 @@ smtp_cmd_starttls(struct smtp_session *s, const char *args)
 		return;
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_TLS_RAW_HIGHWAT);
 	s->bev = f;
 	bufferevent_setcb(f, smtp_read_cb, smtp_write_cb, smtp_event_cb, s);
-	bufferevent_setwatermark(f, EV_READ, 0, SMTP_INPUT_HIGHWAT);
+	bufferevent_setwatermark(f, EV_READ, 0, SMTP_TLS_INPUT_HIGHWAT);
 	bufferevent_set_timeouts(f, &tv, &tv);
 	bufferevent_enable(f, EV_READ | EV_WRITE);
 	s->tls = true;
