@@ -19,6 +19,7 @@
 #include "config.h"
 #include "ctl_proto.h"
 #include "log.h"
+#include "net.h"
 #include "queue.h"
 #include "spool.h"
 #include "util.h"
@@ -33,6 +34,7 @@ struct ctl {
 	struct queue		*queue;
 	struct spool		*spool;
 	struct evconnlistener	*listener;
+	struct net_backoff	*backoff;	/* accept() failures */
 	char			*path;
 	gid_t			 gid;		/* -1: none */
 	TAILQ_HEAD(, ctl_conn)	 conns;
@@ -364,8 +366,12 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	(void)sa;
 	(void)salen;
 	if (!ctl_peer_ok(ctl, fd, &uid) || ctl->nconns >= CTL_MAX_CONNS) {
-		log_warnx("ctl refused uid=%d reason=%s", (int)uid,
-		    ctl->nconns >= CTL_MAX_CONNS ? "busy" : "credentials");
+		static struct log_limit ll = LOG_LIMIT_INIT("ctl refused");
+
+		if (log_limit_ok(&ll))
+			log_warnx("ctl refused uid=%d reason=%s", (int)uid,
+			    ctl->nconns >= CTL_MAX_CONNS ? "busy" :
+			    "credentials");
 		evutil_closesocket(fd);
 		return;
 	}
@@ -380,6 +386,16 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	bufferevent_setcb(c->bev, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void
+ctl_listen_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct ctl *ctl = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	(void)l;
+	net_backoff_start(ctl->backoff, err);
 }
 
 struct ctl *
@@ -428,6 +444,8 @@ ctl_new(struct event_base *base, const struct config *cf, struct queue *q,
 		log_warn("control socket %s permissions", ctl->path);
 		goto fail;
 	}
+	evconnlistener_set_error_cb(ctl->listener, ctl_listen_error_cb);
+	ctl->backoff = net_backoff_new(base, ctl->listener, "ctl");
 	log_info("control socket listening path=%s", ctl->path);
 	return ctl;
 fail:
@@ -442,6 +460,7 @@ ctl_free(struct ctl *ctl)
 		return;
 	while (!TAILQ_EMPTY(&ctl->conns))
 		ctl_conn_free(TAILQ_FIRST(&ctl->conns));
+	net_backoff_free(ctl->backoff);
 	if (ctl->listener != NULL) {
 		evconnlistener_free(ctl->listener);
 		unlink(ctl->path);

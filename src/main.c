@@ -115,6 +115,13 @@ main_watchdog_start(struct main_ctx *ctx)
 }
 
 /* /healthz: listeners up and the spool usable. */
+/* A peer-triggerable log line over its rate limit: count it. */
+static void
+main_log_suppressed(void)
+{
+	metrics_inc(M_LOG_SUPPRESSED);
+}
+
 static bool
 main_healthy(void *arg)
 {
@@ -215,6 +222,8 @@ main(int argc, char **argv)
 		fatalx("libevent threads");
 	if ((ctx.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
+	log_limit_start(ctx.base);
+	log_limit_set_hook(main_log_suppressed);
 	if ((sp = spool_open(cf->spool_dir)) == NULL)
 		fatalx("cannot open spool %s", cf->spool_dir);
 	wp = workpool_new(ctx.base, cf->commit_workers);
@@ -264,6 +273,7 @@ main(int argc, char **argv)
 	if (ctx.watchdog != NULL)
 		event_free(ctx.watchdog);
 	spool_close(sp);
+	log_limit_stop();
 	event_base_free(ctx.base);
 	log_info("holdfast stopped");
 	config_free(cf);

@@ -38,13 +38,23 @@
 
 /*
  * Group commit of an area directory: a commit's rename is durable once an
- * fsync of the directory that started after the rename has succeeded.
- * Concurrent commits share those fsyncs: one thread syncs, the others
- * whose renames it covers wait for its result.
+ * fsync of the directory that started after the rename has succeeded and
+ * no fsync that ran after the rename has failed.  Concurrent commits share
+ * those fsyncs: one thread syncs, the others whose renames it covers wait
+ * for its result.
+ *
+ * The kernel reports a directory's writeback error once per open file
+ * description, so the group commit syncs through its own descriptor: a
+ * move or delete fsyncing the area's main descriptor cannot take the error
+ * that a commit waiting here must see.  A ticket is taken in the same
+ * critical section as the rename, so ticket order is rename order, and a
+ * failed fsync fails every rename done before it returned (failed =
+ * renamed): an error it swallowed may have been any of theirs.
  */
 struct spool_dirsync {
 	pthread_mutex_t	 lock;
 	pthread_cond_t	 done;
+	int		 fd;		/* the area again, for these fsyncs */
 	uint64_t	 renamed;	/* renames so far (tickets) */
 	uint64_t	 synced;	/* tickets covered by a good fsync */
 	uint64_t	 failed;	/* tickets covered by a failed one */
@@ -88,16 +98,24 @@ spool_fsync(struct spool *sp, int fd)
 	return -1;
 }
 
-/* Take a ticket for a rename just done in area. */
+/*
+ * Rename fromfd/name to area/name and take its ticket in one step: the
+ * ticket, or 0 (errno set) if the rename failed.
+ */
 static uint64_t
-spool_dirsync_ticket(struct spool *sp, enum spool_area area)
+spool_dirsync_rename(struct spool *sp, int fromfd, const char *name,
+    enum spool_area area)
 {
 	struct spool_dirsync *ds = &sp->dirsync[area];
-	uint64_t t;
+	uint64_t t = 0;
+	int saved;
 
 	pthread_mutex_lock(&ds->lock);
-	t = ++ds->renamed;
+	if (renameat(fromfd, name, sp->fd[area], name) == 0)
+		t = ++ds->renamed;
+	saved = errno;
 	pthread_mutex_unlock(&ds->lock);
+	errno = saved;
 	return t;
 }
 
@@ -127,14 +145,15 @@ spool_dirsync_wait(struct spool *sp, enum spool_area area, uint64_t ticket)
 		ds->busy = true;
 		upto = ds->renamed;
 		pthread_mutex_unlock(&ds->lock);
-		rc = spool_fsync(sp, sp->fd[area]);
+		rc = spool_fsync(sp, ds->fd);
 		pthread_mutex_lock(&ds->lock);
 		ds->busy = false;
 		if (rc == 0) {
 			if (upto > ds->synced)
 				ds->synced = upto;
 		} else {
-			ds->failed = upto;
+			/* Not just upto: renames made while it ran too. */
+			ds->failed = ds->renamed;
 			ds->failed_errno = errno;
 		}
 		pthread_cond_broadcast(&ds->done);
@@ -276,6 +295,7 @@ spool_open_mode(const char *dir, bool create)
 	sp->rootfd = -1;
 	for (i = 0; i < SPOOL_NAREAS; i++) {
 		sp->fd[i] = -1;
+		sp->dirsync[i].fd = -1;
 		pthread_mutex_init(&sp->dirsync[i].lock, NULL);
 		pthread_cond_init(&sp->dirsync[i].done, NULL);
 	}
@@ -295,6 +315,10 @@ spool_open_mode(const char *dir, bool create)
 		sp->fd[i] = openat(sp->rootfd, what, O_RDONLY | O_DIRECTORY |
 		    O_CLOEXEC);
 		if (sp->fd[i] == -1)
+			goto fail;
+		sp->dirsync[i].fd = openat(sp->fd[i], ".", O_RDONLY |
+		    O_DIRECTORY | O_CLOEXEC);
+		if (sp->dirsync[i].fd == -1)
 			goto fail;
 	}
 	op = "fsync";
@@ -455,8 +479,10 @@ spool_close(struct spool *sp)
 		pthread_mutex_destroy(&sp->dirsync[i].lock);
 		pthread_cond_destroy(&sp->dirsync[i].done);
 	}
-	for (i = 0; i < SPOOL_NAREAS; i++)
+	for (i = 0; i < SPOOL_NAREAS; i++) {
+		spool_close_quiet(sp->dirsync[i].fd);
 		spool_close_quiet(sp->fd[i]);
+	}
 	spool_close_quiet(sp->rootfd);
 	free(sp->dir);
 	free(sp);
@@ -747,14 +773,14 @@ spool_msg_publish(struct spool_msg *msg)
 {
 	struct spool *sp = msg->sp;
 	const char *op = "rename";
+	uint64_t ticket;
 	int saved;
 
-	if (renameat(sp->fd[SPOOL_TMP], msg->id, sp->fd[msg->dest],
-	    msg->id) == -1)
+	if ((ticket = spool_dirsync_rename(sp, sp->fd[SPOOL_TMP], msg->id,
+	    msg->dest)) == 0)
 		goto fail;
 	op = "fsync";
-	if (spool_dirsync_wait(sp, msg->dest,
-	    spool_dirsync_ticket(sp, msg->dest)) == -1) {
+	if (spool_dirsync_wait(sp, msg->dest, ticket) == -1) {
 		/*
 		 * The client gets a 4xx and retries, so the queued copy must
 		 * go; whether the rename itself reached the disk is unknown.

@@ -575,7 +575,9 @@ class Daemon:
         e.update(extra or {})
         return e
 
-    def start(self, wait=True, env=None, timeout=None):
+    def start(self, wait=True, env=None, timeout=None, preexec=None):
+        """preexec: a function run in the child before exec (e.g. to set
+        a resource limit)."""
         check(self.proc is None or self.proc.poll() is not None,
               "%s started twice" % self.name)
         self._account()
@@ -590,7 +592,7 @@ class Daemon:
             self.proc = subprocess.Popen(
                 [holdfast_bin(), "-c", self.conf, "-v"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                env=self._env(env), cwd=self.env.dir)
+                env=self._env(env), cwd=self.env.dir, preexec_fn=preexec)
         finally:
             log.close()
         if wait:
