@@ -78,6 +78,7 @@ FUZZFLAGS := -std=c17 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror \
              $(shell pkg-config --cflags $(PKGS))
 FUZZLIB   := $(addprefix $(FUZZDIR)/obj/,smtp_proto.o envelope.o config.o \
              net.o util.o log.o xmalloc.o)
+FUZZLIB   += $(addprefix $(FUZZDIR)/obj/,ctl_proto.o spool.o)
 FUZZBIN   := $(patsubst tests/fuzz/%.c,$(FUZZDIR)/%,\
              $(wildcard tests/fuzz/fuzz_*.c))
 
