@@ -36,9 +36,9 @@ struct ctl {
 	struct spool		*spool;
 	struct evconnlistener	*listener;
 	char			*path;
-	int			 dirfd;		/* the socket's directory */
-	char			*name;		/* the socket's name in it */
-	ino_t			 ino;		/* ours, to unlink at exit */
+	int			 dirfd;		/* socket's directory */
+	char			*name;		/* socket's name in it */
+	ino_t			 ino;		/* ours: unlink at exit */
 	gid_t			 gid;		/* -1: none */
 	TAILQ_HEAD(, ctl_conn)	 conns;
 	size_t			 nconns;
@@ -567,8 +567,8 @@ ctl_bind(struct ctl *ctl, struct sockaddr_un *sun)
 	gid_t egid = getegid();
 	int fd, rc, n;
 
-	n = snprintf(bsun.sun_path, sizeof(bsun.sun_path), "/proc/self/fd/%d/%s",
-	    ctl->dirfd, ctl->name);
+	n = snprintf(bsun.sun_path, sizeof(bsun.sun_path),
+	    "/proc/self/fd/%d/%s", ctl->dirfd, ctl->name);
 	if (n < 0 || (size_t)n >= sizeof(bsun.sun_path) ||
 	    access("/proc/self/fd", X_OK) == -1)
 		bsun = *sun;	/* no /proc: the path, still checked */

@@ -283,7 +283,7 @@ spool_stat_check(const struct stat *st, enum spool_dir_role role,
 		return SPOOL_BAD_TYPE;
 	switch (role) {
 	case SPOOL_DIR_ANCESTOR:
-		/* Only root may rename in it, or the sticky bit stops others. */
+		/* Only root may rename in it, or sticky stops the others. */
 		if (st->st_uid != 0)
 			return SPOOL_BAD_OWNER;
 		if ((st->st_mode & (S_IWGRP | S_IWOTH)) != 0 &&
@@ -380,9 +380,9 @@ spool_open_strict(const char *dir, uid_t owner)
 		    O_CLOEXEC);
 		if (nfd == -1) {
 			if (errno == ELOOP || errno == ENOTDIR)
-				log_warnx("spool %s: \"%s\" is a symlink or not "
-				    "a directory; a root start follows no "
-				    "symlink on the spool path", dir, name);
+				log_warnx("spool %s: \"%s\" is a symlink or "
+				    "not a directory; a root start follows "
+				    "no symlink on the spool path", dir, name);
 			else
 				log_warn("spool open failed op=open path=%s "
 				    "at=%s", dir, name);

@@ -627,7 +627,8 @@ test_lock(void)
 	T_CHECK(symlink(path, target) == 0);
 	snprintf(path, sizeof(path), "%s/locked", tmpdir);
 	errno = 0;
-	T_CHECK(spool_open(path) == NULL && (errno == ELOOP || errno == ENOTDIR));
+	T_CHECK(spool_open(path) == NULL &&
+	    (errno == ELOOP || errno == ENOTDIR));
 }
 
 /* What a root start trusts on the way to and inside the spool. */
