@@ -525,8 +525,11 @@ class Daemon:
         if tls is not None:
             self.sections["tls"] = dict(tls)
         # optional sections, written only when given
-        if control is not None:
-            self.sections["control"] = dict(control)
+        # the default (/run/holdfast/control.sock) is one per machine:
+        # each test daemon keeps its own socket in its spool
+        ctl = {"socket": os.path.join(self.spool, "control.sock")}
+        ctl.update(control or {})
+        self.sections["control"] = ctl
         if metrics is not None:
             met = dict(metrics)
             if met.get("listen") == "auto":
@@ -798,8 +801,7 @@ class Daemon:
     # operator surface
     @property
     def control_socket(self):
-        return (self.sections.get("control", {}).get("socket")
-                or os.path.join(self.spool, "control.sock"))
+        return self.sections["control"]["socket"]
 
     def ctl(self, *args, timeout=30):
         """Run BUILD/holdfastctl -c CONF ARGS; returns CtlResult."""
