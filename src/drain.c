@@ -83,6 +83,8 @@ struct drain_conn {
 	struct bufferevent	*bev;
 	enum drain_state	 state;
 	unsigned		 caps;
+	bool			 greeted;	/* caps and size are known */
+	uint64_t		 size;		/* the primary's SIZE, 0: none */
 	struct smtp_reply	 reply;
 	struct drain_job	*job;
 	struct event		*idle;
@@ -164,6 +166,12 @@ drain_job_finish(struct drain_conn *c)
 	c->rcpt_idx = NULL;
 	c->ncmds = c->nsent = c->nreplies = c->naccepted = 0;
 	c->mail_failed = false;
+	if (job != NULL && c->greeted) {
+		job->greeted = true;
+		job->primary_size = c->size;
+		job->primary_smtputf8 = (c->caps & DRAIN_F_SMTPUTF8) != 0;
+		job->primary_8bitmime = (c->caps & DRAIN_F_8BITMIME) != 0;
+	}
 	if (job != NULL)
 		c->d->done(c->d->arg, job);
 }
@@ -594,6 +602,8 @@ drain_ehlo_done(struct drain_conn *c)
 	for (i = 0; i < UTIL_ARRAY_LEN(caps); i++)
 		if (smtp_proto_ehlo_has(&c->reply, caps[i].keyword))
 			c->caps |= caps[i].flag;
+	c->size = smtp_proto_ehlo_size(&c->reply);
+	c->greeted = true;
 	/* Keep "XFORWARD NAME ADDR ..." to send only what it takes. */
 	c->xfwd_attrs[0] = '\0';
 	for (p = c->reply.text; p != NULL && *p != '\0';
@@ -716,7 +726,9 @@ drain_reply(struct drain_conn *c)
 			drain_site_failure(c, text);
 			return;
 		}
-		c->caps = 0;
+		c->caps = 0;	/* no ESMTP: no SIZE, 8BITMIME, SMTPUTF8 */
+		c->size = 0;
+		c->greeted = true;
 		if (!c->tls && tls_client_policy(c->d->tls) >=
 		    TLS_POLICY_ENCRYPT) {
 			drain_site_failure(c, "the primary offers no STARTTLS "

@@ -63,6 +63,9 @@ enum metrics_id {
 	/* TLS, by result */
 	M_TLS_HANDSHAKES_OK,
 	M_TLS_HANDSHAKES_FAILED,
+	/* size limits */
+	M_PRIMARY_SIZE,			/* gauge, the primary's SIZE, 0 = none */
+	M_SIZE_LIMIT,			/* gauge, the limit in force */
 	M_COUNT
 };
 
