@@ -271,7 +271,10 @@ hctl_text_queue(const struct ctl_rec *rec, uint64_t *nmsgs, uint64_t *bytes)
 	for (i = 0; i < rec->n; i++)
 		if (strcmp(rec->key[i], "rcpt") == 0)
 			printf("%18s%s\n", "", rec->val[i]);
-	if ((v = ctl_proto_rec_get(rec, "last_reply")) != NULL)
+	if ((v = ctl_proto_rec_get(rec, "primary_reply")) != NULL)
+		printf("%18s(primary down: %s) next: as soon as it is back\n",
+		    "", v);
+	else if ((v = ctl_proto_rec_get(rec, "last_reply")) != NULL)
 		printf("%18s(%s) next: %s\n", "", v, next);
 	if ((v = ctl_proto_rec_get(rec, "dead_reason")) != NULL)
 		printf("%18sdead: %s\n", "", v);

@@ -1391,6 +1391,8 @@ queue_status(struct queue *q, struct evbuffer *out)
 		ctl_proto_kvu(out, key, t.oldest_in[states[i].k] == 0 ? 0 :
 		    (unsigned long long)(now - t.oldest_in[states[i].k]));
 	}
+	ctl_proto_kvu(out, "waiting_messages", q->primary_up ? 0 :
+	    t.msgs[SPOOL_QUEUE] + t.msgs[SPOOL_NAREAS]);
 	ctl_proto_kvu(out, "oldest_age", t.oldest == 0 ? 0 :
 	    (unsigned long long)(now - t.oldest));
 	ctl_proto_kvu(out, "spool_free_bytes",
@@ -1526,4 +1528,13 @@ bool
 queue_primary_is_up(const struct queue *q)
 {
 	return q->primary_up;
+}
+
+const char *
+queue_primary_down_reason(const struct queue *q)
+{
+	if (q->primary_up)
+		return NULL;
+	return q->primary_reply[0] != '\0' ? q->primary_reply :
+	    "primary down";
 }
