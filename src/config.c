@@ -17,6 +17,7 @@ enum config_type {
 	CONFIG_T_LIST,		/* comma-separated, may repeat */
 	CONFIG_T_DOMAINS,	/* a list of domains, lowercased */
 	CONFIG_T_CIDRS,		/* a list of addr/len */
+	CONFIG_T_ADDR,		/* one address literal, IPv4 or IPv6 */
 	CONFIG_T_ENUM,		/* one word of a fixed set (checked below) */
 	CONFIG_T_UINT,
 	CONFIG_T_SIZE,
@@ -116,6 +117,8 @@ static const struct config_key config_keys[] = {
 	  "CA file for tls = verify (default: the system's)" },
 	{ "primary", "tls_name", CONFIG_T_STRING, OFF(primary_tls_name), "",
 	  0, 0, "name to verify and send as SNI (default: host)" },
+	{ "primary", "source", CONFIG_T_ADDR, OFF(primary_source), "", 0, 0,
+	  "local address the drain binds to (default: the kernel's)" },
 	{ "tls", "cert", CONFIG_T_STRING, OFF(tls_cert), "", 0, 0,
 	  "PEM certificate chain for STARTTLS (e.g. fullchain.pem)" },
 	{ "tls", "key", CONFIG_T_STRING, OFF(tls_key), "", 0, 0,
@@ -194,6 +197,15 @@ config_set(struct config *cf, const struct config_key *k, const char *val)
 		if (k->type == CONFIG_T_HOST && *val != '\0' &&
 		    !config_is_hostname(val))
 			return "not a hostname";
+		/* FALLTHROUGH */
+	case CONFIG_T_ADDR:
+		if (k->type == CONFIG_T_ADDR && *val != '\0') {
+			struct sockaddr_storage ss;
+			socklen_t sslen;
+
+			if (net_addr_parse(val, &ss, &sslen) == -1)
+				return "not an IPv4 or IPv6 address";
+		}
 		/* FALLTHROUGH */
 	case CONFIG_T_STRING:
 		free(*(char **)field);
@@ -431,6 +443,7 @@ config_free(struct config *cf)
 		case CONFIG_T_STRING:
 		case CONFIG_T_ENUM:
 		case CONFIG_T_HOST:
+		case CONFIG_T_ADDR:
 			free(*(char **)field);
 			break;
 		case CONFIG_T_LIST:

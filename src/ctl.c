@@ -105,7 +105,8 @@ ctl_cmd_queue(struct ctl_conn *c, int argc, char **argv, struct evbuffer *out,
 	(void)argc;
 	(void)argv;
 	for (i = 0; i < UTIL_ARRAY_LEN(areas); i++)
-		if (ctl_proto_list(c->ctl->spool, areas[i], out) == -1) {
+		if (ctl_proto_list_live(c->ctl->spool, areas[i], out,
+		    queue_primary_down_reason(c->ctl->queue)) == -1) {
 			snprintf(err, errlen, "cannot list %s: %s",
 			    spool_area_name(areas[i]), strerror(errno));
 			return -1;
@@ -136,7 +137,8 @@ ctl_cmd_show(struct ctl_conn *c, int argc, char **argv, struct evbuffer *out,
 		snprintf(err, errlen, "usage: show ID [--body]");
 		return -1;
 	}
-	return ctl_proto_show(c->ctl->spool, argv[1], body, out, err, errlen);
+	return ctl_proto_show_live(c->ctl->spool, argv[1], body, out, err,
+	    errlen, queue_primary_down_reason(c->ctl->queue));
 }
 
 static int
