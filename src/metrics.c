@@ -178,6 +178,12 @@ static const struct metrics_def metrics_table[M_COUNT] = {
 	[M_TLS_HANDSHAKES_FAILED] = { M_TLS_HANDSHAKES_FAILED,
 	    "holdfast_tls_handshakes_total", "result=\"failed\"",
 	    METRICS_T_COUNTER, TLS_HELP },
+	[M_TLS_READY] = { M_TLS_READY, "holdfast_tls_ready", "",
+	    METRICS_T_GAUGE, "1 when STARTTLS is offered (a [tls] pair is "
+	    "loaded), else 0." },
+	[M_TLS_CERT_EXPIRY] = { M_TLS_CERT_EXPIRY,
+	    "holdfast_tls_cert_expiry_timestamp_seconds", "", METRICS_T_GAUGE,
+	    "Unix time the loaded STARTTLS certificate expires (0 = none)." },
 };
 
 static double metrics_values[M_COUNT] = {

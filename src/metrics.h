@@ -63,6 +63,8 @@ enum metrics_id {
 	/* TLS, by result */
 	M_TLS_HANDSHAKES_OK,
 	M_TLS_HANDSHAKES_FAILED,
+	M_TLS_READY,			/* gauge 0/1: STARTTLS offered */
+	M_TLS_CERT_EXPIRY,		/* gauge, unix seconds, 0 = none */
 	M_COUNT
 };
 
