@@ -20,17 +20,17 @@ locals {
   recipe = yamldecode(file("${path.module}/../../cloud/oci-always-free.yaml"))
   cloud_env = join("\n", [
     "# holdfast cloud recipe variables (written by contrib/terraform/oci)",
-    "HOLDFAST_REPO=${var.holdfast_repo}",
-    "HOLDFAST_REF=${var.holdfast_ref}",
-    "MX_NAME=${var.mx_name}",
-    "DOMAINS=${var.domains}",
-    "PRIMARY_HOST=${var.primary_host}",
-    "PRIMARY_PORT=${var.primary_port}",
-    "HOME_ADDR=${var.home_cidr}",
+    "HOLDFAST_REPO='${var.holdfast_repo}'",
+    "HOLDFAST_REF='${var.holdfast_ref}'",
+    "MX_NAME='${var.mx_name}'",
+    "DOMAINS='${var.domains}'",
+    "PRIMARY_HOST='${var.primary_host}'",
+    "PRIMARY_PORT='${var.primary_port}'",
+    "HOME_ADDR='${var.home_cidr}'",
     "MGMT_CIDR='${join(" ", var.mgmt_cidrs)}'",
-    "METRICS_PORT=${var.metrics_port}",
-    "ACME_EMAIL=${var.acme_email}",
-    "DNSBL=${var.dnsbl}",
+    "METRICS_PORT='${var.metrics_port}'",
+    "ACME_EMAIL='${var.acme_email}'",
+    "DNSBL='${var.dnsbl}'",
     "",
   ])
   # The recipe with its env entry replaced by this stack's values.
