@@ -5,7 +5,8 @@ resource "oci_core_vcn" "mx" {
   compartment_id = var.compartment_ocid
   cidr_blocks    = [var.vcn_cidr]
   display_name   = "${var.name}-vcn"
-  dns_label      = "holdfast"
+  # letters and digits only, at most 15
+  dns_label = substr(replace(var.name, "/[^a-zA-Z0-9]/", ""), 0, 15)
 }
 
 resource "oci_core_internet_gateway" "mx" {
