@@ -286,8 +286,13 @@ screen_thunk_cb(void *arg, const unsigned char *a)
 	struct screen_query *sq = t->sq;
 	struct screen *sc = sq->sc;
 
-	/* A listing is an answer in 127.0.0.0/8 (RFC 5782). */
-	if (a != NULL && a[0] == 127) {
+	/*
+	 * A listing is an answer in 127.0.0.0/8 (RFC 5782), except
+	 * 127.255.255.0/24: lists answer that when they refuse the query
+	 * (Spamhaus: .254 through a public resolver, .255 too many queries,
+	 * .252 a typo in the zone).  Counting those would defer every client.
+	 */
+	if (a != NULL && a[0] == 127 && !(a[1] == 255 && a[2] == 255)) {
 		sq->weight += sc->zones[t->zone].weight;
 		sq->zone = sc->zones[t->zone].zone;
 	}
