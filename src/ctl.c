@@ -338,6 +338,36 @@ ctl_event_cb(struct bufferevent *bev, short what, void *arg)
 	ctl_conn_free(arg);
 }
 
+/*
+ * Whether gid is among the peer's supplementary groups: members added with
+ * `adduser alice holdfast` have the control group only there, not as their
+ * primary group (which is all SO_PEERCRED tells).
+ */
+static bool
+ctl_peer_has_group(int fd, gid_t gid)
+{
+	gid_t small[64], *groups = small;
+	socklen_t len = sizeof(small), i;
+	bool found = false;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == -1) {
+		if (errno != ERANGE || len == 0)
+			return false;
+		groups = xmalloc(len);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups,
+		    &len) == -1) {
+			free(groups);
+			return false;
+		}
+	}
+	for (i = 0; i < len / sizeof(*groups); i++)
+		if (groups[i] == gid)
+			found = true;
+	if (groups != small)
+		free(groups);
+	return found;
+}
+
 static bool
 ctl_peer_ok(struct ctl *ctl, int fd, uid_t *uid)
 {
@@ -347,8 +377,10 @@ ctl_peer_ok(struct ctl *ctl, int fd, uid_t *uid)
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1)
 		return false;
 	*uid = cred.uid;
-	return cred.uid == 0 || cred.uid == geteuid() ||
-	    (ctl->gid != (gid_t)-1 && cred.gid == ctl->gid);
+	if (cred.uid == 0 || cred.uid == geteuid())
+		return true;
+	return ctl->gid != (gid_t)-1 && (cred.gid == ctl->gid ||
+	    ctl_peer_has_group(fd, ctl->gid));
 }
 
 static void
