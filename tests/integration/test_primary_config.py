@@ -69,8 +69,8 @@ def main(env):
 
     # ---- the daemons
     d_par = env.daemon(name="par", primary_port=p_par.port,
-                       primary_host="localhost",
-                       primary={"helo_name": "relay.helo.test",
+                       primary={"host": "localhost",
+                                "helo_name": "relay.helo.test",
                                 "connections": "3",
                                 "probe_interval": "1s"})
     d_mute = env.daemon(name="mute", primary_port=p_mute.port,
