@@ -11,12 +11,14 @@ Out:
 - A primary with SIZE, 8BITMIME, SMTPUTF8 and DSN gets MAIL FROM with
   SIZE=<stored size> BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=..., and RCPT TO
   with NOTIFY= and ORCPT=.
-- A primary without DSN gets the same message with SIZE, BODY and SMTPUTF8
-  but no RET, ENVID, NOTIFY or ORCPT.
-- A primary that answers EHLO with 502 gets HELO, then plain MAIL FROM and
-  RCPT TO without parameters, and the message is delivered.
-- A primary that answers MAIL with 421 is marked down (log 'primary down
-  ... 421'); the message stays queued and is delivered once it behaves.
+- smtp-sink -N (no DSN; no SIZE or SMTPUTF8 either) gets MAIL FROM with
+  BODY=8BITMIME only and RCPT TO without NOTIFY or ORCPT (the tap's record
+  of the wire).
+- smtp-sink -e (EHLO gets 500) gets HELO, then plain MAIL FROM and RCPT
+  TO without parameters, and the message is delivered.
+- smtp-sink -Q MAIL (421 to MAIL) marks the primary down (log 'primary
+  down ... 421'); the message stays queued and is delivered once the sink
+  runs without -Q.
 - Oldest first: five messages queued while the primary is down, then the
   primary starts: with connections = 1 they arrive in the order they were
   accepted.  (Not across a restart: arrival is stored in whole seconds, so
@@ -60,6 +62,12 @@ def send_params(port, token, mail_params, rcpt_params, sender=None,
     return hf.Sent(token, qid, content, ["rcpt@example.test"], sender)
 
 
+def wait_tx(sink):
+    """The one delivered transaction on the tap's wire record."""
+    return hf.wait_until(lambda: (lambda t: t[0] if len(t) == 1 else None)(
+        sink.delivered_transactions()), 10, "one transaction at %s" % sink)
+
+
 def stored_size(d, qid):
     for area in ("queue", "hold", "dead"):
         p = os.path.join(d.spool, area, qid, "body")
@@ -70,12 +78,11 @@ def stored_size(d, qid):
 
 def main(env):
     full = env.own(pyprimary.Primary(env, "full")).start()
-    nodsn = env.own(pyprimary.Primary(env, "nodsn", ehlo=[
-        b"PIPELINING", b"SIZE 100000000", b"8BITMIME", b"SMTPUTF8"])).start()
-    helo = env.own(pyprimary.Primary(env, "helo")).start()
-    helo.ehlo_reply = b"502 5.5.2 EHLO not implemented"
-    down = env.own(pyprimary.Primary(env, "down")).start()
-    down.replies = {"MAIL": b"421 4.3.2 service shutting down"}
+    # smtp-sink where it can play the part: -N no DSN, -e no ESMTP (EHLO
+    # gets 500), -Q MAIL a 421 and a hang-up
+    nodsn = env.sink(name="nodsn", options=["-N"]).start()
+    helo = env.sink(name="helo", options=["-e"]).start()
+    down = env.sink(name="down", options=["-Q", "MAIL"]).start()
     order = env.own(pyprimary.Primary(env, "order"))       # later
 
     d_full = env.daemon(name="full", primary_port=full.port)
@@ -106,7 +113,9 @@ def main(env):
     rp = " NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;rcpt@example.test"
     s_full = send_params(d_full.port, "full", mp, rp, body8=True,
                          sender="s\u00e9nder@client.test")
-    s_nodsn = send_params(d_nodsn.port, "nodsn", mp, rp, body8=True)
+    s_nodsn = send_params(d_nodsn.port, "nodsn",
+                          " BODY=8BITMIME RET=HDRS ENVID=env+2Bid", rp,
+                          body8=True)
     s_helo = send_params(d_helo.port, "helo", " BODY=7BIT", "")
     s_down = send_params(d_down.port, "down", "", "")
 
@@ -130,35 +139,35 @@ def main(env):
              "RCPT to a DSN primary: %r" % m.rcpts)
     hf.check("caf\u00e9".encode() in m.data, "8-bit body altered")
 
-    nodsn.wait_messages(1, 15)
-    m = nodsn.messages[0]
-    hf.note("no-DSN primary: %r / %r" % (m.mail, m.rcpts))
-    hf.check(re.fullmatch(rb"MAIL FROM:<sender@client\.test> SIZE=\d+ "
-                          rb"BODY=8BITMIME SMTPUTF8", m.mail),
-             "MAIL to a primary without DSN: %r" % m.mail)
-    hf.check(m.rcpts == [b"RCPT TO:<rcpt@example.test>"],
-             "RCPT to a primary without DSN: %r" % m.rcpts)
+    nodsn.wait_count(1, 15)
+    t = wait_tx(nodsn)
+    hf.note("no-DSN primary: %r / %r" % (t.mail, t.rcpts))
+    hf.check(t.mail == "MAIL FROM:<sender@client.test> BODY=8BITMIME",
+             "MAIL to a primary without DSN: %r" % t.mail)
+    hf.check([r for r, _ in t.rcpts] == ["RCPT TO:<rcpt@example.test>"],
+             "RCPT to a primary without DSN: %r" % t.rcpts)
 
     # ---- EHLO rejected: HELO
-    helo.wait_messages(1, 15)
-    m = helo.messages[0]
-    hf.check(helo.commands("HELO") == [b"HELO mx2.example.test"],
-             "HELO lines %r" % helo.commands("HELO"))
-    hf.check(m.mail == b"MAIL FROM:<sender@client.test>" and
-             m.rcpts == [b"RCPT TO:<rcpt@example.test>"],
-             "after HELO: %r %r" % (m.mail, m.rcpts))
-    hf.check(b"token helo" in m.data, "wrong message")
+    helo.wait_count(1, 15)
+    t = wait_tx(helo)
+    hf.check(t.helo == "mx2.example.test", "HELO %r" % t.helo)
+    hf.check(t.mail == "MAIL FROM:<sender@client.test>" and
+             [r for r, _ in t.rcpts] == ["RCPT TO:<rcpt@example.test>"],
+             "after HELO: %r %r" % (t.mail, t.rcpts))
+    hf.check(b"token helo" in t.content, "wrong message")
+    hf.check(d_helo.grep(r'send="HELO mx2\.example\.test"'),
+             "no HELO in the drain trace")
 
     # ---- 421 marks the primary down
     d_down.wait_log(r"primary down host=\S+ port=\d+ reason=.*421",
                     timeout=15)
     hf.check(s_down.qid in d_down.queue_ids(), "message left the queue "
              "after a 421")
-    hf.check(not down.messages, "421 primary got a message")
-    down.replies = {}
-    down.wait_messages(1, 15)
+    hf.check(not down.messages(), "421 primary got a message")
+    down.restart(options=[])
+    down.wait_count(1, 15)
     d_down.wait_log(r"primary up", timeout=5)
-    hf.check(b"token down" in down.messages[0].data, "wrong message")
+    hf.check(b"token down" in down.messages()[0].content, "wrong message")
 
     # ---- oldest first
     order.start()
