@@ -124,6 +124,7 @@ def main(env):
     hf.check(not p_none.sessions[0].tls, "tls = none session was TLS")
     hf.check(b"token none" in p_none.messages[0].data, "tls = none: wrong "
              "message delivered")
+    hf.wait_until(lambda: not queued(d_none, s_none), 5, "none removed")
 
     # ---- verify against a CA that did not sign
     d_ver.wait_log(r"primary failure state=tls-handshake reason=\"?TLS "

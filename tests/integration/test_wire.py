@@ -146,6 +146,9 @@ def main(env):
              "MAIL to a primary without DSN: %r" % t.mail)
     hf.check([r for r, _ in t.rcpts] == ["RCPT TO:<rcpt@example.test>"],
              "RCPT to a primary without DSN: %r" % t.rcpts)
+    hf.check(b"token nodsn" in t.content, "wrong message")
+    hf.wait_until(lambda: s_nodsn.qid not in d_nodsn.queue_ids(), 5,
+                  "delivered message removed")
 
     # ---- EHLO rejected: HELO
     helo.wait_count(1, 15)
@@ -157,6 +160,8 @@ def main(env):
     hf.check(b"token helo" in t.content, "wrong message")
     hf.check(d_helo.grep(r'send="HELO mx2\.example\.test"'),
              "no HELO in the drain trace")
+    hf.wait_until(lambda: s_helo.qid not in d_helo.queue_ids(), 5,
+                  "delivered message removed")
 
     # ---- 421 marks the primary down
     d_down.wait_log(r"primary down host=\S+ port=\d+ reason=.*421",
