@@ -19,7 +19,8 @@ them while the server runs):
   rcpt_reply   callable(address) -> reply line or None
   data_delay   seconds to wait before the reply to the end of DATA
 
-Listens on 127.0.0.1 only; every socket has a timeout; stop() closes the
+Listens on 127.0.0.1 (and ::1 on the same port, where it exists) only;
+every socket has a timeout; stop() closes the
 listener and every connection."""
 
 import os
@@ -80,19 +81,34 @@ class Primary:
 
     def start(self):
         self.stopping = False
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.socks = []
+        # ::1 too, on the same port, where it exists: a daemon given the
+        # name localhost may resolve it to either address
+        for fam, addr in ((socket.AF_INET, "127.0.0.1"),
+                          (socket.AF_INET6, "::1")):
+            s = socket.socket(fam, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((addr, self.port))
+            except OSError:
+                s.close()
+                if fam == socket.AF_INET:
+                    raise
+                continue
+            s.listen(64)
+            s.settimeout(0.2)
+            self.socks.append(s)
+            threading.Thread(target=self._accept, args=(s,),
+                             daemon=True).start()
+        self.sock = self.socks[0]
         return self
 
     def stop(self):
         self.stopping = True
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+        for s in getattr(self, "socks", []):
+            s.close()
+        self.socks = []
+        self.sock = None
         with self.lock:
             conns = list(self.open)
         for c in conns:
@@ -104,8 +120,7 @@ class Primary:
 
     cleanup = stop
 
-    def _accept(self):
-        sock = self.sock
+    def _accept(self, sock):
         while not self.stopping:
             try:
                 c, _ = sock.accept()
