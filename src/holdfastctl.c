@@ -383,7 +383,11 @@ hctl_text_queue(const struct ctl_rec *rec, uint64_t *nmsgs, uint64_t *bytes)
 			hctl_put(rec->val[i]);
 			putchar('\n');
 		}
-	if ((v = ctl_proto_rec_get(rec, "last_reply")) != NULL) {
+	if ((v = ctl_proto_rec_get(rec, "primary_reply")) != NULL) {
+		printf("%18s(primary down: ", "");
+		hctl_put(v);
+		printf(") next: as soon as it is back\n");
+	} else if ((v = ctl_proto_rec_get(rec, "last_reply")) != NULL) {
 		printf("%18s(", "");
 		hctl_put(v);
 		printf(") next: %s\n", next);

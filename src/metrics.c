@@ -182,6 +182,14 @@ static const struct metrics_def metrics_table[M_COUNT] = {
 	    "holdfast_log_suppressed_total", "", METRICS_T_COUNTER,
 	    "Log lines a peer could trigger that were not written because "
 	    "their call site passed its rate limit." },
+	[M_PRIMARY_SIZE] = { M_PRIMARY_SIZE,
+	    "holdfast_primary_size_limit_bytes", "", METRICS_T_GAUGE,
+	    "The SIZE the primary last advertised in EHLO (0: none or no "
+	    "limit); kept across restarts." },
+	[M_SIZE_LIMIT] = { M_SIZE_LIMIT, "holdfast_message_size_limit_bytes",
+	    "", METRICS_T_GAUGE,
+	    "The message size limit in force: max_message_size, or less to "
+	    "stay under the primary's SIZE." },
 };
 
 static double metrics_values[M_COUNT] = {

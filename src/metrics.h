@@ -64,6 +64,9 @@ enum metrics_id {
 	M_TLS_HANDSHAKES_OK,
 	M_TLS_HANDSHAKES_FAILED,
 	M_LOG_SUPPRESSED,		/* counter, log.c's hook */
+	/* size limits */
+	M_PRIMARY_SIZE,			/* gauge, the primary's SIZE, 0 = none */
+	M_SIZE_LIMIT,			/* gauge, the limit in force */
 	M_COUNT
 };
 

@@ -84,6 +84,27 @@ net_literal(const char *host, unsigned port, struct sockaddr_storage *ss,
 }
 
 int
+net_addr_parse(const char *addr, struct sockaddr_storage *ss,
+    socklen_t *sslen)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, addr, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		*sslen = sizeof(*sin);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, addr, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		*sslen = sizeof(*sin6);
+		return 0;
+	}
+	return -1;
+}
+
+int
 net_cidr_parse(const char *s, struct net_cidr *cidr)
 {
 	struct net_cidr c;

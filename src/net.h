@@ -18,6 +18,10 @@ int net_parse_hostport(const char *s, struct sockaddr_storage *ss,
  * host is not a literal. */
 int net_literal(const char *host, unsigned port, struct sockaddr_storage *ss,
     socklen_t *sslen);
+/* A bare address literal (IPv4 or IPv6, no brackets, no port) as a
+ * sockaddr with port 0, e.g. to bind to.  0, or -1 if addr is not one. */
+int net_addr_parse(const char *addr, struct sockaddr_storage *ss,
+    socklen_t *sslen);
 /* An address block: "192.0.2.0/24", "2001:db8::/32", or a bare address
  * (a /32 or /128). */
 struct net_cidr {

@@ -217,6 +217,7 @@ struct smtp_session {
 	enum smtp_state		 state;
 	char			 helo[SMTP_DOMAIN_MAX + 1];
 	bool			 esmtp;
+	bool			 utf8_offered;	/* our EHLO listed SMTPUTF8 */
 	bool			 tls;		/* STARTTLS done */
 	char			 tlsinfo[128];	/* protocol and cipher */
 	bool			 skip_line;	/* discarding an overlong line */
@@ -416,15 +417,23 @@ smtp_greet(struct smtp_session *s, const char *args, bool esmtp)
 	evbuffer_add_printf(out, "250-%s\r\n", cf->hostname);
 	if (tls_server_enabled(s->srv->tls) && !s->tls)
 		evbuffer_add_printf(out, "250-STARTTLS\r\n");
+	/*
+	 * SIZE is never above what the primary takes; SMTPUTF8 only while
+	 * the primary is not known to lack it (its addresses would be
+	 * refused there; a sender then downgrades or keeps the message).
+	 * 8BITMIME stays: 8-bit bodies pass everywhere in practice.
+	 */
+	s->utf8_offered = queue_primary_has_smtputf8(s->srv->queue);
 	evbuffer_add_printf(out,
 	    "250-PIPELINING\r\n"
 	    "250-SIZE %" PRIu64 "\r\n"
 	    "250-ENHANCEDSTATUSCODES\r\n"
 	    "250-8BITMIME\r\n"
-	    "250-SMTPUTF8\r\n"
+	    "%s"
 	    "250-DSN\r\n"
 	    "250-ETRN\r\n"
-	    "250 CHUNKING\r\n", cf->max_message_size);
+	    "250 CHUNKING\r\n", queue_size_limit(s->srv->queue),
+	    s->utf8_offered ? "250-SMTPUTF8\r\n" : "");
 }
 
 static void
@@ -517,7 +526,11 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 				smtp_reply(s, SMTP_R_SYNTAX);
 				goto fail;
 			}
-			if (size > cf->max_message_size) {
+			if (size > queue_size_limit(s->srv->queue)) {
+				log_info("sess=%016" PRIx64 " message too "
+				    "large claim=%" PRIu64 " limit=%" PRIu64,
+				    s->id, size,
+				    queue_size_limit(s->srv->queue));
 				smtp_reply(s, SMTP_R_SIZE);
 				goto fail;
 			}
@@ -529,7 +542,7 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 				goto fail;
 			}
 		} else if (strcmp(pm->keyword, "SMTPUTF8") == 0 &&
-		    !pm->has_value) {
+		    !pm->has_value && s->utf8_offered) {
 			env->smtputf8 = true;
 		} else if (strcmp(pm->keyword, "RET") == 0 &&
 		    (util_strcaseeq(pm->value, "FULL") ||
@@ -993,7 +1006,7 @@ smtp_tx_write(struct smtp_session *s, const char *buf, size_t len)
 	if (tx->error == SMTP_TX_OK && tx->data.received > SMTP_MAX_RECEIVED)
 		tx->error = SMTP_TX_LOOP;
 	if (tx->error == SMTP_TX_OK &&
-	    tx->data.out_total > s->srv->cf->max_message_size)
+	    tx->data.out_total > queue_size_limit(s->srv->queue))
 		tx->error = SMTP_TX_SIZE;
 	if (tx->error != SMTP_TX_OK) {
 		/* Keep reading to the end, store nothing more. */
@@ -1059,8 +1072,9 @@ smtp_tx_end(struct smtp_session *s)
 		break;
 	case SMTP_TX_SIZE:
 		if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LARGE]))
-			log_info("sess=%016" PRIx64 " message too large size>%" PRIu64,
-			    s->id, s->srv->cf->max_message_size);
+			log_info("sess=%016" PRIx64 " message too large "
+			    "size>%" PRIu64, s->id,
+			    queue_size_limit(s->srv->queue));
 		smtp_reply(s, SMTP_R_SIZE);
 		goto reset;
 	case SMTP_TX_LOOP:

@@ -428,6 +428,47 @@ test_ehlo_has(void)
 }
 
 static void
+test_ehlo_size(void)
+{
+	static const struct {
+		const char	*lines[5];
+		uint64_t	 want;
+	} cases[] = {
+		{ { "250-mx Hello", "250 SIZE 10240000", NULL }, 10240000 },
+		{ { "250-mx", "250-PIPELINING", "250-size 100000",
+		    "250 8BITMIME", NULL }, 100000 },
+		{ { "250-mx", "250-SIZE", "250 8BITMIME", NULL }, 0 },
+		{ { "250-mx", "250 SIZE 0", NULL }, 0 },
+		{ { "250-mx", "250 SIZE  2048", NULL }, 2048 },
+		{ { "250-mx", "250 SIZE 2048 ", NULL }, 2048 },
+		{ { "250-mx", "250 PIPELINING", NULL }, 0 },
+		{ { "250 mx SIZE 1000", NULL }, 0 },	/* the greeting line */
+		{ { "250-mx", "250 SIZEX 1000", NULL }, 0 },
+		{ { "250-mx", "250 SIZE abc", NULL }, 0 },
+		{ { "250-mx", "250 SIZE 12abc", NULL }, 0 },
+		{ { "250-mx", "250 SIZE -5", NULL }, 0 },
+		{ { "250-mx", "250 SIZE 18446744073709551615", NULL },
+		  UINT64_MAX },
+		{ { "250-mx", "250 SIZE 18446744073709551616", NULL }, 0 },
+		{ { "250-mx", "250 SIZE 99999999999999999999999999", NULL },
+		  0 },
+		{ { "250", NULL }, 0 },
+		{ { "250-mx", "250 SIZ", NULL }, 0 },
+	};
+	struct smtp_reply r;
+	size_t i;
+
+	for (i = 0; i < NELEM(cases); i++) {
+		T_CHECK(reply_feed_all(&r, cases[i].lines) == 1);
+		if (smtp_proto_ehlo_size(&r) != cases[i].want) {
+			fprintf(stderr, "  case %zu: got %llu\n", i,
+			    (unsigned long long)smtp_proto_ehlo_size(&r));
+			T_CHECK(!"ehlo_size");
+		}
+	}
+}
+
+static void
 test_reply_fmt(void)
 {
 	static const struct {
@@ -1008,6 +1049,24 @@ test_received(void)
 	T_STREQ(out, want);
 }
 
+/* Every field at its longest still fits SMTP_RECEIVED_MAX (the headroom
+ * the learned size limit keeps for our own header counts on it). */
+static void
+test_received_max(void)
+{
+	char big[1200], out[4096];
+	struct smtp_received r;
+	int len;
+
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	r.helo = r.rdns = r.addr = r.hostname = r.proto = r.tls = r.id =
+	    r.rcpt = big;
+	r.when = 1700000000;
+	len = smtp_proto_fmt_received(&r, out, sizeof(out));
+	T_CHECK(len > 1300 && len <= SMTP_RECEIVED_MAX);
+}
+
 static void
 test_received_injection(void)
 {
@@ -1149,6 +1208,8 @@ main(void)
 		{ "smtp_proto_reply", test_reply },
 		{ "smtp_proto_reply_truncate", test_reply_truncate },
 		{ "smtp_proto_ehlo_has", test_ehlo_has },
+		{ "smtp_proto_ehlo_size", test_ehlo_size },
+		{ "smtp_proto_received_max", test_received_max },
 		{ "smtp_proto_reply_fmt", test_reply_fmt },
 		{ "smtp_proto_data", test_data },
 		{ "smtp_proto_data_smuggling", test_data_smuggling },
