@@ -678,6 +678,8 @@ test_stat_check(void)
 			T_CHECK(0);
 		}
 	}
+}
+
 /*
  * The group commit as queue.c runs it: stage a batch (one of them fails and
  * leaves the rest alone), one spool_sync(), publish each.  Nothing is in
