@@ -136,7 +136,7 @@ def main(env):
     hf.note("encrypt to plain: %s" % fails[-1][-120:])
 
     # a few more probe rounds: still nothing goes out, never plaintext
-    time.sleep(5)
+    time.sleep(hf.scaled(5))
     for d, s in ((bad_v, s_bad), (enc_plain, s_enc)):
         hf.check(s.qid in d.queue_ids(), "%s: %s no longer queued (%s)"
                  % (d.name, s.qid, d.queue_ids()))
