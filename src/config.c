@@ -72,7 +72,7 @@ static const struct config_key config_keys[] = {
 	{ "screen", "greet_wait", CONFIG_T_DURATION, OFF(greet_wait), "2s", 0,
 	  30, "pregreet test: banner delay; talking first gets 421 (0: off)" },
 	{ "screen", "dnsbl", CONFIG_T_LIST, OFF(dnsbl), "", 0, 0,
-	  "DNSBL zones, zone[*weight], comma-separated; repeatable" },
+	  "DNSBL zones as zone[=filter][*weight] (Postfix's syntax)" },
 	{ "screen", "dnsbl_threshold", CONFIG_T_UINT, OFF(dnsbl_threshold),
 	  "1", 1, 1000, "summed weight at which RCPT gets 450 4.7.1" },
 	{ "screen", "dns_server", CONFIG_T_STRING, OFF(screen_dns_server), "",
@@ -268,6 +268,152 @@ config_find(const char *section, const char *name)
 	return NULL;
 }
 
+/* One octet pattern of a filter: a number, or [n;n..m;...]. */
+static int
+config_dnsbl_octet(const char *s, unsigned char bits[32])
+{
+	const char *p = s;
+	bool bracket = *p == '[';
+
+	if (bracket)
+		p++;
+	for (;;) {
+		unsigned long lo, hi, v;
+		char *end;
+
+		if (!isdigit((unsigned char)*p))
+			return -1;
+		lo = strtoul(p, &end, 10);
+		p = end;
+		hi = lo;
+		if (bracket && p[0] == '.' && p[1] == '.') {
+			if (!isdigit((unsigned char)p[2]))
+				return -1;
+			hi = strtoul(p + 2, &end, 10);
+			p = end;
+		}
+		if (lo > 255 || hi > 255 || lo > hi)
+			return -1;
+		for (v = lo; v <= hi; v++)
+			bits[v / 8] |= (unsigned char)(1u << (v % 8));
+		if (!bracket)
+			return *p == '\0' ? 0 : -1;
+		if (*p == ';') {
+			p++;
+			continue;
+		}
+		return p[0] == ']' && p[1] == '\0' ? 0 : -1;
+	}
+}
+
+int
+config_dnsbl_parse(const char *s, struct config_dnsbl *out, char *err,
+    size_t errlen)
+{
+	char *copy = xstrdup(s), *eq, *star, *zone, *c;
+	long w = 1;
+
+	memset(out, 0, sizeof(*out));
+	if ((star = strrchr(copy, '*')) != NULL) {
+		char *end;
+
+		*star++ = '\0';
+		errno = 0;
+		w = strtol(star, &end, 10);
+		if (end == star || *end != '\0' || errno != 0 || w == 0 ||
+		    w < -1000 || w > 1000) {
+			snprintf(err, errlen, "bad weight in %s (an integer "
+			    "-1000..1000, not 0)", s);
+			goto fail;
+		}
+	}
+	if ((eq = strchr(copy, '=')) != NULL) {
+		char *oct[4], *p;
+		int i;
+
+		*eq++ = '\0';
+		p = eq;
+		for (i = 0; i < 4; i++) {
+			/* Dots split octets, but ".." is a range inside []. */
+			oct[i] = p;
+			if (*p == '[')
+				p = strchr(p, ']');
+			if (p != NULL)
+				p = strchr(p, '.');
+			if (i < 3) {
+				if (p == NULL)
+					break;
+				*p++ = '\0';
+			} else if (p != NULL)
+				break;
+		}
+		if (i < 4) {
+			snprintf(err, errlen, "bad filter in %s (d.d.d.d, "
+			    "each d a number or [n;n..m])", s);
+			goto fail;
+		}
+		for (i = 0; i < 4; i++)
+			if (config_dnsbl_octet(oct[i], out->filter[i]) == -1) {
+				snprintf(err, errlen, "bad filter in %s "
+				    "(d.d.d.d, each d a number or [n;n..m])",
+				    s);
+				goto fail;
+			}
+		out->has_filter = true;
+	}
+	zone = copy;
+	for (c = zone; *c != '\0'; c++)
+		*c = (char)tolower((unsigned char)*c);
+	if (*zone != '\0' && zone[strlen(zone) - 1] == '.')
+		zone[strlen(zone) - 1] = '\0';
+	if (!config_is_hostname(zone) || strchr(zone, '.') == NULL ||
+	    zone[0] == '.' || strstr(zone, "..") != NULL) {
+		snprintf(err, errlen, "bad zone in %s", s);
+		goto fail;
+	}
+	out->zone = xstrdup(zone);
+	out->weight = (int)w;
+	free(copy);
+	return 0;
+fail:
+	free(copy);
+	memset(out, 0, sizeof(*out));
+	return -1;
+}
+
+/* Parse [screen] dnsbl into typed rows; entries are split on commas (by
+ * the list type) and on blanks, as Postfix does. */
+static int
+config_dnsbl_load(struct config *cf, const char *path, unsigned lineno,
+    char *err, size_t errlen)
+{
+	size_t i;
+
+	for (i = 0; i < cf->dnsbl.n; i++) {
+		char *copy = xstrdup(cf->dnsbl.v[i]), *p = copy, *item;
+
+		while ((item = strsep(&p, " \t")) != NULL) {
+			struct config_dnsbl d;
+			char why[256];
+
+			if (*item == '\0')
+				continue;
+			if (config_dnsbl_parse(item, &d, why,
+			    sizeof(why)) == -1) {
+				snprintf(err, errlen, "%s:%u: [screen] dnsbl: "
+				    "%s", path, lineno, why);
+				free(copy);
+				return -1;
+			}
+			cf->dnsbl_sites = xreallocarray(cf->dnsbl_sites,
+			    cf->ndnsbl_sites + 1, sizeof(*cf->dnsbl_sites));
+			cf->dnsbl_sites[cf->ndnsbl_sites++] = d;
+		}
+		free(copy);
+	}
+	return 0;
+}
+
 struct config *
 config_load(const char *path, char *err, size_t errlen)
 {
@@ -390,17 +536,8 @@ config_load(const char *path, char *err, size_t errlen)
 		    path, lineno);
 		goto fail;
 	}
-	for (i = 0; i < cf->dnsbl.n; i++) {
-		const char *star = strchr(cf->dnsbl.v[i], '*');
-		uint64_t w;
-
-		if (star != NULL && (util_parse_u64(star + 1, &w) == -1 ||
-		    w == 0 || w > 1000)) {
-			snprintf(err, errlen, "%s:%u: [screen] dnsbl: bad "
-			    "weight in %s", path, lineno, cf->dnsbl.v[i]);
-			goto fail;
-		}
-	}
+	if (config_dnsbl_load(cf, path, lineno, err, errlen) == -1)
+		goto fail;
 	if (*cf->control_socket == '\0') {
 		free(cf->control_socket);
 		xasprintf(&cf->control_socket, "%s/control.sock",
@@ -448,6 +585,9 @@ config_free(struct config *cf)
 			break;
 		}
 	}
+	for (i = 0; i < cf->ndnsbl_sites; i++)
+		free(cf->dnsbl_sites[i].zone);
+	free(cf->dnsbl_sites);
 	free(cf);
 }
 
