@@ -121,5 +121,8 @@ install: $(BUILD)/holdfast $(BUILD)/holdfastctl
 	sed 's|/usr/sbin/holdfast|$(SBINDIR)/holdfast|g' etc/holdfast.service \
 	    > $(DESTDIR)$(SYSTEMDUNITDIR)/holdfast.service
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/holdfast.service
+	$(INSTALL) -d $(DESTDIR)$(PREFIX)/share/holdfast/notify
+	$(INSTALL) -m 0755 contrib/notify/holdfast-ntfy \
+	    contrib/notify/holdfast-webhook $(DESTDIR)$(PREFIX)/share/holdfast/notify/
 
 -include $(LIBOBJ:.o=.d) $(BUILD)/obj/main.d $(BUILD)/obj/holdfastctl.d

@@ -128,6 +128,16 @@ static const struct config_key config_keys[] = {
 	  "address:port for /metrics and /healthz (default: off)" },
 	{ "metrics", "allow", CONFIG_T_CIDRS, OFF(metrics_allow),
 	  "127.0.0.0/8, ::1/128", 0, 0, "CIDRs allowed to scrape; others 403" },
+	{ "notify", "exec", CONFIG_T_STRING, OFF(notify_exec), "", 0, 0,
+	  "program and arguments run on events, no shell (default: off)" },
+	{ "notify", "primary_down_after", CONFIG_T_DURATION,
+	  OFF(notify_primary_down_after), "10m", 1, NOMAX,
+	  "primary down this long: notice primary-down" },
+	{ "notify", "timeout", CONFIG_T_DURATION, OFF(notify_timeout), "30s",
+	  1, 3600, "the program is killed after this long" },
+	{ "notify", "repeat_interval", CONFIG_T_DURATION,
+	  OFF(notify_repeat_interval), "10m", 0, NOMAX,
+	  "the same event again within this is suppressed (counted)" },
 };
 
 static void
@@ -538,6 +548,11 @@ config_load(const char *path, char *err, size_t errlen)
 	}
 	if (config_dnsbl_load(cf, path, lineno, err, errlen) == -1)
 		goto fail;
+	if (*cf->notify_exec != '\0' && *cf->notify_exec != '/') {
+		snprintf(err, errlen, "%s:%u: [notify] exec: not an absolute "
+		    "path (no shell runs it)", path, lineno);
+		goto fail;
+	}
 	if (*cf->control_socket == '\0') {
 		free(cf->control_socket);
 		xasprintf(&cf->control_socket, "%s/control.sock",

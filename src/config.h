@@ -86,6 +86,11 @@ struct config {
 	/* [metrics] */
 	char			*metrics_listen; /* "" = off */
 	struct config_list	 metrics_allow;	/* CIDRs */
+	/* [notify] */
+	char			*notify_exec;	/* "" = off; argv words */
+	uint64_t		 notify_primary_down_after;
+	uint64_t		 notify_timeout;
+	uint64_t		 notify_repeat_interval;
 };
 
 /* Load path into a new config; on error return NULL with "path:line: why"

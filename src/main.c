@@ -24,6 +24,7 @@
 #include "dns.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "queue.h"
 #include "smtp_server.h"
 #include "spool.h"
@@ -174,6 +175,7 @@ main(int argc, char **argv)
 	struct workpool *wp;
 	struct dns *dns;
 	struct ctl *ctl;
+	struct notify *notify;
 	char err[512];
 	int ch, i;
 
@@ -225,6 +227,8 @@ main(int argc, char **argv)
 	ctx.queue = queue_new(ctx.base, cf, sp, wp, dns, ctx.tls);
 	if (queue_load(ctx.queue) == -1)
 		fatalx("spool scan failed");
+	notify = notify_new(ctx.base, cf);
+	queue_set_notify(ctx.queue, notify);
 	if ((ctx.srv = smtp_server_new(ctx.base, cf, sp, ctx.queue, dns,
 	    ctx.tls)) == NULL)
 		fatalx("cannot set up listeners");
@@ -255,6 +259,7 @@ main(int argc, char **argv)
 	workpool_free(wp);
 	smtp_server_free(ctx.srv);
 	queue_free(ctx.queue);
+	notify_free(notify);
 	dns_free(dns);
 	tls_free(ctx.tls);
 	for (i = 0; i < 3; i++)

@@ -65,6 +65,9 @@ struct metrics_def {
 			"expired counts messages."
 #define REPLY_HELP	"SMTP replies sent to clients, by class."
 #define TLS_HELP	"Inbound TLS handshakes, by result."
+#define NOTIFY_HELP	"Events for the [notify] exec program, by result: " \
+			"ok, failed, timeout (killed), dropped (too many " \
+			"waiting), suppressed (a repeat)."
 
 static const struct metrics_def metrics_table[M_COUNT] = {
 	[M_BUILD_INFO] = { M_BUILD_INFO, "holdfast_build_info",
@@ -180,6 +183,18 @@ static const struct metrics_def metrics_table[M_COUNT] = {
 	[M_TLS_HANDSHAKES_FAILED] = { M_TLS_HANDSHAKES_FAILED,
 	    "holdfast_tls_handshakes_total", "result=\"failed\"",
 	    METRICS_T_COUNTER, TLS_HELP },
+
+	[M_NOTIFY_OK] = { M_NOTIFY_OK, "holdfast_notify_total",
+	    "result=\"ok\"", METRICS_T_COUNTER, NOTIFY_HELP },
+	[M_NOTIFY_FAILED] = { M_NOTIFY_FAILED, "holdfast_notify_total",
+	    "result=\"failed\"", METRICS_T_COUNTER, NOTIFY_HELP },
+	[M_NOTIFY_TIMEOUT] = { M_NOTIFY_TIMEOUT, "holdfast_notify_total",
+	    "result=\"timeout\"", METRICS_T_COUNTER, NOTIFY_HELP },
+	[M_NOTIFY_DROPPED] = { M_NOTIFY_DROPPED, "holdfast_notify_total",
+	    "result=\"dropped\"", METRICS_T_COUNTER, NOTIFY_HELP },
+	[M_NOTIFY_SUPPRESSED] = { M_NOTIFY_SUPPRESSED,
+	    "holdfast_notify_total", "result=\"suppressed\"",
+	    METRICS_T_COUNTER, NOTIFY_HELP },
 
 	[M_DNSBL_ERRORS] = { M_DNSBL_ERRORS, "holdfast_dnsbl_errors_total",
 	    NULL, METRICS_T_COUNTER,

@@ -63,6 +63,12 @@ enum metrics_id {
 	/* TLS, by result */
 	M_TLS_HANDSHAKES_OK,
 	M_TLS_HANDSHAKES_FAILED,
+	/* [notify] exec runs, by result */
+	M_NOTIFY_OK,
+	M_NOTIFY_FAILED,
+	M_NOTIFY_TIMEOUT,
+	M_NOTIFY_DROPPED,		/* queue of waiting events full */
+	M_NOTIFY_SUPPRESSED,		/* a repeat within repeat_interval */
 	/* families whose series are added at startup (metrics_series_add) */
 	M_DNSBL_ERRORS,			/* counter, label zone */
 	M_COUNT
