@@ -17,6 +17,7 @@ enum config_type {
 	CONFIG_T_LIST,		/* comma-separated, may repeat */
 	CONFIG_T_DOMAINS,	/* a list of domains, lowercased */
 	CONFIG_T_CIDRS,		/* a list of addr/len */
+	CONFIG_T_DNSBL,		/* a list of zone[=filter][*weight] */
 	CONFIG_T_ENUM,		/* one word of a fixed set (checked below) */
 	CONFIG_T_UINT,
 	CONFIG_T_SIZE,
@@ -71,7 +72,7 @@ static const struct config_key config_keys[] = {
 	  "below this much free space new mail gets 452 4.3.1" },
 	{ "screen", "greet_wait", CONFIG_T_DURATION, OFF(greet_wait), "2s", 0,
 	  30, "pregreet test: banner delay; talking first gets 421 (0: off)" },
-	{ "screen", "dnsbl", CONFIG_T_LIST, OFF(dnsbl), "", 0, 0,
+	{ "screen", "dnsbl", CONFIG_T_DNSBL, OFF(dnsbl), "", 0, 0,
 	  "DNSBL zones as zone[=filter][*weight] (Postfix's syntax)" },
 	{ "screen", "dnsbl_threshold", CONFIG_T_UINT, OFF(dnsbl_threshold),
 	  "1", 1, 1000, "summed weight at which RCPT gets 450 4.7.1" },
@@ -185,6 +186,8 @@ config_is_hostname(const char *s)
 	return true;
 }
 
+static bool config_dnsbl_item_is_valid(const char *item);
+
 /* Parse one value into its field; return NULL or a reason. */
 static const char *
 config_set(struct config *cf, const struct config_key *k, const char *val)
@@ -210,6 +213,7 @@ config_set(struct config *cf, const struct config_key *k, const char *val)
 		return NULL;
 	case CONFIG_T_LIST:
 	case CONFIG_T_CIDRS:
+	case CONFIG_T_DNSBL:
 	case CONFIG_T_DOMAINS: {
 		char *copy = xstrdup(val), *p = copy, *item;
 		const char *why = NULL;
@@ -239,6 +243,13 @@ config_set(struct config *cf, const struct config_key *k, const char *val)
 			if (k->type == CONFIG_T_CIDRS &&
 			    net_cidr_parse(item, NULL) == -1) {
 				why = "not an address or CIDR";
+				break;
+			}
+			if (k->type == CONFIG_T_DNSBL &&
+			    !config_dnsbl_item_is_valid(item)) {
+				why = "not zone[=filter][*weight] (filter "
+				    "d.d.d.d, each d a number or [n;n..m]; "
+				    "weight -1000..1000, not 0)";
 				break;
 			}
 			config_list_add((struct config_list *)field, item);
@@ -391,6 +402,27 @@ fail:
 	return -1;
 }
 
+/* Every blank-separated entry of one comma-separated item parses. */
+static bool
+config_dnsbl_item_is_valid(const char *item)
+{
+	char *copy = xstrdup(item), *p = copy, *w, err[8];
+	bool ok = true;
+
+	while (ok && (w = strsep(&p, " \t")) != NULL) {
+		struct config_dnsbl d;
+
+		if (*w == '\0')
+			continue;
+		if (config_dnsbl_parse(w, &d, err, sizeof(err)) == -1)
+			ok = false;
+		else
+			free(d.zone);
+	}
+	free(copy);
+	return ok;
+}
+
 /* Parse [screen] dnsbl into typed rows; entries are split on commas (by
  * the list type) and on blanks, as Postfix does. */
 static int
@@ -478,7 +510,8 @@ config_load(const char *path, char *err, size_t errlen)
 		}
 		i = (size_t)(k - config_keys);
 		if (seen[i] && k->type != CONFIG_T_LIST &&
-		    k->type != CONFIG_T_CIDRS && k->type != CONFIG_T_DOMAINS) {
+		    k->type != CONFIG_T_CIDRS && k->type != CONFIG_T_DOMAINS &&
+		    k->type != CONFIG_T_DNSBL) {
 			snprintf(err, errlen, "%s:%u: [%s] %s given twice",
 			    path, lineno, section, key);
 			goto fail;
@@ -591,6 +624,7 @@ config_free(struct config *cf)
 			break;
 		case CONFIG_T_LIST:
 		case CONFIG_T_CIDRS:
+		case CONFIG_T_DNSBL:
 		case CONFIG_T_DOMAINS:
 			config_list_free((struct config_list *)field);
 			break;

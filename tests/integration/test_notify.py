@@ -19,7 +19,9 @@ served meanwhile; 40 events at once: 16 wait and the rest are dropped
 Part C: contrib/notify/holdfast-ntfy as [notify] exec against a local
 HTTP server (ntfy's publish API: POST /topic, Title/Priority/Tags
 headers, the summary as body) on hold-mode on; contrib/notify/
-holdfast-webhook run with an event's environment posts valid JSON."""
+holdfast-webhook run with an event's environment posts valid JSON.
+Part D: min_free above the disk's size: one spool-low notice (not one
+per check) with FREE_BYTES and MIN_FREE."""
 import http.server
 import json
 import os
@@ -286,10 +288,36 @@ def part_c(env):
         srv.server_close()
 
 
+def part_d(env):
+    """min_free above the disk's size: the spool is low at once."""
+    outdir = env.path("notices-d")
+    os.makedirs(outdir)
+    os.chmod(outdir, 0o777)
+    out = os.path.join(outdir, "record")
+    rec = env.path("recorder-d")
+    with open(rec, "w") as f:
+        f.write(RECORDER % out)
+    os.chmod(rec, 0o755)
+    sink = env.sink(name="sinkD").start()
+    d = env.daemon(name="full", primary_port=sink.port,
+                   spool={"min_free": "999999G"},
+                   notify={"exec": rec, "repeat_interval": "0"}).start()
+    n = wait_notice(out, "spool-low", timeout=15)[0]
+    hf.check(n.get("HOLDFAST_MIN_FREE") == str(999999 << 30),
+             "MIN_FREE=%s" % n.get("HOLDFAST_MIN_FREE"))
+    hf.check(int(n.get("HOLDFAST_FREE_BYTES", "-1")) >= 0, "FREE_BYTES=%s"
+             % n.get("HOLDFAST_FREE_BYTES"))
+    time.sleep(11)          # the next checks find it still low: no repeat
+    ns = [x for x in notices(out) if x.get("HOLDFAST_EVENT") == "spool-low"]
+    hf.check(len(ns) == 1, "spool-low sent %d times" % len(ns))
+    hf.note("spool-low: %s" % n.get("HOLDFAST_SUMMARY"))
+
+
 def main(env):
     part_a(env)
     part_b(env)
     part_c(env)
+    part_d(env)
 
 
 hf.run(main)
