@@ -18,6 +18,7 @@ enum config_type {
 	CONFIG_T_DOMAINS,	/* a list of domains, lowercased */
 	CONFIG_T_CIDRS,		/* a list of addr/len */
 	CONFIG_T_DNSBL,		/* a list of zone[=filter][*weight] */
+	CONFIG_T_ADDR,		/* one address literal, IPv4 or IPv6 */
 	CONFIG_T_ENUM,		/* one word of a fixed set (checked below) */
 	CONFIG_T_UINT,
 	CONFIG_T_SIZE,
@@ -117,12 +118,15 @@ static const struct config_key config_keys[] = {
 	  "CA file for tls = verify (default: the system's)" },
 	{ "primary", "tls_name", CONFIG_T_STRING, OFF(primary_tls_name), "",
 	  0, 0, "name to verify and send as SNI (default: host)" },
+	{ "primary", "source", CONFIG_T_ADDR, OFF(primary_source), "", 0, 0,
+	  "local address the drain binds to (default: the kernel's)" },
 	{ "tls", "cert", CONFIG_T_STRING, OFF(tls_cert), "", 0, 0,
 	  "PEM certificate chain for STARTTLS (e.g. fullchain.pem)" },
 	{ "tls", "key", CONFIG_T_STRING, OFF(tls_key), "", 0, 0,
 	  "PEM private key (e.g. privkey.pem)" },
-	{ "control", "socket", CONFIG_T_STRING, OFF(control_socket), "", 0, 0,
-	  "control socket path (default: control.sock in the spool)" },
+	{ "control", "socket", CONFIG_T_STRING, OFF(control_socket),
+	  "/run/holdfast/control.sock", 0, 0,
+	  "control socket path (its directory is created if missing)" },
 	{ "control", "group", CONFIG_T_STRING, OFF(control_group), "", 0, 0,
 	  "group allowed to use the control socket (mode 0660)" },
 	{ "metrics", "listen", CONFIG_T_STRING, OFF(metrics_listen), "", 0, 0,
@@ -206,6 +210,15 @@ config_set(struct config *cf, const struct config_key *k, const char *val)
 		if (k->type == CONFIG_T_HOST && *val != '\0' &&
 		    !config_is_hostname(val))
 			return "not a hostname";
+		/* FALLTHROUGH */
+	case CONFIG_T_ADDR:
+		if (k->type == CONFIG_T_ADDR && *val != '\0') {
+			struct sockaddr_storage ss;
+			socklen_t sslen;
+
+			if (net_addr_parse(val, &ss, &sslen) == -1)
+				return "not an IPv4 or IPv6 address";
+		}
 		/* FALLTHROUGH */
 	case CONFIG_T_STRING:
 		free(*(char **)field);
@@ -586,11 +599,6 @@ config_load(const char *path, char *err, size_t errlen)
 		    "path (no shell runs it)", path, lineno);
 		goto fail;
 	}
-	if (*cf->control_socket == '\0') {
-		free(cf->control_socket);
-		xasprintf(&cf->control_socket, "%s/control.sock",
-		    cf->spool_dir);
-	}
 	if (*cf->helo_name == '\0') {
 		free(cf->helo_name);
 		cf->helo_name = xstrdup(cf->hostname);
@@ -620,6 +628,7 @@ config_free(struct config *cf)
 		case CONFIG_T_STRING:
 		case CONFIG_T_ENUM:
 		case CONFIG_T_HOST:
+		case CONFIG_T_ADDR:
 			free(*(char **)field);
 			break;
 		case CONFIG_T_LIST:

@@ -77,6 +77,7 @@ struct config {
 	char			*primary_tls;	/* none|may|encrypt|verify */
 	char			*primary_tls_ca;
 	char			*primary_tls_name;
+	char			*primary_source; /* "" = the kernel's choice */
 	/* [tls] */
 	char			*tls_cert;	/* "" = no STARTTLS */
 	char			*tls_key;

@@ -331,7 +331,7 @@ dns_addrinfo_cb(void *arg, int status, int timeouts,
 }
 
 struct dns_query *
-dns_resolve(struct dns *dns, const char *host, unsigned port,
+dns_resolve(struct dns *dns, const char *host, unsigned port, int family,
     void (*cb)(void *arg, const struct sockaddr *sa, socklen_t salen),
     void *arg)
 {
@@ -344,7 +344,7 @@ dns_resolve(struct dns *dns, const char *host, unsigned port,
 	q->port = port;
 	TAILQ_INSERT_TAIL(&dns->queries, q, entry);
 	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
+	hints.ai_family = family;
 	hints.ai_socktype = SOCK_STREAM;
 	ares_getaddrinfo(dns->channel, host, NULL, &hints, dns_addrinfo_cb,
 	    q);

@@ -31,11 +31,12 @@ void dns_free(struct dns *dns);
 struct dns_query *dns_rdns(struct dns *dns, const struct sockaddr *sa,
     void (*cb)(void *arg, const char *name), void *arg);
 /*
- * Resolve host (a name or a literal) to its first address with port set;
- * cb(arg, sa, salen) with sa NULL on failure.  Same lifetime rules.
+ * Resolve host (a name or a literal) to its first address of family
+ * (AF_UNSPEC: any) with port set; cb(arg, sa, salen) with sa NULL on
+ * failure.  Same lifetime rules.
  */
 struct dns_query *dns_resolve(struct dns *dns, const char *host,
-    unsigned port,
+    unsigned port, int family,
     void (*cb)(void *arg, const struct sockaddr *sa, socklen_t salen),
     void *arg);
 /* The IPv4 addresses of name (a DNSBL lookup): cb(arg, a, n) with n

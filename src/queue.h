@@ -78,8 +78,41 @@ void queue_status(struct queue *q, struct evbuffer *out);
 /* The spool is usable (for /healthz). */
 bool queue_is_healthy(struct queue *q);
 
+/*
+ * The message size limit (RFC 1870 SIZE) is never above what the primary
+ * accepts: it is min(max_message_size, the primary's SIZE - headroom).
+ * The headroom covers what the message grows by between the client and
+ * the primary's limit check: our Received header (SMTP_RECEIVED_MAX), the
+ * primary's own Received header with the XFORWARD name and HELO in it,
+ * and the envelope records Postfix counts against message_size_limit
+ * (measured: 821 octets for one recipient, about 41 + twice the address
+ * per further recipient).  Below 2 * headroom the headroom is half the
+ * primary's SIZE.  A primary SIZE of 0 (none, or no limit) leaves max.
+ */
+#define QUEUE_SIZE_HEADROOM	16384
+
+/* The limit for max_message_size and a primary SIZE (0: none).  Pure. */
+uint64_t queue_size_limit_calc(uint64_t max, uint64_t primary_size);
+/* The limit in force now (advertised in EHLO, enforced at MAIL and at the
+ * end of DATA/BDAT). */
+uint64_t queue_size_limit(const struct queue *q);
+/* Whether to advertise SMTPUTF8: false once the primary is known to lack
+ * it (its addresses would be refused there). */
+bool queue_primary_has_smtputf8(const struct queue *q);
+/*
+ * Record what the primary's EHLO said (the drain's results do; public for
+ * tests): on a change it is logged in one line and kept in the spool
+ * (state file "primary-ehlo"), so it holds across a restart while the
+ * primary is down.
+ */
+void queue_primary_learn(struct queue *q, uint64_t size, bool smtputf8,
+    bool eightbitmime);
+
 /* Counts for status and tests. */
 size_t queue_count(const struct queue *q);
 bool queue_primary_is_up(const struct queue *q);
+/* NULL while the primary is up; else why it is down (its last failure),
+ * for listings that show messages waiting for it. */
+const char *queue_primary_down_reason(const struct queue *q);
 
 #endif

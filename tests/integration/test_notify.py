@@ -47,7 +47,8 @@ def notices(path):
     except FileNotFoundError:
         return []
     out = []
-    for block in text.split("---\n"):
+    # the last piece is empty, or a notice still being written
+    for block in text.split("---\n")[:-1]:
         if not block.strip():
             continue
         d = {}

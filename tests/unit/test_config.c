@@ -49,6 +49,13 @@ test_minimal(void)
 	T_CHECK(config_is_our_domain(cf, "example.org"));
 	T_CHECK(!config_is_our_domain(cf, "sub.example.org"));
 	T_CHECK(!config_is_our_domain(cf, "example.or"));
+	T_STREQ(cf->primary_source, "");
+	config_free(cf);
+	cf = load(MINIMAL "source = 127.0.0.2\n", err, sizeof(err));
+	T_CHECK(cf != NULL && strcmp(cf->primary_source, "127.0.0.2") == 0);
+	config_free(cf);
+	cf = load(MINIMAL "source = 2001:db8::25\n", err, sizeof(err));
+	T_CHECK(cf != NULL && strcmp(cf->primary_source, "2001:db8::25") == 0);
 	config_free(cf);
 }
 
@@ -69,6 +76,10 @@ test_errors(void)
 		{ MINIMAL "[server]\ndomains = example.net..\n", "c.conf:10: [server] domains: not a domain name" },
 		{ MINIMAL "[server]\ndomains = a..example\n", "c.conf:10: [server] domains: not a domain name" },
 		{ MINIMAL "[server]\ndomains = .\n", "c.conf:10: [server] domains: not a domain name" },
+		{ MINIMAL "source = mail.example.org\n", "c.conf:9: [primary] source: not an IPv4 or IPv6 address" },
+		{ MINIMAL "source = 127.0.0.2/32\n", "c.conf:9: [primary] source: not an IPv4 or IPv6 address" },
+		{ MINIMAL "source = [::1]\n", "c.conf:9: [primary] source: not an IPv4 or IPv6 address" },
+		{ MINIMAL "source = 127.0.0.2:25\n", "c.conf:9: [primary] source: not an IPv4 or IPv6 address" },
 		{ MINIMAL "[notify]\nprimary_down_after = 0\n", "c.conf:10: [notify] primary_down_after: out of range" },
 		{ MINIMAL "[notify]\ntimeout = 2h\n", "c.conf:10: [notify] timeout: out of range" },
 		{ MINIMAL "[notify]\nexec = notify-me now\n", "[notify] exec: not an absolute path" },
