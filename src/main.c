@@ -24,6 +24,7 @@
 #include "dns.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "queue.h"
 #include "smtp_server.h"
 #include "spool.h"
@@ -229,6 +230,7 @@ main(int argc, char **argv)
 	struct workpool *wp;
 	struct dns *dns;
 	struct ctl *ctl;
+	struct notify *notify;
 	char err[512];
 	int ch, i;
 
@@ -306,6 +308,8 @@ main(int argc, char **argv)
 	main_drop_privileges(cf, &mc);
 	if (queue_load(ctx.queue) == -1)
 		fatalx("spool scan failed");
+	notify = notify_new(ctx.base, cf);
+	queue_set_notify(ctx.queue, notify);
 	queue_start(ctx.queue);
 	log_info("holdfast ready version=%s hostname=%s spool=%s",
 	    HOLDFAST_VERSION, cf->hostname, cf->spool_dir);
@@ -319,6 +323,7 @@ main(int argc, char **argv)
 	workpool_free(wp);
 	smtp_server_free(ctx.srv);
 	queue_free(ctx.queue);
+	notify_free(notify);
 	dns_free(dns);
 	tls_free(ctx.tls);
 	for (i = 0; i < 3; i++)
