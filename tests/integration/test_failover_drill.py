@@ -92,8 +92,7 @@ def with_attachment(token, subject, size):
     plain-text body makes rspamd 3.4's regexp rules slow enough to hit its
     slow-rule timer, which crashes the proxy worker now and then; the
     milter then fails open and the message arrives unscanned.)"""
-    raw = bytes(random.Random(token).getrandbits(8)
-                for _ in range(size * 3 // 4 // 64)) * 64
+    raw = random.Random(token).randbytes(size * 3 // 4 // 64) * 64
     b64 = base64.encodebytes(raw).replace(b"\n", b"\r\n")
     body = (b"--drill-boundary\r\n"
             b"Content-Type: text/plain; charset=us-ascii\r\n\r\n"
@@ -136,6 +135,15 @@ def token_header(raw):
 
 
 def main(env):
+    sent = {
+        "normal": message("normal", "drill: normal",
+                          b"An ordinary message sent during the outage.\r\n"),
+        "gtube": message("gtube", "drill: GTUBE",
+                         b"High-spam test message.\r\n\r\n" + primary.GTUBE +
+                         b"\r\n"),
+        "big": with_attachment("big", "drill: 12 MB", 12 * MB),
+    }
+    over = with_attachment("over", "drill: 26 MB", 26 * MB)
     t0 = time.monotonic()
     pr = primary.Primary(env, backup=BACKUP, size_limit=PRIMARY_LIMIT,
                          mark_ips={"HF_TEST_SCORED_AS_ORIGINAL": ORIGINAL,
@@ -173,20 +181,14 @@ def main(env):
     show(d, "1. mail server stopped")
 
     # 2. the four messages
-    sent = {
-        "normal": message("normal", "drill: normal",
-                          b"An ordinary message sent during the outage.\r\n"),
-        "gtube": message("gtube", "drill: GTUBE",
-                         b"High-spam test message.\r\n\r\n" + primary.GTUBE +
-                         b"\r\n"),
-        "big": with_attachment("big", "drill: 12 MB", 12 * MB),
-    }
-    over = with_attachment("over", "drill: 26 MB", 26 * MB)
     hf.check(10 * MB < len(sent["big"]) < limit, "12 MB message is %d"
              % len(sent["big"]))
     hf.check(len(over) > PRIMARY_LIMIT, "26 MB message is %d" % len(over))
     for tok in ("normal", "gtube", "big"):
+        t = time.monotonic()
         code, text = send(pport, sent[tok])
+        hf.note("(%s) %d octets: %s in %.1fs" % (tok, len(sent[tok]), code,
+                                                 time.monotonic() - t))
         hf.check(code == 250, "(%s) while the primary is down -> %s %r"
                  % (tok, code, text))
         if tok == "normal":

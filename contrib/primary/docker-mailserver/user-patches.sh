@@ -17,7 +17,11 @@ cidr="cidr:$DMS_CONFIG/holdfast-backup.cidr"
 
 # 1. The PROXY v2 postscreen listener, if there is none yet (postconf -M
 #    creates a service; postfix-master.cf can only change existing ones).
-#    postscreen hands the connection to the "smtpd pass" service.
+#    postscreen hands the connection to the "smtpd pass" service, which
+#    DMS has and a plain Postfix without postscreen lacks.
+if [ -z "$(postconf -M smtpd/pass 2>/dev/null)" ]; then
+	postconf -M "smtpd/pass=smtpd pass - - n - - smtpd"
+fi
 if [ -z "$(postconf -M "$PROXY_PORT/inet" 2>/dev/null)" ]; then
 	postconf -M "$PROXY_PORT/inet=$PROXY_PORT inet n - n - 1 postscreen"
 	postconf -P "$PROXY_PORT/inet/postscreen_upstream_proxy_protocol=haproxy" \
