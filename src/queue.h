@@ -108,5 +108,8 @@ void queue_primary_learn(struct queue *q, uint64_t size, bool smtputf8,
 /* Counts for status and tests. */
 size_t queue_count(const struct queue *q);
 bool queue_primary_is_up(const struct queue *q);
+/* NULL while the primary is up; else why it is down (its last failure),
+ * for listings that show messages waiting for it. */
+const char *queue_primary_down_reason(const struct queue *q);
 
 #endif

@@ -3,8 +3,10 @@
 primary (or its router) that trusts only the backup's /32 sees that
 address.  With source = 127.0.0.2 the primary sees 127.0.0.2 as the peer
 of the health probe and of every delivery connection; a source the host
-does not have keeps the mail queued with a clear reason (never another
-address); a value that is not an address fails at config load."""
+does not have, or one of the other address family than the primary's,
+keeps the mail queued with a clear reason (never another address); IPv6
+works the same (::1); a value that is not an address fails at config
+load."""
 import os
 import sys
 
@@ -47,6 +49,25 @@ def main(env):
     hf.check(not p2.peers, "the primary saw %r although the source address "
              "cannot be bound" % p2.peers)
     hf.check(s.qid in d2.queue_ids(), "message %s left the queue" % s.qid)
+    d2.stop()
+
+    # IPv6: source ::1 to a primary on ::1; an IPv4 source for an IPv6
+    # primary is a clear failure, never a connection from another address
+    p6 = miniprimary.MiniPrimary(env, name="p6", host="::1").start()
+    d6 = env.daemon(name="v6", primary_host="::1", primary_port=p6.port,
+                    primary={"source": "::1"}).start()
+    hf.send_ok(d6.port, "v6")
+    p6.wait_count(1, 30)
+    hf.check(set(a for a, _ in p6.peers) == {"::1"}, "IPv6 peers %r"
+             % p6.peers)
+    d6.stop()
+    p7 = miniprimary.MiniPrimary(env, name="p7", host="::1").start()
+    d7 = env.daemon(name="mixed", primary_host="::1", primary_port=p7.port,
+                    primary={"source": "127.0.0.2"}).start()
+    hf.send_ok(d7.port, "mixed")
+    d7.wait_log(r"address family differs from \[primary\] source", 15)
+    hf.check(not p7.peers, "the IPv6 primary saw %r from an IPv4 source"
+             % p7.peers)
 
 
 hf.run(main)
