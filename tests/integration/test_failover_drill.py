@@ -171,7 +171,10 @@ def main(env):
     limit = PRIMARY_LIMIT - HEADROOM
     d.wait_log(r"primary offers size=%d .*size_limit=%d"
                % (PRIMARY_LIMIT, limit), 20)
-    show(d, "0. primary up")
+    st, _ = show(d, "0. primary up")
+    hf.check("primary: up" in st and "primary_size: %d" % PRIMARY_LIMIT in st
+             and "size_limit: %d" % limit in st,
+             "status before the outage:\n%s" % st)
 
     # 1. the mail server goes down; the router stays up
     mark = d.mark()
@@ -204,6 +207,10 @@ def main(env):
     st, q = show(d, "2. four messages sent")
     hf.check(len(d.queue_ids()) == 3, "queue holds %r, want 3 messages"
              % d.queue_ids())
+    hf.check("primary: down" in st and "waiting_messages: 3" in st and
+             "dead_messages: 0" in st, "status while down:\n%s" % st)
+    hf.check(q.count(" waiting ") == 3 and "-- 3 messages" in q,
+             "queue while down: want 3 messages waiting:\n%s" % q)
     hf.check(not pr.maildir_messages(), "delivered while Postfix was down")
 
     # 3. the mail server returns
@@ -222,7 +229,11 @@ def main(env):
     took = time.monotonic() - t_back
     hf.note("(1)-(3) in the Maildir %.1fs after the primary's return"
             % took)
-    show(d, "3. primary back, drained")
+    hf.wait_until(lambda: not d.queue_ids(), 10, "holdfast's queue to empty")
+    st, q = show(d, "3. primary back, drained")
+    hf.check("primary: up" in st and "waiting_messages: 0" in st and
+             "-- 0 messages" in q, "status/queue after the drain:\n%s\n%s"
+             % (st, q))
 
     # bodies and headers as sent
     for tok, content in sent.items():
@@ -274,7 +285,6 @@ def main(env):
              "the primary rejected something:\n%s" % pflog[-3000:])
 
     # nothing dead, nothing left
-    hf.wait_until(lambda: not d.queue_ids(), 10, "holdfast's queue to empty")
     hf.check(not d.dead_ids(), "dead/: %r" % d.dead_ids())
     hf.check(not d.grep(r"\bmsg=\S+ dead\b"), "holdfast logged a dead "
              "message")
