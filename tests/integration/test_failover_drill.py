@@ -37,6 +37,7 @@ the address rspamd must score."""
 import base64
 import os
 import random
+import re
 import smtplib
 import socket
 import struct
@@ -301,9 +302,12 @@ def main(env):
     hf.check(not any(w in l for l in ps for w in ("PREGREET", "DNSBL",
                                                    "NOQUEUE")),
              "postscreen tested or refused the backup: %r" % ps)
-    hf.check(pflog.count("orig_client=mail.sender.example[%s]" % ORIGINAL)
-             >= 3 or pflog.count("[%s]" % ORIGINAL) >= 3,
-             "smtpd did not log the original client from XFORWARD")
+    xf = re.findall(r"client=\S*\[%s\], orig_client=(\S*)\[%s\]"
+                    % (re.escape(BACKUP), re.escape(ORIGINAL)), pflog)
+    hf.check(len(xf) >= 3, "smtpd did not log orig_client=...[%s] (from "
+             "XFORWARD) for the three messages: %r" % (ORIGINAL, xf))
+    hf.note("Postfix: client=...[%s], orig_client=%s[%s]"
+            % (BACKUP, xf[0], ORIGINAL))
     hf.note("drill passed in %.1fs" % (time.monotonic() - t0))
 
 

@@ -539,12 +539,25 @@ service anvil {
                       interval=0.2)
 
     def start_mailserver(self):
-        """Start Postfix (the mail server's SMTP side)."""
+        """Start Postfix (the mail server's SMTP side).  Postfix's master
+        says why it could not start only to syslog (absent here): on a
+        failure the ports it needs are checked, and it is tried once more."""
         rc, out = hf.run_pty([hf.POSTFIX, "-c", self.pf_etc, "check"],
                              timeout=60)
         hf.check(rc == 0, "postfix check: %s" % out)
-        rc, out = hf.run_pty([hf.POSTFIX, "-c", self.pf_etc, "start"],
-                             timeout=60)
+        for attempt in (1, 2):
+            rc, out = hf.run_pty([hf.POSTFIX, "-c", self.pf_etc, "start"],
+                                 timeout=60)
+            if rc == 0:
+                break
+            busy = [p for p in (self.proxy_port,) if hf.port_open(p, 0.3)]
+            hf.note("postfix start failed (rc=%d, attempt %d)%s: %s"
+                    % (rc, attempt, " port %r is taken" % busy if busy
+                       else "", out.strip()))
+            pid = self.master_pid()
+            if pid and hf.pid_alive(pid):
+                hf.stop_pid(pid, 5)
+            time.sleep(1)
         hf.check(rc == 0, "postfix start failed (rc=%d): %s %s"
                  % (rc, out, self._tail(self.maillog)))
         self.postfix_up = True
