@@ -986,6 +986,15 @@ smtp_tx_end(struct smtp_session *s)
 	struct spool_msg *msg;
 	struct envelope *env;
 
+	if (tx->error == SMTP_TX_OK && !queue_size_fits(s->srv->queue,
+	    tx->data.out_total, tx->env)) {
+		/* Within the limit, but not with this many recipients. */
+		log_info("sess=%016" PRIx64 " message too large for the "
+		    "primary size=%" PRIu64 " nrcpt=%zu", s->id,
+		    tx->data.out_total, tx->env->nrcpt);
+		smtp_reply(s, SMTP_R_SIZE);
+		goto reset;
+	}
 	switch (tx->error) {
 	case SMTP_TX_OK:
 		break;
