@@ -77,7 +77,7 @@ FUZZFLAGS := -std=c17 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror \
              -Wshadow -Wformat=2 -Wmissing-prototypes -pthread \
              $(shell pkg-config --cflags $(PKGS))
 FUZZLIB   := $(addprefix $(FUZZDIR)/obj/,smtp_proto.o envelope.o config.o \
-             net.o util.o log.o xmalloc.o)
+             net.o util.o log.o xmalloc.o ctl_proto.o spool.o metrics.o)
 FUZZBIN   := $(patsubst tests/fuzz/%.c,$(FUZZDIR)/%,\
              $(wildcard tests/fuzz/fuzz_*.c))
 

@@ -123,8 +123,9 @@ static const struct config_key config_keys[] = {
 	  "PEM certificate chain for STARTTLS (e.g. fullchain.pem)" },
 	{ "tls", "key", CONFIG_T_STRING, OFF(tls_key), "", 0, 0,
 	  "PEM private key (e.g. privkey.pem)" },
-	{ "control", "socket", CONFIG_T_STRING, OFF(control_socket), "", 0, 0,
-	  "control socket path (default: control.sock in the spool)" },
+	{ "control", "socket", CONFIG_T_STRING, OFF(control_socket),
+	  "/run/holdfast/control.sock", 0, 0,
+	  "control socket path (its directory is created if missing)" },
 	{ "control", "group", CONFIG_T_STRING, OFF(control_group), "", 0, 0,
 	  "group allowed to use the control socket (mode 0660)" },
 	{ "metrics", "listen", CONFIG_T_STRING, OFF(metrics_listen), "", 0, 0,
@@ -412,11 +413,6 @@ config_load(const char *path, char *err, size_t errlen)
 			    "weight in %s", path, lineno, cf->dnsbl.v[i]);
 			goto fail;
 		}
-	}
-	if (*cf->control_socket == '\0') {
-		free(cf->control_socket);
-		xasprintf(&cf->control_socket, "%s/control.sock",
-		    cf->spool_dir);
 	}
 	if (*cf->helo_name == '\0') {
 		free(cf->helo_name);

@@ -55,17 +55,23 @@ main_usage(void)
 
 static bool main_healthy(void *arg);
 
-/*
- * Started as root: everything privileged (ports, the control socket) is
- * done, so become [server] user/group for good.  Not root: nothing to do.
- */
+/* Who a root start becomes: [server] user and group. */
+struct main_creds {
+	bool		 drop;		/* started as root */
+	uid_t		 uid;
+	gid_t		 gid;
+};
+
 static void
-main_drop_privileges(const struct config *cf, struct spool *sp)
+main_creds_get(const struct config *cf, struct main_creds *mc)
 {
 	struct passwd *pw;
 	struct group *gr;
 
-	if (geteuid() != 0)
+	mc->drop = geteuid() == 0;
+	mc->uid = geteuid();
+	mc->gid = getegid();
+	if (!mc->drop)
 		return;
 	if ((pw = getpwnam(cf->user)) == NULL)
 		fatalx("[server] user %s does not exist", cf->user);
@@ -73,16 +79,27 @@ main_drop_privileges(const struct config *cf, struct spool *sp)
 		fatalx("[server] group %s does not exist", cf->group);
 	if (pw->pw_uid == 0)
 		fatalx("[server] user must not be root");
-	if (spool_chown(sp, pw->pw_uid, gr->gr_gid) == -1)
-		fatalx("cannot hand the spool to %s", cf->user);
-	if (setgroups(1, &gr->gr_gid) == -1 ||
-	    setresgid(gr->gr_gid, gr->gr_gid, gr->gr_gid) == -1 ||
-	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1)
+	mc->uid = pw->pw_uid;
+	mc->gid = gr->gr_gid;
+}
+
+/*
+ * Started as root: everything privileged (ports, the control socket) is
+ * done, so become [server] user/group for good.  Not root: nothing to do.
+ */
+static void
+main_drop_privileges(const struct config *cf, const struct main_creds *mc)
+{
+	if (!mc->drop)
+		return;
+	if (setgroups(1, &mc->gid) == -1 ||
+	    setresgid(mc->gid, mc->gid, mc->gid) == -1 ||
+	    setresuid(mc->uid, mc->uid, mc->uid) == -1)
 		fatal("cannot drop privileges to %s:%s", cf->user, cf->group);
 	if (setuid(0) != -1 || seteuid(0) != -1)
 		fatalx("privileges could be regained");
 	log_info("privileges dropped user=%s uid=%u gid=%u", cf->user,
-	    (unsigned)pw->pw_uid, (unsigned)gr->gr_gid);
+	    (unsigned)mc->uid, (unsigned)mc->gid);
 }
 
 static void
@@ -115,6 +132,13 @@ main_watchdog_start(struct main_ctx *ctx)
 }
 
 /* /healthz: listeners up and the spool usable. */
+/* A peer-triggerable log line over its rate limit: count it. */
+static void
+main_log_suppressed(void)
+{
+	metrics_inc(M_LOG_SUPPRESSED);
+}
+
 static bool
 main_healthy(void *arg)
 {
@@ -167,6 +191,7 @@ main(int argc, char **argv)
 	const char *path = NULL;
 	bool check_only = false, verbose = false;
 	struct main_ctx ctx = { 0 };
+	struct main_creds mc;
 	struct event *sigs[3];
 	static const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
 	struct config *cf;
@@ -215,7 +240,18 @@ main(int argc, char **argv)
 		fatalx("libevent threads");
 	if ((ctx.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
-	if ((sp = spool_open(cf->spool_dir)) == NULL)
+	log_limit_start(ctx.base);
+	log_limit_set_hook(main_log_suppressed);
+	/*
+	 * As root, nothing in the spool is trusted that its user could
+	 * redirect (spool_open_owned), and the scan, which purges tmp/, runs
+	 * only after the drop.  The spool's lock comes first: a second daemon
+	 * stops here, before it reads or changes anything.
+	 */
+	main_creds_get(cf, &mc);
+	sp = mc.drop ? spool_open_owned(cf->spool_dir, mc.uid, mc.gid) :
+	    spool_open(cf->spool_dir);
+	if (sp == NULL)
 		fatalx("cannot open spool %s", cf->spool_dir);
 	wp = workpool_new(ctx.base, cf->commit_workers);
 	if ((dns = dns_new(ctx.base, NULL)) == NULL)
@@ -223,8 +259,6 @@ main(int argc, char **argv)
 	if ((ctx.tls = tls_new(cf)) == NULL)
 		fatalx("cannot set up TLS");
 	ctx.queue = queue_new(ctx.base, cf, sp, wp, dns, ctx.tls);
-	if (queue_load(ctx.queue) == -1)
-		fatalx("spool scan failed");
 	if ((ctx.srv = smtp_server_new(ctx.base, cf, sp, ctx.queue, dns,
 	    ctx.tls)) == NULL)
 		fatalx("cannot set up listeners");
@@ -234,14 +268,16 @@ main(int argc, char **argv)
 		if (sigs[i] == NULL || event_add(sigs[i], NULL) == -1)
 			fatalx("signal handler");
 	}
-	if ((ctl = ctl_new(ctx.base, cf, ctx.queue, sp)) == NULL)
+	if ((ctl = ctl_new(ctx.base, cf, ctx.queue, sp, mc.uid)) == NULL)
 		fatalx("cannot set up the control socket");
 	metrics_set(M_BUILD_INFO, 1);
 	metrics_set(M_START_TIME, (double)time(NULL));
 	metrics_set_health(main_healthy, &ctx);
 	if (metrics_start(ctx.base, cf) == -1)
 		fatalx("cannot set up the metrics listener");
-	main_drop_privileges(cf, sp);
+	main_drop_privileges(cf, &mc);
+	if (queue_load(ctx.queue) == -1)
+		fatalx("spool scan failed");
 	queue_start(ctx.queue);
 	log_info("holdfast ready version=%s hostname=%s spool=%s",
 	    HOLDFAST_VERSION, cf->hostname, cf->spool_dir);
@@ -264,6 +300,7 @@ main(int argc, char **argv)
 	if (ctx.watchdog != NULL)
 		event_free(ctx.watchdog);
 	spool_close(sp);
+	log_limit_stop();
 	event_base_free(ctx.base);
 	log_info("holdfast stopped");
 	config_free(cf);

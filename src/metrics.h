@@ -1,7 +1,7 @@
 /*
  * metrics: the registry of Prometheus metrics and the /metrics, /healthz
  * HTTP listener ([metrics] listen, off by default; [metrics] allow CIDRs,
- * others get 403).
+ * others are closed at accept).
  *
  * Values live here; modules only call metrics_inc/add/set with an ID from
  * the enum below and never see how they are stored.  One row per series in
@@ -63,6 +63,7 @@ enum metrics_id {
 	/* TLS, by result */
 	M_TLS_HANDSHAKES_OK,
 	M_TLS_HANDSHAKES_FAILED,
+	M_LOG_SUPPRESSED,		/* counter, log.c's hook */
 	/* size limits */
 	M_PRIMARY_SIZE,			/* gauge, the primary's SIZE, 0 = none */
 	M_SIZE_LIMIT,			/* gauge, the limit in force */
@@ -85,6 +86,16 @@ void metrics_set_health(bool (*healthy)(void *arg), void *arg);
 /* Render the whole registry in the Prometheus text format (version 0.0.4)
  * into a new buffer (caller frees); *len gets its length. */
 char *metrics_render(size_t *len);
+
+/*
+ * The HTTP request path, pure: the length of the request head (request
+ * line and headers up to and with the empty line) at the start of buf, or
+ * 0 if it is not complete; and the whole reply to that head, status line
+ * to body, in a new buffer (caller frees), *outlen its length.  The peer
+ * has passed [metrics] allow before.
+ */
+size_t metrics_http_head_len(const char *buf, size_t len);
+char *metrics_http_respond(const char *head, size_t len, size_t *outlen);
 
 /* Start the HTTP listener if [metrics] listen is set: 0, or -1 (logged)
  * if it cannot bind.  metrics_stop() closes it. */

@@ -2,11 +2,25 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "util.h"
+#include "xmalloc.h"
+
+struct net_backoff {
+	struct evconnlistener	*lev;		/* borrowed */
+	struct event		*timer;
+	const char		*name;
+	struct log_limit	 ll;
+};
 
 int
 net_parse_hostport(const char *s, struct sockaddr_storage *ss,
@@ -189,4 +203,57 @@ net_addr_fmt(const struct sockaddr *sa, char *addr, size_t addrlen,
 		util_copy(addr, addrlen, "unknown");
 		*port = 0;
 	}
+}
+
+static void
+net_backoff_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct net_backoff *b = arg;
+
+	(void)fd;
+	(void)what;
+	if (evconnlistener_enable(b->lev) == -1)
+		log_warnx("%s listener cannot resume accepting", b->name);
+}
+
+struct net_backoff *
+net_backoff_new(struct event_base *base, struct evconnlistener *lev,
+    const char *name)
+{
+	struct net_backoff *b = xcalloc(1, sizeof(*b));
+
+	b->lev = lev;
+	b->name = name;
+	b->ll.site = name;
+	if ((b->timer = evtimer_new(base, net_backoff_timer_cb, b)) == NULL)
+		fatalx("%s: evtimer_new failed", __func__);
+	return b;
+}
+
+void
+net_backoff_start(struct net_backoff *b, int err)
+{
+	struct timeval tv = { 0, NET_BACKOFF_MS * 1000 };
+
+	/*
+	 * Whatever the error, pausing is safe: the connection waits in the
+	 * backlog.  Not pausing is not: libevent would call accept() again
+	 * at once and spin at 100% CPU while descriptors are short.
+	 */
+	if (log_limit_ok(&b->ll))
+		log_warnx("%s accept failed: %s; pausing %dms", b->name,
+		    strerror(err), NET_BACKOFF_MS);
+	if (evtimer_pending(b->timer, NULL))
+		return;
+	evconnlistener_disable(b->lev);
+	evtimer_add(b->timer, &tv);
+}
+
+void
+net_backoff_free(struct net_backoff *b)
+{
+	if (b == NULL)
+		return;
+	event_free(b->timer);
+	free(b);
 }

@@ -41,4 +41,24 @@ bool net_cidr_list_match(char *const *cidrs, size_t n,
 void net_addr_fmt(const struct sockaddr *sa, char *addr, size_t addrlen,
     unsigned *port);
 
+/*
+ * What a listener does when accept() fails: out of descriptors (EMFILE,
+ * ENFILE) or memory the pending connection stays in the kernel's queue and
+ * the listener would wake up again at once, so it stops accepting for
+ * NET_BACKOFF_MS and then resumes.  The line is rate-limited.  The backoff
+ * borrows the listener, which must outlive it.
+ */
+#define NET_BACKOFF_MS 250
+
+struct evconnlistener;
+struct event_base;
+struct net_backoff;
+
+/* A backoff for listener lev; name ("smtp", "metrics") goes in the log. */
+struct net_backoff *net_backoff_new(struct event_base *base,
+    struct evconnlistener *lev, const char *name);
+/* Call from the listener's error callback with the accept() errno. */
+void net_backoff_start(struct net_backoff *b, int err);
+void net_backoff_free(struct net_backoff *b);
+
 #endif

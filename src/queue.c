@@ -98,6 +98,17 @@ struct queue_batch {
 #define QUEUE_PRIMARY_FILE	"primary-ehlo"
 
 
+/*
+ * A move or delete can fail after its rename (the fsync that follows it
+ * fails): the message is then in its new place while the index still
+ * shows the old one.  The spool is looked at again, and the index follows.
+ */
+enum queue_where {
+	QUEUE_WHERE_UNKNOWN,	/* not looked, or the look failed */
+	QUEUE_WHERE_FOUND,	/* in where_area */
+	QUEUE_WHERE_GONE,	/* in no area (a delete's rename into tmp/) */
+};
+
 /* A job for the workpool: commit, or an envelope rewrite plus a fate. */
 enum queue_op {
 	QUEUE_OP_COMMIT,
@@ -119,6 +130,9 @@ struct queue_job {
 	struct envelope		*deadenv;	/* QUEUE_OP_SPLIT */
 	char			 deadid[SPOOL_ID_LEN + 1];
 	int			 rc, err;
+	/* after a failed move or delete: where the message really is */
+	enum queue_where	 where;
+	enum spool_area		 where_area;
 	void			(*cb)(void *, int, const struct envelope *);
 	void			*arg;
 };
@@ -253,6 +267,43 @@ queue_job_split(struct queue_job *job)
 	return rc;
 }
 
+/* Where is id now?  Any thread. */
+static enum queue_where
+queue_where_is(struct spool *sp, const char *id, enum spool_area *area)
+{
+	if (spool_find(sp, id, area) == 0)
+		return QUEUE_WHERE_FOUND;
+	return errno == ENOENT ? QUEUE_WHERE_GONE : QUEUE_WHERE_UNKNOWN;
+}
+
+/*
+ * Make qe follow the disk after a failed move or delete (see enum
+ * queue_where).  true if qe was freed: the message is in no area.
+ */
+static bool
+queue_entry_relocate(struct queue *q, struct queue_entry *qe,
+    enum queue_where where, enum spool_area area)
+{
+	switch (where) {
+	case QUEUE_WHERE_UNKNOWN:
+		return false;
+	case QUEUE_WHERE_GONE:
+		log_warnx("msg=%s not in the spool after a failed spool "
+		    "operation; dropped from the index", qe->id);
+		queue_entry_remove(q, qe);
+		return true;
+	case QUEUE_WHERE_FOUND:
+		if (area != qe->area) {
+			log_warnx("msg=%s in %s after a failed spool "
+			    "operation; the index follows", qe->id,
+			    spool_area_name(area));
+			queue_entry_set_area(q, qe, area);
+		}
+		return false;
+	}
+	fatalx("%s: bad where %d", __func__, (int)where);
+}
+
 static void
 queue_job_work(void *arg)
 {
@@ -289,6 +340,9 @@ queue_job_work(void *arg)
 		break;
 	}
 	job->err = job->rc == -1 ? errno : 0;
+	if (job->rc == -1 && (job->op == QUEUE_OP_DELETE ||
+	    job->op == QUEUE_OP_DEAD || job->op == QUEUE_OP_QUARANTINE))
+		job->where = queue_where_is(sp, id, &job->where_area);
 }
 
 static void queue_refused_dead(struct queue *q, struct queue_entry *qe);
@@ -333,7 +387,10 @@ queue_job_done(void *arg)
 		queue_refused_dead(q, copy);
 		break;
 	case QUEUE_OP_QUARANTINE:
-		if (job->rc == 0) {
+		if (job->rc != 0 && queue_entry_relocate(q, qe, job->where,
+		    job->where_area))
+			break;			/* qe is gone */
+		if (job->rc == 0 || qe->area == SPOOL_QUARANTINE) {
 			log_warnx("msg=%s quarantined reason=unreadable", id);
 			queue_entry_remove(q, qe);
 		} else {
@@ -345,7 +402,8 @@ queue_job_done(void *arg)
 		if (job->rc == 0) {
 			log_info("msg=%s removed", id);
 			queue_entry_remove(q, qe);
-		} else {
+		} else if (!queue_entry_relocate(q, qe, job->where,
+		    job->where_area)) {
 			/* It will be delivered again: a duplicate, not a
 			 * loss. */
 			log_warnx("msg=%s delivered but not removed; it may "
@@ -355,7 +413,8 @@ queue_job_done(void *arg)
 		break;
 	case QUEUE_OP_DEAD:
 		qe->busy = false;
-		if (job->rc != 0)
+		if (job->rc != 0 && (queue_entry_relocate(q, qe, job->where,
+		    job->where_area) || qe->area != SPOOL_DEAD))
 			break;
 		log_warnx("msg=%s moved to dead reason=%s", id,
 		    job->env->dead_reason);
@@ -991,13 +1050,25 @@ queue_env_store_move(struct queue *q, struct queue_entry *qe,
 {
 	size_t len;
 	char *text = envelope_dump(env, &len);
-	int rc;
+	enum spool_area where;
+	enum queue_where w;
+	int rc, saved;
 
 	rc = spool_env_write(q->spool, qe->area, qe->id, text, len);
 	free(text);
-	if (rc == 0 && to != qe->area &&
-	    (rc = spool_move(q->spool, qe->id, qe->area, to)) == 0)
-		queue_entry_set_area(q, qe, to);
+	if (rc == 0 && to != qe->area) {
+		if ((rc = spool_move(q->spool, qe->id, qe->area, to)) == 0)
+			queue_entry_set_area(q, qe, to);
+		else {
+			/* the rename may have happened all the same */
+			saved = errno;
+			w = queue_where_is(q->spool, qe->id, &where);
+			/* (callers go on using qe: never drop it here) */
+			if (w == QUEUE_WHERE_FOUND)
+				queue_entry_relocate(q, qe, w, where);
+			errno = saved;
+		}
+	}
 	return rc;
 }
 
@@ -1157,11 +1228,19 @@ int
 queue_delete(struct queue *q, const char *id)
 {
 	struct queue_entry *qe = queue_op_entry(q, id);
+	enum spool_area where;
+	enum queue_where w;
+	int saved;
 
 	if (qe == NULL)
 		return -1;
-	if (spool_delete(q->spool, qe->area, qe->id) == -1)
+	if (spool_delete(q->spool, qe->area, qe->id) == -1) {
+		saved = errno;
+		w = queue_where_is(q->spool, id, &where);
+		queue_entry_relocate(q, qe, w, where);
+		errno = saved;
 		return -1;
+	}
 	log_info("msg=%s removed reason=operator area=%s", qe->id,
 	    spool_area_name(qe->area));
 	queue_entry_remove(q, qe);

@@ -19,14 +19,23 @@
 #define SCREEN_BUCKETS		4096
 #define SCREEN_MAX_ADDRS	65536	/* table bound; idle ones go first */
 #define SCREEN_WINDOW_SEC	60
+#define SCREEN_V6_PREFIX	8	/* bytes: IPv6 limits apply per /64 */
 
+/*
+ * One client "address" for the limits: an IPv4 address, or an IPv6 /64
+ * (one customer's subnet: counting each /128 would let one host spread
+ * over 2^64 addresses).  When the table is full, entries with nothing
+ * running go first; if all are busy, the least recently seen one is
+ * evicted, so a new address is always limited.
+ */
 struct screen_addr {
 	int			 family;
 	unsigned char		 addr[16];
 	unsigned		 sessions;
 	time_t			 conn_window, msg_window;
 	unsigned		 conns, msgs;
-	struct screen_addr	*next;
+	struct screen_addr	*next;		/* bucket chain */
+	TAILQ_ENTRY(screen_addr) lru;		/* least recently seen first */
 };
 
 struct screen_zone {
@@ -39,6 +48,8 @@ struct screen {
 	struct dns		*dns;
 	struct screen_addr	*buckets[SCREEN_BUCKETS];
 	size_t			 naddrs;
+	TAILQ_HEAD(, screen_addr) lru;
+	time_t			 purged_at;	/* last purge of a full table */
 	struct screen_zone	*zones;
 	size_t			 nzones;
 	TAILQ_HEAD(, screen_query) queries;	/* DNSBL lookups running */
@@ -109,6 +120,7 @@ screen_purge(struct screen *sc, time_t now)
 			    now - a->conn_window >= SCREEN_WINDOW_SEC &&
 			    now - a->msg_window >= SCREEN_WINDOW_SEC) {
 				*pp = a->next;
+				TAILQ_REMOVE(&sc->lru, a, lru);
 				free(a);
 				sc->naddrs--;
 			} else
@@ -117,32 +129,67 @@ screen_purge(struct screen *sc, time_t now)
 	}
 }
 
+/* The least recently seen entry goes, busy or not. */
+static void
+screen_evict(struct screen *sc)
+{
+	static struct log_limit ll = LOG_LIMIT_INIT("screen table full");
+	struct screen_addr *a = TAILQ_FIRST(&sc->lru), **pp;
+
+	if (a == NULL)
+		return;
+	for (pp = &sc->buckets[screen_hash(a->family, a->addr)]; *pp != a;
+	    pp = &(*pp)->next)
+		;
+	*pp = a->next;
+	TAILQ_REMOVE(&sc->lru, a, lru);
+	free(a);
+	sc->naddrs--;
+	if (log_limit_ok(&ll))
+		log_warnx("screen address table full (%d busy addresses); "
+		    "the least recently seen one is forgotten",
+		    SCREEN_MAX_ADDRS);
+}
+
 static struct screen_addr *
 screen_lookup(struct screen *sc, const struct sockaddr *sa, bool create)
 {
-	unsigned char addr[16];
+	unsigned char addr[16] = { 0 };
 	int family = screen_key(sa, addr);
-	size_t n = family == AF_INET ? 4 : 16, b;
+	size_t b;
 	struct screen_addr *a;
+	time_t now;
 
 	if (family == 0)
 		return NULL;
+	if (family == AF_INET6)
+		memset(addr + SCREEN_V6_PREFIX, 0, 16 - SCREEN_V6_PREFIX);
 	b = screen_hash(family, addr);
 	for (a = sc->buckets[b]; a != NULL; a = a->next)
-		if (a->family == family && memcmp(a->addr, addr, n) == 0)
+		if (a->family == family && memcmp(a->addr, addr,
+		    family == AF_INET ? 4 : 16) == 0) {
+			TAILQ_REMOVE(&sc->lru, a, lru);
+			TAILQ_INSERT_TAIL(&sc->lru, a, lru);
 			return a;
+		}
 	if (!create)
 		return NULL;
 	if (sc->naddrs >= SCREEN_MAX_ADDRS) {
-		screen_purge(sc, time(NULL));
+		/* a full scan at most once a second */
+		now = time(NULL);
+		if (now != sc->purged_at) {
+			sc->purged_at = now;
+			screen_purge(sc, now);
+		}
 		if (sc->naddrs >= SCREEN_MAX_ADDRS)
-			return NULL;	/* all busy: no per-address limits */
+			screen_evict(sc);
 	}
 	a = xcalloc(1, sizeof(*a));
 	a->family = family;
-	memcpy(a->addr, addr, n);
+	memcpy(a->addr, addr, 16);
 	a->next = sc->buckets[b];
 	sc->buckets[b] = a;
+	TAILQ_INSERT_TAIL(&sc->lru, a, lru);
 	sc->naddrs++;
 	return a;
 }
@@ -307,6 +354,7 @@ screen_new(struct event_base *base, const struct config *cf)
 
 	sc->cf = cf;
 	TAILQ_INIT(&sc->queries);
+	TAILQ_INIT(&sc->lru);
 	for (i = 0; i < cf->dnsbl.n; i++) {
 		char *z = xstrdup(cf->dnsbl.v[i]), *star = strchr(z, '*');
 		uint64_t w = 1;

@@ -5,7 +5,9 @@
  * per minute), the DNSBL lookups (c-ares, weighted zones, a threshold) and
  * the allow list that skips every screen.  It returns SCREEN_PASS or
  * SCREEN_DEFER with a reason and never writes to a client: smtp_server
- * turns a deferral into 421/450/451.  Its per-address table is bounded.
+ * turns a deferral into 421/450/451.  The limits count an IPv4 address or
+ * an IPv6 /64; the table is bounded, and when it is full of busy entries
+ * the least recently seen one is evicted (a new client is still limited).
  * The pregreet test lives in smtp_server (it is about the session's bytes).
  */
 #ifndef HOLDFAST_SCREEN_H

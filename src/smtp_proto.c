@@ -243,9 +243,14 @@ smtp_proto_parse_path(const char *in, struct smtp_path *path,
 	for (p++; *p == ' '; p++)
 		;
 
+	/*
+	 * A control byte (bare CR, ESC, BEL, NUL...) is a syntax error, for
+	 * MAIL as for RCPT: passed on, a bare CR splits the command at a
+	 * primary that ends lines on CR, and an ESC reaches a terminal.
+	 */
 	for (i = 0; i < len; i++)
 		if (smtp_proto_is_ctl((unsigned char)buf[i]))
-			routed = true;
+			return SMTP_PATH_SYNTAX;
 	a = buf;
 	if (buf[0] == '@' && (at = strchr(buf, ':')) != NULL) {
 		routed = true;		/* source route <@a,@b:u@d> */

@@ -44,13 +44,18 @@ struct smtp_path {
 
 enum smtp_path_status {
 	SMTP_PATH_OK,
-	SMTP_PATH_SYNTAX,	/* 501: no <...>, unbalanced, too long */
+	/*
+	 * 501 (5.1.7 for MAIL, 5.1.3 for RCPT): no <...>, unbalanced, too
+	 * long, not a mailbox, or a control byte (< 0x20 or 0x7f: bare CR,
+	 * ESC, BEL, NUL...) anywhere between the brackets.
+	 */
+	SMTP_PATH_SYNTAX,
 	/*
 	 * Parses, but is a shape that can route somewhere else: a source
 	 * route <@a,@b:u@d>, % or ! in the local part, a quoted local part
-	 * holding @, more than one @ (u@foreign@ours), an address literal
-	 * domain [1.2.3.4], or a NUL or control byte anywhere.  RCPT
-	 * answers it 554 5.7.1 (relaying denied).
+	 * holding @, more than one @ (u@foreign@ours), or an address
+	 * literal domain [1.2.3.4].  RCPT answers it 554 5.7.1 (relaying
+	 * denied).
 	 */
 	SMTP_PATH_ROUTED,
 };

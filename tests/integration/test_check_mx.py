@@ -170,7 +170,8 @@ def check_prom(path, match, lookup_ok, t_before):
 
 def main(env):
     if not os.access(DNSMASQ, os.X_OK):
-        raise hf.Skip("%s missing (apt-get install dnsmasq-base)" % DNSMASQ)
+        hf.fail("%s missing (scripts/setup-deps installs dnsmasq-base)"
+                % DNSMASQ)
     hf.check(os.access(ctl_bin(), os.X_OK), "no %s" % ctl_bin())
 
     port = hf.free_port()
