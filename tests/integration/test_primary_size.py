@@ -9,7 +9,8 @@ min(max_message_size, SIZE - 16 KiB headroom).
    exactly the limit is delivered; MAIL ... SMTPUTF8 gets 555.  Status,
    --json and /metrics show it.
 2. Restarted while the primary is down, holdfast still enforces it.
-3. The primary back without SIZE: max_message_size again (logged).
+3. The primary back without SIZE and 8BITMIME: max_message_size again
+   (logged); 8BITMIME still offered, an 8-bit body delivered as is.
 4. A real Postfix primary (message_size_limit = 200000, XFORWARD): a
    message of exactly the learned limit, from a client with a 255-octet
    HELO, with 20 recipients, gets through the drain, nothing in dead/;
@@ -146,17 +147,29 @@ def main(env):
     hf.check(len(d.queue_ids()) == 1, "queue: %r" % d.queue_ids())
 
     # 3. the primary returns without SIZE: max_message_size again
+    # (and without 8BITMIME: we keep offering it, and send 8-bit bodies
+    # as they are, without BODY=8BITMIME)
     mark = d.mark()
-    p.exts = ["PIPELINING", "8BITMIME", "SMTPUTF8"]
+    p.exts = ["PIPELINING", "SMTPUTF8"]
     p.start()
-    d.wait_log(r"primary offers size=0 smtputf8=yes 8bitmime=yes "
+    d.wait_log(r"primary offers size=0 smtputf8=yes 8bitmime=no "
                r"size_limit=52428800 was=%d" % limit, 20, since=mark)
     p.wait_count(2, 30)
     c = d.connect()
     r = c.ehlo()
-    hf.check(ehlo_size(r) == 52428800 and ehlo_has(r, b"SMTPUTF8"),
-             "without the primary's SIZE: EHLO %r" % r.lines)
+    hf.check(ehlo_size(r) == 52428800 and ehlo_has(r, b"SMTPUTF8") and
+             ehlo_has(r, b"8BITMIME"),
+             "without the primary's SIZE and 8BITMIME: EHLO %r" % r.lines)
+    c.cmd("MAIL FROM:<s@client.test> BODY=8BITMIME", expect=250)
+    c.cmd("RCPT TO:<big@example.test>", expect=250)
+    c.data(hf.dot_stuff(hf.make_message("eightbit",
+                                        body=b"gr\xc3\xbc\xc3\x9fe\r\n")))
     c.quit()
+    msgs = p.wait_count(3, 30)
+    m8 = [m for m in msgs if hf.token_of(m.data) == "eightbit"]
+    hf.check(m8 and b"gr\xc3\xbc\xc3\x9fe\r\n" in m8[0].data and
+             "BODY=" not in m8[0].mail.upper(),
+             "8-bit message to a primary without 8BITMIME: %r" % m8)
     d.stop()
 
     # 4. a real Postfix primary: the headroom holds with XFORWARD, a long
