@@ -527,10 +527,11 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 				goto fail;
 			}
 			if (size > queue_size_limit(s->srv->queue)) {
-				log_info("sess=%016" PRIx64 " message too "
-				    "large claim=%" PRIu64 " limit=%" PRIu64,
-				    s->id, size,
-				    queue_size_limit(s->srv->queue));
+				if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LARGE]))
+					log_info("sess=%016" PRIx64 " message "
+					    "too large claim=%" PRIu64
+					    " limit=%" PRIu64, s->id, size,
+					    queue_size_limit(s->srv->queue));
 				smtp_reply(s, SMTP_R_SIZE);
 				goto fail;
 			}
@@ -1067,6 +1068,16 @@ smtp_tx_end(struct smtp_session *s)
 	struct spool_msg *msg;
 	struct envelope *env;
 
+	if (tx->error == SMTP_TX_OK && !queue_size_fits(s->srv->queue,
+	    tx->data.out_total, tx->env)) {
+		/* Within the limit, but not with this many recipients. */
+		if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LARGE]))
+			log_info("sess=%016" PRIx64 " message too large for "
+			    "the primary size=%" PRIu64 " nrcpt=%zu", s->id,
+			    tx->data.out_total, tx->env->nrcpt);
+		smtp_reply(s, SMTP_R_SIZE);
+		goto reset;
+	}
 	switch (tx->error) {
 	case SMTP_TX_OK:
 		break;
