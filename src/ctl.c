@@ -20,15 +20,18 @@
 
 #include "config.h"
 #include "ctl_proto.h"
+#include "envelope.h"
 #include "log.h"
 #include "net.h"
 #include "queue.h"
+#include "select.h"
 #include "spool.h"
 #include "util.h"
 #include "xmalloc.h"
 
 #define CTL_TIMEOUT_SEC	30
 #define CTL_MAX_CONNS	16
+#define CTL_BULK_BATCH	128	/* per-ID actions per loop turn */
 
 struct ctl {
 	struct event_base	*base;
@@ -46,12 +49,39 @@ struct ctl {
 	size_t			 nconns;
 };
 
+struct ctl_bulk;
+
 struct ctl_conn {
 	struct ctl		*ctl;
 	struct bufferevent	*bev;
 	uid_t			 uid;
 	bool			 done;
+	struct ctl_bulk		*bulk;		/* a selection being applied */
 	TAILQ_ENTRY(ctl_conn)	 entry;
+};
+
+/*
+ * A bulk command by selector: the matching IDs, collected when the
+ * request arrives, go through the same per-ID action as `hold ID`,
+ * CTL_BULK_BATCH of them per loop turn, so a selection of many thousand
+ * messages never holds the loop for long.  The answer goes out at the
+ * end; a client that goes away stops the rest.
+ */
+struct ctl_bulk {
+	struct ctl_conn		*conn;
+	const char		*verb;
+	int			(*fn)(struct queue *, const char *);
+	char			(*ids)[SPOOL_ID_LEN + 1];
+	size_t			 n, cap, pos, done, skipped, failed;
+	char			 selector[512];
+	char			 first_err[256];
+	struct select		 sel;
+	unsigned		 states;	/* those the action applies to */
+	time_t			 now;
+	bool			 dry_run;
+	struct evbuffer		*listing;	/* dry run */
+	const char		*primary_down;
+	struct event		*ev;
 };
 
 struct ctl_command {
@@ -92,6 +122,198 @@ ctl_each_id(struct ctl_conn *c, int argc, char **argv, const char *verb,
 			    (unsigned)c->uid);
 	}
 	return failed ? -1 : 0;
+}
+
+
+static void
+ctl_bulk_free(struct ctl_bulk *b)
+{
+	if (b == NULL)
+		return;
+	if (b->ev != NULL)
+		event_free(b->ev);
+	free(b->ids);
+	free(b);
+}
+
+static void
+ctl_bulk_match_cb(void *arg, enum spool_area area, const struct envelope *env,
+    const char *state)
+{
+	struct ctl_bulk *b = arg;
+	unsigned bit = select_state_bit(state);
+
+	if (bit == SELECT_ST_WAITING)
+		bit |= env->attempts > 0 ? SELECT_ST_DEFERRED : SELECT_ST_QUEUED;
+	if ((bit & b->states) == 0 || !select_match(&b->sel, env, state,
+	    b->now))
+		return;
+	if (b->dry_run) {
+		ctl_proto_env_rec_live(b->listing, area, env, b->primary_down);
+		b->n++;
+		return;
+	}
+	if (b->n == b->cap) {
+		b->cap = b->cap == 0 ? 64 : b->cap * 2;
+		b->ids = xreallocarray(b->ids, b->cap, sizeof(*b->ids));
+	}
+	util_copy(b->ids[b->n], sizeof(b->ids[b->n]), env->id);
+	b->n++;
+}
+
+static void
+ctl_bulk_summary(struct ctl_bulk *b, struct evbuffer *out)
+{
+	ctl_proto_kv(out, "action", b->verb);
+	ctl_proto_kv(out, "selector", b->selector);
+	ctl_proto_kvu(out, "matched", b->n);
+	if (!b->dry_run) {
+		ctl_proto_kvu(out, "done", b->done);
+		ctl_proto_kvu(out, "skipped", b->skipped);
+		ctl_proto_kvu(out, "failed", b->failed);
+	}
+	ctl_proto_rec_end(out);
+}
+
+/* The selection is through: answer and log; the connection closes once
+ * the answer is out. */
+static void
+ctl_bulk_finish(struct ctl_bulk *b)
+{
+	struct ctl_conn *c = b->conn;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct timeval tv = { CTL_TIMEOUT_SEC, 0 };
+
+	log_info("ctl %s finished matched=%zu done=%zu skipped=%zu "
+	    "failed=%zu uid=%u", b->verb, b->n, b->done, b->skipped,
+	    b->failed, (unsigned)c->uid);
+	if (b->failed > 0)
+		evbuffer_add_printf(out, "error %zu of %zu failed (%s)\n",
+		    b->failed, b->n, b->first_err);
+	else
+		evbuffer_add_printf(out, "ok\n");
+	ctl_bulk_summary(b, out);
+	evbuffer_add_printf(out, ".\n");
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	c->bulk = NULL;
+	ctl_bulk_free(b);
+}
+
+static void
+ctl_bulk_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctl_bulk *b = arg;
+	struct timeval now = { 0, 0 };
+	size_t end = b->pos + CTL_BULK_BATCH;
+
+	(void)fd;
+	(void)what;
+	if (end > b->n)
+		end = b->n;
+	for (; b->pos < end; b->pos++) {
+		if (b->fn(b->conn->ctl->queue, b->ids[b->pos]) == 0) {
+			b->done++;
+			continue;
+		}
+		/* gone, being delivered or moved on since the match */
+		if (errno == ENOENT || errno == EBUSY || errno == EINVAL) {
+			b->skipped++;
+			continue;
+		}
+		if (b->failed++ == 0)
+			snprintf(b->first_err, sizeof(b->first_err), "%s: %s",
+			    b->ids[b->pos], strerror(errno));
+	}
+	if (b->pos < b->n) {
+		log_info("ctl %s progress=%zu/%zu uid=%u", b->verb, b->pos,
+		    b->n, (unsigned)b->conn->uid);
+		evtimer_add(b->ev, &now);	/* the rest on the next turn */
+		return;
+	}
+	ctl_bulk_finish(b);
+}
+
+/*
+ * `VERB SELECTOR... [--dry-run]`: match, then list (dry run) or apply fn
+ * to each match in batches.  states are those fn applies to.  0 with the
+ * answer in out (dry run) or pending on c->bulk; -1 with err.
+ */
+static int
+ctl_bulk_start(struct ctl_conn *c, int argc, char **argv, const char *verb,
+    int (*fn)(struct queue *, const char *), unsigned states,
+    struct evbuffer *out, char *err, size_t errlen)
+{
+	static const enum spool_area areas[] = { SPOOL_QUEUE, SPOOL_HOLD,
+		SPOOL_DEAD };
+	static const unsigned area_states[] = { SELECT_ST_QUEUED |
+		SELECT_ST_DEFERRED | SELECT_ST_WAITING, SELECT_ST_HELD,
+		SELECT_ST_DEAD };
+	struct ctl_bulk *b = xcalloc(1, sizeof(*b));
+	const char *ids[1];
+	char esc[LOG_ESCAPE_MAX];
+	struct timeval now = { 0, 0 };
+	size_t nids, i;
+
+	if (select_parse(argc - 1, argv + 1, &b->sel, ids, 0, &nids, err,
+	    errlen) == -1 || !b->sel.any) {
+		if (b->sel.any || err[0] == '\0')
+			snprintf(err, errlen, "usage: %s SELECTOR... "
+			    "[--dry-run]", verb);
+		else {
+			char tmp[256];
+
+			util_copy(tmp, sizeof(tmp), err);
+			snprintf(err, errlen, "usage: %s", tmp);
+		}
+		ctl_bulk_free(b);
+		return -1;
+	}
+	b->conn = c;
+	b->verb = verb;
+	b->fn = fn;
+	b->now = util_now();
+	b->dry_run = b->sel.dry_run;
+	b->listing = out;
+	b->primary_down = queue_primary_down_reason(c->ctl->queue);
+	b->states = b->sel.states != 0 ? b->sel.states & states : states;
+	select_fmt(&b->sel, b->selector, sizeof(b->selector));
+	for (i = 0; i < UTIL_ARRAY_LEN(areas); i++)
+		if ((area_states[i] & b->states) != 0 &&
+		    ctl_proto_each(c->ctl->spool, areas[i], b->primary_down,
+		    ctl_bulk_match_cb, b) == -1) {
+			snprintf(err, errlen, "cannot list %s: %s",
+			    spool_area_name(areas[i]), strerror(errno));
+			ctl_bulk_free(b);
+			return -1;
+		}
+	log_info("ctl %s selector=%s matched=%zu%s uid=%u", verb,
+	    log_escape(b->selector, strlen(b->selector), esc, sizeof(esc)),
+	    b->n, b->dry_run ? " dry-run" : "", (unsigned)c->uid);
+	if (b->dry_run || b->n == 0) {
+		ctl_bulk_summary(b, out);
+		ctl_bulk_free(b);
+		return 0;
+	}
+	b->ev = evtimer_new(c->ctl->base, ctl_bulk_cb, b);
+	if (b->ev == NULL)
+		fatalx("ctl bulk event");
+	c->bulk = b;
+	/* no client timeout while it runs; its answer comes at the end */
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	evtimer_add(b->ev, &now);
+	return 0;
+}
+
+/* Whether argv (after the verb) is a selection rather than IDs. */
+static bool
+ctl_is_selection(int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc; i++)
+		if (argv[i][0] == '-')
+			return true;
+	return false;
 }
 
 static int
@@ -158,7 +380,9 @@ static int
 ctl_cmd_hold(struct ctl_conn *c, int argc, char **argv, struct evbuffer *out,
     char *err, size_t errlen)
 {
-	(void)out;
+	if (ctl_is_selection(argc, argv))
+		return ctl_bulk_start(c, argc, argv, "hold", queue_hold,
+		    SELECT_ST_QUEUED | SELECT_ST_DEFERRED | SELECT_ST_WAITING, out, err, errlen);
 	return ctl_each_id(c, argc, argv, "hold", queue_hold, true, err,
 	    errlen);
 }
@@ -167,7 +391,9 @@ static int
 ctl_cmd_release(struct ctl_conn *c, int argc, char **argv,
     struct evbuffer *out, char *err, size_t errlen)
 {
-	(void)out;
+	if (ctl_is_selection(argc, argv))
+		return ctl_bulk_start(c, argc, argv, "release", queue_release,
+		    SELECT_ST_HELD, out, err, errlen);
 	return ctl_each_id(c, argc, argv, "release", queue_release, true, err,
 	    errlen);
 }
@@ -176,7 +402,9 @@ static int
 ctl_cmd_delete(struct ctl_conn *c, int argc, char **argv,
     struct evbuffer *out, char *err, size_t errlen)
 {
-	(void)out;
+	if (ctl_is_selection(argc, argv))
+		return ctl_bulk_start(c, argc, argv, "delete", queue_delete,
+		    SELECT_ST_QUEUED | SELECT_ST_DEFERRED | SELECT_ST_WAITING | SELECT_ST_HELD | SELECT_ST_DEAD, out, err, errlen);
 	return ctl_each_id(c, argc, argv, "delete", queue_delete, false, err,
 	    errlen);
 }
@@ -185,7 +413,9 @@ static int
 ctl_cmd_requeue(struct ctl_conn *c, int argc, char **argv,
     struct evbuffer *out, char *err, size_t errlen)
 {
-	(void)out;
+	if (ctl_is_selection(argc, argv))
+		return ctl_bulk_start(c, argc, argv, "requeue", queue_requeue,
+		    SELECT_ST_DEAD, out, err, errlen);
 	return ctl_each_id(c, argc, argv, "requeue", queue_requeue, false, err,
 	    errlen);
 }
@@ -235,11 +465,15 @@ static const struct ctl_command ctl_commands[] = {
 	{ "show", 1, 2, ctl_cmd_show, "ID [--body]: envelope and headers" },
 	{ "flush", 0, CTL_ARGS_MAX - 1, ctl_cmd_flush,
 	  "[ID...]: try now (no ID: all, and probe the primary)" },
-	{ "hold", 1, CTL_ARGS_MAX - 1, ctl_cmd_hold, "ID...|all" },
-	{ "release", 1, CTL_ARGS_MAX - 1, ctl_cmd_release, "ID...|all" },
-	{ "delete", 1, CTL_ARGS_MAX - 1, ctl_cmd_delete, "ID..." },
+	{ "hold", 1, CTL_ARGS_MAX - 1, ctl_cmd_hold,
+	  "ID...|all | SELECTOR... [--dry-run]" },
+	{ "release", 1, CTL_ARGS_MAX - 1, ctl_cmd_release,
+	  "ID...|all | SELECTOR... [--dry-run]" },
+	{ "delete", 1, CTL_ARGS_MAX - 1, ctl_cmd_delete,
+	  "ID... | SELECTOR... [--dry-run]" },
 	{ "dead", 0, 0, ctl_cmd_dead, "list dead letters" },
-	{ "requeue", 1, CTL_ARGS_MAX - 1, ctl_cmd_requeue, "ID..." },
+	{ "requeue", 1, CTL_ARGS_MAX - 1, ctl_cmd_requeue,
+	  "ID... | SELECTOR... [--dry-run]" },
 	{ "hold-mode", 1, 3, ctl_cmd_hold_mode,
 	  "on [--for DURATION] | off" },
 	{ "status", 0, 0, ctl_cmd_status, "daemon and queue state" },
@@ -250,6 +484,12 @@ ctl_conn_free(struct ctl_conn *c)
 {
 	TAILQ_REMOVE(&c->ctl->conns, c, entry);
 	c->ctl->nconns--;
+	if (c->bulk != NULL) {
+		log_info("ctl %s stopped: the client went away after %zu of "
+		    "%zu uid=%u", c->bulk->verb, c->bulk->pos, c->bulk->n,
+		    (unsigned)c->uid);
+		ctl_bulk_free(c->bulk);
+	}
 	bufferevent_free(c->bev);
 	free(c);
 }
@@ -287,6 +527,12 @@ ctl_request(struct ctl_conn *c, char *line)
 				snprintf(err, sizeof(err), "%s",
 				    strerror(errno));
 		}
+	}
+	if (rc == 0 && c->bulk != NULL) {
+		/* answered by ctl_bulk_finish() */
+		evbuffer_free(body);
+		c->done = true;
+		return;
 	}
 	if (rc == 0)
 		evbuffer_add_printf(out, "ok\n");

@@ -280,6 +280,34 @@ ctl_proto_list_live(struct spool *sp, enum spool_area area,
 }
 
 int
+ctl_proto_each(struct spool *sp, enum spool_area area,
+    const char *primary_down, ctl_proto_each_cb cb, void *arg)
+{
+	struct ctl_proto_collect c = { NULL, 0 };
+	size_t i;
+
+	if (spool_list(sp, area, ctl_proto_collect_cb, &c) == -1) {
+		free(c.items);
+		return -1;
+	}
+	for (i = 0; i < c.n; i++)
+		c.items[i].env = ctl_proto_env_get(sp, area, c.items[i].id);
+	if (c.n > 0)
+		qsort(c.items, c.n, sizeof(*c.items), ctl_proto_item_cmp);
+	for (i = 0; i < c.n; i++) {
+		struct envelope *env = c.items[i].env;
+
+		if (env != NULL)
+			cb(arg, area, env, primary_down != NULL &&
+			    area == SPOOL_QUEUE ? "waiting" :
+			    ctl_proto_state(area, env));
+		envelope_free(env);
+	}
+	free(c.items);
+	return 0;
+}
+
+int
 ctl_proto_show(struct spool *sp, const char *id, bool body,
     struct evbuffer *out, char *err, size_t errlen)
 {

@@ -74,6 +74,15 @@ int ctl_proto_list(struct spool *sp, enum spool_area area,
 int ctl_proto_list_live(struct spool *sp, enum spool_area area,
     struct evbuffer *out, const char *primary_down);
 /*
+ * cb(arg, area, env, state) for every readable message in area, oldest
+ * first, with state as the listings show it (primary_down as above); env
+ * is borrowed for the call.  0 or -1.
+ */
+typedef void (*ctl_proto_each_cb)(void *arg, enum spool_area area,
+    const struct envelope *env, const char *state);
+int ctl_proto_each(struct spool *sp, enum spool_area area,
+    const char *primary_down, ctl_proto_each_cb cb, void *arg);
+/*
  * The "show" answer for id: one record with the envelope, then one record
  * per header line (key "header"), or per body line with body (key "line",
  * at most CTL_BODY_MAX octets, then a record "truncated=yes").  0, or -1

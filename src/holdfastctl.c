@@ -8,6 +8,8 @@
  */
 #include <errno.h>
 #include <event2/buffer.h>
+#include <getopt.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,7 @@
 #include "config.h"
 #include "ctl_proto.h"
 #include "mxcheck.h"
+#include "select.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -30,8 +33,27 @@ enum hctl_output {
 	HCTL_OUT_QUEUE,		/* message records */
 	HCTL_OUT_SHOW,
 	HCTL_OUT_STATUS,
+	HCTL_OUT_BULK,		/* selection: listing + summary */
+	HCTL_OUT_SHAPE,		/* computed here from the listing */
 };
 
+/* Selector options of the bulk commands (select.c parses them). */
+#define HCTL_SELECT_OPTS "--state= --from= --rcpt= --reply= --older-than= " \
+	"--dry-run --json"
+#define HCTL_SELECT_HELP \
+	"  --state S[,S]      queued, deferred, waiting, held or dead\n" \
+	"  --from PATTERN     sender glob, case-insensitive (<> for the " \
+	"null sender)\n" \
+	"  --rcpt PATTERN     glob on any recipient\n" \
+	"  --reply PATTERN    glob on the last reply from the primary\n" \
+	"  --older-than DUR   arrived at least this long ago (30m, 2h, 3d)\n" \
+	"  --dry-run          list what would be touched and the count\n"
+
+/*
+ * The CLI's commands.  opts lists the options a command takes, space
+ * separated; "--for=" takes a value.  The daemon's own table (ctl.c)
+ * checks the same verbs again.
+ */
 struct hctl_command {
 	const char		*name;
 	const char		*wire;		/* verb sent to the daemon */
@@ -39,42 +61,187 @@ struct hctl_command {
 	enum hctl_output	 output;
 	bool			 offline;	/* works from the spool alone */
 	const char		*usage;
+	const char		*opts;
+	const char		*help;
 };
 
 static const struct hctl_command hctl_commands[] = {
-	{ "queue", "queue", 0, 0, HCTL_OUT_QUEUE, true, "queue [--json]" },
-	{ "mailq", "queue", 0, 0, HCTL_OUT_QUEUE, true, "mailq [--json]" },
+	{ "queue", "queue", 0, 0, HCTL_OUT_QUEUE, true, "queue [--json]",
+	  "--json", "List every message: ID, size, arrival (UTC) and age, "
+	  "state (queued,\ndeferred, waiting for a down primary, held, dead), "
+	  "attempts, sender,\nrecipients and the last reply.\n" },
+	{ "mailq", "queue", 0, 0, HCTL_OUT_QUEUE, true, "mailq [--json]",
+	  "--json", "The same as queue.\n" },
 	{ "show", "show", 1, 2, HCTL_OUT_SHOW, true,
-	  "show ID [--body] [--json]" },
+	  "show ID [--body] [--json]", "--body --json",
+	  "The envelope and the headers of one message (--body: the whole "
+	  "message).\n" },
 	{ "flush", "flush", 0, CTL_ARGS_MAX - 1, HCTL_OUT_NONE, false,
-	  "flush [ID...]" },
-	{ "hold", "hold", 1, CTL_ARGS_MAX - 1, HCTL_OUT_NONE, false,
-	  "hold ID...|all" },
-	{ "release", "release", 1, CTL_ARGS_MAX - 1, HCTL_OUT_NONE, false,
-	  "release ID...|all" },
-	{ "delete", "delete", 1, CTL_ARGS_MAX - 1, HCTL_OUT_NONE, false,
-	  "delete ID..." },
-	{ "dead", "dead", 0, 0, HCTL_OUT_QUEUE, true, "dead [--json]" },
-	{ "requeue", "requeue", 1, CTL_ARGS_MAX - 1, HCTL_OUT_NONE, false,
-	  "requeue ID..." },
+	  "flush [ID...]", "",
+	  "Try now; with no ID, every message, and probe the primary now.\n" },
+	{ "hold", "hold", 1, CTL_ARGS_MAX - 1, HCTL_OUT_BULK, false,
+	  "hold ID...|all | hold SELECTOR... [--dry-run]", HCTL_SELECT_OPTS,
+	  "Hold messages: held mail is not drained and does not age.\n"
+	  HCTL_SELECT_HELP },
+	{ "release", "release", 1, CTL_ARGS_MAX - 1, HCTL_OUT_BULK, false,
+	  "release ID...|all | release SELECTOR... [--dry-run]",
+	  HCTL_SELECT_OPTS, "Release held messages into the queue.\n"
+	  HCTL_SELECT_HELP },
+	{ "delete", "delete", 1, CTL_ARGS_MAX - 1, HCTL_OUT_BULK, false,
+	  "delete ID... | delete SELECTOR... [--dry-run]", HCTL_SELECT_OPTS,
+	  "Delete messages (logged as \"removed reason=operator\").\n"
+	  HCTL_SELECT_HELP },
+	{ "dead", "dead", 0, 0, HCTL_OUT_QUEUE, true, "dead [--json]",
+	  "--json", "List the dead letters with their reasons.\n" },
+	{ "requeue", "requeue", 1, CTL_ARGS_MAX - 1, HCTL_OUT_BULK, false,
+	  "requeue ID... | requeue SELECTOR... [--dry-run]", HCTL_SELECT_OPTS,
+	  "Put dead letters back into the queue with a fresh lifetime.\n"
+	  HCTL_SELECT_HELP },
 	{ "hold-mode", "hold-mode", 1, 3, HCTL_OUT_NONE, false,
-	  "hold-mode on [--for DURATION] | hold-mode off" },
+	  "hold-mode on [--for DURATION] | hold-mode off", "--for=",
+	  "Accept-and-hold: accept and keep mail, drain nothing; ends by "
+	  "itself\nafter --for (default 24h) and survives restarts.\n" },
 	{ "status", "status", 0, 0, HCTL_OUT_STATUS, false,
-	  "status [--json]" },
+	  "status [--json]", "--json",
+	  "The primary (up/down and since when, its SIZE), counts and bytes "
+	  "per state,\nhold-mode, spool space, uptime.  Times are UTC with "
+	  "their age; --json\nkeeps epoch seconds and plain numbers.\n" },
+	{ "shape", "queue", 0, 2, HCTL_OUT_SHAPE, true,
+	  "shape [-n N] [--json]", "-n= --json",
+	  "The backlog by age (0-5m, 5-10m, 10-20m, ... 640-1280m, older), "
+	  "per state\nand for the top N sender domains (default 10), like "
+	  "Postfix's qshape.\n" },
+	{ "help", NULL, 0, 1, HCTL_OUT_NONE, true, "help [COMMAND]", "",
+	  "Help on every command, or on one.\n" },
 };
+
+/* The commands that are not sent to the daemon's table. */
+static const struct hctl_command hctl_extra[] = {
+	{ "check-mx", NULL, 1, 16, HCTL_OUT_NONE, true,
+	  "check-mx DOMAIN --expect HOST[:PREF],... [--server IP[:PORT]] "
+	  "[--prom FILE]", NULL,
+	  "Compare a domain's MX set with the expected one (exit 1 on "
+	  "drift);\n--prom writes a node_exporter textfile instead.\n" },
+	{ "version", NULL, 0, 0, HCTL_OUT_NONE, true, "version", "",
+	  "The version of holdfastctl.\n" },
+};
+
+static const struct hctl_command *
+hctl_command_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < UTIL_ARRAY_LEN(hctl_commands); i++)
+		if (strcmp(hctl_commands[i].name, name) == 0)
+			return &hctl_commands[i];
+	for (i = 0; i < UTIL_ARRAY_LEN(hctl_extra); i++)
+		if (strcmp(hctl_extra[i].name, name) == 0)
+			return &hctl_extra[i];
+	return NULL;
+}
+
+static void
+hctl_usage_fp(FILE *fp)
+{
+	size_t i;
+
+	fprintf(fp, "usage: holdfastctl [-c FILE] COMMAND [ARGS]\n"
+	    "commands:\n");
+	for (i = 0; i < UTIL_ARRAY_LEN(hctl_commands); i++)
+		fprintf(fp, "  %s\n", hctl_commands[i].usage);
+	for (i = 0; i < UTIL_ARRAY_LEN(hctl_extra); i++)
+		fprintf(fp, "  %s\n", hctl_extra[i].usage);
+	fprintf(fp, "holdfastctl help COMMAND, or COMMAND -h, says more.\n");
+}
 
 static int
 hctl_usage(void)
 {
-	size_t i;
-
-	fprintf(stderr, "usage: holdfastctl [-c FILE] COMMAND [ARGS]\n"
-	    "commands:\n");
-	for (i = 0; i < UTIL_ARRAY_LEN(hctl_commands); i++)
-		fprintf(stderr, "  %s\n", hctl_commands[i].usage);
-	fprintf(stderr, "  check-mx DOMAIN --expect HOST[:PREF],... "
-	    "[--server IP[:PORT]] [--prom FILE]\n  version\n");
+	hctl_usage_fp(stderr);
 	return 2;
+}
+
+/* COMMAND -h, help COMMAND: its usage and help on stdout. */
+static int
+hctl_help(const char *name)
+{
+	const struct hctl_command *cmd = hctl_command_find(name);
+
+	if (cmd == NULL) {
+		fprintf(stderr, "holdfastctl: no command %s\n", name);
+		return hctl_usage();
+	}
+	printf("usage: holdfastctl [-c FILE] %s\n\n%s", cmd->usage, cmd->help);
+	return 0;
+}
+
+/* One bad-usage line naming what cmd allows; exit code 2. */
+static int hctl_bad_usage(const struct hctl_command *cmd, const char *fmt,
+    ...) __attribute__((format(printf, 2, 3)));
+
+static int
+hctl_bad_usage(const struct hctl_command *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "holdfastctl: %s: ", cmd->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nusage: holdfastctl %s\n", cmd->usage);
+	return 2;
+}
+
+/*
+ * Check every option after cmd's name against its opts: -h or --help
+ * prints its help (exit 0, *done), an unknown one is bad usage naming the
+ * allowed ones (exit 2).  Returns -1 to go on.
+ */
+static int
+hctl_check_opts(const struct hctl_command *cmd, int argc, char **argv)
+{
+	char want[64], allowed[256];
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i], *o;
+		bool value = false, found = false;
+		size_t n;
+
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+			return hctl_help(cmd->name);
+		if (a[0] != '-' || a[1] == '\0')
+			continue;
+		for (o = cmd->opts; o != NULL && *o != '\0' && !found; o += n) {
+			while (*o == ' ')
+				o++;
+			n = strcspn(o, " ");
+			if (n == 0 || n >= sizeof(want))
+				break;
+			memcpy(want, o, n);
+			want[n] = '\0';
+			value = want[n - 1] == '=';
+			if (value)
+				want[n - 1] = '\0';
+			found = strcmp(want, a) == 0;
+		}
+		if (!found) {
+			util_copy(allowed, sizeof(allowed), cmd->opts != NULL &&
+			    *cmd->opts != '\0' ? cmd->opts : "none");
+			for (char *p = allowed; *p != '\0'; p++)
+				if (*p == '=')
+					*p = ' ';
+			fprintf(stderr, "holdfastctl: %s: unknown option %s "
+			    "(allowed: %s)\nusage: holdfastctl %s\n",
+			    cmd->name, a, allowed, cmd->usage);
+			return 2;
+		}
+		if (value && (i + 1 >= argc || argv[i + 1][0] == '\0'))
+			return hctl_bad_usage(cmd, "%s needs a value", a);
+		if (value)
+			i++;
+	}
+	return -1;
 }
 
 /* Send line to the daemon; the whole answer goes to ans.  -1 with errno
@@ -329,36 +496,139 @@ hctl_json_rec(const struct ctl_rec *rec)
 	putchar('}');
 }
 
+/*
+ * A time as "2026-11-30T14:02:11Z (2h14m ago)" (UTC; "in 5m" ahead), or
+ * zero when v is 0 or missing ("never", "-").
+ */
 static void
-hctl_fmt_time(const char *v, char *out, size_t outlen)
+hctl_fmt_time(const char *v, time_t now, const char *zero, char *out,
+    size_t outlen)
 {
+	char iso[32], rel[32];
 	uint64_t t;
 	struct tm tm;
 	time_t tt;
 
-	if (v == NULL || util_parse_u64(v, &t) == -1 || t == 0) {
-		util_copy(out, outlen, "-");
+	if (v == NULL || util_parse_u64(v, &t) == -1 || t == 0 ||
+	    t > (uint64_t)INT64_MAX) {
+		util_copy(out, outlen, zero);
 		return;
 	}
 	tt = (time_t)t;
-	localtime_r(&tt, &tm);
-	strftime(out, outlen, "%Y-%m-%d %H:%M:%S", &tm);
+	gmtime_r(&tt, &tm);
+	strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	util_fmt_duration((uint64_t)(tt <= now ? now - tt : tt - now), rel,
+	    sizeof(rel));
+	snprintf(out, outlen, "%s (%s%s%s)", iso, tt <= now ? "" : "in ", rel,
+	    tt <= now ? " ago" : "");
+}
+
+/* Bytes with a binary unit: "512 B", "97.7 KiB". */
+static void
+hctl_fmt_bytes(uint64_t b, char *out, size_t outlen)
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)b;
+	size_t u = 0;
+
+	if (b < 1024) {
+		snprintf(out, outlen, "%llu B", (unsigned long long)b);
+		return;
+	}
+	v /= 1024;
+	while (v >= 1024 && u + 1 < UTIL_ARRAY_LEN(units)) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(out, outlen, "%.1f %s", v, units[u]);
+}
+
+enum hctl_kind {
+	HCTL_K_TIME,		/* epoch seconds */
+	HCTL_K_BYTES,
+	HCTL_K_AGE,		/* seconds */
+};
+
+/* How status values read in text; --json keeps the numbers. */
+static const struct {
+	const char	*key;		/* exact, or "*suffix" */
+	enum hctl_kind	 kind;
+	const char	*zero;		/* text for 0; NULL: format 0 */
+} hctl_status_fmt[] = {
+	{ "primary_since", HCTL_K_TIME, "never" },
+	{ "last_delivery", HCTL_K_TIME, "never" },
+	{ "hold_until", HCTL_K_TIME, "-" },
+	{ "primary_size", HCTL_K_BYTES, "none" },
+	{ "size_limit", HCTL_K_BYTES, NULL },
+	{ "*_bytes", HCTL_K_BYTES, NULL },
+	{ "*oldest_age", HCTL_K_AGE, "-" },
+	{ "uptime", HCTL_K_AGE, NULL },
+};
+
+/* One status value as text into out: times, sizes and ages made
+ * readable, the rest escaped as it is. */
+static void
+hctl_fmt_status(const char *key, const char *v, time_t now, char *out,
+    size_t outlen)
+{
+	char tmp[64];
+	uint64_t n;
+	size_t i, kl = strlen(key);
+
+	for (i = 0; i < UTIL_ARRAY_LEN(hctl_status_fmt); i++) {
+		const char *k = hctl_status_fmt[i].key;
+		bool hit = k[0] == '*' ? kl >= strlen(k + 1) &&
+		    strcmp(key + kl - strlen(k + 1), k + 1) == 0 :
+		    strcmp(key, k) == 0;
+
+		if (!hit || util_parse_u64(v, &n) == -1)
+			continue;
+		if (n == 0 && hctl_status_fmt[i].zero != NULL) {
+			util_copy(out, outlen, hctl_status_fmt[i].zero);
+			return;
+		}
+		switch (hctl_status_fmt[i].kind) {
+		case HCTL_K_TIME:
+			hctl_fmt_time(v, now, "never", out, outlen);
+			return;
+		case HCTL_K_BYTES:
+			hctl_fmt_bytes(n, tmp, sizeof(tmp));
+			if (n < 1024)
+				util_copy(out, outlen, tmp);
+			else
+				snprintf(out, outlen, "%s (%llu)", tmp,
+				    (unsigned long long)n);
+			return;
+		case HCTL_K_AGE:
+			util_fmt_duration(n, out, outlen);
+			return;
+		}
+	}
+	util_copy(out, outlen, v);
 }
 
 static void
-hctl_text_queue(const struct ctl_rec *rec, uint64_t *nmsgs, uint64_t *bytes)
+hctl_text_queue(const struct ctl_rec *rec, time_t now, uint64_t *nmsgs,
+    uint64_t *bytes)
 {
 	const char *v;
-	char arrival[32], next[32];
-	uint64_t size = 0;
+	char arrival[64], next[64], size_s[32], age[32] = "-";
+	uint64_t size = 0, t;
 	size_t i;
 
 	if ((v = ctl_proto_rec_get(rec, "size")) != NULL)
 		util_parse_u64(v, &size);
-	hctl_fmt_time(ctl_proto_rec_get(rec, "arrival"), arrival,
-	    sizeof(arrival));
-	hctl_fmt_time(ctl_proto_rec_get(rec, "next_attempt"), next,
-	    sizeof(next));
+	hctl_fmt_bytes(size, size_s, sizeof(size_s));
+	v = ctl_proto_rec_get(rec, "arrival");
+	hctl_fmt_time(v, now, "-", arrival, sizeof(arrival));
+	if (v != NULL && util_parse_u64(v, &t) == 0 && t > 0 &&
+	    (time_t)t <= now)
+		util_fmt_duration((uint64_t)(now - (time_t)t), age,
+		    sizeof(age));
+	if (strchr(arrival, ' ') != NULL)
+		*strchr(arrival, ' ') = '\0';	/* the age has a column */
+	hctl_fmt_time(ctl_proto_rec_get(rec, "next_attempt"), now, "now",
+	    next, sizeof(next));
 	{
 		const char *id = ctl_proto_rec_get(rec, "id");
 		const char *state = ctl_proto_rec_get(rec, "state");
@@ -370,8 +640,8 @@ hctl_text_queue(const struct ctl_rec *rec, uint64_t *nmsgs, uint64_t *bytes)
 		char *eatt = hctl_esc(attempts ? attempts : "-");
 		char *esender = hctl_esc(sender ? sender : "?");
 
-		printf("%-16s %10llu %s %-9s %3s  <%s>\n", eid,
-		    (unsigned long long)size, arrival, estate, eatt, esender);
+		printf("%-16s %10s %s %7s %-9s %3s  <%s>\n", eid, size_s,
+		    arrival, age, estate, eatt, esender);
 		free(esender);
 		free(eatt);
 		free(estate);
@@ -401,16 +671,189 @@ hctl_text_queue(const struct ctl_rec *rec, uint64_t *nmsgs, uint64_t *bytes)
 	*bytes += size;
 }
 
+/* The summary of a bulk command: "held 3 messages" or, dry, "would
+ * hold 3 messages". */
+static void
+hctl_text_bulk(const char *verb, const struct ctl_rec *rec)
+{
+	static const struct {
+		const char	*verb, *done;
+	} past[] = {
+		{ "hold", "held" }, { "release", "released" },
+		{ "delete", "deleted" }, { "requeue", "requeued" },
+	};
+	const char *matched = ctl_proto_rec_get(rec, "matched");
+	const char *done = ctl_proto_rec_get(rec, "done");
+	const char *skipped = ctl_proto_rec_get(rec, "skipped");
+	const char *failed = ctl_proto_rec_get(rec, "failed");
+	const char *pv = verb;
+	char *esel = hctl_esc(ctl_proto_rec_get(rec, "selector") ?
+	    ctl_proto_rec_get(rec, "selector") : "");
+	size_t i;
+
+	for (i = 0; i < UTIL_ARRAY_LEN(past); i++)
+		if (strcmp(past[i].verb, verb) == 0)
+			pv = past[i].done;
+	if (done == NULL)
+		printf("would %s %s message%s (%s)\n", verb,
+		    matched ? matched : "0", matched && strcmp(matched, "1") ==
+		    0 ? "" : "s", esel);
+	else
+		printf("%s %s of %s message%s (%s); %s skipped (busy or "
+		    "gone), %s failed\n", pv, done, matched ? matched : "0",
+		    matched && strcmp(matched, "1") == 0 ? "" : "s", esel,
+		    skipped ? skipped : "0", failed ? failed : "0");
+	free(esel);
+}
+
+/* qshape: counts per age bucket for each state and sender domain. */
+struct hctl_shape_row {
+	char		*name;
+	uint64_t	 total, n[SELECT_NBUCKETS];
+};
+
+struct hctl_shape {
+	struct hctl_shape_row	 all, states[5];
+	struct hctl_shape_row	*domains;
+	size_t			 ndomains;
+};
+
+static const char *const hctl_shape_states[] = {
+	"queued", "deferred", "waiting", "held", "dead",
+};
+
+static void
+hctl_shape_count(struct hctl_shape_row *row, size_t b)
+{
+	row->total++;
+	row->n[b]++;
+}
+
+static void
+hctl_shape_add(struct hctl_shape *sh, const struct ctl_rec *rec, time_t now)
+{
+	const char *state = ctl_proto_rec_get(rec, "state");
+	const char *sender = ctl_proto_rec_get(rec, "sender");
+	const char *arr = ctl_proto_rec_get(rec, "arrival"), *dom;
+	uint64_t t = 0;
+	size_t b, i;
+
+	if (state == NULL || arr == NULL || util_parse_u64(arr, &t) == -1)
+		return;		/* unreadable entries have neither */
+	b = select_bucket((time_t)t < now ? (uint64_t)(now - (time_t)t) : 0);
+	hctl_shape_count(&sh->all, b);
+	for (i = 0; i < UTIL_ARRAY_LEN(hctl_shape_states); i++)
+		if (strcmp(state, hctl_shape_states[i]) == 0)
+			hctl_shape_count(&sh->states[i], b);
+	dom = sender == NULL || *sender == '\0' ? "<>" :
+	    strrchr(sender, '@') != NULL ? strrchr(sender, '@') + 1 : sender;
+	for (i = 0; i < sh->ndomains; i++)
+		if (util_strcaseeq(sh->domains[i].name, dom))
+			break;
+	if (i == sh->ndomains) {
+		sh->domains = xreallocarray(sh->domains, sh->ndomains + 1,
+		    sizeof(*sh->domains));
+		memset(&sh->domains[i], 0, sizeof(sh->domains[i]));
+		sh->domains[i].name = xstrdup(dom);
+		sh->ndomains++;
+	}
+	hctl_shape_count(&sh->domains[i], b);
+}
+
+static int
+hctl_shape_cmp(const void *a, const void *b)
+{
+	const struct hctl_shape_row *x = a, *y = b;
+
+	if (x->total != y->total)
+		return x->total > y->total ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+static void
+hctl_shape_row_text(const char *name, const struct hctl_shape_row *row)
+{
+	char *e = hctl_esc(name);
+	size_t b;
+
+	printf("%-24.24s %6llu", e, (unsigned long long)row->total);
+	for (b = 0; b < SELECT_NBUCKETS; b++)
+		printf(" %5llu", (unsigned long long)row->n[b]);
+	putchar('\n');
+	free(e);
+}
+
+static void
+hctl_shape_row_json(const char *name, const struct hctl_shape_row *row)
+{
+	size_t b;
+
+	printf("{\"name\":");
+	hctl_json_str(name);
+	printf(",\"total\":%llu,\"counts\":{", (unsigned long long)row->total);
+	for (b = 0; b < SELECT_NBUCKETS; b++)
+		printf("%s\"%s\":%llu", b ? "," : "", select_bucket_name(b),
+		    (unsigned long long)row->n[b]);
+	printf("}}");
+}
+
+static void
+hctl_shape_print(struct hctl_shape *sh, size_t top, bool json)
+{
+	size_t i, b, n;
+
+	if (sh->ndomains > 0)
+		qsort(sh->domains, sh->ndomains, sizeof(*sh->domains),
+		    hctl_shape_cmp);
+	n = sh->ndomains < top ? sh->ndomains : top;
+	if (json) {
+		printf("{\"buckets\":[");
+		for (b = 0; b < SELECT_NBUCKETS; b++)
+			printf("%s\"%s\"", b ? "," : "", select_bucket_name(b));
+		printf("],\"total\":");
+		hctl_shape_row_json("total", &sh->all);
+		printf(",\"states\":[");
+		for (i = 0; i < UTIL_ARRAY_LEN(hctl_shape_states); i++) {
+			printf("%s", i ? "," : "");
+			hctl_shape_row_json(hctl_shape_states[i],
+			    &sh->states[i]);
+		}
+		printf("],\"domains\":[");
+		for (i = 0; i < n; i++) {
+			printf("%s", i ? "," : "");
+			hctl_shape_row_json(sh->domains[i].name,
+			    &sh->domains[i]);
+		}
+		printf("],\"other_domains\":%zu}\n", sh->ndomains - n);
+		return;
+	}
+	printf("%-24s %6s", "age (upper bound)", "total");
+	for (b = 0; b < SELECT_NBUCKETS; b++)
+		printf(" %5s", select_bucket_name(b));
+	putchar('\n');
+	hctl_shape_row_text("TOTAL", &sh->all);
+	for (i = 0; i < UTIL_ARRAY_LEN(hctl_shape_states); i++)
+		hctl_shape_row_text(hctl_shape_states[i], &sh->states[i]);
+	printf("-- sender domains (top %zu of %zu)\n", n, sh->ndomains);
+	for (i = 0; i < n; i++)
+		hctl_shape_row_text(sh->domains[i].name, &sh->domains[i]);
+}
+
 /* Print the answer; returns the exit code. */
 static int
-hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json)
+hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json,
+    size_t top)
 {
+	struct hctl_shape sh;
 	char *line, *first;
-	size_t len;
+	size_t len, i;
 	uint64_t nmsgs = 0, bytes = 0;
-	bool any = false;
+	time_t now = util_now();
+	bool any = false, list = json && cmd->output != HCTL_OUT_STATUS &&
+	    cmd->output != HCTL_OUT_SHAPE;
 	int rc;
 
+	memset(&sh, 0, sizeof(sh));
 	if ((first = evbuffer_readln(ans, &len, EVBUFFER_EOL_LF)) == NULL) {
 		fprintf(stderr, "holdfastctl: no answer from the daemon\n");
 		return 1;
@@ -420,12 +863,13 @@ hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json)
 
 		fprintf(stderr, "holdfastctl: %s\n", e);
 		free(e);
+		rc = strncmp(first, "error usage:", 12) == 0 ? 2 : 1;
 		free(first);
-		return 1;
+		return rc;
 	}
 	rc = strcmp(first, "ok") == 0 ? 0 : 1;
 	free(first);
-	if (json && cmd->output != HCTL_OUT_STATUS)
+	if (list)
 		printf("[");
 	while ((line = evbuffer_readln(ans, &len, EVBUFFER_EOL_LF)) != NULL) {
 		struct ctl_rec rec;
@@ -439,19 +883,35 @@ hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json)
 			free(line);
 			return 1;
 		}
+		if (cmd->output == HCTL_OUT_SHAPE) {
+			hctl_shape_add(&sh, &rec, now);
+			free(line);
+			continue;
+		}
 		if (json) {
 			printf("%s", any ? ",\n" : "");
 			hctl_json_rec(&rec);
-		} else if (cmd->output == HCTL_OUT_QUEUE)
-			hctl_text_queue(&rec, &nmsgs, &bytes);
+		} else if (cmd->output == HCTL_OUT_QUEUE ||
+		    (cmd->output == HCTL_OUT_BULK &&
+		    ctl_proto_rec_get(&rec, "id") != NULL))
+			hctl_text_queue(&rec, now, &nmsgs, &bytes);
+		else if (cmd->output == HCTL_OUT_BULK)
+			hctl_text_bulk(cmd->name, &rec);
 		else {
-			for (size_t i = 0; i < rec.n; i++) {
+			for (i = 0; i < rec.n; i++) {
+				char val[128];
+
 				if (strcmp(rec.key[i], "line") != 0 &&
 				    strcmp(rec.key[i], "header") != 0) {
 					hctl_put(rec.key[i]);
 					printf(": ");
 				}
-				hctl_put(rec.val[i]);
+				if (cmd->output == HCTL_OUT_STATUS) {
+					hctl_fmt_status(rec.key[i], rec.val[i],
+					    now, val, sizeof(val));
+					hctl_put(val);
+				} else
+					hctl_put(rec.val[i]);
 				putchar('\n');
 			}
 			if (cmd->output == HCTL_OUT_SHOW && !any)
@@ -460,14 +920,23 @@ hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json)
 		any = true;
 		free(line);
 	}
-	if (json && cmd->output != HCTL_OUT_STATUS)
+	if (cmd->output == HCTL_OUT_SHAPE) {
+		hctl_shape_print(&sh, top, json);
+		for (i = 0; i < sh.ndomains; i++)
+			free(sh.domains[i].name);
+		free(sh.domains);
+	} else if (list)
 		printf("]\n");
 	else if (json)
 		printf("\n");
-	else if (cmd->output == HCTL_OUT_QUEUE)
-		printf("-- %llu message%s, %llu bytes\n",
-		    (unsigned long long)nmsgs, nmsgs == 1 ? "" : "s",
+	else if (cmd->output == HCTL_OUT_QUEUE) {
+		char b[32];
+
+		hctl_fmt_bytes(bytes, b, sizeof(b));
+		printf("-- %llu message%s, %s (%llu bytes)\n",
+		    (unsigned long long)nmsgs, nmsgs == 1 ? "" : "s", b,
 		    (unsigned long long)bytes);
+	}
 	return rc;
 }
 
@@ -485,18 +954,46 @@ hctl_hold_mode_ok(int argc, char **argv)
 	    util_parse_duration(argv[3], &secs) == 0 && secs > 0);
 }
 
+/*
+ * The request line's words cannot hold a space: in a selector's pattern
+ * a space becomes '?', the glob for any one character (a reply such as
+ * "451 4.7.1 try later" is matched by '*4.7.1 try*').
+ */
+static void
+hctl_pattern_spaces(int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i + 1 < argc; i++)
+		if (strcmp(argv[i], "--from") == 0 ||
+		    strcmp(argv[i], "--rcpt") == 0 ||
+		    strcmp(argv[i], "--reply") == 0)
+			for (char *p = argv[++i]; *p != '\0'; p++)
+				if (*p == ' ')
+					*p = '?';
+}
+
 int
 main(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	const char *path = HOLDFASTCTL_DEFAULT_CONF;
 	const struct hctl_command *cmd = NULL;
 	struct evbuffer *req, *ans;
 	struct config *cf;
 	char err[512], *line;
 	bool json = false;
+	uint64_t top = 10;
 	int ch, i, n, rc;
 
-	while ((ch = getopt(argc, argv, "+c:")) != -1) {
+	while ((ch = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
+		if (ch == 'h') {
+			hctl_usage_fp(stdout);
+			return 0;
+		}
 		if (ch != 'c')
 			return hctl_usage();
 		path = optarg;
@@ -505,35 +1002,65 @@ main(int argc, char **argv)
 	argv += optind;
 	if (argc < 1)
 		return hctl_usage();
+	if (strcmp(argv[0], "help") == 0) {
+		if (argc == 1) {
+			hctl_usage_fp(stdout);
+			return 0;
+		}
+		return argc == 2 ? hctl_help(argv[1]) : hctl_usage();
+	}
+	if ((cmd = hctl_command_find(argv[0])) == NULL) {
+		fprintf(stderr, "holdfastctl: unknown command %s\n", argv[0]);
+		return hctl_usage();
+	}
+	for (i = 1; i < argc; i++)
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			return hctl_help(cmd->name);
 	if (strcmp(argv[0], "version") == 0 && argc == 1) {
 		printf("holdfastctl %s\n", HOLDFAST_VERSION);
 		return 0;
 	}
 	if (strcmp(argv[0], "check-mx") == 0)
 		return mxcheck_main(argc, argv);
-	/* --json anywhere after the command */
+	if (cmd->wire == NULL)
+		return hctl_usage();
+	if ((rc = hctl_check_opts(cmd, argc, argv)) != -1)
+		return rc;
+	/* --json (where allowed) anywhere after the command; -n N (shape) */
 	for (i = n = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0)
 			json = true;
-		else
+		else if (cmd->output == HCTL_OUT_SHAPE &&
+		    strcmp(argv[i], "-n") == 0 && i + 1 < argc) {
+			if (util_parse_u64(argv[++i], &top) == -1 || top == 0)
+				return hctl_bad_usage(cmd, "-n %s: not a "
+				    "positive number", argv[i]);
+		} else
 			argv[n++] = argv[i];
 	}
 	argc = n;
-	for (i = 0; i < (int)UTIL_ARRAY_LEN(hctl_commands); i++)
-		if (strcmp(hctl_commands[i].name, argv[0]) == 0)
-			cmd = &hctl_commands[i];
-	if (cmd == NULL || argc - 1 < cmd->min_args ||
-	    argc - 1 > cmd->max_args)
-		return hctl_usage();
+	if (cmd->output == HCTL_OUT_SHAPE)
+		argc = 1;
+	if (argc - 1 < cmd->min_args || argc - 1 > cmd->max_args)
+		return hctl_bad_usage(cmd, "%s", argc - 1 < cmd->min_args ?
+		    "too few arguments" : "too many arguments");
+	hctl_pattern_spaces(argc, argv);
 	for (i = 1; i < argc; i++)
 		if (strchr(argv[i], ' ') != NULL || strchr(argv[i], '\n'))
-			return hctl_usage();
+			return hctl_bad_usage(cmd, "an argument has a "
+			    "newline or a space");
 	if (strcmp(cmd->name, "hold-mode") == 0 && !hctl_hold_mode_ok(argc,
 	    argv))
-		return hctl_usage();
-	if (strcmp(cmd->name, "show") == 0 && argc == 3 &&
-	    strcmp(argv[2], "--body") != 0)
-		return hctl_usage();
+		return hctl_bad_usage(cmd, "%s", "on [--for DURATION] or off");
+	if (cmd->output == HCTL_OUT_BULK) {
+		const char *ids[CTL_ARGS_MAX];
+		struct select sel;
+		size_t nids;
+
+		if (select_parse(argc - 1, argv + 1, &sel, ids,
+		    UTIL_ARRAY_LEN(ids), &nids, err, sizeof(err)) == -1)
+			return hctl_bad_usage(cmd, "%s", err);
+	}
 	if ((cf = config_load(path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "holdfastctl: %s\n", err);
 		return 1;
@@ -549,7 +1076,7 @@ main(int argc, char **argv)
 		if (cmd->offline && (errno == ENOENT ||
 		    errno == ECONNREFUSED) &&
 		    hctl_offline(cf, argc, argv, ans) == 0)
-			rc = hctl_print(cmd, ans, json);
+			rc = hctl_print(cmd, ans, json, (size_t)top);
 		else {
 			fprintf(stderr, "holdfastctl: cannot reach the daemon "
 			    "at %s: %s\n", cf->control_socket,
@@ -557,7 +1084,7 @@ main(int argc, char **argv)
 			rc = 1;
 		}
 	} else
-		rc = hctl_print(cmd, ans, json);
+		rc = hctl_print(cmd, ans, json, (size_t)top);
 	free(line);
 	evbuffer_free(req);
 	evbuffer_free(ans);

@@ -121,7 +121,8 @@ def main(env):
                             r"next: as soon as it is back$", r.out, re.M))
              == 4, "queue text lacks the primary's failure for each "
              "message:\n%s" % r.out)
-    hf.check(re.search(r"^-- 4 messages, \d+ bytes$", r.out, re.M),
+    hf.check(re.search(r"^-- 4 messages, [\d.]+ (B|KiB) \(\d+ bytes\)$",
+                       r.out, re.M),
              "queue text lacks the '-- 4 messages, N bytes' total:\n%s"
              % r.out)
     for cmd in ("queue", "mailq"):
@@ -211,6 +212,20 @@ def main(env):
               "held_messages", "dead_messages", "queued_bytes",
               "oldest_age", "spool_free_bytes", "version", "uptime"):
         hf.check(k in kv, "status lacks %s:\n%s" % (k, r.out))
+    # readable by default: UTC times with their age, "never", units
+    iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+    hf.check(re.fullmatch(iso + r" \(\d+[smhd](\d+[smh])? ago\)",
+                          kv["primary_since"]),
+             "status primary_since %r (want ISO 8601 UTC and its age)"
+             % kv["primary_since"])
+    hf.check(kv["last_delivery"] == "never" and kv["hold_until"] == "-",
+             "status before any delivery: %r" % kv)
+    hf.check(re.fullmatch(r"[\d.]+ (B|KiB)( \(\d+\))?",
+                          kv["queued_bytes"]) and
+             re.fullmatch(r"[\d.]+ [KMGT]iB \(\d+\)",
+                          kv["spool_free_bytes"]) and
+             re.fullmatch(r"\d+[smhd](\d+[smh])?", kv["uptime"]),
+             "status sizes and ages: %r" % kv)
     st = d.ctl("status", "--json").ok().json()
     hf.check(isinstance(st, dict), "status --json: %r" % st)
     hf.check(st["primary"] == "down", "status primary=%r (down)"
@@ -310,6 +325,28 @@ def main(env):
         r = d.ctl(*args)
         hf.check(r.rc == 2, "%r (want exit 2 for bad usage)" % r)
         hf.check("usage" in r.err, "bad usage without usage text: %r" % r)
+    # help: --help, -h, help COMMAND, COMMAND -h (stdout, exit 0)
+    for args in (("--help",), ("-h",), ("help",)):
+        r = d.ctl(*args)
+        hf.check(r.rc == 0 and "usage: holdfastctl" in r.out and
+                 re.search(r"^  hold ID\.\.\.\|all", r.out, re.M),
+                 "%r: want the usage on stdout, exit 0" % r)
+    for args in (("help", "hold"), ("hold", "-h"), ("status", "--help"),
+                 ("shape", "-h"), ("help", "check-mx")):
+        r = d.ctl(*args)
+        hf.check(r.rc == 0 and "usage: holdfastctl [-c FILE] %s" %
+                 (args[1] if args[0] == "help" else args[0]) in r.out,
+                 "%r: want the command's help, exit 0" % r)
+    r = d.ctl("help", "frobnicate")
+    hf.check(r.rc == 2, "help of an unknown command: %r" % r)
+    for args, allowed in ((("queue", "--bogus"), "allowed: --json"),
+                          (("status", "-x"), "allowed: --json"),
+                          (("flush", "--all"), "allowed: none"),
+                          (("hold-mode", "on", "--until", "2h"),
+                           "allowed: --for")):
+        r = d.ctl(*args)
+        hf.check(r.rc == 2 and "unknown option" in r.err and allowed in
+                 r.err, "%r: want exit 2 naming %r" % (r, allowed))
     r = hf.run_ctl(["-c", env.path("nonexistent.conf"), "queue"])
     hf.check(r.rc == 1, "missing config: %r (want exit 1)" % r)
     hf.note("exit codes ok")
