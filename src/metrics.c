@@ -218,6 +218,11 @@ static const struct metrics_def metrics_table[M_COUNT] = {
 	    NULL, METRICS_T_COUNTER,
 	    "DNSBL answers that are error codes (127.255.255.0/24, e.g. "
 	    "Spamhaus refusing the resolver), never counted as listings." },
+	[M_QUEUE_AGE] = { M_QUEUE_AGE, "holdfast_queue_age_messages", NULL,
+	    METRICS_T_GAUGE,
+	    "Messages in the queue (queued, deferred or waiting) by age "
+	    "since arrival; bucket is the upper bound (5m: 0-5m, 10m: "
+	    "5-10m, ... 1280m, older), as in holdfastctl shape." },
 };
 
 /* Series of the families above with labels NULL, added from the config. */
@@ -340,6 +345,16 @@ metrics_series_inc(int series)
 	if ((size_t)series >= metrics_nseries)
 		fatalx("%s: bad series %d", __func__, series);
 	metrics_series[series].value += 1;
+}
+
+void
+metrics_series_set(int series, double value)
+{
+	if (series < 0)
+		return;
+	if ((size_t)series >= metrics_nseries)
+		fatalx("%s: bad series %d", __func__, series);
+	metrics_series[series].value = value;
 }
 
 double

@@ -78,6 +78,7 @@ enum metrics_id {
 	M_NOTIFY_SUPPRESSED,		/* a repeat within repeat_interval */
 	/* families whose series are added at startup (metrics_series_add) */
 	M_DNSBL_ERRORS,			/* counter, label zone */
+	M_QUEUE_AGE,			/* gauge, label bucket (select.c) */
 	M_COUNT
 };
 
@@ -98,6 +99,8 @@ int metrics_series_add(enum metrics_id family, const char *label,
     const char *value);
 /* Count one on a handle from metrics_series_add(); -1 is ignored. */
 void metrics_series_inc(int series);
+/* Set a gauge series' value (handle -1 is ignored). */
+void metrics_series_set(int series, double value);
 double metrics_series_get(int series);
 
 /*

@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "smtp_proto.h"
+#include "select.h"
 #include "spool.h"
 #include "util.h"
 #include "workpool.h"
@@ -53,6 +54,7 @@ struct queue {
 	struct dns		*dns;
 	struct tls		*tls;
 	struct queue_list	 entries;	/* every area, oldest first */
+	int			 age_series[SELECT_NBUCKETS]; /* metrics */
 	size_t			 n;		/* entries in queue/ */
 	bool			 primary_up;
 	time_t			 primary_since;
@@ -1546,6 +1548,7 @@ queue_hold_mode_load(struct queue *q)
 
 struct queue_tally {
 	uint64_t	msgs[SPOOL_NAREAS + 1], bytes[SPOOL_NAREAS + 1];
+	uint64_t	age[SELECT_NBUCKETS];	/* queue/ by age bucket */
 	time_t		oldest_in[SPOOL_NAREAS + 1];	/* 0: none */
 	time_t		oldest;		/* queued or deferred */
 };
@@ -1555,6 +1558,7 @@ static void
 queue_tally(const struct queue *q, struct queue_tally *t)
 {
 	const struct queue_entry *qe;
+	time_t now = util_now();
 
 	memset(t, 0, sizeof(*t));
 	TAILQ_FOREACH(qe, &q->entries, entry) {
@@ -1568,6 +1572,9 @@ queue_tally(const struct queue *q, struct queue_tally *t)
 		if (qe->area == SPOOL_QUEUE &&
 		    (t->oldest == 0 || qe->arrival < t->oldest))
 			t->oldest = qe->arrival;
+		if (qe->area == SPOOL_QUEUE)
+			t->age[select_bucket(qe->arrival < now ?
+			    (uint64_t)(now - qe->arrival) : 0)]++;
 	}
 }
 
@@ -1590,6 +1597,8 @@ queue_metrics_cb(void *arg)
 	metrics_set(M_QUEUE_BYTES_DEAD, (double)t.bytes[SPOOL_DEAD]);
 	metrics_set(M_QUEUE_OLDEST_AGE, t.oldest == 0 ? 0 :
 	    (double)(now - t.oldest));
+	for (size_t b = 0; b < SELECT_NBUCKETS; b++)
+		metrics_series_set(q->age_series[b], (double)t.age[b]);
 	metrics_set(M_HOLD_MODE, q->hold_until != 0);
 	metrics_set(M_PRIMARY_UP, q->primary_up);
 	metrics_set(M_PRIMARY_REFUSING, queue_is_refusing(q));
@@ -1710,6 +1719,9 @@ queue_new(struct event_base *base, const struct config *cf, struct spool *sp,
 	q->primary_up = true;
 	q->primary_since = q->started = util_now();
 	metrics_add_collector(queue_metrics_cb, q);
+	for (size_t b = 0; b < SELECT_NBUCKETS; b++)
+		q->age_series[b] = metrics_series_add(M_QUEUE_AGE, "bucket",
+		    select_bucket_name(b));
 	return q;
 }
 

@@ -19,7 +19,8 @@ selector (--state, --from, --rcpt, --reply, --older-than) is checked with
 release, requeue and delete by selector move exactly the matching
 messages, and every action is logged with the operator's uid and the
 selector.  `shape` counts the crafted ages in the right buckets per state
-and per sender domain (text, --json, -n).  Then the sink stops and hold-mode
+and per sender domain (text, --json, -n), and the metric
+holdfast_queue_age_messages{bucket=...} counts those in the queue.  Then the sink stops and hold-mode
 ends: the primary is down: every queued message is `waiting`, and
 --state waiting and --state deferred still select them.  Bad selectors are
 bad usage (exit 2) naming what is allowed.
@@ -106,8 +107,10 @@ def summary(r):
 
 def main(env):
     sink = env.sink()                       # not started: primary down
+    mport = hf.free_port()
     d = env.daemon(primary_port=sink.port,
-                   primary={"probe_interval": "1h"})
+                   primary={"probe_interval": "1h"},
+                   metrics={"listen": "127.0.0.1:%d" % mport})
     d.start()
     sent = {}
     for tok, sender, rcpt, _, _, _, _ in MSGS:
@@ -208,7 +211,14 @@ def main(env):
              re.search(r"^-- sender domains \(top 4 of 4\)$", r.out, re.M) and
              re.search(r"^bad\.example +2 ", r.out, re.M),
              "shape text:\n%s" % r.out)
-    hf.note("shape ok")
+    m = d.scrape()
+    ages = {b: m.get("holdfast_queue_age_messages", bucket=b)
+            for b in sh["buckets"]}
+    hf.check(ages == {"5m": 1, "10m": 1, "20m": 0, "40m": 1, "80m": 0,
+                      "160m": 0, "320m": 1, "640m": 0, "1280m": 0,
+                      "older": 0},
+             "holdfast_queue_age_messages (queue/ only) %r" % ages)
+    hf.note("shape and holdfast_queue_age_messages ok")
 
     # ---- for real
     mark = d.mark()

@@ -250,6 +250,13 @@ test_table(void)
 		while (metrics_series_get(h) < 1000 + M_DNSBL_ERRORS)
 			metrics_series_inc(h);
 	}
+	{
+		int h = metrics_series_add(M_QUEUE_AGE, "bucket", "5m");
+
+		T_CHECK(h >= 0);
+		metrics_series_set(h, 1000 + M_QUEUE_AGE);
+		T_CHECK(metrics_series_get(h) == 1000 + M_QUEUE_AGE);
+	}
 	render();
 	text = xstrdup(render_text);
 	for (line = strtok_r(text, "\n", &save); line != NULL;
