@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "net.h"
 #include "util.h"
@@ -36,6 +37,19 @@ struct config_key {
 };
 
 #define OFF(f) offsetof(struct config, f)
+
+/* FNV-1a, 64 bits: enough to tell that the file changed. */
+#define CONFIG_FNV_INIT	0xcbf29ce484222325ULL
+
+static uint64_t
+config_fnv(uint64_t h, const char *p, size_t n)
+{
+	while (n-- > 0) {
+		h ^= (unsigned char)*p++;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
 #define NOMAX UINT64_MAX
 
 static const struct config_key config_keys[] = {
@@ -473,6 +487,9 @@ struct config *
 config_load(const char *path, char *err, size_t errlen)
 {
 	struct config *cf = xcalloc(1, sizeof(*cf));
+	struct stat st;
+	char *real;
+	ssize_t len;
 	bool seen[UTIL_ARRAY_LEN(config_keys)] = { false };
 	char section[64] = "", *line = NULL;
 	size_t cap = 0, i;
@@ -483,11 +500,18 @@ config_load(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
-	while (getline(&line, &cap, fp) != -1) {
+	cf->hash = CONFIG_FNV_INIT;
+	if (fstat(fileno(fp), &st) == 0)
+		cf->mtime = (int64_t)st.st_mtime;
+	real = realpath(path, NULL);
+	cf->path = xstrdup(real != NULL ? real : path);
+	free(real);
+	while ((len = getline(&line, &cap, fp)) != -1) {
 		char *s, *eq, *key, *val;
 		const struct config_key *k;
 		const char *why;
 
+		cf->hash = config_fnv(cf->hash, line, (size_t)len);
 		lineno++;
 		if ((s = strchr(line, '#')) != NULL)
 			*s = '\0';
@@ -646,7 +670,148 @@ config_free(struct config *cf)
 	for (i = 0; i < cf->ndnsbl_sites; i++)
 		free(cf->dnsbl_sites[i].zone);
 	free(cf->dnsbl_sites);
+	free(cf->path);
 	free(cf);
+}
+
+int
+config_file_stat(const char *path, int64_t *mtime, uint64_t *hash)
+{
+	char buf[8192];
+	struct stat st;
+	size_t n;
+	FILE *fp;
+	int rc = 0;
+
+	if ((fp = fopen(path, "r")) == NULL)
+		return -1;
+	*hash = CONFIG_FNV_INIT;
+	if (fstat(fileno(fp), &st) == -1)
+		rc = -1;
+	else
+		*mtime = (int64_t)st.st_mtime;
+	while (rc == 0 && (n = fread(buf, 1, sizeof(buf), fp)) > 0)
+		*hash = config_fnv(*hash, buf, n);
+	if (ferror(fp))
+		rc = -1;
+	fclose(fp);
+	return rc;
+}
+
+/* One value as the config file would say it. */
+static char *
+config_fmt_value(const struct config *cf, const struct config_key *k)
+{
+	const char *field = (const char *)cf + k->offset;
+	char buf[64];
+	uint64_t v;
+	size_t i, len = 0;
+	char *out;
+
+	switch (k->type) {
+	case CONFIG_T_STRING:
+	case CONFIG_T_ENUM:
+	case CONFIG_T_HOST:
+	case CONFIG_T_ADDR:
+		return xstrdup(*(char *const *)field != NULL ?
+		    *(char *const *)field : "");
+	case CONFIG_T_LIST:
+	case CONFIG_T_CIDRS:
+	case CONFIG_T_DNSBL:
+	case CONFIG_T_DOMAINS: {
+		const struct config_list *l =
+		    (const struct config_list *)field;
+
+		for (i = 0; i < l->n; i++)
+			len += strlen(l->v[i]) + 2;
+		out = xcalloc(1, len + 1);
+		for (i = 0, len = 0; i < l->n; i++) {
+			size_t n = strlen(l->v[i]);
+
+			if (i > 0) {
+				memcpy(out + len, ", ", 2);
+				len += 2;
+			}
+			memcpy(out + len, l->v[i], n);	/* sized above */
+			len += n;
+		}
+		return out;
+	}
+	case CONFIG_T_UINT:
+		snprintf(buf, sizeof(buf), "%llu",
+		    (unsigned long long)*(const uint64_t *)field);
+		return xstrdup(buf);
+	case CONFIG_T_SIZE:
+		v = *(const uint64_t *)field;
+		if (v != 0 && v % (1024 * 1024 * 1024) == 0)
+			snprintf(buf, sizeof(buf), "%lluG",
+			    (unsigned long long)(v >> 30));
+		else if (v != 0 && v % (1024 * 1024) == 0)
+			snprintf(buf, sizeof(buf), "%lluM",
+			    (unsigned long long)(v >> 20));
+		else if (v != 0 && v % 1024 == 0)
+			snprintf(buf, sizeof(buf), "%lluK",
+			    (unsigned long long)(v >> 10));
+		else
+			snprintf(buf, sizeof(buf), "%llu",
+			    (unsigned long long)v);
+		return xstrdup(buf);
+	case CONFIG_T_DURATION:
+		v = *(const uint64_t *)field;
+		if (v != 0 && v % 86400 == 0)
+			snprintf(buf, sizeof(buf), "%llud",
+			    (unsigned long long)(v / 86400));
+		else if (v != 0 && v % 3600 == 0)
+			snprintf(buf, sizeof(buf), "%lluh",
+			    (unsigned long long)(v / 3600));
+		else if (v != 0 && v % 60 == 0)
+			snprintf(buf, sizeof(buf), "%llum",
+			    (unsigned long long)(v / 60));
+		else
+			snprintf(buf, sizeof(buf), "%llus",
+			    (unsigned long long)v);
+		return xstrdup(buf);
+	}
+	return xstrdup("");
+}
+
+void
+config_print(const struct config *cf, bool all)
+{
+	struct config *def = xcalloc(1, sizeof(*def));
+	const char *section = "";
+	size_t i;
+
+	/* The defaults, formatted the same way, to compare with. */
+	for (i = 0; i < UTIL_ARRAY_LEN(config_keys); i++)
+		if (config_keys[i].def != NULL &&
+		    config_set(def, &config_keys[i], config_keys[i].def) !=
+		    NULL)
+			abort();	/* a bad default is a programming error */
+	for (i = 0; i < UTIL_ARRAY_LEN(config_keys); i++) {
+		const struct config_key *k = &config_keys[i];
+		char *v = config_fmt_value(cf, k), *d = NULL;
+		bool same;
+
+		if (k->def != NULL)
+			d = config_fmt_value(def, k);
+		same = d != NULL && strcmp(v, d) == 0;
+		/* helo_name's default is the hostname */
+		if (k->offset == OFF(helo_name))
+			same = strcmp(cf->helo_name, cf->hostname) == 0;
+		if (all || !same) {
+			if (strcmp(section, k->section) != 0) {
+				printf("%s[%s]\n", *section ? "\n" : "",
+				    k->section);
+				section = k->section;
+			}
+			printf("%s =%s%s\n", k->name, *v != '\0' ? " " : "",
+			    v);
+		}
+		free(d);
+		free(v);
+	}
+	config_free(def);
 }
 
 int

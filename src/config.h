@@ -92,6 +92,11 @@ struct config {
 	uint64_t		 notify_primary_down_after;
 	uint64_t		 notify_timeout;
 	uint64_t		 notify_repeat_interval;
+	/* the file it was loaded from (absolute when it could be made so),
+	 * its mtime and FNV-1a hash at load: status says when it changed */
+	char			*path;
+	int64_t			 mtime;
+	uint64_t		 hash;
 };
 
 /* Load path into a new config; on error return NULL with "path:line: why"
@@ -114,5 +119,15 @@ bool config_is_our_domain(const struct config *cf, const char *domain);
 
 /* Write the key table as "[section] key = default  # help" lines to stdout. */
 void config_print_keys(void);
+/*
+ * Write cf's effective values to stdout in the file's own syntax, under
+ * their [section]s: with all, every key; else only those whose value
+ * differs from its default (like postconf -n).  The output loads back to
+ * the same values.
+ */
+void config_print(const struct config *cf, bool all);
+/* The mtime and FNV-1a hash of the file at path now (as config_load
+ * records them): 0, or -1 with errno. */
+int config_file_stat(const char *path, int64_t *mtime, uint64_t *hash);
 
 #endif

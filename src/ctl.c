@@ -452,11 +452,31 @@ static int
 ctl_cmd_status(struct ctl_conn *c, int argc, char **argv,
     struct evbuffer *out, char *err, size_t errlen)
 {
+	const struct config *cf = c->ctl->cf;
+	struct evbuffer *rec = evbuffer_new();
+	uint64_t hash;
+	int64_t mtime;
+	size_t len;
+
 	(void)argc;
 	(void)argv;
 	(void)err;
 	(void)errlen;
-	queue_status(c->ctl->queue, out);
+	if (rec == NULL)
+		fatalx("evbuffer_new");
+	queue_status(c->ctl->queue, rec);
+	/* queue's record without its newline, extended with the config
+	 * file's state */
+	len = evbuffer_get_length(rec);
+	evbuffer_remove_buffer(rec, out, len > 0 ? len - 1 : 0);
+	evbuffer_free(rec);
+	ctl_proto_kv(out, "config_file", cf->path != NULL ? cf->path : "");
+	ctl_proto_kvu(out, "config_mtime", (unsigned long long)cf->mtime);
+	ctl_proto_kv(out, "config_changed", cf->path == NULL ||
+	    config_file_stat(cf->path, &mtime, &hash) == -1 ? "unknown" :
+	    hash != cf->hash ? "yes" : mtime != cf->mtime ? "touched" :
+	    "no");
+	ctl_proto_rec_end(out);
 	return 0;
 }
 

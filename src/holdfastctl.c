@@ -558,6 +558,7 @@ static const struct {
 	{ "primary_since", HCTL_K_TIME, "never" },
 	{ "last_delivery", HCTL_K_TIME, "never" },
 	{ "hold_until", HCTL_K_TIME, "-" },
+	{ "config_mtime", HCTL_K_TIME, "-" },
 	{ "primary_size", HCTL_K_BYTES, "none" },
 	{ "size_limit", HCTL_K_BYTES, NULL },
 	{ "*_bytes", HCTL_K_BYTES, NULL },

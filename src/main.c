@@ -49,6 +49,9 @@ static void
 main_usage(void)
 {
 	fprintf(stderr, "usage: holdfast -c FILE [-n] [-v]\n"
+	    "       holdfast -c FILE -P [-a]   (the effective configuration: "
+	    "what differs from\n"
+	    "                                  the defaults; -a: every key)\n"
 	    "       holdfast -k   (list configuration keys)\n"
 	    "       holdfast -V   (version)\n");
 	exit(2);
@@ -220,7 +223,8 @@ int
 main(int argc, char **argv)
 {
 	const char *path = NULL;
-	bool check_only = false, verbose = false;
+	bool check_only = false, verbose = false, print_conf = false;
+	bool print_all = false;
 	struct main_ctx ctx = { 0 };
 	struct main_creds mc;
 	struct event *sigs[3];
@@ -234,13 +238,19 @@ main(int argc, char **argv)
 	char err[512];
 	int ch, i;
 
-	while ((ch = getopt(argc, argv, "c:nvkV")) != -1) {
+	while ((ch = getopt(argc, argv, "ac:nPvkV")) != -1) {
 		switch (ch) {
 		case 'c':
 			path = optarg;
 			break;
 		case 'n':
 			check_only = true;
+			break;
+		case 'P':
+			print_conf = true;
+			break;
+		case 'a':
+			print_all = true;
 			break;
 		case 'v':
 			verbose = true;
@@ -262,6 +272,13 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
+	if (print_conf) {
+		config_print(cf, print_all);
+		config_free(cf);
+		return 0;
+	}
+	if (print_all)
+		main_usage();
 	if (check_only)
 		return main_check(path, cf);
 	signal(SIGPIPE, SIG_IGN);
