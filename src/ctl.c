@@ -23,6 +23,7 @@
 #include "envelope.h"
 #include "log.h"
 #include "net.h"
+#include "pause.h"
 #include "queue.h"
 #include "select.h"
 #include "spool.h"
@@ -38,6 +39,7 @@ struct ctl {
 	const struct config	*cf;
 	struct queue		*queue;
 	struct spool		*spool;
+	struct pause		*pause;		/* NULL until set */
 	struct evconnlistener	*listener;
 	struct net_backoff	*backoff;	/* accept() failures */
 	char			*path;
@@ -448,6 +450,50 @@ ctl_cmd_hold_mode(struct ctl_conn *c, int argc, char **argv,
 	return 0;
 }
 
+/* pause-smtp [--for DURATION] (default 1h) */
+static int
+ctl_cmd_pause_smtp(struct ctl_conn *c, int argc, char **argv,
+    struct evbuffer *out, char *err, size_t errlen)
+{
+	uint64_t secs = 3600;
+
+	(void)out;
+	if ((argc != 1 && argc != 3) || (argc == 3 &&
+	    (strcmp(argv[1], "--for") != 0 ||
+	    util_parse_duration(argv[2], &secs) == -1 || secs == 0))) {
+		snprintf(err, errlen, "usage: pause-smtp [--for DURATION]");
+		return -1;
+	}
+	if (c->ctl->pause == NULL) {
+		snprintf(err, errlen, "not ready yet");
+		return -1;
+	}
+	log_info("ctl pause-smtp for=%llus uid=%u", (unsigned long long)secs,
+	    (unsigned)c->uid);
+	if (pause_set(c->ctl->pause, secs) == -1) {
+		snprintf(err, errlen, "cannot persist the pause: %s",
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+ctl_cmd_resume_smtp(struct ctl_conn *c, int argc, char **argv,
+    struct evbuffer *out, char *err, size_t errlen)
+{
+	(void)argc;
+	(void)argv;
+	(void)out;
+	if (c->ctl->pause == NULL) {
+		snprintf(err, errlen, "not ready yet");
+		return -1;
+	}
+	log_info("ctl resume-smtp uid=%u", (unsigned)c->uid);
+	pause_off(c->ctl->pause, "operator");
+	return 0;
+}
+
 static int
 ctl_cmd_status(struct ctl_conn *c, int argc, char **argv,
     struct evbuffer *out, char *err, size_t errlen)
@@ -476,6 +522,15 @@ ctl_cmd_status(struct ctl_conn *c, int argc, char **argv,
 	    config_file_stat(cf->path, &mtime, &hash) == -1 ? "unknown" :
 	    hash != cf->hash ? "yes" : mtime != cf->mtime ? "touched" :
 	    "no");
+	if (c->ctl->pause != NULL) {
+		time_t until = pause_until(c->ctl->pause, util_now());
+
+		ctl_proto_kv(out, "smtp_paused", until != 0 ? "on" : "off");
+		ctl_proto_kvu(out, "smtp_paused_since",
+		    (unsigned long long)pause_since(c->ctl->pause));
+		ctl_proto_kvu(out, "smtp_paused_until",
+		    (unsigned long long)until);
+	}
 	ctl_proto_rec_end(out);
 	return 0;
 }
@@ -497,6 +552,9 @@ static const struct ctl_command ctl_commands[] = {
 	{ "hold-mode", 1, 3, ctl_cmd_hold_mode,
 	  "on [--for DURATION] | off" },
 	{ "status", 0, 0, ctl_cmd_status, "daemon and queue state" },
+	{ "pause-smtp", 0, 2, ctl_cmd_pause_smtp,
+	  "[--for DURATION]: new sessions get 421 4.3.2" },
+	{ "resume-smtp", 0, 0, ctl_cmd_resume_smtp, "accept new sessions" },
 };
 
 static void
@@ -937,6 +995,12 @@ ctl_new(struct event_base *base, const struct config *cf, struct queue *q,
 fail:
 	ctl_free(ctl);
 	return NULL;
+}
+
+void
+ctl_set_pause(struct ctl *ctl, struct pause *p)
+{
+	ctl->pause = p;
 }
 
 void

@@ -17,6 +17,7 @@
 
 struct config;
 struct event_base;
+struct pause;
 struct queue;
 struct spool;
 struct ctl;
@@ -34,6 +35,8 @@ struct ctl *ctl_new(struct event_base *base, const struct config *cf,
  * (-1: no control group).  Pure. */
 bool ctl_peer_allowed(uid_t uid, gid_t gid, const gid_t *groups,
     size_t ngroups, uid_t self, gid_t ctlgid);
+/* pause-smtp and resume-smtp act on p (borrowed; it outlives ctl). */
+void ctl_set_pause(struct ctl *ctl, struct pause *p);
 /* Close the socket, drop open requests, remove the socket file. */
 void ctl_free(struct ctl *ctl);
 

@@ -106,6 +106,13 @@ static const struct hctl_command hctl_commands[] = {
 	  "The primary (up/down and since when, its SIZE), counts and bytes "
 	  "per state,\nhold-mode, spool space, uptime.  Times are UTC with "
 	  "their age; --json\nkeeps epoch seconds and plain numbers.\n" },
+	{ "pause-smtp", "pause-smtp", 0, 2, HCTL_OUT_NONE, false,
+	  "pause-smtp [--for DURATION]", "--for=",
+	  "Stop accepting without stopping (disk emergencies): new SMTP "
+	  "sessions get\n421 4.3.2, open ones finish.  Kept across restarts; "
+	  "ends by itself after\n--for (default 1h).\n" },
+	{ "resume-smtp", "resume-smtp", 0, 0, HCTL_OUT_NONE, false,
+	  "resume-smtp", "", "Accept new SMTP sessions again.\n" },
 	{ "shape", "queue", 0, 2, HCTL_OUT_SHAPE, true,
 	  "shape [-n N] [--json]", "-n= --json",
 	  "The backlog by age (0-5m, 5-10m, 10-20m, ... 640-1280m, older), "
@@ -559,6 +566,8 @@ static const struct {
 	{ "last_delivery", HCTL_K_TIME, "never" },
 	{ "hold_until", HCTL_K_TIME, "-" },
 	{ "config_mtime", HCTL_K_TIME, "-" },
+	{ "smtp_paused_since", HCTL_K_TIME, "-" },
+	{ "smtp_paused_until", HCTL_K_TIME, "-" },
 	{ "primary_size", HCTL_K_BYTES, "none" },
 	{ "size_limit", HCTL_K_BYTES, NULL },
 	{ "*_bytes", HCTL_K_BYTES, NULL },

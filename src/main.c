@@ -25,6 +25,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "pause.h"
 #include "queue.h"
 #include "smtp_server.h"
 #include "spool.h"
@@ -235,6 +236,7 @@ main(int argc, char **argv)
 	struct dns *dns;
 	struct ctl *ctl;
 	struct notify *notify;
+	struct pause *pause;
 	char err[512];
 	int ch, i;
 
@@ -325,6 +327,10 @@ main(int argc, char **argv)
 	main_drop_privileges(cf, &mc);
 	if (queue_load(ctx.queue) == -1)
 		fatalx("spool scan failed");
+	/* after the drop: its state file is in the spool */
+	pause = pause_new(sp);
+	smtp_server_set_pause(ctx.srv, pause);
+	ctl_set_pause(ctl, pause);
 	notify = notify_new(ctx.base, cf);
 	queue_set_notify(ctx.queue, notify);
 	queue_start(ctx.queue);
@@ -340,6 +346,7 @@ main(int argc, char **argv)
 	workpool_free(wp);
 	smtp_server_free(ctx.srv);
 	queue_free(ctx.queue);
+	pause_free(pause);
 	notify_free(notify);
 	dns_free(dns);
 	tls_free(ctx.tls);

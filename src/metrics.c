@@ -223,6 +223,9 @@ static const struct metrics_def metrics_table[M_COUNT] = {
 	    "Messages in the queue (queued, deferred or waiting) by age "
 	    "since arrival; bucket is the upper bound (5m: 0-5m, 10m: "
 	    "5-10m, ... 1280m, older), as in holdfastctl shape." },
+	[M_SMTP_PAUSED] = { M_SMTP_PAUSED, "holdfast_smtp_paused", "",
+	    METRICS_T_GAUGE,
+	    "1 while holdfastctl pause-smtp turns new sessions away (421)." },
 };
 
 /* Series of the families above with labels NULL, added from the config. */

@@ -79,6 +79,7 @@ enum metrics_id {
 	/* families whose series are added at startup (metrics_series_add) */
 	M_DNSBL_ERRORS,			/* counter, label zone */
 	M_QUEUE_AGE,			/* gauge, label bucket (select.c) */
+	M_SMTP_PAUSED,			/* gauge 0/1: pause-smtp */
 	M_COUNT
 };
 

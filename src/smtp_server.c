@@ -22,6 +22,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
+#include "pause.h"
 #include "queue.h"
 #include "screen.h"
 #include "smtp_proto.h"
@@ -109,6 +110,7 @@ enum smtp_rid {
 	SMTP_R_NOSPACE,
 	SMTP_R_TIMEOUT,
 	SMTP_R_SHUTDOWN,
+	SMTP_R_PAUSED,
 	SMTP_R_BUSY,
 	SMTP_R_ERRORS,
 	SMTP_R_BAD_BDAT,
@@ -156,6 +158,7 @@ static const struct smtp_reply_row {
 	[SMTP_R_NOSPACE] = { 452, "4.3.1", "Insufficient system storage" },
 	[SMTP_R_TIMEOUT] = { 421, "4.4.2", "Error: timeout exceeded" },
 	[SMTP_R_SHUTDOWN] = { 421, "4.3.2", "Service shutting down" },
+	[SMTP_R_PAUSED] = { 421, "4.3.2", "Service paused, try again later" },
 	[SMTP_R_BUSY] = { 421, "4.7.0", "Error: too many connections" },
 	[SMTP_R_ERRORS] = { 421, "4.7.0", "Error: too many errors" },
 	[SMTP_R_ETRN_OK] = { 250, "2.0.0", "Queuing started" },
@@ -247,6 +250,7 @@ struct smtp_server {
 	size_t			 nsessions;
 	bool			 stopping;
 	char			*scratch;	/* decoder output, loop-only */
+	struct pause		*pause;		/* pause-smtp; may be NULL */
 };
 
 struct smtp_listener {
@@ -283,6 +287,7 @@ enum smtp_ll {
 	SMTP_LL_TLS_FAILED,
 	SMTP_LL_TIMEOUT,
 	SMTP_LL_PREGREET,
+	SMTP_LL_PAUSED,
 	SMTP_LL_DNSBL,
 	SMTP_LL_SCREEN,
 	SMTP_LL_PROXY_BAD,
@@ -309,6 +314,7 @@ static struct log_limit smtp_ll[SMTP_LL_COUNT] = {
 	[SMTP_LL_TLS_FAILED] = LOG_LIMIT_INIT("smtp tls failed"),
 	[SMTP_LL_TIMEOUT] = LOG_LIMIT_INIT("smtp timeout"),
 	[SMTP_LL_PREGREET] = LOG_LIMIT_INIT("smtp pregreet"),
+	[SMTP_LL_PAUSED] = LOG_LIMIT_INIT("smtp paused"),
 	[SMTP_LL_DNSBL] = LOG_LIMIT_INIT("smtp dnsbl listed"),
 	[SMTP_LL_SCREEN] = LOG_LIMIT_INIT("smtp deferred connect"),
 	[SMTP_LL_PROXY_BAD] = LOG_LIMIT_INIT("smtp bad proxy"),
@@ -1678,6 +1684,14 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		bufferevent_disable(s->bev, EV_READ);
 		return;
 	}
+	if (srv->pause != NULL && pause_until(srv->pause, util_now()) != 0) {
+		if (log_limit_ok(&smtp_ll[SMTP_LL_PAUSED]))
+			log_info("sess=%016" PRIx64 " paused addr=%s",
+			    s->id, s->addr);
+		smtp_reply(s, SMTP_R_PAUSED);
+		bufferevent_disable(s->bev, EV_READ);
+		return;
+	}
 	if (!sl->proxy) {
 		smtp_session_start(s);
 		return;
@@ -1786,6 +1800,12 @@ smtp_server_stop(struct smtp_server *srv)
 		smtp_reply(s, SMTP_R_SHUTDOWN);
 		smtp_process(s);
 	}
+}
+
+void
+smtp_server_set_pause(struct smtp_server *srv, struct pause *p)
+{
+	srv->pause = p;
 }
 
 size_t

@@ -16,6 +16,7 @@
 struct config;
 struct dns;
 struct event_base;
+struct pause;
 struct queue;
 struct spool;
 struct tls;
@@ -30,6 +31,9 @@ struct smtp_server *smtp_server_new(struct event_base *base,
 /* Stop accepting and cut every session: a transaction not yet committed
  * gets 421 and is discarded; one being committed finishes first. */
 void smtp_server_stop(struct smtp_server *srv);
+/* Ask p (borrowed, outlives srv; NULL: never) at each accept whether
+ * new sessions are paused (421 4.3.2). */
+void smtp_server_set_pause(struct smtp_server *srv, struct pause *p);
 /* Sessions still open (ones waiting for a commit included). */
 size_t smtp_server_sessions(const struct smtp_server *srv);
 void smtp_server_free(struct smtp_server *srv);
