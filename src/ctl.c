@@ -26,6 +26,7 @@
 #include "pause.h"
 #include "queue.h"
 #include "select.h"
+#include "smtp_server.h"
 #include "spool.h"
 #include "util.h"
 #include "xmalloc.h"
@@ -40,6 +41,7 @@ struct ctl {
 	struct queue		*queue;
 	struct spool		*spool;
 	struct pause		*pause;		/* NULL until set */
+	struct smtp_server	*smtp;		/* NULL until set */
 	struct evconnlistener	*listener;
 	struct net_backoff	*backoff;	/* accept() failures */
 	char			*path;
@@ -494,6 +496,42 @@ ctl_cmd_resume_smtp(struct ctl_conn *c, int argc, char **argv,
 	return 0;
 }
 
+/* trace on ADDR|CIDR|all [--for DURATION] (default 10m) | trace off */
+static int
+ctl_cmd_trace(struct ctl_conn *c, int argc, char **argv,
+    struct evbuffer *out, char *err, size_t errlen)
+{
+	uint64_t secs = 600;
+	const char *who;
+
+	(void)out;
+	if (c->ctl->smtp == NULL) {
+		snprintf(err, errlen, "not ready yet");
+		return -1;
+	}
+	if (strcmp(argv[1], "off") == 0 && argc == 2) {
+		log_info("ctl trace off uid=%u", (unsigned)c->uid);
+		smtp_server_trace_off(c->ctl->smtp);
+		return 0;
+	}
+	if (strcmp(argv[1], "on") != 0 || (argc != 3 && argc != 5) ||
+	    (argc == 5 && (strcmp(argv[3], "--for") != 0 ||
+	    util_parse_duration(argv[4], &secs) == -1 || secs == 0))) {
+		snprintf(err, errlen, "usage: trace on ADDR|all "
+		    "[--for DURATION] | trace off");
+		return -1;
+	}
+	who = strcmp(argv[2], "all") == 0 ? NULL : argv[2];
+	if (smtp_server_trace_set(c->ctl->smtp, who, secs) == -1) {
+		snprintf(err, errlen, "usage: trace on ADDR|all: %.64s is not "
+		    "an address or CIDR", argv[2]);
+		return -1;
+	}
+	log_info("ctl trace on addr=%s for=%llus uid=%u", who != NULL ? who :
+	    "all", (unsigned long long)secs, (unsigned)c->uid);
+	return 0;
+}
+
 static int
 ctl_cmd_status(struct ctl_conn *c, int argc, char **argv,
     struct evbuffer *out, char *err, size_t errlen)
@@ -522,6 +560,13 @@ ctl_cmd_status(struct ctl_conn *c, int argc, char **argv,
 	    config_file_stat(cf->path, &mtime, &hash) == -1 ? "unknown" :
 	    hash != cf->hash ? "yes" : mtime != cf->mtime ? "touched" :
 	    "no");
+	if (c->ctl->smtp != NULL) {
+		const char *who;
+		time_t until = smtp_server_trace_get(c->ctl->smtp, &who);
+
+		ctl_proto_kv(out, "trace", until != 0 ? who : "off");
+		ctl_proto_kvu(out, "trace_until", (unsigned long long)until);
+	}
 	if (c->ctl->pause != NULL) {
 		time_t until = pause_until(c->ctl->pause, util_now());
 
@@ -555,6 +600,8 @@ static const struct ctl_command ctl_commands[] = {
 	{ "pause-smtp", 0, 2, ctl_cmd_pause_smtp,
 	  "[--for DURATION]: new sessions get 421 4.3.2" },
 	{ "resume-smtp", 0, 0, ctl_cmd_resume_smtp, "accept new sessions" },
+	{ "trace", 1, 4, ctl_cmd_trace,
+	  "on ADDR|all [--for DURATION] | off: protocol traces at info" },
 };
 
 static void
@@ -1001,6 +1048,12 @@ void
 ctl_set_pause(struct ctl *ctl, struct pause *p)
 {
 	ctl->pause = p;
+}
+
+void
+ctl_set_smtp(struct ctl *ctl, struct smtp_server *srv)
+{
+	ctl->smtp = srv;
 }
 
 void

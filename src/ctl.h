@@ -19,6 +19,7 @@ struct config;
 struct event_base;
 struct pause;
 struct queue;
+struct smtp_server;
 struct spool;
 struct ctl;
 
@@ -37,6 +38,8 @@ bool ctl_peer_allowed(uid_t uid, gid_t gid, const gid_t *groups,
     size_t ngroups, uid_t self, gid_t ctlgid);
 /* pause-smtp and resume-smtp act on p (borrowed; it outlives ctl). */
 void ctl_set_pause(struct ctl *ctl, struct pause *p);
+/* trace acts on srv (borrowed; it outlives ctl). */
+void ctl_set_smtp(struct ctl *ctl, struct smtp_server *srv);
 /* Close the socket, drop open requests, remove the socket file. */
 void ctl_free(struct ctl *ctl);
 

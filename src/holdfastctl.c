@@ -113,6 +113,12 @@ static const struct hctl_command hctl_commands[] = {
 	  "ends by itself after\n--for (default 1h).\n" },
 	{ "resume-smtp", "resume-smtp", 0, 0, HCTL_OUT_NONE, false,
 	  "resume-smtp", "", "Accept new SMTP sessions again.\n" },
+	{ "trace", "trace", 1, 4, HCTL_OUT_NONE, false,
+	  "trace on ADDR|all [--for DURATION] | trace off", "--for=",
+	  "Log the SMTP protocol (commands, replies, states; never message "
+	  "content or\nauthentication data) of sessions from ADDR (an address "
+	  "or CIDR) or of all,\nat info level, like smtpctl's trace; ends by "
+	  "itself after --for (default 10m).\n" },
 	{ "shape", "queue", 0, 2, HCTL_OUT_SHAPE, true,
 	  "shape [-n N] [--json]", "-n= --json",
 	  "The backlog by age (0-5m, 5-10m, 10-20m, ... 640-1280m, older), "
@@ -568,6 +574,7 @@ static const struct {
 	{ "config_mtime", HCTL_K_TIME, "-" },
 	{ "smtp_paused_since", HCTL_K_TIME, "-" },
 	{ "smtp_paused_until", HCTL_K_TIME, "-" },
+	{ "trace_until", HCTL_K_TIME, "-" },
 	{ "primary_size", HCTL_K_BYTES, "none" },
 	{ "size_limit", HCTL_K_BYTES, NULL },
 	{ "*_bytes", HCTL_K_BYTES, NULL },

@@ -331,6 +331,7 @@ main(int argc, char **argv)
 	pause = pause_new(sp);
 	smtp_server_set_pause(ctx.srv, pause);
 	ctl_set_pause(ctl, pause);
+	ctl_set_smtp(ctl, ctx.srv);
 	notify = notify_new(ctx.base, cf);
 	queue_set_notify(ctx.queue, notify);
 	queue_start(ctx.queue);

@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,6 +252,9 @@ struct smtp_server {
 	bool			 stopping;
 	char			*scratch;	/* decoder output, loop-only */
 	struct pause		*pause;		/* pause-smtp; may be NULL */
+	/* holdfastctl trace: protocol lines of matching sessions at info */
+	char			 trace_cidr[NET_ADDR_MAX + 8]; /* "": all */
+	time_t			 trace_until;	/* 0: off */
 };
 
 struct smtp_listener {
@@ -329,14 +333,60 @@ static void smtp_close_flushed(struct smtp_session *s);
 static bool smtp_proxy_in(struct smtp_session *s, struct evbuffer *in);
 static void smtp_process(struct smtp_session *s);
 
+/* Whether s is traced now (holdfastctl trace); a trace past its end
+ * ends here. */
+static bool
+smtp_tracing(struct smtp_session *s)
+{
+	struct smtp_server *srv = s->srv;
+	char *cidr = srv->trace_cidr;
+
+	if (srv->trace_until == 0)
+		return false;
+	if (util_now() >= srv->trace_until) {
+		srv->trace_until = 0;
+		log_info("trace off reason=expired");
+		return false;
+	}
+	return cidr[0] == '\0' || net_cidr_list_match(&cidr, 1,
+	    (const struct sockaddr *)&s->sa);
+}
+
+static void smtp_trace(struct smtp_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * A protocol trace line about s: at debug (-v), or at info for a session
+ * holdfastctl trace names.  Callers pass commands, replies and states
+ * only: never message content (DATA and BDAT bytes do not come here) and
+ * never authentication data.
+ */
+static void
+smtp_trace(struct smtp_session *s, const char *fmt, ...)
+{
+	char buf[LOG_ESCAPE_MAX + 128];
+	bool traced = smtp_tracing(s);
+	va_list ap;
+
+	if (!traced && !log_is_verbose())
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (traced)
+		log_info("sess=%016" PRIx64 " trace %s", s->id, buf);
+	else
+		log_debug("sess=%016" PRIx64 " %s", s->id, buf);
+}
+
 static void
 smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 {
 	if (s->state == SMTP_ST_CLOSING)
 		return;		/* final: the last reply is on its way */
 	if (s->state != state)
-		log_debug("sess=%016" PRIx64 " state %s -> %s", s->id,
-		    smtp_state_names[s->state], smtp_state_names[state]);
+		smtp_trace(s, "state %s -> %s", smtp_state_names[s->state],
+		    smtp_state_names[state]);
 	s->state = state;
 }
 
@@ -351,8 +401,8 @@ smtp_reply_raw(struct smtp_session *s, const char *line)
 	if (line[0] >= '2' && line[0] <= '5')
 		metrics_inc(classes[line[0] - '2']);
 	evbuffer_add_printf(bufferevent_get_output(s->bev), "%s\r\n", line);
-	log_debug("sess=%016" PRIx64 " reply=%s", s->id,
-	    log_escape(line, strlen(line), esc, sizeof(esc)));
+	smtp_trace(s, "reply=%s", log_escape(line, strlen(line), esc,
+	    sizeof(esc)));
 }
 
 static void
@@ -569,8 +619,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	s->tx->env = env;
 	smtp_enter_state(s, SMTP_ST_MAIL);
 	smtp_reply(s, SMTP_R_OK);
-	log_debug("sess=%016" PRIx64 " mail from=%s", s->id,
-	    log_addr(env->sender, esc, sizeof(esc)));
+	smtp_trace(s, "mail from=%s", log_addr(env->sender, esc,
+	    sizeof(esc)));
 	return;
 fail:
 	envelope_free(env);
@@ -958,8 +1008,7 @@ smtp_dispatch(struct smtp_session *s, const char *line, size_t len)
 	const char *args;
 	size_t i;
 
-	log_debug("sess=%016" PRIx64 " cmd=%s", s->id,
-	    log_escape(line, len, esc, sizeof(esc)));
+	smtp_trace(s, "cmd=%s", log_escape(line, len, esc, sizeof(esc)));
 	if (smtp_proto_split(line, verb, sizeof(verb), &args) == -1) {
 		smtp_reply(s, SMTP_R_UNKNOWN);
 		return;
@@ -1800,6 +1849,38 @@ smtp_server_stop(struct smtp_server *srv)
 		smtp_reply(s, SMTP_R_SHUTDOWN);
 		smtp_process(s);
 	}
+}
+
+int
+smtp_server_trace_set(struct smtp_server *srv, const char *cidr,
+    uint64_t seconds)
+{
+	struct net_cidr c;
+
+	if (cidr != NULL && (net_cidr_parse(cidr, &c) == -1 ||
+	    util_copy(srv->trace_cidr, sizeof(srv->trace_cidr), cidr) == -1))
+		return -1;
+	if (cidr == NULL)
+		srv->trace_cidr[0] = '\0';
+	srv->trace_until = util_now() + (time_t)seconds;
+	log_info("trace on addr=%s until=+%llus", cidr != NULL ? cidr : "all",
+	    (unsigned long long)seconds);
+	return 0;
+}
+
+void
+smtp_server_trace_off(struct smtp_server *srv)
+{
+	if (srv->trace_until != 0)
+		log_info("trace off reason=operator");
+	srv->trace_until = 0;
+}
+
+time_t
+smtp_server_trace_get(const struct smtp_server *srv, const char **cidr)
+{
+	*cidr = srv->trace_cidr[0] != '\0' ? srv->trace_cidr : "all";
+	return srv->trace_until > util_now() ? srv->trace_until : 0;
 }
 
 void

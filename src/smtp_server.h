@@ -12,6 +12,8 @@
 #define HOLDFAST_SMTP_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 
 struct config;
 struct dns;
@@ -34,6 +36,18 @@ void smtp_server_stop(struct smtp_server *srv);
 /* Ask p (borrowed, outlives srv; NULL: never) at each accept whether
  * new sessions are paused (421 4.3.2). */
 void smtp_server_set_pause(struct smtp_server *srv, struct pause *p);
+/*
+ * holdfastctl trace: for seconds from now, the protocol lines (commands,
+ * replies, states; never content or authentication data) of sessions
+ * from cidr (an address or CIDR; NULL: all) are logged at info.  -1 if
+ * cidr does not parse.
+ */
+int smtp_server_trace_set(struct smtp_server *srv, const char *cidr,
+    uint64_t seconds);
+void smtp_server_trace_off(struct smtp_server *srv);
+/* The end of the trace in force (0: none) and what it matches. */
+time_t smtp_server_trace_get(const struct smtp_server *srv,
+    const char **cidr);
 /* Sessions still open (ones waiting for a commit included). */
 size_t smtp_server_sessions(const struct smtp_server *srv);
 void smtp_server_free(struct smtp_server *srv);
