@@ -126,6 +126,9 @@ install: $(BUILD)/holdfast $(BUILD)/holdfastctl
 	    > $(DESTDIR)$(SYSTEMDUNITDIR)/holdfast-check-mx.service
 	$(INSTALL) -m 0644 etc/holdfast-check-mx.timer $(DESTDIR)$(SYSTEMDUNITDIR)/
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/holdfast-check-mx.service
+	$(INSTALL) -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	$(INSTALL) -m 0644 contrib/bash-completion/holdfastctl \
+	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions/holdfastctl
 	$(INSTALL) -d $(DESTDIR)$(PREFIX)/share/holdfast/notify
 	$(INSTALL) -m 0755 contrib/notify/holdfast-ntfy \
 	    contrib/notify/holdfast-webhook $(DESTDIR)$(PREFIX)/share/holdfast/notify/
