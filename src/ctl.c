@@ -90,10 +90,8 @@ struct ctl_bulk {
 
 struct ctl_command {
 	const char	*name;
-	int		 min_args, max_args;	/* after the name */
 	int		(*handler)(struct ctl_conn *, int, char **,
 			    struct evbuffer *, char *, size_t);
-	const char	*help;
 };
 
 /* Per-ID actions: run fn on each, collect failures into err. */
@@ -580,29 +578,34 @@ ctl_cmd_status(struct ctl_conn *c, int argc, char **argv,
 	return 0;
 }
 
+/* Handlers of ctl_proto's verbs (which hold their argument counts and
+ * usage); ctl_new checks that every verb has one. */
 static const struct ctl_command ctl_commands[] = {
-	{ "queue", 0, 0, ctl_cmd_queue, "list every message" },
-	{ "show", 1, 2, ctl_cmd_show, "ID [--body]: envelope and headers" },
-	{ "flush", 0, CTL_ARGS_MAX - 1, ctl_cmd_flush,
-	  "[ID...]: try now (no ID: all, and probe the primary)" },
-	{ "hold", 1, CTL_ARGS_MAX - 1, ctl_cmd_hold,
-	  "ID...|all | SELECTOR... [--dry-run]" },
-	{ "release", 1, CTL_ARGS_MAX - 1, ctl_cmd_release,
-	  "ID...|all | SELECTOR... [--dry-run]" },
-	{ "delete", 1, CTL_ARGS_MAX - 1, ctl_cmd_delete,
-	  "ID... | SELECTOR... [--dry-run]" },
-	{ "dead", 0, 0, ctl_cmd_dead, "list dead letters" },
-	{ "requeue", 1, CTL_ARGS_MAX - 1, ctl_cmd_requeue,
-	  "ID... | SELECTOR... [--dry-run]" },
-	{ "hold-mode", 1, 3, ctl_cmd_hold_mode,
-	  "on [--for DURATION] | off" },
-	{ "status", 0, 0, ctl_cmd_status, "daemon and queue state" },
-	{ "pause-smtp", 0, 2, ctl_cmd_pause_smtp,
-	  "[--for DURATION]: new sessions get 421 4.3.2" },
-	{ "resume-smtp", 0, 0, ctl_cmd_resume_smtp, "accept new sessions" },
-	{ "trace", 1, 4, ctl_cmd_trace,
-	  "on ADDR|all [--for DURATION] | off: protocol traces at info" },
+	{ "queue", ctl_cmd_queue },
+	{ "show", ctl_cmd_show },
+	{ "flush", ctl_cmd_flush },
+	{ "hold", ctl_cmd_hold },
+	{ "release", ctl_cmd_release },
+	{ "delete", ctl_cmd_delete },
+	{ "dead", ctl_cmd_dead },
+	{ "requeue", ctl_cmd_requeue },
+	{ "hold-mode", ctl_cmd_hold_mode },
+	{ "status", ctl_cmd_status },
+	{ "pause-smtp", ctl_cmd_pause_smtp },
+	{ "resume-smtp", ctl_cmd_resume_smtp },
+	{ "trace", ctl_cmd_trace },
 };
+
+static const struct ctl_command *
+ctl_command_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < UTIL_ARRAY_LEN(ctl_commands); i++)
+		if (strcmp(ctl_commands[i].name, name) == 0)
+			return &ctl_commands[i];
+	return NULL;
+}
 
 static void
 ctl_conn_free(struct ctl_conn *c)
@@ -626,6 +629,7 @@ ctl_request(struct ctl_conn *c, char *line)
 	struct evbuffer *body = evbuffer_new();
 	char *argv[CTL_ARGS_MAX], err[1024] = "";
 	const struct ctl_command *cmd = NULL;
+	const struct ctl_proto_command *pc = NULL;
 	int argc, rc = -1;
 	size_t i;
 
@@ -635,16 +639,14 @@ ctl_request(struct ctl_conn *c, char *line)
 	if (argc <= 0)
 		snprintf(err, sizeof(err), "empty or overlong request");
 	else {
-		for (i = 0; i < UTIL_ARRAY_LEN(ctl_commands); i++)
-			if (strcmp(ctl_commands[i].name, argv[0]) == 0)
-				cmd = &ctl_commands[i];
+		if ((pc = ctl_proto_command_find(argv[0])) != NULL)
+			cmd = ctl_command_find(argv[0]);
 		if (cmd == NULL)
 			snprintf(err, sizeof(err), "unknown command %.64s",
 			    argv[0]);
-		else if (argc - 1 < cmd->min_args ||
-		    argc - 1 > cmd->max_args)
-			snprintf(err, sizeof(err), "usage: %s %s", cmd->name,
-			    cmd->help);
+		else if (argc - 1 < pc->min_args || argc - 1 > pc->max_args)
+			snprintf(err, sizeof(err), "usage: %s %s", pc->name,
+			    pc->usage);
 		else {
 			rc = cmd->handler(c, argc, argv, body, err,
 			    sizeof(err));
@@ -1006,6 +1008,15 @@ ctl_new(struct event_base *base, const struct config *cf, struct queue *q,
 	ctl->dirfd = -1;
 	ctl->path = xstrdup(cf->control_socket);
 	TAILQ_INIT(&ctl->conns);
+	{
+		const struct ctl_proto_command *pcs;
+		size_t n, i;
+
+		pcs = ctl_proto_commands(&n);
+		for (i = 0; i < n; i++)
+			if (ctl_command_find(pcs[i].name) == NULL)
+				fatalx("ctl: no handler for %s", pcs[i].name);
+	}
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (util_copy(sun.sun_path, sizeof(sun.sun_path), ctl->path) == -1) {

@@ -11,6 +11,41 @@
 #include "util.h"
 #include "xmalloc.h"
 
+static const struct ctl_proto_command ctl_proto_table[] = {
+	{ "queue", 0, 0, "" },
+	{ "show", 1, 2, "ID [--body]" },
+	{ "flush", 0, CTL_ARGS_MAX - 1, "[ID...]" },
+	{ "hold", 1, CTL_ARGS_MAX - 1, "ID...|all | SELECTOR... [--dry-run]" },
+	{ "release", 1, CTL_ARGS_MAX - 1,
+	  "ID...|all | SELECTOR... [--dry-run]" },
+	{ "delete", 1, CTL_ARGS_MAX - 1, "ID... | SELECTOR... [--dry-run]" },
+	{ "dead", 0, 0, "" },
+	{ "requeue", 1, CTL_ARGS_MAX - 1, "ID... | SELECTOR... [--dry-run]" },
+	{ "hold-mode", 1, 3, "on [--for DURATION] | off" },
+	{ "status", 0, 0, "" },
+	{ "pause-smtp", 0, 2, "[--for DURATION]" },
+	{ "resume-smtp", 0, 0, "" },
+	{ "trace", 1, 4, "on ADDR|all [--for DURATION] | off" },
+};
+
+const struct ctl_proto_command *
+ctl_proto_command_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < UTIL_ARRAY_LEN(ctl_proto_table); i++)
+		if (strcmp(ctl_proto_table[i].name, name) == 0)
+			return &ctl_proto_table[i];
+	return NULL;
+}
+
+const struct ctl_proto_command *
+ctl_proto_commands(size_t *n)
+{
+	*n = UTIL_ARRAY_LEN(ctl_proto_table);
+	return ctl_proto_table;
+}
+
 static bool
 ctl_proto_must_escape(unsigned char c)
 {

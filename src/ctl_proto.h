@@ -28,6 +28,22 @@
 struct envelope;
 struct evbuffer;
 
+/*
+ * The daemon's verbs: one table that ctl.c (which pairs each with its
+ * handler) and holdfastctl (which checks a request before sending it)
+ * share.  Arguments are counted after the name; usage follows the name.
+ */
+struct ctl_proto_command {
+	const char	*name;
+	int		 min_args, max_args;
+	const char	*usage;
+};
+
+/* The verb called name, or NULL. */
+const struct ctl_proto_command *ctl_proto_command_find(const char *name);
+/* The whole table (*n entries), for iteration. */
+const struct ctl_proto_command *ctl_proto_commands(size_t *n);
+
 struct ctl_rec {
 	size_t	 n;
 	char	*key[CTL_REC_MAX];

@@ -54,10 +54,13 @@ enum hctl_output {
  * separated; "--for=" takes a value.  The daemon's own table (ctl.c)
  * checks the same verbs again.
  */
+/* The argument counts of the daemon's verb (ctl_proto's table). */
+#define HCTL_PROTO_ARGS	-1, -1
+
 struct hctl_command {
 	const char		*name;
 	const char		*wire;		/* verb sent to the daemon */
-	int			 min_args, max_args;
+	int			 min_args, max_args;	/* -1: the wire's */
 	enum hctl_output	 output;
 	bool			 offline;	/* works from the spool alone */
 	const char		*usage;
@@ -66,54 +69,54 @@ struct hctl_command {
 };
 
 static const struct hctl_command hctl_commands[] = {
-	{ "queue", "queue", 0, 0, HCTL_OUT_QUEUE, true, "queue [--json]",
+	{ "queue", "queue", HCTL_PROTO_ARGS, HCTL_OUT_QUEUE, true, "queue [--json]",
 	  "--json", "List every message: ID, size, arrival (UTC) and age, "
 	  "state (queued,\ndeferred, waiting for a down primary, held, dead), "
 	  "attempts, sender,\nrecipients and the last reply.\n" },
-	{ "mailq", "queue", 0, 0, HCTL_OUT_QUEUE, true, "mailq [--json]",
+	{ "mailq", "queue", HCTL_PROTO_ARGS, HCTL_OUT_QUEUE, true, "mailq [--json]",
 	  "--json", "The same as queue.\n" },
-	{ "show", "show", 1, 2, HCTL_OUT_SHOW, true,
+	{ "show", "show", HCTL_PROTO_ARGS, HCTL_OUT_SHOW, true,
 	  "show ID [--body] [--json]", "--body --json",
 	  "The envelope and the headers of one message (--body: the whole "
 	  "message).\n" },
-	{ "flush", "flush", 0, CTL_ARGS_MAX - 1, HCTL_OUT_NONE, false,
+	{ "flush", "flush", HCTL_PROTO_ARGS, HCTL_OUT_NONE, false,
 	  "flush [ID...]", "",
 	  "Try now; with no ID, every message, and probe the primary now.\n" },
-	{ "hold", "hold", 1, CTL_ARGS_MAX - 1, HCTL_OUT_BULK, false,
+	{ "hold", "hold", HCTL_PROTO_ARGS, HCTL_OUT_BULK, false,
 	  "hold ID...|all | hold SELECTOR... [--dry-run]", HCTL_SELECT_OPTS,
 	  "Hold messages: held mail is not drained and does not age.\n"
 	  HCTL_SELECT_HELP },
-	{ "release", "release", 1, CTL_ARGS_MAX - 1, HCTL_OUT_BULK, false,
+	{ "release", "release", HCTL_PROTO_ARGS, HCTL_OUT_BULK, false,
 	  "release ID...|all | release SELECTOR... [--dry-run]",
 	  HCTL_SELECT_OPTS, "Release held messages into the queue.\n"
 	  HCTL_SELECT_HELP },
-	{ "delete", "delete", 1, CTL_ARGS_MAX - 1, HCTL_OUT_BULK, false,
+	{ "delete", "delete", HCTL_PROTO_ARGS, HCTL_OUT_BULK, false,
 	  "delete ID... | delete SELECTOR... [--dry-run]", HCTL_SELECT_OPTS,
 	  "Delete messages (logged as \"removed reason=operator\").\n"
 	  HCTL_SELECT_HELP },
-	{ "dead", "dead", 0, 0, HCTL_OUT_QUEUE, true, "dead [--json]",
+	{ "dead", "dead", HCTL_PROTO_ARGS, HCTL_OUT_QUEUE, true, "dead [--json]",
 	  "--json", "List the dead letters with their reasons.\n" },
-	{ "requeue", "requeue", 1, CTL_ARGS_MAX - 1, HCTL_OUT_BULK, false,
+	{ "requeue", "requeue", HCTL_PROTO_ARGS, HCTL_OUT_BULK, false,
 	  "requeue ID... | requeue SELECTOR... [--dry-run]", HCTL_SELECT_OPTS,
 	  "Put dead letters back into the queue with a fresh lifetime.\n"
 	  HCTL_SELECT_HELP },
-	{ "hold-mode", "hold-mode", 1, 3, HCTL_OUT_NONE, false,
+	{ "hold-mode", "hold-mode", HCTL_PROTO_ARGS, HCTL_OUT_NONE, false,
 	  "hold-mode on [--for DURATION] | hold-mode off", "--for=",
 	  "Accept-and-hold: accept and keep mail, drain nothing; ends by "
 	  "itself\nafter --for (default 24h) and survives restarts.\n" },
-	{ "status", "status", 0, 0, HCTL_OUT_STATUS, false,
+	{ "status", "status", HCTL_PROTO_ARGS, HCTL_OUT_STATUS, false,
 	  "status [--json]", "--json",
 	  "The primary (up/down and since when, its SIZE), counts and bytes "
 	  "per state,\nhold-mode, spool space, uptime.  Times are UTC with "
 	  "their age; --json\nkeeps epoch seconds and plain numbers.\n" },
-	{ "pause-smtp", "pause-smtp", 0, 2, HCTL_OUT_NONE, false,
+	{ "pause-smtp", "pause-smtp", HCTL_PROTO_ARGS, HCTL_OUT_NONE, false,
 	  "pause-smtp [--for DURATION]", "--for=",
 	  "Stop accepting without stopping (disk emergencies): new SMTP "
 	  "sessions get\n421 4.3.2, open ones finish.  Kept across restarts; "
 	  "ends by itself after\n--for (default 1h).\n" },
-	{ "resume-smtp", "resume-smtp", 0, 0, HCTL_OUT_NONE, false,
+	{ "resume-smtp", "resume-smtp", HCTL_PROTO_ARGS, HCTL_OUT_NONE, false,
 	  "resume-smtp", "", "Accept new SMTP sessions again.\n" },
-	{ "trace", "trace", 1, 4, HCTL_OUT_NONE, false,
+	{ "trace", "trace", HCTL_PROTO_ARGS, HCTL_OUT_NONE, false,
 	  "trace on ADDR|all [--for DURATION] | trace off", "--for=",
 	  "Log the SMTP protocol (commands, replies, states; never message "
 	  "content or\nauthentication data) of sessions from ADDR (an address "
@@ -1004,7 +1007,7 @@ main(int argc, char **argv)
 	char err[512], *line;
 	bool json = false;
 	uint64_t top = 10;
-	int ch, i, n, rc;
+	int ch, i, n, rc, min, max;
 
 	while ((ch = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
 		if (ch == 'h') {
@@ -1058,8 +1061,17 @@ main(int argc, char **argv)
 	argc = n;
 	if (cmd->output == HCTL_OUT_SHAPE)
 		argc = 1;
-	if (argc - 1 < cmd->min_args || argc - 1 > cmd->max_args)
-		return hctl_bad_usage(cmd, "%s", argc - 1 < cmd->min_args ?
+	min = cmd->min_args;
+	max = cmd->max_args;
+	if (min < 0) {
+		const struct ctl_proto_command *pc =
+		    ctl_proto_command_find(cmd->wire);
+
+		min = pc != NULL ? pc->min_args : 0;
+		max = pc != NULL ? pc->max_args : 0;
+	}
+	if (argc - 1 < min || argc - 1 > max)
+		return hctl_bad_usage(cmd, "%s", argc - 1 < min ?
 		    "too few arguments" : "too many arguments");
 	hctl_pattern_spaces(argc, argv);
 	for (i = 1; i < argc; i++)

@@ -118,6 +118,26 @@ test_env_rec(void)
 	envelope_free(env);
 }
 
+static void
+test_commands(void)
+{
+	const struct ctl_proto_command *c;
+	size_t n, i, j;
+
+	c = ctl_proto_commands(&n);
+	T_CHECK(n >= 10);
+	for (i = 0; i < n; i++) {
+		T_CHECK(c[i].name != NULL && c[i].usage != NULL);
+		T_CHECK(c[i].min_args >= 0 && c[i].min_args <= c[i].max_args);
+		T_CHECK(c[i].max_args < CTL_ARGS_MAX);
+		T_CHECK(ctl_proto_command_find(c[i].name) == &c[i]);
+		for (j = 0; j < i; j++)
+			T_CHECK(strcmp(c[i].name, c[j].name) != 0);
+	}
+	T_CHECK(ctl_proto_command_find("frobnicate") == NULL);
+	T_CHECK(ctl_proto_command_find("") == NULL);
+}
+
 int
 main(void)
 {
@@ -126,6 +146,7 @@ main(void)
 		{ "ctl_proto_malformed", test_malformed },
 		{ "ctl_proto_split", test_split },
 		{ "ctl_proto_env_rec", test_env_rec },
+		{ "ctl_proto_commands", test_commands },
 	};
 
 	return T_RUN(cases);
