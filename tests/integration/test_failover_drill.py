@@ -173,8 +173,11 @@ def main(env):
     d.wait_log(r"primary offers size=%d .*size_limit=%d"
                % (PRIMARY_LIMIT, limit), 20)
     st, _ = show(d, "0. primary up")
-    hf.check("primary: up" in st and "primary_size: %d" % PRIMARY_LIMIT in st
-             and "size_limit: %d" % limit in st,
+    hf.check("primary: up" in st and
+             re.search(r"^primary_size: [\d.]+ [KMG]iB \(%d\)$" % PRIMARY_LIMIT,
+                       st, re.M) and
+             re.search(r"^size_limit: [\d.]+ [KMG]iB \(%d\)$" % limit, st,
+                       re.M),
              "status before the outage:\n%s" % st)
 
     # 1. the mail server goes down; the router stays up
