@@ -35,6 +35,7 @@ static const char *const notify_event_names[NOTIFY_EVENT_COUNT] = {
 	[NOTIFY_SPOOL_LOW] = "spool-low",
 	[NOTIFY_HOLD_MODE_ON] = "hold-mode-on",
 	[NOTIFY_HOLD_MODE_OFF] = "hold-mode-off",
+	[NOTIFY_CERT_EXPIRY] = "cert-expiry",
 };
 
 /* One event waiting for (or given to) the program: its environment. */

@@ -178,6 +178,21 @@ tls_server_enabled(const struct tls *tls)
 	return tls != NULL && tls->server != NULL;
 }
 
+time_t
+tls_server_not_after(const struct tls *tls)
+{
+	const X509 *x;
+	const ASN1_TIME *t;
+	struct tm tm;
+
+	if (!tls_server_enabled(tls) ||
+	    (x = SSL_CTX_get0_certificate(tls->server)) == NULL ||
+	    (t = X509_get0_notAfter(x)) == NULL ||
+	    ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return timegm(&tm);
+}
+
 enum tls_policy
 tls_client_policy(const struct tls *tls)
 {
