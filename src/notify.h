@@ -42,7 +42,7 @@ struct notify_var {
 };
 
 #define NOTIFY_QUEUE_MAX	16	/* events waiting for the program */
-#define NOTIFY_VARS_MAX		8	/* per event, besides the fixed ones */
+#define NOTIFY_VARS_MAX		8	/* per event, extra */
 
 /* NULL when [notify] exec is not set.  Borrows base and cf. */
 struct notify *notify_new(struct event_base *base, const struct config *cf);

@@ -88,13 +88,13 @@ struct queue {
 	bool			 spool_low;
 	time_t			 next_spool_check;
 	time_t			 next_cert_check;
-	time_t			 cert_noticed;	/* notAfter last noticed */
+	time_t			 cert_noticed;	/* notAfter noticed */
 	time_t			 cert_noticed_at;
 };
 
 #define QUEUE_SPOOL_CHECK_SEC	10	/* free space, for the notice */
-#define QUEUE_CERT_CHECK_SEC	3600	/* the certificate's end, likewise */
-#define QUEUE_CERT_WARN_SEC	(14 * 86400)	/* notice this long before */
+#define QUEUE_CERT_CHECK_SEC	3600	/* the certificate's end */
+#define QUEUE_CERT_WARN_SEC	(14 * 86400)	/* notice that early */
 #define QUEUE_CERT_REPEAT_SEC	86400	/* and again each day */
 
 /*
