@@ -112,7 +112,7 @@ install: $(BUILD)/holdfast $(BUILD)/holdfastctl
 	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/holdfast \
 	    $(DESTDIR)$(SYSTEMDUNITDIR)
 	$(INSTALL) -m 0755 $(BUILD)/holdfast $(BUILD)/holdfastctl \
-	    $(DESTDIR)$(SBINDIR)/
+	    scripts/holdfast-upgrade $(DESTDIR)$(SBINDIR)/
 	$(INSTALL) -m 0644 doc/holdfast.8 doc/holdfastctl.8 \
 	    $(DESTDIR)$(MANDIR)/man8/
 	$(INSTALL) -m 0644 doc/holdfast.conf.5 $(DESTDIR)$(MANDIR)/man5/

@@ -56,6 +56,36 @@ main_usage(void)
 
 static bool main_healthy(void *arg);
 
+/*
+ * holdfast -n past the config: the [tls] pair.  One that cannot be opened
+ * is a warning (the daemon runs without STARTTLS until a SIGHUP finds it,
+ * as before certbot's first run); one that does not load is an error.
+ * Takes ownership of cf.
+ */
+static int
+main_check(const char *path, struct config *cf)
+{
+	char err[512];
+	int rc = 0;
+
+	switch (tls_check(cf, err, sizeof(err))) {
+	case TLS_CHECK_OK:
+		break;
+	case TLS_CHECK_MISSING:
+		fprintf(stderr, "%s: warning: [tls] cannot open %s; STARTTLS off "
+		    "until the pair exists and holdfast gets SIGHUP\n", path,
+		    err);
+		break;
+	case TLS_CHECK_INVALID:
+		fprintf(stderr, "%s: [tls] cert=%s key=%s do not load: %s\n",
+		    path, cf->tls_cert, cf->tls_key, err);
+		rc = 1;
+		break;
+	}
+	config_free(cf);
+	return rc;
+}
+
 /* Who a root start becomes: [server] user and group. */
 struct main_creds {
 	bool		 drop;		/* started as root */
@@ -232,10 +262,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	if (check_only) {
-		config_free(cf);
-		return 0;
-	}
+	if (check_only)
+		return main_check(path, cf);
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 	if (evthread_use_pthreads() == -1)

@@ -195,6 +195,12 @@ static const struct metrics_def metrics_table[M_COUNT] = {
 	    "", METRICS_T_GAUGE,
 	    "The message size limit in force: max_message_size, or less to "
 	    "stay under the primary's SIZE." },
+	[M_TLS_READY] = { M_TLS_READY, "holdfast_tls_ready", "",
+	    METRICS_T_GAUGE, "1 when STARTTLS is offered (a [tls] pair is "
+	    "loaded), else 0." },
+	[M_TLS_CERT_EXPIRY] = { M_TLS_CERT_EXPIRY,
+	    "holdfast_tls_cert_expiry_timestamp_seconds", "", METRICS_T_GAUGE,
+	    "Unix time the loaded STARTTLS certificate expires (0 = none)." },
 
 	[M_NOTIFY_OK] = { M_NOTIFY_OK, "holdfast_notify_total",
 	    "result=\"ok\"", METRICS_T_COUNTER, NOTIFY_HELP },

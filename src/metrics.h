@@ -67,6 +67,9 @@ enum metrics_id {
 	/* size limits */
 	M_PRIMARY_SIZE,			/* gauge, the primary's SIZE, 0 = none */
 	M_SIZE_LIMIT,			/* gauge, the limit in force */
+	/* the STARTTLS certificate */
+	M_TLS_READY,			/* gauge 0/1: STARTTLS offered */
+	M_TLS_CERT_EXPIRY,		/* gauge, unix seconds, 0 = none */
 	/* [notify] exec runs, by result */
 	M_NOTIFY_OK,
 	M_NOTIFY_FAILED,

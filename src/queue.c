@@ -623,6 +623,38 @@ queue_size_limit_calc(uint64_t max, uint64_t primary_size)
 	return lim < max ? lim : max;
 }
 
+bool
+queue_size_fits_primary(uint64_t primary_size, uint64_t size,
+    uint64_t nrcpt, uint64_t rcpt_octets)
+{
+	uint64_t cost = QUEUE_SIZE_FIXED;
+
+	/* A tiny SIZE keeps only the halved headroom of the limit. */
+	if (primary_size < 2 * QUEUE_SIZE_HEADROOM)
+		return true;
+	if (nrcpt > UINT32_MAX || rcpt_octets > UINT32_MAX)
+		return false;
+	cost += nrcpt * QUEUE_SIZE_PER_RCPT + 3 * rcpt_octets;
+	return cost <= primary_size && size <= primary_size - cost;
+}
+
+bool
+queue_size_fits(const struct queue *q, uint64_t size,
+    const struct envelope *env)
+{
+	uint64_t octets = 0;
+	size_t i;
+
+	if (size > queue_size_limit(q))
+		return false;
+	if (!q->primary_known || q->primary_size == 0)
+		return true;
+	for (i = 0; i < env->nrcpt; i++)
+		octets += strlen(env->rcpts[i].addr);
+	return queue_size_fits_primary(q->primary_size, size, env->nrcpt,
+	    octets);
+}
+
 uint64_t
 queue_size_limit(const struct queue *q)
 {

@@ -437,6 +437,12 @@ spool_lock(struct spool *sp, uid_t owner, gid_t group)
 
 	sp->lockfd = openat(sp->rootfd, SPOOL_LOCK_FILE, O_RDWR | O_CREAT |
 	    O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+	if (sp->lockfd == -1 && errno == ELOOP) {
+		log_warnx("spool lock %s/%s is a symlink: refusing it",
+		    sp->dir, SPOOL_LOCK_FILE);
+		errno = ELOOP;
+		return -1;
+	}
 	if (sp->lockfd == -1) {
 		log_warn("spool lock failed op=open path=%s/%s", sp->dir,
 		    SPOOL_LOCK_FILE);

@@ -7,7 +7,8 @@ user the daemon drops to (nobody), so that user can swap any entry:
   root-owned directory full of files: the start refuses with a message
   naming the area, and the directory keeps its files, owner and mode;
 - the lock file or the control socket replaced by a symlink to a
-  root-owned file: refused, the file unchanged;
+  root-owned file, or the lock file by a hard link to one: refused, the
+  file unchanged;
 - a spool directory that is group-writable, or that sits below a
   directory the user owns: refused;
 - the startup purge of tmp/ runs after the drop: a root-owned directory
@@ -87,7 +88,7 @@ def main(env):
         os.rename(real + ".real", real)
 
     # the lock file and the control socket, symlinks to a root file
-    for name, pattern in (("lock", r"spool lock failed op=open"),
+    for name, pattern in (("lock", r"spool lock .*/lock is a symlink"),
                           ("control.sock", r"control socket .* exists and "
                            r"is not a socket")):
         target = env.path("victim-file-" + name)
@@ -108,6 +109,22 @@ def main(env):
             hf.check(f.read() == "root's file\n", "%s: target rewritten"
                      % name)
         os.unlink(path)
+
+    # the lock file as a hard link to a root file (what protected_hardlinks
+    # normally stops the user from making): not written through
+    target = env.path("victim-hardlink")
+    with open(target, "w") as f:
+        f.write("root's file\n")
+    os.chmod(target, 0o600)
+    if os.path.lexists(os.path.join(sp, "lock")):
+        os.unlink(os.path.join(sp, "lock"))
+    os.link(target, os.path.join(sp, "lock"))
+    refused(d, r"spool lock .*/lock is not a plain file of ours",
+            "lock hard link")
+    with open(target) as f:
+        hf.check(f.read() == "root's file\n", "hard-linked target rewritten")
+    hf.check(os.stat(target).st_uid == 0, "hard-linked target chowned")
+    os.unlink(os.path.join(sp, "lock"))
 
     # a group-writable spool directory
     os.chmod(sp, 0o770)

@@ -354,6 +354,69 @@ test_table(void)
 	reset_all();
 }
 
+/*
+ * The HTTP request path: where the head ends, and the status of the reply
+ * to it (every reply closes the connection; HEAD has no body).
+ */
+static void
+test_http(void)
+{
+	static const struct {
+		const char	*in;
+		int		 tail;		/* after the head; -1: incomplete */
+		int		 status;
+		bool		 body;
+	} cases[] = {
+		{ "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 0, 200, true },
+		{ "GET /metrics HTTP/1.0\r\n\r\n", 0, 200, true },
+		{ "GET /metrics?x=1 HTTP/1.1\n\n", 0, 200, true },
+		{ "HEAD /metrics HTTP/1.1\r\n\r\n", 0, 200, false },
+		{ "HEAD /nope HTTP/1.1\r\n\r\n", 0, 404, false },
+		{ "GET /nope HTTP/1.1\r\n\r\n", 0, 404, true },
+		{ "GET http://x/metrics HTTP/1.1\r\n\r\n", 0, 404, true },
+		{ "POST /metrics HTTP/1.1\r\n\r\nbody", 4, 405, true },
+		{ "BREW /pot HTTP/1.1\r\n\r\n", 0, 405, true },
+		{ "GET /metrics HTCPCP/1.0\r\n\r\n", 0, 400, true },
+		{ "GET /metrics HTTP/2.0\r\n\r\n", 0, 400, true },
+		{ "GET /metrics\r\n\r\n", 0, 400, true },
+		{ "GET  /metrics HTTP/1.1\r\n\r\n", 0, 400, true },
+		{ "G\x01T /metrics HTTP/1.1\r\n\r\n", 0, 400, true },
+		{ "\r\n\r\n", 0, 400, true },
+		{ "GET /metrics HTTP/1.1\r\nHost: x\r\n", -1, 0, false },
+		{ "GET /metrics HTTP/1.1\r\n\r", -1, 0, false },
+		{ "", -1, 0, false },
+	};
+	size_t i, head, len;
+	char *out, want[32];
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *in = cases[i].in;
+
+		head = metrics_http_head_len(in, strlen(in));
+		if (head != (cases[i].tail < 0 ? 0 :
+		    strlen(in) - (size_t)cases[i].tail)) {
+			fprintf(stderr, "  case %zu: head %zu\n", i, head);
+			T_CHECK(!"head length");
+			continue;
+		}
+		if (head == 0)
+			continue;
+		out = metrics_http_respond(in, head, &len);
+		snprintf(want, sizeof(want), "HTTP/1.1 %d ", cases[i].status);
+		if (strncmp(out, want, strlen(want)) != 0) {
+			fprintf(stderr, "  case %zu: %.40s, want %s\n", i, out,
+			    want);
+			T_CHECK(!"status");
+		}
+		T_CHECK(strstr(out, "\r\nConnection: close\r\n") != NULL);
+		T_CHECK((strstr(out, "\r\n\r\n")[4] != '\0') ==
+		    cases[i].body);
+		T_CHECK((strstr(out, "\r\nAllow: GET, HEAD\r\n") != NULL) ==
+		    (cases[i].status == 405));
+		free(out);
+	}
+}
+
 /* Series added from the config: bounded, deduplicated, values checked. */
 static void
 test_series(void)
@@ -386,6 +449,7 @@ main(void)
 		{ "metrics_inc_add_set", test_inc_add_set },
 		{ "metrics_collector", test_collector },
 		{ "metrics_table", test_table },
+		{ "metrics_http", test_http },
 		{ "metrics_series", test_series },	/* after table */
 	};
 	int rc = T_RUN(cases);

@@ -1324,6 +1324,9 @@ class Tap:
         for t in self.threads:
             t.join(5)
 
+    def cleanup(self):              # so that env.own(tap) stops it
+        self.stop()
+
 
 class Transaction:
     """One MAIL..end-of-data transaction on the wire to the primary."""
