@@ -494,8 +494,10 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	}
 	free_bytes = spool_free_bytes(s->srv->spool);
 	if (free_bytes >= 0 && (uint64_t)free_bytes < cf->min_free) {
-		log_warnx("sess=%016" PRIx64 " deferred reason=\"spool below "
-		    "min_free\" free=%lld", s->id, (long long)free_bytes);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_DEFERRED]))
+			log_warnx("sess=%016" PRIx64 " deferred reason=\"spool "
+			    "below min_free\" free=%lld", s->id,
+			    (long long)free_bytes);
 		smtp_reply(s, SMTP_R_SPOOL_LOW);
 		return;
 	}
@@ -525,10 +527,11 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 				goto fail;
 			}
 			if (size > queue_size_limit(s->srv->queue)) {
-				log_info("sess=%016" PRIx64 " message too "
-				    "large claim=%" PRIu64 " limit=%" PRIu64,
-				    s->id, size,
-				    queue_size_limit(s->srv->queue));
+				if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LARGE]))
+					log_info("sess=%016" PRIx64 " message "
+					    "too large claim=%" PRIu64
+					    " limit=%" PRIu64, s->id, size,
+					    queue_size_limit(s->srv->queue));
 				smtp_reply(s, SMTP_R_SIZE);
 				goto fail;
 			}
