@@ -55,6 +55,7 @@ def refused(d, pattern, what):
     pattern, before it logs that it is ready."""
     mark = d.mark()
     d.start(wait=False)
+    d.expect_exit()              # checked here: rc 1
     hf.wait_until(lambda: not d.alive(), 20, "%s: daemon to exit" % what)
     rc = d.proc.returncode
     text = d.log_text(mark)
