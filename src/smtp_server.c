@@ -465,6 +465,28 @@ smtp_value_is_xtext(const char *v)
 	return smtp_proto_xtext_decode(v, buf, sizeof(buf)) == 0;
 }
 
+/*
+ * RFC 3461 ORCPT=addr-type;xtext, addr-type an atom ("rfc822", "utf-8"):
+ * what else a peer puts before the ';' would reach the primary as it is,
+ * and a strict primary's 501 there sends the recipient to dead/.
+ */
+static bool
+smtp_is_orcpt(const char *v)
+{
+	const char *semi = strchr(v, ';');
+	size_t n;
+
+	if (semi == NULL || semi == v)
+		return false;
+	for (n = 0; v + n < semi; n++)
+		if (!((v[n] >= 'a' && v[n] <= 'z') ||
+		    (v[n] >= 'A' && v[n] <= 'Z') ||
+		    (v[n] >= '0' && v[n] <= '9') ||
+		    strchr("!#$%&'*+-/=?^_`{|}~", v[n]) != NULL))
+			return false;
+	return smtp_value_is_xtext(semi + 1);
+}
+
 static void
 smtp_cmd_mail(struct smtp_session *s, const char *args)
 {
@@ -646,8 +668,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		    smtp_is_notify(pm->value))
 			notify = pm->value;
 		else if (strcmp(pm->keyword, "ORCPT") == 0 &&
-		    pm->has_value && strchr(pm->value, ';') != NULL &&
-		    smtp_value_is_xtext(strchr(pm->value, ';') + 1))
+		    pm->has_value && smtp_is_orcpt(pm->value))
 			orcpt = pm->value;
 		else {
 			smtp_reply(s, SMTP_R_PARAM);
