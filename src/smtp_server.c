@@ -208,6 +208,8 @@ struct smtp_session {
 	struct screen_query	*dnsblq;
 	struct event		*greet_timer;
 	bool			 screened;	/* counted by screen_connect */
+	bool			 logged;	/* "connected" written, so
+						 * "disconnected" is too */
 	bool			 wait_dns, wait_dnsbl, wait_greet;
 	unsigned		 dnsbl_weight;
 	char			 dnsbl_zone[128];
@@ -1447,8 +1449,9 @@ smtp_session_free(struct smtp_session *s)
 {
 	struct smtp_server *srv = s->srv;
 
-	log_info("sess=%016" PRIx64 " disconnected addr=%s msgs=%u", s->id,
-	    s->addr, s->nmsgs);
+	if (s->logged)
+		log_info("sess=%016" PRIx64 " disconnected addr=%s msgs=%u",
+		    s->id, s->addr, s->nmsgs);
 	smtp_tx_reset(s);
 	dns_cancel(s->dnsq);
 	screen_cancel(s->dnsblq);
@@ -1543,6 +1546,22 @@ smtp_greet_cb(evutil_socket_t fd, short what, void *arg)
 	smtp_banner_maybe(s);
 }
 
+/*
+ * The session's first line.  A session refused at connect (busy, over its
+ * address's limits, untrusted PROXY) writes it, and "disconnected", only
+ * while its refusal line is within the rate limit: a peer that opens
+ * connections as fast as it can must not write two lines for each.
+ */
+static void
+smtp_log_connected(struct smtp_session *s)
+{
+	if (s->logged)
+		return;
+	s->logged = true;
+	log_info("sess=%016" PRIx64 " smtp connected addr=%s port=%u", s->id,
+	    s->addr, s->port);
+}
+
 /* The client's address is known for good (after PROXY, if any): screen
  * it and start everything the greeting waits for. */
 static void
@@ -1554,15 +1573,18 @@ smtp_session_start(struct smtp_session *s)
 
 	smtp_enter_state(s, SMTP_ST_CONNECT);
 	if (screen_connect(srv->screen, sa, &why) == SCREEN_DEFER) {
-		if (log_limit_ok(&smtp_ll[SMTP_LL_SCREEN]))
+		if (log_limit_ok(&smtp_ll[SMTP_LL_SCREEN])) {
+			smtp_log_connected(s);
 			log_info("sess=%016" PRIx64 " deferred addr=%s reason=\"%s\"",
 			    s->id, s->addr, why);
+		}
 		metrics_inc(M_SCREEN_LIMIT);
 		smtp_reply(s, SMTP_R_LIMIT);
 		smtp_process(s);
 		return;
 	}
 	s->screened = true;
+	smtp_log_connected(s);
 	if (srv->dns != NULL) {
 		s->wait_dns = true;
 		s->dnsq = dns_rdns(srv->dns, sa, smtp_rdns_cb, s);
@@ -1675,14 +1697,14 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	metrics_set(M_SMTP_CONNECTIONS_OPEN, (double)srv->nsessions);
 	memcpy(&s->sa, sa, (size_t)salen < sizeof(s->sa) ? (size_t)salen :
 	    sizeof(s->sa));
-	log_info("sess=%016" PRIx64 " smtp connected addr=%s port=%u", s->id,
-	    s->addr, s->port);
 	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIGHWAT);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	if (srv->stopping || srv->nsessions > srv->cf->max_sessions) {
+		if (log_limit_ok(&smtp_ll[SMTP_LL_SCREEN]))
+			smtp_log_connected(s);
 		smtp_reply(s, srv->stopping ? SMTP_R_SHUTDOWN : SMTP_R_BUSY);
 		bufferevent_disable(s->bev, EV_READ);
 		return;
@@ -1694,13 +1716,16 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	/* Nothing of a PROXY header is believed from anyone else. */
 	if (!net_cidr_list_match(srv->cf->proxy_from.v, srv->cf->proxy_from.n,
 	    sa)) {
-		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_UNTRUSTED]))
+		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_UNTRUSTED])) {
+			smtp_log_connected(s);
 			log_info("sess=%016" PRIx64 " PROXY from untrusted addr=%s, "
 			    "closing", s->id, s->addr);
+		}
 		smtp_enter_state(s, SMTP_ST_CLOSING);
 		smtp_process(s);
 		return;
 	}
+	smtp_log_connected(s);	/* the proxy's address */
 	smtp_enter_state(s, SMTP_ST_PROXY);
 	smtp_process(s);
 }

@@ -6,11 +6,17 @@
             session must not write 300 "spool below min_free" lines.
   size:     MAIL FROM with SIZE over the limit gets 552 5.3.4; 20 sessions
             of 15 such commands must not write 300 "too large claim" lines.
+  connect:  300 connections from one address over its [screen] conn_rate,
+            then 300 while max_sessions are busy, each answered 421: the
+            "smtp connected" and "disconnected" lines of sessions refused
+            at connect are limited with the refusal (and still come in
+            pairs); sessions that are served are all logged.
 
 Each site writes at most 10 lines a second and a "log suppressed" summary
 counts the rest.  Without the limit every command wrote a line: a peer
 could fill the disk with log while the disk is already low."""
 import os
+import socket
 import sys
 import time
 
@@ -63,10 +69,60 @@ def size_claim(env, sink):
     d.stop()
 
 
+def flood(port, n):
+    """n connections, each read up to its 421 and closed."""
+    codes = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            codes.append(s.recv(64)[:3])
+        finally:
+            s.close()
+    return codes
+
+
+def pairs_within(d, what, mark, limit, served):
+    hf.wait_until(lambda: len(d.grep(r" disconnected addr=")) ==
+                  len(d.grep(r" smtp connected addr=")), 5,
+                  "%s: every connected line to get its disconnected" % what)
+    n = len(d.grep(r" smtp connected addr=", since=mark))
+    hf.check(served <= n <= served + limit, "%s: %d 'smtp connected' lines "
+             "for 300 refused connections and %d served (want %d..%d)"
+             % (what, n, served, served, served + limit))
+    hf.note("%s: %d connected/disconnected pairs for 300 refused" % (what, n))
+
+
+def connect_flood(env, sink):
+    d = env.daemon(name="rate", primary_port=sink.port,
+                   screen={"allow": "", "conn_rate": "3"}).start()
+    mark = d.mark()
+    t0 = time.monotonic()
+    codes = flood(d.port, 303)
+    refused = codes.count(b"421")
+    hf.check(refused >= 300, "over conn_rate: %d of 303 got 421" % refused)
+    pairs_within(d, "conn_rate", mark, bound(t0), 303 - refused)
+    d.stop()
+
+    d = env.daemon(name="busy", primary_port=sink.port,
+                   server={"max_sessions": "2"}).start()
+    held = [hf.SMTPClient(d.port) for _ in range(2)]
+    mark = d.mark()
+    t0 = time.monotonic()
+    codes = flood(d.port, 300)
+    hf.check(codes.count(b"421") == 300, "busy: %d of 300 got 421"
+             % codes.count(b"421"))
+    limit = bound(t0)
+    for c in held:
+        c.quit()
+    pairs_within(d, "max_sessions", mark, limit, 0)
+    d.stop()
+
+
 def main(env):
     sink = env.sink().start()
     min_free(env, sink)
     size_claim(env, sink)
+    connect_flood(env, sink)
 
 
 hf.run(main)
