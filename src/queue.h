@@ -21,6 +21,7 @@ struct drain;
 struct envelope;
 struct evbuffer;
 struct event_base;
+struct notify;
 struct spool;
 struct spool_msg;
 struct tls;
@@ -32,6 +33,8 @@ struct queue;
 struct queue *queue_new(struct event_base *base, const struct config *cf,
     struct spool *sp, struct workpool *wp, struct dns *dns, struct tls *tls);
 void queue_free(struct queue *q);
+/* Send notices through n (borrowed; NULL: none) from now on. */
+void queue_set_notify(struct queue *q, struct notify *n);
 /* Rebuild the index from the spool (startup scan).  0 or -1. */
 int queue_load(struct queue *q);
 /* Start delivering: creates the drain and the scheduling timer. */

@@ -291,6 +291,7 @@ enum smtp_ll {
 	SMTP_LL_PROXY_UNTRUSTED,
 	SMTP_LL_BAD_PATH,
 	SMTP_LL_BAD_RCPT,
+	SMTP_LL_ACCEPT,
 	SMTP_LL_COUNT
 };
 
@@ -316,6 +317,7 @@ static struct log_limit smtp_ll[SMTP_LL_COUNT] = {
 	[SMTP_LL_PROXY_UNTRUSTED] = LOG_LIMIT_INIT("smtp proxy untrusted"),
 	[SMTP_LL_BAD_PATH] = LOG_LIMIT_INIT("smtp bad sender"),
 	[SMTP_LL_BAD_RCPT] = LOG_LIMIT_INIT("smtp bad recipient"),
+	[SMTP_LL_ACCEPT] = LOG_LIMIT_INIT("smtp session setup"),
 };
 
 static void smtp_session_free(struct smtp_session *s);
@@ -1686,7 +1688,9 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	net_addr_fmt(sa, s->addr, sizeof(s->addr), &s->port);
 	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
-		log_warnx("sess=%016" PRIx64 " bufferevent failed", s->id);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_ACCEPT]))
+			log_warnx("sess=%016" PRIx64 " bufferevent failed",
+			    s->id);
 		evutil_closesocket(fd);
 		free(s);
 		return;
