@@ -82,13 +82,15 @@ def flood(port, n):
 
 
 def pairs_within(d, what, mark, limit, served):
+    """At most served (sessions that got a banner) + limit connected
+    lines since mark, and every one with its disconnected line."""
     hf.wait_until(lambda: len(d.grep(r" disconnected addr=")) ==
                   len(d.grep(r" smtp connected addr=")), 5,
                   "%s: every connected line to get its disconnected" % what)
     n = len(d.grep(r" smtp connected addr=", since=mark))
-    hf.check(served <= n <= served + limit, "%s: %d 'smtp connected' lines "
-             "for 300 refused connections and %d served (want %d..%d)"
-             % (what, n, served, served, served + limit))
+    hf.check(n <= served + limit, "%s: %d 'smtp connected' lines for 300 "
+             "refused connections (want at most %d)"
+             % (what, n, served + limit))
     hf.note("%s: %d connected/disconnected pairs for 300 refused" % (what, n))
 
 
@@ -100,7 +102,9 @@ def connect_flood(env, sink):
     codes = flood(d.port, 303)
     refused = codes.count(b"421")
     hf.check(refused >= 300, "over conn_rate: %d of 303 got 421" % refused)
-    pairs_within(d, "conn_rate", mark, bound(t0), 303 - refused)
+    # served: at most conn_rate (3) in the minute, the harness's own
+    # readiness probe among them, whose line may come after the mark
+    pairs_within(d, "conn_rate", mark, bound(t0), 3)
     d.stop()
 
     d = env.daemon(name="busy", primary_port=sink.port,
