@@ -158,7 +158,8 @@ def main(env):
 
     pport = hf.free_port()
     lport = hf.free_port()
-    d = env.daemon(primary_port=pr.port, domains=("example.org",),
+    d = env.daemon(primary_host=pr.addr, primary_port=pr.port,
+                   domains=("example.org",),
                    port=lport,
                    server={"listen": ["127.0.0.1:%d" % lport,
                                       "127.0.0.1:%d proxy" % pport],
@@ -222,6 +223,9 @@ def main(env):
     hf.note("mail server back (%.1fs into the test)" % (t_back - t0))
 
     def all_in():
+        if d.dead_ids():
+            hf.fail("the primary refused a drained message: dead/ %r; %s"
+                    % (d.dead_ids(), d.grep(r"\bmsg=\S+ dead\b")))
         got = {token_header(raw): raw for _, raw in pr.maildir_messages()}
         return got if all(t in got for t in sent) else None
     got = hf.wait_until(all_in, PROBE_INTERVAL + 5,
