@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """The failover drill, the operator's go-live gate (docs/OPERATIONS.md,
-"The failover drill"), against a primary built like the operator's
+"Failover drill"), against a primary built like the operator's
 (lib/primary.py: the router's HAProxy sending PROXY v2 to postscreen,
 Postfix configured from contrib/primary/docker-mailserver/ the way
 docker-mailserver applies it, rspamd as milter, Dovecot LMTP into a

@@ -205,6 +205,7 @@ class Primary:
         self.hap_cfg = env.artifact(os.path.join(self.base, "haproxy.cfg"))
         self.subst = {BACKUP_PLACEHOLDER: backup, DMS_VOLUME: self.volume}
         self.procs = {}
+        self.set_up = False
         self.postfix_up = False
         self.applied = []     # postconf commands run, for the test's notes
         env.own(self)
@@ -248,6 +249,10 @@ class Primary:
 
     # ------------------------------------------------------------ setup
     def setup(self):
+        """Write every config (once); start() calls it."""
+        if self.set_up:
+            return
+        self.set_up = True
         self._setup_volume()
         self._setup_dovecot()
         self._setup_rspamd()
@@ -379,7 +384,8 @@ service anvil {
         for fn, text in local.items():
             with open(os.path.join(r, "local.d", fn), "w") as f:
                 f.write(text)
-        # DMS: cp /tmp/docker-mailserver/rspamd/override.d/* /etc/rspamd/override.d
+        # DMS: cp /tmp/docker-mailserver/rspamd/override.d/* \
+        #    /etc/rspamd/override.d
         src = os.path.join(self.volume, "rspamd", "override.d")
         for fn in sorted(os.listdir(src)) if os.path.isdir(src) else []:
             shutil.copy(os.path.join(src, fn), os.path.join(r, "override.d"))
@@ -548,8 +554,7 @@ service anvil {
     def start(self, timeout=60):
         """Set up (once) and start Dovecot, rspamd, Postfix and HAProxy;
         returns when each one answers."""
-        if not self.procs:
-            self.setup()
+        self.setup()
         self.start_dovecot()
         self.start_rspamd()
         self.wait_rspamd(timeout)
