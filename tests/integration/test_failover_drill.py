@@ -312,6 +312,15 @@ def main(env):
              "XFORWARD) for the three messages: %r" % (ORIGINAL, xf))
     hf.note("Postfix: client=...[%s], orig_client=%s[%s]"
             % (BACKUP, xf[0], ORIGINAL))
+    # and nobody but the backup gets through the router's drain port
+    try:
+        with socket.create_connection((pr.addr, pr.port), 10,
+                                      ("127.0.0.4", 0)) as s:
+            first = s.recv(512)
+    except OSError as e:          # HAProxy resets it: the expected outcome
+        first = repr(e).encode()
+    hf.check(not first.startswith(b"220"), "HAProxy let 127.0.0.4 through "
+             "to the mail server: %r" % first)
     hf.note("drill passed in %.1fs" % (time.monotonic() - t0))
 
 
