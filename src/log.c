@@ -68,7 +68,12 @@ log_vline(const char *level, const char *fmt, va_list ap, int errnum)
 static void
 log_event_cb(int severity, const char *msg)
 {
+	/* libevent's own warnings can follow a peer's actions too */
+	static struct log_limit ll = LOG_LIMIT_INIT("libevent");
+
 	if (severity == EVENT_LOG_DEBUG && !log_verbose)
+		return;
+	if (!log_limit_ok(&ll))
 		return;
 	log_warnx("libevent severity=%d msg=\"%s\"", severity, msg);
 }

@@ -289,6 +289,7 @@ enum smtp_ll {
 	SMTP_LL_PROXY_UNTRUSTED,
 	SMTP_LL_BAD_PATH,
 	SMTP_LL_BAD_RCPT,
+	SMTP_LL_ACCEPT,
 	SMTP_LL_COUNT
 };
 
@@ -314,6 +315,7 @@ static struct log_limit smtp_ll[SMTP_LL_COUNT] = {
 	[SMTP_LL_PROXY_UNTRUSTED] = LOG_LIMIT_INIT("smtp proxy untrusted"),
 	[SMTP_LL_BAD_PATH] = LOG_LIMIT_INIT("smtp bad sender"),
 	[SMTP_LL_BAD_RCPT] = LOG_LIMIT_INIT("smtp bad recipient"),
+	[SMTP_LL_ACCEPT] = LOG_LIMIT_INIT("smtp session setup"),
 };
 
 static void smtp_session_free(struct smtp_session *s);
@@ -525,10 +527,11 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 				goto fail;
 			}
 			if (size > queue_size_limit(s->srv->queue)) {
-				log_info("sess=%016" PRIx64 " message too "
-				    "large claim=%" PRIu64 " limit=%" PRIu64,
-				    s->id, size,
-				    queue_size_limit(s->srv->queue));
+				if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LARGE]))
+					log_info("sess=%016" PRIx64 " message "
+					    "too large claim=%" PRIu64
+					    " limit=%" PRIu64, s->id, size,
+					    queue_size_limit(s->srv->queue));
 				smtp_reply(s, SMTP_R_SIZE);
 				goto fail;
 			}
@@ -1065,6 +1068,16 @@ smtp_tx_end(struct smtp_session *s)
 	struct spool_msg *msg;
 	struct envelope *env;
 
+	if (tx->error == SMTP_TX_OK && !queue_size_fits(s->srv->queue,
+	    tx->data.out_total, tx->env)) {
+		/* Within the limit, but not with this many recipients. */
+		if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LARGE]))
+			log_info("sess=%016" PRIx64 " message too large for "
+			    "the primary size=%" PRIu64 " nrcpt=%zu", s->id,
+			    tx->data.out_total, tx->env->nrcpt);
+		smtp_reply(s, SMTP_R_SIZE);
+		goto reset;
+	}
 	switch (tx->error) {
 	case SMTP_TX_OK:
 		break;
@@ -1640,7 +1653,9 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	net_addr_fmt(sa, s->addr, sizeof(s->addr), &s->port);
 	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
-		log_warnx("sess=%016" PRIx64 " bufferevent failed", s->id);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_ACCEPT]))
+			log_warnx("sess=%016" PRIx64 " bufferevent failed",
+			    s->id);
 		evutil_closesocket(fd);
 		free(s);
 		return;
