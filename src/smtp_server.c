@@ -208,6 +208,8 @@ struct smtp_session {
 	struct screen_query	*dnsblq;
 	struct event		*greet_timer;
 	bool			 screened;	/* counted by screen_connect */
+	bool			 logged;	/* "connected" written, so
+						 * "disconnected" is too */
 	bool			 wait_dns, wait_dnsbl, wait_greet;
 	unsigned		 dnsbl_weight;
 	char			 dnsbl_zone[128];
@@ -467,6 +469,28 @@ smtp_value_is_xtext(const char *v)
 	return smtp_proto_xtext_decode(v, buf, sizeof(buf)) == 0;
 }
 
+/*
+ * RFC 3461 ORCPT=addr-type;xtext, addr-type an atom ("rfc822", "utf-8"):
+ * what else a peer puts before the ';' would reach the primary as it is,
+ * and a strict primary's 501 there sends the recipient to dead/.
+ */
+static bool
+smtp_is_orcpt(const char *v)
+{
+	const char *semi = strchr(v, ';');
+	size_t n;
+
+	if (semi == NULL || semi == v)
+		return false;
+	for (n = 0; v + n < semi; n++)
+		if (!((v[n] >= 'a' && v[n] <= 'z') ||
+		    (v[n] >= 'A' && v[n] <= 'Z') ||
+		    (v[n] >= '0' && v[n] <= '9') ||
+		    strchr("!#$%&'*+-/=?^_`{|}~", v[n]) != NULL))
+			return false;
+	return smtp_value_is_xtext(semi + 1);
+}
+
 static void
 smtp_cmd_mail(struct smtp_session *s, const char *args)
 {
@@ -496,8 +520,10 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	}
 	free_bytes = spool_free_bytes(s->srv->spool);
 	if (free_bytes >= 0 && (uint64_t)free_bytes < cf->min_free) {
-		log_warnx("sess=%016" PRIx64 " deferred reason=\"spool below "
-		    "min_free\" free=%lld", s->id, (long long)free_bytes);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_DEFERRED]))
+			log_warnx("sess=%016" PRIx64 " deferred reason=\"spool "
+			    "below min_free\" free=%lld", s->id,
+			    (long long)free_bytes);
 		smtp_reply(s, SMTP_R_SPOOL_LOW);
 		return;
 	}
@@ -646,8 +672,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		    smtp_is_notify(pm->value))
 			notify = pm->value;
 		else if (strcmp(pm->keyword, "ORCPT") == 0 &&
-		    pm->has_value && strchr(pm->value, ';') != NULL &&
-		    smtp_value_is_xtext(strchr(pm->value, ';') + 1))
+		    pm->has_value && smtp_is_orcpt(pm->value))
 			orcpt = pm->value;
 		else {
 			smtp_reply(s, SMTP_R_PARAM);
@@ -1436,8 +1461,9 @@ smtp_session_free(struct smtp_session *s)
 {
 	struct smtp_server *srv = s->srv;
 
-	log_info("sess=%016" PRIx64 " disconnected addr=%s msgs=%u", s->id,
-	    s->addr, s->nmsgs);
+	if (s->logged)
+		log_info("sess=%016" PRIx64 " disconnected addr=%s msgs=%u",
+		    s->id, s->addr, s->nmsgs);
 	smtp_tx_reset(s);
 	dns_cancel(s->dnsq);
 	screen_cancel(s->dnsblq);
@@ -1532,6 +1558,22 @@ smtp_greet_cb(evutil_socket_t fd, short what, void *arg)
 	smtp_banner_maybe(s);
 }
 
+/*
+ * The session's first line.  A session refused at connect (busy, over its
+ * address's limits, untrusted PROXY) writes it, and "disconnected", only
+ * while its refusal line is within the rate limit: a peer that opens
+ * connections as fast as it can must not write two lines for each.
+ */
+static void
+smtp_log_connected(struct smtp_session *s)
+{
+	if (s->logged)
+		return;
+	s->logged = true;
+	log_info("sess=%016" PRIx64 " smtp connected addr=%s port=%u", s->id,
+	    s->addr, s->port);
+}
+
 /* The client's address is known for good (after PROXY, if any): screen
  * it and start everything the greeting waits for. */
 static void
@@ -1543,15 +1585,18 @@ smtp_session_start(struct smtp_session *s)
 
 	smtp_enter_state(s, SMTP_ST_CONNECT);
 	if (screen_connect(srv->screen, sa, &why) == SCREEN_DEFER) {
-		if (log_limit_ok(&smtp_ll[SMTP_LL_SCREEN]))
+		if (log_limit_ok(&smtp_ll[SMTP_LL_SCREEN])) {
+			smtp_log_connected(s);
 			log_info("sess=%016" PRIx64 " deferred addr=%s reason=\"%s\"",
 			    s->id, s->addr, why);
+		}
 		metrics_inc(M_SCREEN_LIMIT);
 		smtp_reply(s, SMTP_R_LIMIT);
 		smtp_process(s);
 		return;
 	}
 	s->screened = true;
+	smtp_log_connected(s);
 	if (srv->dns != NULL) {
 		s->wait_dns = true;
 		s->dnsq = dns_rdns(srv->dns, sa, smtp_rdns_cb, s);
@@ -1666,14 +1711,14 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	metrics_set(M_SMTP_CONNECTIONS_OPEN, (double)srv->nsessions);
 	memcpy(&s->sa, sa, (size_t)salen < sizeof(s->sa) ? (size_t)salen :
 	    sizeof(s->sa));
-	log_info("sess=%016" PRIx64 " smtp connected addr=%s port=%u", s->id,
-	    s->addr, s->port);
 	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIGHWAT);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	if (srv->stopping || srv->nsessions > srv->cf->max_sessions) {
+		if (log_limit_ok(&smtp_ll[SMTP_LL_SCREEN]))
+			smtp_log_connected(s);
 		smtp_reply(s, srv->stopping ? SMTP_R_SHUTDOWN : SMTP_R_BUSY);
 		bufferevent_disable(s->bev, EV_READ);
 		return;
@@ -1685,13 +1730,16 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	/* Nothing of a PROXY header is believed from anyone else. */
 	if (!net_cidr_list_match(srv->cf->proxy_from.v, srv->cf->proxy_from.n,
 	    sa)) {
-		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_UNTRUSTED]))
+		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_UNTRUSTED])) {
+			smtp_log_connected(s);
 			log_info("sess=%016" PRIx64 " PROXY from untrusted addr=%s, "
 			    "closing", s->id, s->addr);
+		}
 		smtp_enter_state(s, SMTP_ST_CLOSING);
 		smtp_process(s);
 		return;
 	}
+	smtp_log_connected(s);	/* the proxy's address */
 	smtp_enter_state(s, SMTP_ST_PROXY);
 	smtp_process(s);
 }

@@ -77,6 +77,7 @@ def main(env):
     # ---- a bind failure is exit 1
     busy = env.daemon(name="busy", port=d.port, primary_port=sink.port)
     busy.start(wait=False)
+    busy.expect_exit()           # checked below: rc 1
     try:
         rc = busy.proc.wait(20)
     except Exception:
