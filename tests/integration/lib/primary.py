@@ -29,9 +29,14 @@ The primary's own listeners bind `addr` (default 127.0.0.10: ports picked
 at random on 127.0.0.1 by tests running beside this one cannot collide
 with them); holdfast's [primary] host is pr.addr, port pr.port.
 
-Loopback stands for the Internet here: mynetworks is addr/32 only and
-rspamd's local_networks holds no 127/8 address but the backup's, so mail
-that holdfast took from 127.0.0.3 is scored as coming from 127.0.0.3.
+Loopback stands for the Internet here: mynetworks is addr/32 only.  But
+rspamd takes every 127/8 address for a local one whatever local_networks
+says (and skips SPF, the milter headers and more for it): a test that
+wants to see which address rspamd scored gives holdfast a client outside
+127/8 (test_failover_drill: PROXY v2 carrying 198.51.100.7) and names it
+in mark_ips.  rspamd 3.4's proxy worker sometimes crashes scanning a
+multi-megabyte plain-text body (a slow-rule timer); the milter then fails
+open and the message arrives unscanned: send big messages as attachments.
 
 Start/stop: start() brings everything up (router last); stop_mailserver()
 and start_mailserver() stop and start Postfix alone, the way an outage of
