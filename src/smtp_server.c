@@ -198,6 +198,7 @@ struct smtp_tx {
 
 struct smtp_session {
 	uint64_t		 id;
+	bool			 logged;	/* "smtp connected" was written */
 	struct smtp_server	*srv;
 	struct bufferevent	*bev;
 	char			 addr[NET_ADDR_MAX];
@@ -290,6 +291,8 @@ enum smtp_ll {
 	SMTP_LL_BAD_PATH,
 	SMTP_LL_BAD_RCPT,
 	SMTP_LL_ACCEPT,
+	SMTP_LL_CONNECTED,
+	SMTP_LL_LOST,
 	SMTP_LL_COUNT
 };
 
@@ -316,6 +319,9 @@ static struct log_limit smtp_ll[SMTP_LL_COUNT] = {
 	[SMTP_LL_BAD_PATH] = LOG_LIMIT_INIT("smtp bad sender"),
 	[SMTP_LL_BAD_RCPT] = LOG_LIMIT_INIT("smtp bad recipient"),
 	[SMTP_LL_ACCEPT] = LOG_LIMIT_INIT("smtp session setup"),
+	/* every session writes these: a cap only a flood reaches */
+	[SMTP_LL_CONNECTED] = LOG_LIMIT_INIT_N("smtp connected", 200),
+	[SMTP_LL_LOST] = LOG_LIMIT_INIT_N("smtp lost connection", 200),
 };
 
 static void smtp_session_free(struct smtp_session *s);
@@ -1414,7 +1420,8 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 		return;
 	}
-	if (s->tx != NULL && s->tx->msg != NULL)
+	if (s->tx != NULL && s->tx->msg != NULL &&
+	    log_limit_ok(&smtp_ll[SMTP_LL_LOST]))
 		log_info("sess=%016" PRIx64 " lost connection in %s, message "
 		    "discarded", s->id, smtp_state_names[s->state]);
 	smtp_session_free(s);
@@ -1425,8 +1432,11 @@ smtp_session_free(struct smtp_session *s)
 {
 	struct smtp_server *srv = s->srv;
 
-	log_info("sess=%016" PRIx64 " disconnected addr=%s msgs=%u", s->id,
-	    s->addr, s->nmsgs);
+	/* A pair: the end of a session whose start was written, or one
+	 * that brought mail. */
+	if (s->logged || s->nmsgs > 0)
+		log_info("sess=%016" PRIx64 " disconnected addr=%s msgs=%u",
+		    s->id, s->addr, s->nmsgs);
 	smtp_tx_reset(s);
 	dns_cancel(s->dnsq);
 	screen_cancel(s->dnsblq);
@@ -1655,8 +1665,9 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	metrics_set(M_SMTP_CONNECTIONS_OPEN, (double)srv->nsessions);
 	memcpy(&s->sa, sa, (size_t)salen < sizeof(s->sa) ? (size_t)salen :
 	    sizeof(s->sa));
-	log_info("sess=%016" PRIx64 " smtp connected addr=%s port=%u", s->id,
-	    s->addr, s->port);
+	if ((s->logged = log_limit_ok(&smtp_ll[SMTP_LL_CONNECTED])))
+		log_info("sess=%016" PRIx64 " smtp connected addr=%s port=%u",
+		    s->id, s->addr, s->port);
 	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIGHWAT);
