@@ -39,8 +39,8 @@
  */
 #define SMTP_TLS_RAW_HIGHWAT	(32 * 1024)
 #define SMTP_TLS_RECORD_MAX	(16 * 1024 + 2048)
-#define SMTP_TLS_INPUT_HIGHWAT	(SMTP_INPUT_HIGHWAT - SMTP_TLS_RAW_HIGHWAT - \
-				 SMTP_TLS_RECORD_MAX)
+#define SMTP_TLS_INPUT_HIGHWAT	\
+	(SMTP_INPUT_HIGHWAT - SMTP_TLS_RAW_HIGHWAT - SMTP_TLS_RECORD_MAX)
 #define SMTP_MAX_RECEIVED	50
 #define SMTP_MAX_ERRORS		20		/* then we hang up */
 #define SMTP_OUTPUT_HIGHWAT	(64 * 1024)	/* unread replies held */
@@ -198,7 +198,7 @@ struct smtp_tx {
 
 struct smtp_session {
 	uint64_t		 id;
-	bool			 logged;	/* "smtp connected" was written */
+	bool			 logged;	/* its connect line written */
 	struct smtp_server	*srv;
 	struct bufferevent	*bev;
 	char			 addr[NET_ADDR_MAX];
@@ -494,8 +494,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	if (screen_message(s->srv->screen, (struct sockaddr *)&s->sa, &why) ==
 	    SCREEN_DEFER) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_DEFERRED]))
-			log_info("sess=%016" PRIx64 " deferred addr=%s reason=\"%s\"",
-			    s->id, s->addr, why);
+			log_info("sess=%016" PRIx64 " deferred addr=%s "
+			    "reason=\"%s\"", s->id, s->addr, why);
 		metrics_inc(M_SCREEN_LIMIT);
 		smtp_reply(s, SMTP_R_MSG_RATE);
 		return;
@@ -625,16 +625,17 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	if (st == SMTP_PATH_ROUTED ||
 	    (!path.is_postmaster && !config_is_our_domain(cf, path.domain))) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_RELAY]))
-			log_info("sess=%016" PRIx64 " relay denied addr=%s rcpt=%s",
-			    s->id, s->addr, log_addr(path.mailbox, esc, sizeof(esc)));
+			log_info("sess=%016" PRIx64 " relay denied addr=%s "
+			    "rcpt=%s", s->id, s->addr,
+			    log_addr(path.mailbox, esc, sizeof(esc)));
 		smtp_reply(s, SMTP_R_RELAY);
 		return;
 	}
 	if (s->dnsbl_weight >= cf->dnsbl_threshold) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_DNSBL_RCPT]))
-			log_info("sess=%016" PRIx64 " deferred addr=%s reason=dnsbl "
-			    "zone=%s weight=%u", s->id, s->addr, s->dnsbl_zone,
-			    s->dnsbl_weight);
+			log_info("sess=%016" PRIx64 " deferred addr=%s "
+			    "reason=dnsbl zone=%s weight=%u", s->id, s->addr,
+			    s->dnsbl_zone, s->dnsbl_weight);
 		metrics_inc(M_SCREEN_DNSBL);
 		smtp_reply(s, SMTP_R_DNSBL);
 		return;
@@ -773,7 +774,8 @@ smtp_bdat_refuse(struct smtp_session *s, const char *args,
 	if (smtp_bdat_parse(args, &size, &last) == -1) {
 		smtp_reply(s, SMTP_R_SYNTAX);
 		if (log_limit_ok(&smtp_ll[SMTP_LL_BDAT]))
-			log_info("sess=%016" PRIx64 " bad BDAT size, closing", s->id);
+			log_info("sess=%016" PRIx64 " bad BDAT size, closing",
+			    s->id);
 		smtp_reply(s, SMTP_R_BAD_BDAT);
 		return;
 	}
@@ -870,8 +872,9 @@ smtp_cmd_starttls(struct smtp_session *s, const char *args)
 	smtp_reply(s, SMTP_R_TLS_GO);
 	if (evbuffer_get_length(in) > 0) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_PIPELINED]))
-			log_info("sess=%016" PRIx64 " discarded %zu octets pipelined "
-			    "after STARTTLS", s->id, evbuffer_get_length(in));
+			log_info("sess=%016" PRIx64 " discarded %zu octets "
+			    "pipelined after STARTTLS", s->id,
+			    evbuffer_get_length(in));
 		evbuffer_drain(in, evbuffer_get_length(in));
 	}
 	f = bufferevent_openssl_filter_new(s->srv->base, s->bev, ssl,
@@ -909,8 +912,8 @@ smtp_cmd_etrn(struct smtp_session *s, const char *args)
 	if (!net_cidr_list_match(cf->etrn_from.v, cf->etrn_from.n,
 	    (struct sockaddr *)&s->sa)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_ETRN]))
-			log_info("sess=%016" PRIx64 " etrn refused addr=%s", s->id,
-			    s->addr);
+			log_info("sess=%016" PRIx64 " etrn refused addr=%s",
+			    s->id, s->addr);
 		smtp_reply(s, SMTP_R_ETRN_DENIED);
 		return;
 	}
@@ -1085,8 +1088,8 @@ smtp_tx_end(struct smtp_session *s)
 		goto reset;
 	case SMTP_TX_LOOP:
 		if (log_limit_ok(&smtp_ll[SMTP_LL_LOOP]))
-			log_info("sess=%016" PRIx64 " mail loop received=%u", s->id,
-			    tx->data.received);
+			log_info("sess=%016" PRIx64 " mail loop received=%u",
+			    s->id, tx->data.received);
 		smtp_reply(s, SMTP_R_LOOP);
 		goto reset;
 	case SMTP_TX_IO:
@@ -1146,8 +1149,9 @@ smtp_content_in(struct smtp_session *s, struct evbuffer *in)
 	s->data_in += used;
 	if (smtp_too_slow(s)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_DATA_SLOW]))
-			log_info("sess=%016" PRIx64 " data too slow addr=%s octets=%"
-			    PRIu64 " seconds=%lld", s->id, s->addr, s->data_in,
+			log_info("sess=%016" PRIx64 " data too slow addr=%s "
+			    "octets=%" PRIu64 " seconds=%lld", s->id, s->addr,
+			    s->data_in,
 			    (long long)(time(NULL) - s->data_start));
 		smtp_tx_reset(s);
 		smtp_reply(s, SMTP_R_TOO_SLOW);
@@ -1208,8 +1212,8 @@ smtp_line_in(struct smtp_session *s, struct evbuffer *in)
 			evbuffer_drain(in, len);
 			if (!s->skip_line) {
 				if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LONG]))
-					log_info("sess=%016" PRIx64 " line too long",
-					    s->id);
+					log_info("sess=%016" PRIx64
+					    " line too long", s->id);
 				smtp_reply(s, SMTP_R_TOO_LONG);
 			}
 			s->skip_line = true;
@@ -1381,8 +1385,8 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		tls_bufferevent_error(s->bev, err, sizeof(err));
 		metrics_inc(M_TLS_HANDSHAKES_FAILED);
 		if (log_limit_ok(&smtp_ll[SMTP_LL_TLS_FAILED]))
-			log_info("sess=%016" PRIx64 " tls handshake failed addr=%s "
-			    "reason=\"%s\"", s->id, s->addr, err);
+			log_info("sess=%016" PRIx64 " tls handshake failed "
+			    "addr=%s reason=\"%s\"", s->id, s->addr, err);
 		/* Let the TLS alert reach the client before closing. */
 		smtp_tx_reset(s);
 		s->state = SMTP_ST_CLOSING;
@@ -1471,8 +1475,8 @@ smtp_banner_maybe(struct smtp_session *s)
 	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 &&
 	    !screen_is_allowed(s->srv->screen, (struct sockaddr *)&s->sa)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_PREGREET]))
-			log_info("sess=%016" PRIx64 " pregreet addr=%s octets=%zu",
-			    s->id, s->addr,
+			log_info("sess=%016" PRIx64 " pregreet addr=%s "
+			    "octets=%zu", s->id, s->addr,
 			    evbuffer_get_length(bufferevent_get_input(s->bev)));
 		metrics_inc(M_SCREEN_PREGREET);
 		smtp_reply(s, SMTP_R_PREGREET);
@@ -1514,8 +1518,8 @@ smtp_dnsbl_cb(void *arg, unsigned weight, const char *zone)
 	if (zone != NULL) {
 		util_copy(s->dnsbl_zone, sizeof(s->dnsbl_zone), zone);
 		if (log_limit_ok(&smtp_ll[SMTP_LL_DNSBL]))
-			log_info("sess=%016" PRIx64 " dnsbl listed addr=%s zone=%s "
-			    "weight=%u", s->id, s->addr, zone, weight);
+			log_info("sess=%016" PRIx64 " dnsbl listed addr=%s "
+			    "zone=%s weight=%u", s->id, s->addr, zone, weight);
 	}
 	smtp_banner_maybe(s);
 }
@@ -1543,8 +1547,8 @@ smtp_session_start(struct smtp_session *s)
 	smtp_enter_state(s, SMTP_ST_CONNECT);
 	if (screen_connect(srv->screen, sa, &why) == SCREEN_DEFER) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_SCREEN]))
-			log_info("sess=%016" PRIx64 " deferred addr=%s reason=\"%s\"",
-			    s->id, s->addr, why);
+			log_info("sess=%016" PRIx64 " deferred addr=%s "
+			    "reason=\"%s\"", s->id, s->addr, why);
 		metrics_inc(M_SCREEN_LIMIT);
 		smtp_reply(s, SMTP_R_LIMIT);
 		smtp_process(s);
@@ -1596,8 +1600,8 @@ smtp_proxy_in(struct smtp_session *s, struct evbuffer *in)
 		/* FALLTHROUGH */
 	case SMTP_PROXY_BAD:
 		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_BAD]))
-			log_info("sess=%016" PRIx64 " bad PROXY header addr=%s, closing",
-			    s->id, s->addr);
+			log_info("sess=%016" PRIx64 " bad PROXY header "
+			    "addr=%s, closing", s->id, s->addr);
 		smtp_enter_state(s, SMTP_ST_CLOSING);
 		smtp_process(s);
 		return false;
@@ -1686,8 +1690,8 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	if (!net_cidr_list_match(srv->cf->proxy_from.v, srv->cf->proxy_from.n,
 	    sa)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_UNTRUSTED]))
-			log_info("sess=%016" PRIx64 " PROXY from untrusted addr=%s, "
-			    "closing", s->id, s->addr);
+			log_info("sess=%016" PRIx64 " PROXY from untrusted "
+			    "addr=%s, closing", s->id, s->addr);
 		smtp_enter_state(s, SMTP_ST_CLOSING);
 		smtp_process(s);
 		return;
