@@ -9,6 +9,7 @@
 #ifndef HOLDFAST_DNS_H
 #define HOLDFAST_DNS_H
 
+#include <stddef.h>
 #include <sys/socket.h>
 
 struct event_base;
@@ -38,10 +39,12 @@ struct dns_query *dns_resolve(struct dns *dns, const char *host,
     unsigned port, int family,
     void (*cb)(void *arg, const struct sockaddr *sa, socklen_t salen),
     void *arg);
-/* The first IPv4 address of name (a DNSBL lookup); cb(arg, a) with a
- * NULL when there is none.  Same lifetime rules. */
+/* The IPv4 addresses of name (a DNSBL lookup): cb(arg, a, n) with n
+ * (at most DNS_A_MAX) addresses of 4 bytes each in a, borrowed for the
+ * call; a NULL and n 0 when there is none.  Same lifetime rules. */
+#define DNS_A_MAX	8
 struct dns_query *dns_query_a(struct dns *dns, const char *name,
-    void (*cb)(void *arg, const unsigned char *a), void *arg);
+    void (*cb)(void *arg, const unsigned char *a, size_t n), void *arg);
 void dns_cancel(struct dns_query *query);
 
 #endif

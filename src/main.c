@@ -24,6 +24,7 @@
 #include "dns.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "queue.h"
 #include "smtp_server.h"
 #include "spool.h"
@@ -54,6 +55,36 @@ main_usage(void)
 }
 
 static bool main_healthy(void *arg);
+
+/*
+ * holdfast -n past the config: the [tls] pair.  One that cannot be opened
+ * is a warning (the daemon runs without STARTTLS until a SIGHUP finds it,
+ * as before certbot's first run); one that does not load is an error.
+ * Takes ownership of cf.
+ */
+static int
+main_check(const char *path, struct config *cf)
+{
+	char err[512];
+	int rc = 0;
+
+	switch (tls_check(cf, err, sizeof(err))) {
+	case TLS_CHECK_OK:
+		break;
+	case TLS_CHECK_MISSING:
+		fprintf(stderr, "%s: warning: [tls] cannot open %s; STARTTLS off "
+		    "until the pair exists and holdfast gets SIGHUP\n", path,
+		    err);
+		break;
+	case TLS_CHECK_INVALID:
+		fprintf(stderr, "%s: [tls] cert=%s key=%s do not load: %s\n",
+		    path, cf->tls_cert, cf->tls_key, err);
+		rc = 1;
+		break;
+	}
+	config_free(cf);
+	return rc;
+}
 
 /* Who a root start becomes: [server] user and group. */
 struct main_creds {
@@ -199,6 +230,7 @@ main(int argc, char **argv)
 	struct workpool *wp;
 	struct dns *dns;
 	struct ctl *ctl;
+	struct notify *notify;
 	char err[512];
 	int ch, i;
 
@@ -230,10 +262,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	if (check_only) {
-		config_free(cf);
-		return 0;
-	}
+	if (check_only)
+		return main_check(path, cf);
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 	if (evthread_use_pthreads() == -1)
@@ -278,6 +308,8 @@ main(int argc, char **argv)
 	main_drop_privileges(cf, &mc);
 	if (queue_load(ctx.queue) == -1)
 		fatalx("spool scan failed");
+	notify = notify_new(ctx.base, cf);
+	queue_set_notify(ctx.queue, notify);
 	queue_start(ctx.queue);
 	log_info("holdfast ready version=%s hostname=%s spool=%s",
 	    HOLDFAST_VERSION, cf->hostname, cf->spool_dir);
@@ -291,6 +323,7 @@ main(int argc, char **argv)
 	workpool_free(wp);
 	smtp_server_free(ctx.srv);
 	queue_free(ctx.queue);
+	notify_free(notify);
 	dns_free(dns);
 	tls_free(ctx.tls);
 	for (i = 0; i < 3; i++)

@@ -9,6 +9,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -44,7 +45,8 @@ static const char *const metrics_type_names[] = {
  * One row per series.  Rows sharing a name form one family: its HELP and
  * TYPE are taken from the family's first row and printed once.  labels is
  * the text between the braces, or "" for none; values are fixed here, so
- * nothing from a peer can reach the output.
+ * nothing from a peer can reach the output.  labels NULL marks a family
+ * whose series come from metrics_series_add() (values from the config).
  */
 struct metrics_def {
 	enum metrics_id		 id;
@@ -62,6 +64,9 @@ struct metrics_def {
 			"expired counts messages."
 #define REPLY_HELP	"SMTP replies sent to clients, by class."
 #define TLS_HELP	"Inbound TLS handshakes, by result."
+#define NOTIFY_HELP	"Events for the [notify] exec program, by result: " \
+			"ok, failed, timeout (killed), dropped (too many " \
+			"waiting), suppressed (a repeat)."
 
 static const struct metrics_def metrics_table[M_COUNT] = {
 	[M_BUILD_INFO] = { M_BUILD_INFO, "holdfast_build_info",
@@ -190,7 +195,38 @@ static const struct metrics_def metrics_table[M_COUNT] = {
 	    "", METRICS_T_GAUGE,
 	    "The message size limit in force: max_message_size, or less to "
 	    "stay under the primary's SIZE." },
+	[M_TLS_READY] = { M_TLS_READY, "holdfast_tls_ready", "",
+	    METRICS_T_GAUGE, "1 when STARTTLS is offered (a [tls] pair is "
+	    "loaded), else 0." },
+	[M_TLS_CERT_EXPIRY] = { M_TLS_CERT_EXPIRY,
+	    "holdfast_tls_cert_expiry_timestamp_seconds", "", METRICS_T_GAUGE,
+	    "Unix time the loaded STARTTLS certificate expires (0 = none)." },
+
+	[M_NOTIFY_OK] = { M_NOTIFY_OK, "holdfast_notify_total",
+	    "result=\"ok\"", METRICS_T_COUNTER, NOTIFY_HELP },
+	[M_NOTIFY_FAILED] = { M_NOTIFY_FAILED, "holdfast_notify_total",
+	    "result=\"failed\"", METRICS_T_COUNTER, NOTIFY_HELP },
+	[M_NOTIFY_TIMEOUT] = { M_NOTIFY_TIMEOUT, "holdfast_notify_total",
+	    "result=\"timeout\"", METRICS_T_COUNTER, NOTIFY_HELP },
+	[M_NOTIFY_DROPPED] = { M_NOTIFY_DROPPED, "holdfast_notify_total",
+	    "result=\"dropped\"", METRICS_T_COUNTER, NOTIFY_HELP },
+	[M_NOTIFY_SUPPRESSED] = { M_NOTIFY_SUPPRESSED,
+	    "holdfast_notify_total", "result=\"suppressed\"",
+	    METRICS_T_COUNTER, NOTIFY_HELP },
+
+	[M_DNSBL_ERRORS] = { M_DNSBL_ERRORS, "holdfast_dnsbl_errors_total",
+	    NULL, METRICS_T_COUNTER,
+	    "DNSBL answers that are error codes (127.255.255.0/24, e.g. "
+	    "Spamhaus refusing the resolver), never counted as listings." },
 };
+
+/* Series of the families above with labels NULL, added from the config. */
+static struct {
+	enum metrics_id	 family;
+	char		 labels[160];
+	double		 value;
+} metrics_series[METRICS_SERIES_MAX];
+static size_t metrics_nseries;
 
 static double metrics_values[M_COUNT] = {
 	[M_BUILD_INFO] = 1,
@@ -254,6 +290,64 @@ metrics_get(enum metrics_id id)
 {
 	metrics_check_id(id, __func__);
 	return metrics_values[id];
+}
+
+int
+metrics_series_add(enum metrics_id family, const char *label,
+    const char *value)
+{
+	char labels[sizeof(metrics_series[0].labels)];
+	const char *c;
+	size_t i;
+	int n;
+
+	metrics_check_id(family, __func__);
+	if (metrics_table[family].labels != NULL)
+		fatalx("%s: %s has fixed labels", __func__,
+		    metrics_table[family].name);
+	for (c = value; *c != '\0'; c++)
+		if (!isalnum((unsigned char)*c) && *c != '.' && *c != '_' &&
+		    *c != '-')
+			break;
+	n = snprintf(labels, sizeof(labels), "%s=\"%s\"", label, value);
+	if (*c != '\0' || *value == '\0' || n < 0 ||
+	    (size_t)n >= sizeof(labels)) {
+		log_warnx("metrics: %s: unusable label value",
+		    metrics_table[family].name);
+		return -1;
+	}
+	for (i = 0; i < metrics_nseries; i++)
+		if (metrics_series[i].family == family &&
+		    strcmp(metrics_series[i].labels, labels) == 0)
+			return (int)i;
+	if (metrics_nseries == METRICS_SERIES_MAX) {
+		log_warnx("metrics: %s: more than %d series",
+		    metrics_table[family].name, METRICS_SERIES_MAX);
+		return -1;
+	}
+	metrics_series[metrics_nseries].family = family;
+	memcpy(metrics_series[metrics_nseries].labels, labels,
+	    (size_t)n + 1);
+	metrics_series[metrics_nseries].value = 0;
+	return (int)metrics_nseries++;
+}
+
+void
+metrics_series_inc(int series)
+{
+	if (series < 0)
+		return;
+	if ((size_t)series >= metrics_nseries)
+		fatalx("%s: bad series %d", __func__, series);
+	metrics_series[series].value += 1;
+}
+
+double
+metrics_series_get(int series)
+{
+	if (series < 0 || (size_t)series >= metrics_nseries)
+		fatalx("%s: bad series %d", __func__, series);
+	return metrics_series[series].value;
 }
 
 void
@@ -335,6 +429,19 @@ metrics_render_series(struct metrics_buf *b, const struct metrics_def *d)
 {
 	char val[512];
 
+	if (d->labels == NULL) {
+		size_t i;
+
+		for (i = 0; i < metrics_nseries; i++) {
+			if (metrics_series[i].family != d->id)
+				continue;
+			metrics_fmt_value(metrics_series[i].value, val,
+			    sizeof(val));
+			metrics_buf_printf(b, "%s{%s} %s\n", d->name,
+			    metrics_series[i].labels, val);
+		}
+		return;
+	}
 	metrics_fmt_value(metrics_values[d->id], val, sizeof(val));
 	if (*d->labels != '\0')
 		metrics_buf_printf(b, "%s{%s} %s\n", d->name, d->labels, val);
@@ -641,14 +748,19 @@ metrics_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		evutil_closesocket(fd);
 		return;
 	}
+	/*
+	 * Full: the oldest goes, not the newcomer.  Refusing newcomers let
+	 * any allowed peer (every local user, by default) keep out every
+	 * scrape and health check with 8 idle connections per deadline.
+	 */
 	if (metrics_srv.nconns >= METRICS_CONN_MAX) {
 		if (log_limit_ok(&ll_busy)) {
 			net_addr_fmt(sa, addr, sizeof(addr), &port);
-			log_warnx("metrics refused addr=%s port=%u reason=busy "
-			    "max=%d", addr, port, METRICS_CONN_MAX);
+			log_warnx("metrics busy addr=%s port=%u reason=busy "
+			    "max=%d: closed the oldest connection", addr, port,
+			    METRICS_CONN_MAX);
 		}
-		evutil_closesocket(fd);
-		return;
+		metrics_conn_free(TAILQ_FIRST(&metrics_srv.conns));
 	}
 	c = xcalloc(1, sizeof(*c));
 	c->bev = bufferevent_socket_new(metrics_srv.base, fd,

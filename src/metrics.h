@@ -67,6 +67,17 @@ enum metrics_id {
 	/* size limits */
 	M_PRIMARY_SIZE,			/* gauge, the primary's SIZE, 0 = none */
 	M_SIZE_LIMIT,			/* gauge, the limit in force */
+	/* the STARTTLS certificate */
+	M_TLS_READY,			/* gauge 0/1: STARTTLS offered */
+	M_TLS_CERT_EXPIRY,		/* gauge, unix seconds, 0 = none */
+	/* [notify] exec runs, by result */
+	M_NOTIFY_OK,
+	M_NOTIFY_FAILED,
+	M_NOTIFY_TIMEOUT,
+	M_NOTIFY_DROPPED,		/* queue of waiting events full */
+	M_NOTIFY_SUPPRESSED,		/* a repeat within repeat_interval */
+	/* families whose series are added at startup (metrics_series_add) */
+	M_DNSBL_ERRORS,			/* counter, label zone */
 	M_COUNT
 };
 
@@ -74,6 +85,20 @@ void metrics_inc(enum metrics_id id);
 void metrics_add(enum metrics_id id, uint64_t n);
 void metrics_set(enum metrics_id id, double value);
 double metrics_get(enum metrics_id id);
+
+/*
+ * Add a series "label=value" to family (a row without fixed labels, e.g.
+ * M_DNSBL_ERRORS) and return its handle, or -1 (logged) if the value is not
+ * [A-Za-z0-9._-] or all METRICS_SERIES_MAX are used.  For values from the
+ * config only, so the set stays bounded; adding one twice returns the same
+ * handle.
+ */
+#define METRICS_SERIES_MAX	64
+int metrics_series_add(enum metrics_id family, const char *label,
+    const char *value);
+/* Count one on a handle from metrics_series_add(); -1 is ignored. */
+void metrics_series_inc(int series);
+double metrics_series_get(int series);
 
 /*
  * Register fn(arg) to refresh gauges right before each scrape or render

@@ -17,6 +17,7 @@
 #include "envelope.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "smtp_proto.h"
 #include "spool.h"
 #include "util.h"
@@ -78,7 +79,16 @@ struct queue {
 	struct queue_job	**commit_wait;
 	size_t			 ncommit_wait;
 	bool			 commit_busy;
+	/* [notify]: what the notices are about (see queue_watch) */
+	struct notify		*notify;
+	bool			 outage_noticed; /* primary-down sent */
+	time_t			 outage_since;
+	uint64_t		 outage_delivered; /* messages, since then */
+	bool			 spool_low;
+	time_t			 next_spool_check;
 };
+
+#define QUEUE_SPOOL_CHECK_SEC	10	/* free space, for the notice */
 
 /*
  * Received messages are committed in batches: every message that arrived
@@ -346,6 +356,8 @@ queue_job_work(void *arg)
 }
 
 static void queue_refused_dead(struct queue *q, struct queue_entry *qe);
+static void queue_notify_dead(struct queue *q, const char *id,
+    const char *reason);
 
 static void
 queue_job_done(void *arg)
@@ -385,6 +397,7 @@ queue_job_done(void *arg)
 		copy = queue_entry_new(job->deadenv, SPOOL_DEAD);
 		queue_entry_insert_sorted(q, copy);
 		queue_refused_dead(q, copy);
+		queue_notify_dead(q, job->deadid, "refused");
 		break;
 	case QUEUE_OP_QUARANTINE:
 		if (job->rc != 0 && queue_entry_relocate(q, qe, job->where,
@@ -402,6 +415,8 @@ queue_job_done(void *arg)
 		if (job->rc == 0) {
 			log_info("msg=%s removed", id);
 			queue_entry_remove(q, qe);
+			if (q->outage_noticed)
+				q->outage_delivered++;
 		} else if (!queue_entry_relocate(q, qe, job->where,
 		    job->where_area)) {
 			/* It will be delivered again: a duplicate, not a
@@ -422,6 +437,7 @@ queue_job_done(void *arg)
 		qe->refused = strcmp(job->env->dead_reason, "refused") == 0;
 		if (qe->refused)
 			queue_refused_dead(q, qe);
+		queue_notify_dead(q, id, job->env->dead_reason);
 		break;
 	}
 	envelope_free(job->env);
@@ -598,6 +614,38 @@ queue_size_limit_calc(uint64_t max, uint64_t primary_size)
 	if (lim == 0)
 		lim = 1;
 	return lim < max ? lim : max;
+}
+
+bool
+queue_size_fits_primary(uint64_t primary_size, uint64_t size,
+    uint64_t nrcpt, uint64_t rcpt_octets)
+{
+	uint64_t cost = QUEUE_SIZE_FIXED;
+
+	/* A tiny SIZE keeps only the halved headroom of the limit. */
+	if (primary_size < 2 * QUEUE_SIZE_HEADROOM)
+		return true;
+	if (nrcpt > UINT32_MAX || rcpt_octets > UINT32_MAX)
+		return false;
+	cost += nrcpt * QUEUE_SIZE_PER_RCPT + 3 * rcpt_octets;
+	return cost <= primary_size && size <= primary_size - cost;
+}
+
+bool
+queue_size_fits(const struct queue *q, uint64_t size,
+    const struct envelope *env)
+{
+	uint64_t octets = 0;
+	size_t i;
+
+	if (size > queue_size_limit(q))
+		return false;
+	if (!q->primary_known || q->primary_size == 0)
+		return true;
+	for (i = 0; i < env->nrcpt; i++)
+		octets += strlen(env->rcpts[i].addr);
+	return queue_size_fits_primary(q->primary_size, size, env->nrcpt,
+	    octets);
 }
 
 uint64_t
@@ -977,12 +1025,116 @@ queue_dispatch(struct queue *q)
 	queue_health_probe(q, now);
 }
 
+/* ---- notices ([notify] exec) ---- */
+
+static void
+queue_notify_dead(struct queue *q, const char *id, const char *reason)
+{
+	struct queue_entry *qe;
+	char summary[256], ndead[32];
+	size_t n = 0;
+
+	if (q->notify == NULL)
+		return;
+	TAILQ_FOREACH(qe, &q->entries, entry)
+		if (qe->area == SPOOL_DEAD)
+			n++;
+	snprintf(ndead, sizeof(ndead), "%zu", n);
+	snprintf(summary, sizeof(summary), "%s: message %s moved to dead/ "
+	    "(%s); %zu dead letters wait for an operator", q->cf->hostname,
+	    id, reason, n);
+	notify_send(q->notify, NOTIFY_DEAD_LETTER, summary,
+	    (struct notify_var[]){ { "MSG_ID", id }, { "REASON", reason },
+	    { "DEAD", ndead } }, 3);
+}
+
+/*
+ * Once a second: the primary down for longer than primary_down_after (one
+ * notice per outage), then back with queue/ empty again (the drained
+ * notice, with the messages delivered since the first one), and free space
+ * crossing min_free.
+ */
+static void
+queue_watch(struct queue *q, time_t now)
+{
+	char summary[256], a[32], b[32], c[32], d1[32], d2[32];
+
+	if (q->notify == NULL)
+		return;
+	if (!q->primary_up && !q->outage_noticed &&
+	    now - q->primary_since >= (time_t)q->cf->notify_primary_down_after) {
+		q->outage_noticed = true;
+		q->outage_since = q->primary_since;
+		q->outage_delivered = 0;
+		util_fmt_duration((uint64_t)(now - q->primary_since), d1,
+		    sizeof(d1));
+		snprintf(a, sizeof(a), "%lld", (long long)(now -
+		    q->primary_since));
+		snprintf(b, sizeof(b), "%zu", q->n);
+		snprintf(c, sizeof(c), "%lld", (long long)q->primary_since);
+		snprintf(summary, sizeof(summary), "%s: primary %s:%" PRIu64
+		    " down for %s; %zu messages queued, safe in the spool",
+		    q->cf->hostname, q->cf->primary_host,
+		    q->cf->primary_port, d1, q->n);
+		notify_send(q->notify, NOTIFY_PRIMARY_DOWN, summary,
+		    (struct notify_var[]){ { "DOWN_SECONDS", a },
+		    { "QUEUED", b }, { "DOWN_SINCE", c },
+		    { "PRIMARY", q->cf->primary_host } }, 4);
+	}
+	if (q->primary_up && q->outage_noticed && q->n == 0) {
+		q->outage_noticed = false;
+		util_fmt_duration((uint64_t)(q->primary_since -
+		    q->outage_since), d1, sizeof(d1));
+		util_fmt_duration((uint64_t)(now - q->primary_since), d2,
+		    sizeof(d2));
+		snprintf(a, sizeof(a), "%" PRIu64, q->outage_delivered);
+		snprintf(b, sizeof(b), "%lld", (long long)(q->primary_since -
+		    q->outage_since));
+		snprintf(c, sizeof(c), "%lld", (long long)(now -
+		    q->primary_since));
+		snprintf(summary, sizeof(summary), "%s: primary %s back after "
+		    "%s; %" PRIu64 " messages delivered, queue drained in %s",
+		    q->cf->hostname, q->cf->primary_host, d1,
+		    q->outage_delivered, d2);
+		notify_send(q->notify, NOTIFY_PRIMARY_DRAINED, summary,
+		    (struct notify_var[]){ { "MESSAGES", a },
+		    { "DOWN_SECONDS", b }, { "DRAIN_SECONDS", c },
+		    { "PRIMARY", q->cf->primary_host } }, 4);
+	}
+	if (now >= q->next_spool_check) {
+		long long fb = spool_free_bytes(q->spool);
+
+		q->next_spool_check = now + QUEUE_SPOOL_CHECK_SEC;
+		if (fb >= 0 && (uint64_t)fb < q->cf->min_free &&
+		    !q->spool_low) {
+			snprintf(a, sizeof(a), "%lld", fb);
+			snprintf(b, sizeof(b), "%" PRIu64, q->cf->min_free);
+			snprintf(summary, sizeof(summary), "%s: spool has "
+			    "%lld bytes free, below min_free %" PRIu64
+			    ": new mail gets 452", q->cf->hostname, fb,
+			    q->cf->min_free);
+			notify_send(q->notify, NOTIFY_SPOOL_LOW, summary,
+			    (struct notify_var[]){ { "FREE_BYTES", a },
+			    { "MIN_FREE", b } }, 2);
+		}
+		if (fb >= 0)
+			q->spool_low = (uint64_t)fb < q->cf->min_free;
+	}
+}
+
+void
+queue_set_notify(struct queue *q, struct notify *n)
+{
+	q->notify = n;
+}
+
 static void
 queue_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	queue_dispatch(arg);
+	queue_watch(arg, util_now());
 }
 
 /* ---- operator actions (ctl) ----
@@ -1312,6 +1464,16 @@ queue_hold_mode_end(struct queue *q, const char *why)
 		log_warnx("hold-mode off not persisted; it may return after "
 		    "a restart");
 	log_info("hold-mode off reason=%s", why);
+	if (q->notify != NULL) {
+		char summary[160], held[32];
+
+		snprintf(held, sizeof(held), "%lld", (long long)(now - since));
+		snprintf(summary, sizeof(summary), "%s: hold-mode off (%s); "
+		    "held mail drains now", q->cf->hostname, why);
+		notify_send(q->notify, NOTIFY_HOLD_MODE_OFF, summary,
+		    (struct notify_var[]){ { "REASON", why },
+		    { "HELD_SECONDS", held } }, 2);
+	}
 	for (qe = TAILQ_FIRST(&q->entries); qe != NULL; qe = next) {
 		struct envelope *env;
 		time_t from = qe->age_base > since ? qe->age_base : since;
@@ -1339,12 +1501,26 @@ queue_hold_mode_set(struct queue *q, bool on, uint64_t seconds)
 		queue_dispatch(q);
 		return 0;
 	}
+	bool was_on = q->hold_until != 0;
+
 	if (q->hold_until == 0)
 		q->hold_since = now;
 	q->hold_until = now + (time_t)seconds;
 	if (queue_hold_mode_store(q) == -1)
 		return -1;
 	log_info("hold-mode on until=+%" PRIu64 "s", seconds);
+	if (!was_on && q->notify != NULL) {
+		char summary[160], secs[32], until[32];
+
+		snprintf(secs, sizeof(secs), "%" PRIu64, seconds);
+		snprintf(until, sizeof(until), "%lld", (long long)q->hold_until);
+		snprintf(summary, sizeof(summary), "%s: hold-mode on for %s "
+		    "s: mail is accepted and kept, nothing drains",
+		    q->cf->hostname, secs);
+		notify_send(q->notify, NOTIFY_HOLD_MODE_ON, summary,
+		    (struct notify_var[]){ { "SECONDS", secs },
+		    { "UNTIL", until } }, 2);
+	}
 	return 0;
 }
 

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "dns.h"
 #include "log.h"
+#include "metrics.h"
 #include "net.h"
 #include "util.h"
 #include "xmalloc.h"
@@ -38,9 +39,14 @@ struct screen_addr {
 	TAILQ_ENTRY(screen_addr) lru;		/* least recently seen first */
 };
 
+#define SCREEN_DNSBL_LOG_SEC	60	/* one error line per zone per minute */
+
+/* One DNSBL zone looked up (several [screen] dnsbl rows may share it). */
 struct screen_zone {
-	char		*zone;
-	unsigned	 weight;
+	const char	*zone;		/* borrowed from the config */
+	int		 errors;	/* metrics series, or -1 */
+	time_t		 log_window;
+	unsigned long	 suppressed;	/* error lines not logged */
 };
 
 struct screen {
@@ -52,6 +58,7 @@ struct screen {
 	time_t			 purged_at;	/* last purge of a full table */
 	struct screen_zone	*zones;
 	size_t			 nzones;
+	size_t			*site_zone;	/* per config row: its zone */
 	TAILQ_HEAD(, screen_query) queries;	/* DNSBL lookups running */
 };
 
@@ -65,8 +72,9 @@ struct screen_query {
 	void			(*cb)(void *, unsigned, const char *);
 	void			*arg;
 	size_t			 pending;
-	unsigned		 weight;
+	long			 weight;	/* negative rows allow */
 	const char		*zone;
+	char			 addr[NET_ADDR_MAX];	/* for the log */
 	bool			 cancelled;
 	TAILQ_ENTRY(screen_query) entry;
 	struct screen_thunk	 th[];	/* one per zone */
@@ -275,21 +283,81 @@ screen_query_done(struct screen_query *sq)
 {
 	TAILQ_REMOVE(&sq->sc->queries, sq, entry);
 	if (!sq->cancelled)
-		sq->cb(sq->arg, sq->weight, sq->zone);
+		sq->cb(sq->arg, sq->weight > 0 ? (unsigned)sq->weight : 0,
+		    sq->weight > 0 ? sq->zone : NULL);
 	free(sq);
 }
 
+bool
+screen_dnsbl_is_error(const unsigned char *a)
+{
+	return a[0] == 127 && a[1] == 255 && a[2] == 255;
+}
+
+bool
+screen_dnsbl_match(const struct config_dnsbl *site, const unsigned char *a)
+{
+	int i;
+
+	if (screen_dnsbl_is_error(a))
+		return false;
+	if (!site->has_filter)
+		return a[0] == 127 && a[1] == 0 && a[2] == 0 && a[3] != 1;
+	for (i = 0; i < 4; i++)
+		if (!(site->filter[i][a[i] / 8] & (1u << (a[i] % 8))))
+			return false;
+	return true;
+}
+
+/* An error answer: counted always, logged once a minute per zone. */
 static void
-screen_thunk_cb(void *arg, const unsigned char *a)
+screen_dnsbl_error(struct screen_zone *z, const char *addr,
+    const unsigned char *a)
+{
+	time_t now = time(NULL);
+
+	metrics_series_inc(z->errors);
+	if (now - z->log_window < SCREEN_DNSBL_LOG_SEC) {
+		z->suppressed++;
+		return;
+	}
+	z->log_window = now;
+	log_warnx("dnsbl error zone=%s addr=%s answer=%u.%u.%u.%u "
+	    "suppressed=%lu reason=\"an error code, not a listing (the "
+	    "list may refuse this resolver)\"", z->zone, addr, a[0], a[1],
+	    a[2], a[3], z->suppressed);
+	z->suppressed = 0;
+}
+
+static void
+screen_thunk_cb(void *arg, const unsigned char *a, size_t n)
 {
 	struct screen_thunk *t = arg;
 	struct screen_query *sq = t->sq;
 	struct screen *sc = sq->sc;
+	const struct config *cf = sc->cf;
+	size_t i, r;
 
-	/* A listing is an answer in 127.0.0.0/8 (RFC 5782). */
-	if (a != NULL && a[0] == 127) {
-		sq->weight += sc->zones[t->zone].weight;
-		sq->zone = sc->zones[t->zone].zone;
+	/* Any error code makes the whole answer unusable for this zone. */
+	for (i = 0; i < n; i++)
+		if (screen_dnsbl_is_error(a + 4 * i)) {
+			screen_dnsbl_error(&sc->zones[t->zone], sq->addr,
+			    a + 4 * i);
+			n = 0;
+			break;
+		}
+	/* Each row of this zone adds its weight once if any code matches. */
+	for (r = 0; r < cf->ndnsbl_sites && n > 0; r++) {
+		if (sc->site_zone[r] != t->zone)
+			continue;
+		for (i = 0; i < n; i++)
+			if (screen_dnsbl_match(&cf->dnsbl_sites[r],
+			    a + 4 * i)) {
+				sq->weight += cf->dnsbl_sites[r].weight;
+				if (cf->dnsbl_sites[r].weight > 0)
+					sq->zone = sc->zones[t->zone].zone;
+				break;
+			}
 	}
 	if (--sq->pending == 0)
 		screen_query_done(sq);
@@ -301,6 +369,7 @@ screen_dnsbl(struct screen *sc, const struct sockaddr *sa,
 {
 	struct screen_query *sq;
 	unsigned char addr[16];
+	unsigned port;
 	int family;
 	size_t i;
 
@@ -312,6 +381,7 @@ screen_dnsbl(struct screen *sc, const struct sockaddr *sa,
 	sq->cb = cb;
 	sq->arg = arg;
 	sq->pending = sc->nzones;
+	net_addr_fmt(sa, sq->addr, sizeof(sq->addr), &port);
 	TAILQ_INSERT_TAIL(&sc->queries, sq, entry);
 	for (i = 0; i < sc->nzones; i++) {
 		struct screen_thunk *t = &sq->th[i];
@@ -355,19 +425,27 @@ screen_new(struct event_base *base, const struct config *cf)
 	sc->cf = cf;
 	TAILQ_INIT(&sc->queries);
 	TAILQ_INIT(&sc->lru);
-	for (i = 0; i < cf->dnsbl.n; i++) {
-		char *z = xstrdup(cf->dnsbl.v[i]), *star = strchr(z, '*');
-		uint64_t w = 1;
+	/* One lookup per distinct zone, however many rows name it. */
+	sc->site_zone = xcalloc(cf->ndnsbl_sites + 1, sizeof(*sc->site_zone));
+	for (i = 0; i < cf->ndnsbl_sites; i++) {
+		const char *zone = cf->dnsbl_sites[i].zone;
+		size_t j;
 
-		if (star != NULL) {
-			*star = '\0';
-			util_parse_u64(star + 1, &w);	/* checked by config */
+		for (j = 0; j < sc->nzones; j++)
+			if (strcmp(sc->zones[j].zone, zone) == 0)
+				break;
+		if (j == sc->nzones) {
+			sc->zones = xreallocarray(sc->zones, sc->nzones + 1,
+			    sizeof(*sc->zones));
+			memset(&sc->zones[j], 0, sizeof(sc->zones[j]));
+			sc->zones[j].zone = zone;
+			sc->zones[j].errors = metrics_series_add(
+			    M_DNSBL_ERRORS, "zone", zone);
+			sc->zones[j].log_window = time(NULL) -
+			    SCREEN_DNSBL_LOG_SEC;
+			sc->nzones++;
 		}
-		sc->zones = xreallocarray(sc->zones, sc->nzones + 1,
-		    sizeof(*sc->zones));
-		sc->zones[sc->nzones].zone = z;
-		sc->zones[sc->nzones].weight = (unsigned)w;
-		sc->nzones++;
+		sc->site_zone[i] = j;
 	}
 	if (sc->nzones > 0) {
 		sc->dns = dns_new(base, *cf->screen_dns_server != '\0' ?
@@ -402,8 +480,7 @@ screen_free(struct screen *sc)
 			sc->buckets[i] = a->next;
 			free(a);
 		}
-	for (i = 0; i < sc->nzones; i++)
-		free(sc->zones[i].zone);
+	free(sc->site_zone);
 	free(sc->zones);
 	free(sc);
 }

@@ -198,7 +198,6 @@ struct smtp_tx {
 
 struct smtp_session {
 	uint64_t		 id;
-	bool			 logged;	/* its connect line written */
 	struct smtp_server	*srv;
 	struct bufferevent	*bev;
 	char			 addr[NET_ADDR_MAX];
@@ -209,6 +208,8 @@ struct smtp_session {
 	struct screen_query	*dnsblq;
 	struct event		*greet_timer;
 	bool			 screened;	/* counted by screen_connect */
+	bool			 logged;	/* "connected" written, so
+						 * "disconnected" is too */
 	bool			 wait_dns, wait_dnsbl, wait_greet;
 	unsigned		 dnsbl_weight;
 	char			 dnsbl_zone[128];
@@ -291,7 +292,6 @@ enum smtp_ll {
 	SMTP_LL_BAD_PATH,
 	SMTP_LL_BAD_RCPT,
 	SMTP_LL_ACCEPT,
-	SMTP_LL_CONNECTED,
 	SMTP_LL_LOST,
 	SMTP_LL_COUNT
 };
@@ -319,8 +319,7 @@ static struct log_limit smtp_ll[SMTP_LL_COUNT] = {
 	[SMTP_LL_BAD_PATH] = LOG_LIMIT_INIT("smtp bad sender"),
 	[SMTP_LL_BAD_RCPT] = LOG_LIMIT_INIT("smtp bad recipient"),
 	[SMTP_LL_ACCEPT] = LOG_LIMIT_INIT("smtp session setup"),
-	/* every session writes these: a cap only a flood reaches */
-	[SMTP_LL_CONNECTED] = LOG_LIMIT_INIT_N("smtp connected", 200),
+	/* a line every such session writes: a cap only a flood reaches */
 	[SMTP_LL_LOST] = LOG_LIMIT_INIT_N("smtp lost connection", 200),
 };
 
@@ -473,6 +472,28 @@ smtp_value_is_xtext(const char *v)
 	return smtp_proto_xtext_decode(v, buf, sizeof(buf)) == 0;
 }
 
+/*
+ * RFC 3461 ORCPT=addr-type;xtext, addr-type an atom ("rfc822", "utf-8"):
+ * what else a peer puts before the ';' would reach the primary as it is,
+ * and a strict primary's 501 there sends the recipient to dead/.
+ */
+static bool
+smtp_is_orcpt(const char *v)
+{
+	const char *semi = strchr(v, ';');
+	size_t n;
+
+	if (semi == NULL || semi == v)
+		return false;
+	for (n = 0; v + n < semi; n++)
+		if (!((v[n] >= 'a' && v[n] <= 'z') ||
+		    (v[n] >= 'A' && v[n] <= 'Z') ||
+		    (v[n] >= '0' && v[n] <= '9') ||
+		    strchr("!#$%&'*+-/=?^_`{|}~", v[n]) != NULL))
+			return false;
+	return smtp_value_is_xtext(semi + 1);
+}
+
 static void
 smtp_cmd_mail(struct smtp_session *s, const char *args)
 {
@@ -502,8 +523,10 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	}
 	free_bytes = spool_free_bytes(s->srv->spool);
 	if (free_bytes >= 0 && (uint64_t)free_bytes < cf->min_free) {
-		log_warnx("sess=%016" PRIx64 " deferred reason=\"spool below "
-		    "min_free\" free=%lld", s->id, (long long)free_bytes);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_DEFERRED]))
+			log_warnx("sess=%016" PRIx64 " deferred reason=\"spool "
+			    "below min_free\" free=%lld", s->id,
+			    (long long)free_bytes);
 		smtp_reply(s, SMTP_R_SPOOL_LOW);
 		return;
 	}
@@ -533,10 +556,11 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 				goto fail;
 			}
 			if (size > queue_size_limit(s->srv->queue)) {
-				log_info("sess=%016" PRIx64 " message too "
-				    "large claim=%" PRIu64 " limit=%" PRIu64,
-				    s->id, size,
-				    queue_size_limit(s->srv->queue));
+				if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LARGE]))
+					log_info("sess=%016" PRIx64 " message "
+					    "too large claim=%" PRIu64
+					    " limit=%" PRIu64, s->id, size,
+					    queue_size_limit(s->srv->queue));
 				smtp_reply(s, SMTP_R_SIZE);
 				goto fail;
 			}
@@ -652,8 +676,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		    smtp_is_notify(pm->value))
 			notify = pm->value;
 		else if (strcmp(pm->keyword, "ORCPT") == 0 &&
-		    pm->has_value && strchr(pm->value, ';') != NULL &&
-		    smtp_value_is_xtext(strchr(pm->value, ';') + 1))
+		    pm->has_value && smtp_is_orcpt(pm->value))
 			orcpt = pm->value;
 		else {
 			smtp_reply(s, SMTP_R_PARAM);
@@ -1076,6 +1099,16 @@ smtp_tx_end(struct smtp_session *s)
 	struct spool_msg *msg;
 	struct envelope *env;
 
+	if (tx->error == SMTP_TX_OK && !queue_size_fits(s->srv->queue,
+	    tx->data.out_total, tx->env)) {
+		/* Within the limit, but not with this many recipients. */
+		if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LARGE]))
+			log_info("sess=%016" PRIx64 " message too large for "
+			    "the primary size=%" PRIu64 " nrcpt=%zu", s->id,
+			    tx->data.out_total, tx->env->nrcpt);
+		smtp_reply(s, SMTP_R_SIZE);
+		goto reset;
+	}
 	switch (tx->error) {
 	case SMTP_TX_OK:
 		break;
@@ -1436,9 +1469,7 @@ smtp_session_free(struct smtp_session *s)
 {
 	struct smtp_server *srv = s->srv;
 
-	/* A pair: the end of a session whose start was written, or one
-	 * that brought mail. */
-	if (s->logged || s->nmsgs > 0)
+	if (s->logged)
 		log_info("sess=%016" PRIx64 " disconnected addr=%s msgs=%u",
 		    s->id, s->addr, s->nmsgs);
 	smtp_tx_reset(s);
@@ -1535,6 +1566,22 @@ smtp_greet_cb(evutil_socket_t fd, short what, void *arg)
 	smtp_banner_maybe(s);
 }
 
+/*
+ * The session's first line.  A session refused at connect (busy, over its
+ * address's limits, untrusted PROXY) writes it, and "disconnected", only
+ * while its refusal line is within the rate limit: a peer that opens
+ * connections as fast as it can must not write two lines for each.
+ */
+static void
+smtp_log_connected(struct smtp_session *s)
+{
+	if (s->logged)
+		return;
+	s->logged = true;
+	log_info("sess=%016" PRIx64 " smtp connected addr=%s port=%u", s->id,
+	    s->addr, s->port);
+}
+
 /* The client's address is known for good (after PROXY, if any): screen
  * it and start everything the greeting waits for. */
 static void
@@ -1546,15 +1593,18 @@ smtp_session_start(struct smtp_session *s)
 
 	smtp_enter_state(s, SMTP_ST_CONNECT);
 	if (screen_connect(srv->screen, sa, &why) == SCREEN_DEFER) {
-		if (log_limit_ok(&smtp_ll[SMTP_LL_SCREEN]))
-			log_info("sess=%016" PRIx64 " deferred addr=%s "
-			    "reason=\"%s\"", s->id, s->addr, why);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_SCREEN])) {
+			smtp_log_connected(s);
+			log_info("sess=%016" PRIx64 " deferred addr=%s reason=\"%s\"",
+			    s->id, s->addr, why);
+		}
 		metrics_inc(M_SCREEN_LIMIT);
 		smtp_reply(s, SMTP_R_LIMIT);
 		smtp_process(s);
 		return;
 	}
 	s->screened = true;
+	smtp_log_connected(s);
 	if (srv->dns != NULL) {
 		s->wait_dns = true;
 		s->dnsq = dns_rdns(srv->dns, sa, smtp_rdns_cb, s);
@@ -1669,15 +1719,14 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	metrics_set(M_SMTP_CONNECTIONS_OPEN, (double)srv->nsessions);
 	memcpy(&s->sa, sa, (size_t)salen < sizeof(s->sa) ? (size_t)salen :
 	    sizeof(s->sa));
-	if ((s->logged = log_limit_ok(&smtp_ll[SMTP_LL_CONNECTED])))
-		log_info("sess=%016" PRIx64 " smtp connected addr=%s port=%u",
-		    s->id, s->addr, s->port);
 	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIGHWAT);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	if (srv->stopping || srv->nsessions > srv->cf->max_sessions) {
+		if (log_limit_ok(&smtp_ll[SMTP_LL_SCREEN]))
+			smtp_log_connected(s);
 		smtp_reply(s, srv->stopping ? SMTP_R_SHUTDOWN : SMTP_R_BUSY);
 		bufferevent_disable(s->bev, EV_READ);
 		return;
@@ -1689,13 +1738,16 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	/* Nothing of a PROXY header is believed from anyone else. */
 	if (!net_cidr_list_match(srv->cf->proxy_from.v, srv->cf->proxy_from.n,
 	    sa)) {
-		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_UNTRUSTED]))
-			log_info("sess=%016" PRIx64 " PROXY from untrusted "
-			    "addr=%s, closing", s->id, s->addr);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_UNTRUSTED])) {
+			smtp_log_connected(s);
+			log_info("sess=%016" PRIx64 " PROXY from untrusted addr=%s, "
+			    "closing", s->id, s->addr);
+		}
 		smtp_enter_state(s, SMTP_ST_CLOSING);
 		smtp_process(s);
 		return;
 	}
+	smtp_log_connected(s);	/* the proxy's address */
 	smtp_enter_state(s, SMTP_ST_PROXY);
 	smtp_process(s);
 }

@@ -74,6 +74,8 @@ REQUIRED = {
     "holdfast_primary_state_seconds": "gauge",
     "holdfast_last_delivery_timestamp_seconds": "gauge",
     "holdfast_tls_handshakes_total": "counter",
+    "holdfast_tls_ready": "gauge",
+    "holdfast_tls_cert_expiry_timestamp_seconds": "gauge",
 }
 STATES = ("queued", "deferred", "held", "dead")
 RESULTS = ("delivered", "deferred", "dead", "expired")

@@ -89,7 +89,7 @@ def main(env):
     hf.note("all shapes denied")
     msgs = hf.wait_until(lambda: (lambda m: m if len(m) >= 3 else None)(
         sink.messages()), 20, "3 mixed messages at sink")
-    time.sleep(2)
+    time.sleep(hf.scaled(2))        # nothing more arrives
     msgs = sink.messages()
     hf.check(len(msgs) == 3, "sink got %d messages, expected 3" % len(msgs))
     for m in msgs:

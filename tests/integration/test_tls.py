@@ -229,8 +229,8 @@ def main(env):
     c.send(b"STARTTLS\r\nRSET\r\n")      # one write: one packet on loopback
     r = c.reply()
     hf.check(r.code == 220, "STARTTLS -> %r" % r)
-    time.sleep(0.3)                     # an RSET reply would come now
-    c.sock.settimeout(0.5)
+    time.sleep(hf.scaled(0.3))          # an RSET reply would come now
+    c.sock.settimeout(hf.scaled(0.5))
     try:
         extra = c.sock.recv(4096)
     except socket_timeout():

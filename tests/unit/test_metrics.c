@@ -241,6 +241,15 @@ test_table(void)
 		metrics_set((enum metrics_id)id, 1000 + id);
 		seen[id] = 0;
 	}
+	/* A family of added series shows up through its one series. */
+	{
+		int h = metrics_series_add(M_DNSBL_ERRORS, "zone",
+		    "zen.example.test");
+
+		T_CHECK(h >= 0);
+		while (metrics_series_get(h) < 1000 + M_DNSBL_ERRORS)
+			metrics_series_inc(h);
+	}
 	render();
 	text = xstrdup(render_text);
 	for (line = strtok_r(text, "\n", &save); line != NULL;
@@ -408,6 +417,30 @@ test_http(void)
 	}
 }
 
+/* Series added from the config: bounded, deduplicated, values checked. */
+static void
+test_series(void)
+{
+	int a, b, c;
+
+	a = metrics_series_add(M_DNSBL_ERRORS, "zone", "bl1.example.test");
+	b = metrics_series_add(M_DNSBL_ERRORS, "zone", "bl2.example.test");
+	c = metrics_series_add(M_DNSBL_ERRORS, "zone", "bl1.example.test");
+	T_CHECK(a >= 0 && b >= 0 && a != b && c == a);
+	T_CHECK(metrics_series_add(M_DNSBL_ERRORS, "zone", "x\"}y") == -1);
+	T_CHECK(metrics_series_add(M_DNSBL_ERRORS, "zone", "") == -1);
+	metrics_series_inc(a);
+	metrics_series_inc(a);
+	metrics_series_inc(-1);
+	render();
+	T_CHECK(strstr(render_text, "# TYPE holdfast_dnsbl_errors_total "
+	    "counter\n") != NULL);
+	T_CHECK(strstr(render_text, "\nholdfast_dnsbl_errors_total{zone=\""
+	    "bl1.example.test\"} 2\n") != NULL);
+	T_CHECK(strstr(render_text, "\nholdfast_dnsbl_errors_total{zone=\""
+	    "bl2.example.test\"} 0\n") != NULL);
+}
+
 int
 main(void)
 {
@@ -417,6 +450,7 @@ main(void)
 		{ "metrics_collector", test_collector },
 		{ "metrics_table", test_table },
 		{ "metrics_http", test_http },
+		{ "metrics_series", test_series },	/* after table */
 	};
 	int rc = T_RUN(cases);
 

@@ -75,6 +75,37 @@ test_size_limit(void)
 	}
 }
 
+static void
+test_size_rcpts(void)
+{
+	static const struct {
+		uint64_t primary, size, nrcpt, octets;
+		bool want;
+	} cases[] = {
+		/* one recipient: the limit (SIZE - 16 KiB) binds first */
+		{ 200000, 200000 - QUEUE_SIZE_HEADROOM, 1, 40, true },
+		/* 50 recipients of 40 octets: 6144 + 1600 + 6000 < 16 KiB */
+		{ 200000, 200000 - QUEUE_SIZE_HEADROOM, 50, 2000, true },
+		/* 100 of 40: 6144 + 3200 + 12000 > 16 KiB */
+		{ 200000, 200000 - QUEUE_SIZE_HEADROOM, 100, 4000, false },
+		{ 200000, 200000 - 6144 - 3200 - 12000, 100, 4000, true },
+		{ 200000, 200000 - 6144 - 3200 - 12000 + 1, 100, 4000, false },
+		/* recipients alone over the SIZE */
+		{ 40000, 1, 1000, 64000, false },
+		/* a tiny SIZE: only the (halved) limit applies */
+		{ 20000, 10000, 100, 5000, true },
+		{ 200000, 1000, UINT64_MAX, 1, false },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (queue_size_fits_primary(cases[i].primary, cases[i].size,
+		    cases[i].nrcpt, cases[i].octets) != cases[i].want) {
+			fprintf(stderr, "  case %zu\n", i);
+			T_CHECK(!"size_rcpts");
+		}
+}
+
 /* What the primary offered survives a restart (a new queue on the same
  * spool), and a garbled state file falls back to max_message_size. */
 static void
@@ -146,6 +177,7 @@ main(void)
 	static const struct t_case cases[] = {
 		{ "queue_backoff", test_backoff },
 		{ "queue_size_limit", test_size_limit },
+		{ "queue_size_rcpts", test_size_rcpts },
 		{ "queue_primary_persist", test_primary_persist },
 	};
 

@@ -680,6 +680,102 @@ test_stat_check(void)
 	}
 }
 
+/*
+ * The group commit as queue.c runs it: stage a batch (one of them fails and
+ * leaves the rest alone), one spool_sync(), publish each.  Nothing is in
+ * queue/ before its publish; afterwards bodies and envs are whole and tmp/
+ * is empty.  A linked copy (body already durable) goes through the same
+ * path into dead/, sharing the original's inode.
+ */
+#define BATCH_N 5
+static void
+test_batch(void)
+{
+	struct spool *sp = fresh("batch");
+	struct spool_msg *msg[BATCH_N], *link;
+	char id[BATCH_N][SPOOL_ID_LEN + 1], copy[SPOOL_ID_LEN + 1];
+	char rel[160], body[64], env[64], rel2[300], *got;
+	struct stat st1, st2;
+	size_t i, len;
+	int staged = 0;
+
+	if (sp == NULL)
+		return;
+	for (i = 0; i < BATCH_N; i++) {
+		msg[i] = spool_msg_new(sp);
+		T_CHECK(msg[i] != NULL);
+		if (msg[i] == NULL)
+			goto out;
+		memcpy(id[i], spool_msg_id(msg[i]), SPOOL_ID_LEN + 1);
+		snprintf(body, sizeof(body), "body %zu\r\n", i);
+		T_CHECK(spool_msg_write(msg[i], body, strlen(body)) == 0);
+	}
+	/* message 2 cannot be staged: an env is in the way (O_EXCL) */
+	snprintf(rel, sizeof(rel), "tmp/%s/env", id[2]);
+	mkfile(sp, rel, "in the way\n");
+	for (i = 0; i < BATCH_N; i++) {
+		snprintf(env, sizeof(env), "env %zu\n", i);
+		if (spool_msg_stage(msg[i], env, strlen(env)) == 0) {
+			staged++;
+			snprintf(rel, sizeof(rel), "tmp/%s/env", id[i]);
+			T_CHECK(exists(sp, rel));
+		} else {
+			T_CHECK(i == 2);
+			msg[i] = NULL;		/* consumed */
+		}
+	}
+	T_CHECK(staged == BATCH_N - 1);
+	snprintf(rel, sizeof(rel), "tmp/%s", id[2]);
+	T_CHECK(!exists(sp, rel));	/* the failed one is cleaned up */
+	T_CHECK(count(sp, "queue") == 0 && count(sp, "tmp") == BATCH_N - 1);
+	T_CHECK(spool_sync(sp) == 0);
+	T_CHECK(count(sp, "queue") == 0);	/* durable, not yet visible */
+	for (i = 0; i < BATCH_N; i++) {
+		if (msg[i] == NULL)
+			continue;
+		T_CHECK(spool_msg_publish(msg[i]) == 0);
+		snprintf(rel, sizeof(rel), "queue/%s/body", id[i]);
+		snprintf(body, sizeof(body), "body %zu\r\n", i);
+		got = slurp(sp, rel, &len);
+		T_STREQ(got, body);
+		free(got);
+		snprintf(rel, sizeof(rel), "queue/%s/env", id[i]);
+		snprintf(env, sizeof(env), "env %zu\n", i);
+		got = slurp(sp, rel, &len);
+		T_STREQ(got, env);
+		free(got);
+		T_CHECK(mode_of(sp, rel) == 0600);
+	}
+	T_CHECK(count(sp, "queue") == BATCH_N - 1 && count(sp, "tmp") == 0);
+
+	/* a linked copy through the batch path */
+	link = spool_msg_link(sp, SPOOL_QUEUE, id[0], SPOOL_DEAD);
+	T_CHECK(link != NULL);
+	if (link == NULL)
+		goto out;
+	memcpy(copy, spool_msg_id(link), sizeof(copy));
+	T_CHECK(spool_msg_stage(link, "dead\n", 5) == 0);
+	T_CHECK(spool_sync(sp) == 0);
+	T_CHECK(count(sp, "dead") == 0);
+	T_CHECK(spool_msg_publish(link) == 0);
+	snprintf(rel, sizeof(rel), "dead/%s/body", copy);
+	snprintf(rel2, sizeof(rel2), "%s/queue/%s/body", spool_dir(sp),
+	    id[0]);
+	T_CHECK(count(sp, "dead") == 1 && count(sp, "tmp") == 0);
+	{
+		char path[400];
+
+		snprintf(path, sizeof(path), "%s/%s", spool_dir(sp), rel);
+		T_CHECK(stat(path, &st1) == 0 && stat(rel2, &st2) == 0 &&
+		    st1.st_ino == st2.st_ino);
+	}
+	got = slurp(sp, rel, &len);
+	T_STREQ(got, "body 0\r\n");
+	free(got);
+out:
+	spool_close(sp);
+}
+
 int
 main(void)
 {
@@ -696,6 +792,7 @@ main(void)
 		{ "spool_link_list_state", test_link_list_state },
 		{ "spool_lock", test_lock },
 		{ "spool_stat_check", test_stat_check },
+		{ "spool_batch", test_batch },
 	};
 	char cmd[300];
 	int rc;

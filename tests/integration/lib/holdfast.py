@@ -478,7 +478,8 @@ class Daemon:
                                                      "example.org"),
                  hostname="mx2.example.test", port=None, spool_dir=None,
                  server=None, spool=None, primary=None, raw_config=None,
-                 control=None, metrics=None, screen=None, tls=None):
+                 control=None, metrics=None, screen=None, tls=None,
+                 notify=None):
         self.env = env
         self.name = name
         self.port = port or free_port()
@@ -535,6 +536,8 @@ class Daemon:
             if met.get("listen") == "auto":
                 met["listen"] = "127.0.0.1:%d" % free_port()
             self.sections["metrics"] = met
+        if notify is not None:
+            self.sections["notify"] = dict(notify)
         self.raw_config = raw_config
         self.write_config()
 
@@ -1320,6 +1323,9 @@ class Tap:
                     pass
         for t in self.threads:
             t.join(5)
+
+    def cleanup(self):              # so that env.own(tap) stops it
+        self.stop()
 
 
 class Transaction:
