@@ -20,6 +20,7 @@
 #include "notify.h"
 #include "smtp_proto.h"
 #include "spool.h"
+#include "tls.h"
 #include "util.h"
 #include "workpool.h"
 #include "xmalloc.h"
@@ -86,9 +87,15 @@ struct queue {
 	uint64_t		 outage_delivered; /* messages, since then */
 	bool			 spool_low;
 	time_t			 next_spool_check;
+	time_t			 next_cert_check;
+	time_t			 cert_noticed;	/* notAfter noticed */
+	time_t			 cert_noticed_at;
 };
 
 #define QUEUE_SPOOL_CHECK_SEC	10	/* free space, for the notice */
+#define QUEUE_CERT_CHECK_SEC	3600	/* the certificate's end */
+#define QUEUE_CERT_WARN_SEC	(14 * 86400)	/* notice that early */
+#define QUEUE_CERT_REPEAT_SEC	86400	/* and again each day */
 
 /*
  * Received messages are committed in batches: every message that arrived
@@ -1119,6 +1126,30 @@ queue_watch(struct queue *q, time_t now)
 		}
 		if (fb >= 0)
 			q->spool_low = (uint64_t)fb < q->cf->min_free;
+	}
+	if (now >= q->next_cert_check) {
+		time_t end = tls_server_not_after(q->tls);
+
+		q->next_cert_check = now + QUEUE_CERT_CHECK_SEC;
+		/* Once a day per certificate; a renewed one starts afresh. */
+		if (end != 0 && end - now < QUEUE_CERT_WARN_SEC &&
+		    (end != q->cert_noticed ||
+		    now - q->cert_noticed_at >= QUEUE_CERT_REPEAT_SEC)) {
+			q->cert_noticed = end;
+			q->cert_noticed_at = now;
+			snprintf(a, sizeof(a), "%lld", (long long)end);
+			snprintf(b, sizeof(b), "%lld", (long long)(end - now));
+			if (end > now)
+				util_fmt_duration((uint64_t)(end - now), d2,
+				    sizeof(d2));
+			snprintf(summary, sizeof(summary), "%s: the STARTTLS "
+			    "certificate %s%s; check certbot and its deploy "
+			    "hook", q->cf->hostname, end > now ? "expires in " :
+			    "has expired", end > now ? d2 : "");
+			notify_send(q->notify, NOTIFY_CERT_EXPIRY, summary,
+			    (struct notify_var[]){ { "NOT_AFTER", a },
+			    { "SECONDS_LEFT", b } }, 2);
+		}
 	}
 }
 

@@ -2245,7 +2245,8 @@ class TestCA:
                  "keyUsage=critical,keyCertSign,cRLSign"])
         os.chmod(self.cert, 0o644)
 
-    def issue(self, name, dns=("mx2.example.test",), owner="nobody"):
+    def issue(self, name, dns=("mx2.example.test",), owner="nobody",
+              days=30):
         """(cert path, key path) for a leaf with subjectAltName dns.  The
         key is 0600 and owned by owner: the daemon, after dropping root,
         reads it again on SIGHUP."""
@@ -2264,7 +2265,7 @@ class TestCA:
                  "-out", csr, "-subj", "/CN=%s" % dns[0]])
         self.serial += 1
         openssl(["x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey",
-                 self.key, "-set_serial", str(self.serial), "-days", "30",
+                 self.key, "-set_serial", str(self.serial), "-days", str(days),
                  "-extfile", ext, "-out", cert])
         os.chmod(cert, 0o644)
         os.chmod(key, 0o600)
