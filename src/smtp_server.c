@@ -39,8 +39,8 @@
  */
 #define SMTP_TLS_RAW_HIGHWAT	(32 * 1024)
 #define SMTP_TLS_RECORD_MAX	(16 * 1024 + 2048)
-#define SMTP_TLS_INPUT_HIGHWAT	(SMTP_INPUT_HIGHWAT - SMTP_TLS_RAW_HIGHWAT - \
-				 SMTP_TLS_RECORD_MAX)
+#define SMTP_TLS_INPUT_HIGHWAT	\
+	(SMTP_INPUT_HIGHWAT - SMTP_TLS_RAW_HIGHWAT - SMTP_TLS_RECORD_MAX)
 #define SMTP_MAX_RECEIVED	50
 #define SMTP_MAX_ERRORS		20		/* then we hang up */
 #define SMTP_OUTPUT_HIGHWAT	(64 * 1024)	/* unread replies held */
@@ -292,6 +292,7 @@ enum smtp_ll {
 	SMTP_LL_BAD_PATH,
 	SMTP_LL_BAD_RCPT,
 	SMTP_LL_ACCEPT,
+	SMTP_LL_LOST,
 	SMTP_LL_COUNT
 };
 
@@ -318,6 +319,8 @@ static struct log_limit smtp_ll[SMTP_LL_COUNT] = {
 	[SMTP_LL_BAD_PATH] = LOG_LIMIT_INIT("smtp bad sender"),
 	[SMTP_LL_BAD_RCPT] = LOG_LIMIT_INIT("smtp bad recipient"),
 	[SMTP_LL_ACCEPT] = LOG_LIMIT_INIT("smtp session setup"),
+	/* a line every such session writes: a cap only a flood reaches */
+	[SMTP_LL_LOST] = LOG_LIMIT_INIT_N("smtp lost connection", 200),
 };
 
 static void smtp_session_free(struct smtp_session *s);
@@ -512,8 +515,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	if (screen_message(s->srv->screen, (struct sockaddr *)&s->sa, &why) ==
 	    SCREEN_DEFER) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_DEFERRED]))
-			log_info("sess=%016" PRIx64 " deferred addr=%s reason=\"%s\"",
-			    s->id, s->addr, why);
+			log_info("sess=%016" PRIx64 " deferred addr=%s "
+			    "reason=\"%s\"", s->id, s->addr, why);
 		metrics_inc(M_SCREEN_LIMIT);
 		smtp_reply(s, SMTP_R_MSG_RATE);
 		return;
@@ -646,16 +649,17 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	if (st == SMTP_PATH_ROUTED ||
 	    (!path.is_postmaster && !config_is_our_domain(cf, path.domain))) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_RELAY]))
-			log_info("sess=%016" PRIx64 " relay denied addr=%s rcpt=%s",
-			    s->id, s->addr, log_addr(path.mailbox, esc, sizeof(esc)));
+			log_info("sess=%016" PRIx64 " relay denied addr=%s "
+			    "rcpt=%s", s->id, s->addr,
+			    log_addr(path.mailbox, esc, sizeof(esc)));
 		smtp_reply(s, SMTP_R_RELAY);
 		return;
 	}
 	if (s->dnsbl_weight >= cf->dnsbl_threshold) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_DNSBL_RCPT]))
-			log_info("sess=%016" PRIx64 " deferred addr=%s reason=dnsbl "
-			    "zone=%s weight=%u", s->id, s->addr, s->dnsbl_zone,
-			    s->dnsbl_weight);
+			log_info("sess=%016" PRIx64 " deferred addr=%s "
+			    "reason=dnsbl zone=%s weight=%u", s->id, s->addr,
+			    s->dnsbl_zone, s->dnsbl_weight);
 		metrics_inc(M_SCREEN_DNSBL);
 		smtp_reply(s, SMTP_R_DNSBL);
 		return;
@@ -793,7 +797,8 @@ smtp_bdat_refuse(struct smtp_session *s, const char *args,
 	if (smtp_bdat_parse(args, &size, &last) == -1) {
 		smtp_reply(s, SMTP_R_SYNTAX);
 		if (log_limit_ok(&smtp_ll[SMTP_LL_BDAT]))
-			log_info("sess=%016" PRIx64 " bad BDAT size, closing", s->id);
+			log_info("sess=%016" PRIx64 " bad BDAT size, closing",
+			    s->id);
 		smtp_reply(s, SMTP_R_BAD_BDAT);
 		return;
 	}
@@ -890,8 +895,9 @@ smtp_cmd_starttls(struct smtp_session *s, const char *args)
 	smtp_reply(s, SMTP_R_TLS_GO);
 	if (evbuffer_get_length(in) > 0) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_PIPELINED]))
-			log_info("sess=%016" PRIx64 " discarded %zu octets pipelined "
-			    "after STARTTLS", s->id, evbuffer_get_length(in));
+			log_info("sess=%016" PRIx64 " discarded %zu octets "
+			    "pipelined after STARTTLS", s->id,
+			    evbuffer_get_length(in));
 		evbuffer_drain(in, evbuffer_get_length(in));
 	}
 	f = bufferevent_openssl_filter_new(s->srv->base, s->bev, ssl,
@@ -929,8 +935,8 @@ smtp_cmd_etrn(struct smtp_session *s, const char *args)
 	if (!net_cidr_list_match(cf->etrn_from.v, cf->etrn_from.n,
 	    (struct sockaddr *)&s->sa)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_ETRN]))
-			log_info("sess=%016" PRIx64 " etrn refused addr=%s", s->id,
-			    s->addr);
+			log_info("sess=%016" PRIx64 " etrn refused addr=%s",
+			    s->id, s->addr);
 		smtp_reply(s, SMTP_R_ETRN_DENIED);
 		return;
 	}
@@ -1115,8 +1121,8 @@ smtp_tx_end(struct smtp_session *s)
 		goto reset;
 	case SMTP_TX_LOOP:
 		if (log_limit_ok(&smtp_ll[SMTP_LL_LOOP]))
-			log_info("sess=%016" PRIx64 " mail loop received=%u", s->id,
-			    tx->data.received);
+			log_info("sess=%016" PRIx64 " mail loop received=%u",
+			    s->id, tx->data.received);
 		smtp_reply(s, SMTP_R_LOOP);
 		goto reset;
 	case SMTP_TX_IO:
@@ -1176,8 +1182,9 @@ smtp_content_in(struct smtp_session *s, struct evbuffer *in)
 	s->data_in += used;
 	if (smtp_too_slow(s)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_DATA_SLOW]))
-			log_info("sess=%016" PRIx64 " data too slow addr=%s octets=%"
-			    PRIu64 " seconds=%lld", s->id, s->addr, s->data_in,
+			log_info("sess=%016" PRIx64 " data too slow addr=%s "
+			    "octets=%" PRIu64 " seconds=%lld", s->id, s->addr,
+			    s->data_in,
 			    (long long)(time(NULL) - s->data_start));
 		smtp_tx_reset(s);
 		smtp_reply(s, SMTP_R_TOO_SLOW);
@@ -1238,8 +1245,8 @@ smtp_line_in(struct smtp_session *s, struct evbuffer *in)
 			evbuffer_drain(in, len);
 			if (!s->skip_line) {
 				if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LONG]))
-					log_info("sess=%016" PRIx64 " line too long",
-					    s->id);
+					log_info("sess=%016" PRIx64
+					    " line too long", s->id);
 				smtp_reply(s, SMTP_R_TOO_LONG);
 			}
 			s->skip_line = true;
@@ -1411,8 +1418,8 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		tls_bufferevent_error(s->bev, err, sizeof(err));
 		metrics_inc(M_TLS_HANDSHAKES_FAILED);
 		if (log_limit_ok(&smtp_ll[SMTP_LL_TLS_FAILED]))
-			log_info("sess=%016" PRIx64 " tls handshake failed addr=%s "
-			    "reason=\"%s\"", s->id, s->addr, err);
+			log_info("sess=%016" PRIx64 " tls handshake failed "
+			    "addr=%s reason=\"%s\"", s->id, s->addr, err);
 		/* Let the TLS alert reach the client before closing. */
 		smtp_tx_reset(s);
 		s->state = SMTP_ST_CLOSING;
@@ -1450,7 +1457,8 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 		return;
 	}
-	if (s->tx != NULL && s->tx->msg != NULL)
+	if (s->tx != NULL && s->tx->msg != NULL &&
+	    log_limit_ok(&smtp_ll[SMTP_LL_LOST]))
 		log_info("sess=%016" PRIx64 " lost connection in %s, message "
 		    "discarded", s->id, smtp_state_names[s->state]);
 	smtp_session_free(s);
@@ -1498,8 +1506,8 @@ smtp_banner_maybe(struct smtp_session *s)
 	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 &&
 	    !screen_is_allowed(s->srv->screen, (struct sockaddr *)&s->sa)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_PREGREET]))
-			log_info("sess=%016" PRIx64 " pregreet addr=%s octets=%zu",
-			    s->id, s->addr,
+			log_info("sess=%016" PRIx64 " pregreet addr=%s "
+			    "octets=%zu", s->id, s->addr,
 			    evbuffer_get_length(bufferevent_get_input(s->bev)));
 		metrics_inc(M_SCREEN_PREGREET);
 		smtp_reply(s, SMTP_R_PREGREET);
@@ -1541,8 +1549,8 @@ smtp_dnsbl_cb(void *arg, unsigned weight, const char *zone)
 	if (zone != NULL) {
 		util_copy(s->dnsbl_zone, sizeof(s->dnsbl_zone), zone);
 		if (log_limit_ok(&smtp_ll[SMTP_LL_DNSBL]))
-			log_info("sess=%016" PRIx64 " dnsbl listed addr=%s zone=%s "
-			    "weight=%u", s->id, s->addr, zone, weight);
+			log_info("sess=%016" PRIx64 " dnsbl listed addr=%s "
+			    "zone=%s weight=%u", s->id, s->addr, zone, weight);
 	}
 	smtp_banner_maybe(s);
 }
@@ -1642,8 +1650,8 @@ smtp_proxy_in(struct smtp_session *s, struct evbuffer *in)
 		/* FALLTHROUGH */
 	case SMTP_PROXY_BAD:
 		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_BAD]))
-			log_info("sess=%016" PRIx64 " bad PROXY header addr=%s, closing",
-			    s->id, s->addr);
+			log_info("sess=%016" PRIx64 " bad PROXY header "
+			    "addr=%s, closing", s->id, s->addr);
 		smtp_enter_state(s, SMTP_ST_CLOSING);
 		smtp_process(s);
 		return false;
