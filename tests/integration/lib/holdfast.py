@@ -492,6 +492,7 @@ class Daemon:
         self.starts = 0
         self.start_mark = 0
         self.exit_expected = False   # this process may end non-zero
+        self.expect_next = False     # expect_exit() before start()
         self.problems = []           # unexpected exits, reported at the end
         srv = {"hostname": hostname,
                "listen": "127.0.0.1:%d" % self.port,
@@ -579,7 +580,7 @@ class Daemon:
         check(self.proc is None or self.proc.poll() is not None,
               "%s started twice" % self.name)
         self._account()
-        self.exit_expected = False
+        self.exit_expected, self.expect_next = self.expect_next, False
         self.starts += 1
         with open(self.log_path, "ab") as f:
             f.write(b"=== harness: start #%d at %s ===\n"
@@ -666,10 +667,16 @@ class Daemon:
             self.proc.wait()
 
     def expect_exit(self):
-        """Declare that the current process may end with any status (the
-        test checks it itself, e.g. a start that must fail).  Otherwise a
-        process that ended non-zero by itself fails the scenario."""
-        self.exit_expected = True
+        """Declare that a process may end with any status (the test checks
+        it itself, e.g. a start that must fail): the current one if it
+        runs or has ended unchecked, else the next one started.
+        Otherwise a process that ended non-zero by itself fails the
+        scenario."""
+        p = self.proc
+        if p is None or getattr(p, "hf_accounted", False):
+            self.expect_next = True
+        else:
+            self.exit_expected = True
 
     def _account(self):
         """Record, once per process, an exit the test did not expect: a
@@ -681,7 +688,8 @@ class Daemon:
         p.hf_accounted = True
         if p.returncode != 0 and not self.exit_expected:
             self.problems.append(
-                "%s (start #%d) exited rc=%s unexpectedly; log tail:\n%s"
+                "%s (start #%d) exited rc=%s unexpectedly (if the test "
+                "expects that, call expect_exit() first); log tail:\n%s"
                 % (self.name, self.starts, p.returncode, self.tail(15)))
 
     def finish(self, timeout=15):
