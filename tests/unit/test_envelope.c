@@ -31,6 +31,9 @@ full_envelope(void)
 	envelope_set_str(&env->last_reply, "451 4.3.0 try\tlater");
 	envelope_set_str(&env->dead_reason, "550 5.1.1 no = such\\user");
 	env->held = true;
+	/* distinct from arrival and from each other: a swap shows */
+	env->held_since = 1700000900;
+	env->age_base = 1700000300;
 	envelope_add_rcpt(env, "b@ours.example", "SUCCESS,FAILURE",
 	    "rfc822;b@x");
 	envelope_add_rcpt(env, "c d@ours.example", NULL, NULL);
@@ -83,6 +86,10 @@ test_round_trip(void)
 	T_STREQ(b->client_name, "");
 	T_STREQ(b->proto, "ESMTPS");
 	T_CHECK(b->attempts == 3 && b->next_attempt == 1700000600);
+	T_CHECK(b->held_since == 1700000900);
+	T_CHECK(b->age_base == 1700000300);
+	T_CHECK(strstr(t1, "\nheld_since: 1700000900\n") != NULL);
+	T_CHECK(strstr(t1, "\nage_base: 1700000300\n") != NULL);
 	T_STREQ(b->last_reply, a->last_reply);
 	T_STREQ(b->dead_reason, a->dead_reason);
 	T_CHECK(b->nrcpt == 3);

@@ -590,6 +590,192 @@ out:
 	spool_close(sp);
 }
 
+/* One daemon per spool: the second open fails until the first closes;
+ * the read-only view needs no lock.  An area that is a symlink is refused. */
+static void
+test_lock(void)
+{
+	struct spool *sp, *again, *ro;
+	char path[512], target[512], buf[32];
+	int fd;
+	ssize_t n;
+
+	sp = fresh("locked");
+	snprintf(path, sizeof(path), "%s/locked", tmpdir);
+	errno = 0;
+	again = spool_open(path);
+	T_CHECK(again == NULL && errno == EWOULDBLOCK);
+	spool_close(again);
+	ro = spool_open_readonly(path);
+	T_CHECK(ro != NULL);
+	spool_close(ro);
+	snprintf(target, sizeof(target), "%s/locked/lock", tmpdir);
+	fd = open(target, O_RDONLY);
+	T_CHECK(fd != -1);
+	n = read(fd, buf, sizeof(buf) - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	T_CHECK(atol(buf) == (long)getpid());
+	close(fd);
+	spool_close(sp);
+	sp = spool_open(path);
+	T_CHECK(sp != NULL);
+	spool_close(sp);
+
+	/* tmp/ swapped for a symlink: refused, nothing followed */
+	snprintf(target, sizeof(target), "%s/locked/tmp", tmpdir);
+	T_CHECK(rename(target, strcat(strcpy(path, target), ".real")) == 0);
+	T_CHECK(symlink(path, target) == 0);
+	snprintf(path, sizeof(path), "%s/locked", tmpdir);
+	errno = 0;
+	T_CHECK(spool_open(path) == NULL &&
+	    (errno == ELOOP || errno == ENOTDIR));
+}
+
+/* What a root start trusts on the way to and inside the spool. */
+static void
+test_stat_check(void)
+{
+	static const struct {
+		const char		*name;
+		mode_t			 mode;
+		uid_t			 uid;
+		enum spool_dir_role	 role;
+		int			 want;
+	} cases[] = {
+		{ "root 0755 ancestor", S_IFDIR | 0755, 0, SPOOL_DIR_ANCESTOR,
+		  SPOOL_OK },
+		{ "sticky /tmp", S_IFDIR | S_ISVTX | 0777, 0,
+		  SPOOL_DIR_ANCESTOR, SPOOL_OK },
+		{ "world-writable ancestor", S_IFDIR | 0777, 0,
+		  SPOOL_DIR_ANCESTOR, SPOOL_BAD_MODE },
+		{ "group-writable ancestor", S_IFDIR | 0775, 0,
+		  SPOOL_DIR_ANCESTOR, SPOOL_BAD_MODE },
+		{ "user's ancestor", S_IFDIR | 0755, 65534, SPOOL_DIR_ANCESTOR,
+		  SPOOL_BAD_OWNER },
+		{ "user's spool", S_IFDIR | 0700, 65534, SPOOL_DIR_SPOOL,
+		  SPOOL_OK },
+		{ "root's fresh area", S_IFDIR | 0700, 0, SPOOL_DIR_SPOOL,
+		  SPOOL_OK },
+		{ "stranger's area", S_IFDIR | 0700, 1000, SPOOL_DIR_SPOOL,
+		  SPOOL_BAD_OWNER },
+		{ "group-writable area", S_IFDIR | 0770, 65534,
+		  SPOOL_DIR_SPOOL, SPOOL_BAD_MODE },
+		{ "sticky is no excuse in the spool", S_IFDIR | S_ISVTX | 0777,
+		  65534, SPOOL_DIR_SPOOL, SPOOL_BAD_MODE },
+		{ "a file", S_IFREG | 0600, 65534, SPOOL_DIR_SPOOL,
+		  SPOOL_BAD_TYPE },
+	};
+	struct stat st;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&st, 0, sizeof(st));
+		st.st_mode = cases[i].mode;
+		st.st_uid = cases[i].uid;
+		if (spool_stat_check(&st, cases[i].role, 65534) !=
+		    cases[i].want) {
+			fprintf(stderr, "  case %s\n", cases[i].name);
+			T_CHECK(0);
+		}
+	}
+}
+
+/*
+ * The group commit as queue.c runs it: stage a batch (one of them fails and
+ * leaves the rest alone), one spool_sync(), publish each.  Nothing is in
+ * queue/ before its publish; afterwards bodies and envs are whole and tmp/
+ * is empty.  A linked copy (body already durable) goes through the same
+ * path into dead/, sharing the original's inode.
+ */
+#define BATCH_N 5
+static void
+test_batch(void)
+{
+	struct spool *sp = fresh("batch");
+	struct spool_msg *msg[BATCH_N], *link;
+	char id[BATCH_N][SPOOL_ID_LEN + 1], copy[SPOOL_ID_LEN + 1];
+	char rel[160], body[64], env[64], rel2[300], *got;
+	struct stat st1, st2;
+	size_t i, len;
+	int staged = 0;
+
+	if (sp == NULL)
+		return;
+	for (i = 0; i < BATCH_N; i++) {
+		msg[i] = spool_msg_new(sp);
+		T_CHECK(msg[i] != NULL);
+		if (msg[i] == NULL)
+			goto out;
+		memcpy(id[i], spool_msg_id(msg[i]), SPOOL_ID_LEN + 1);
+		snprintf(body, sizeof(body), "body %zu\r\n", i);
+		T_CHECK(spool_msg_write(msg[i], body, strlen(body)) == 0);
+	}
+	/* message 2 cannot be staged: an env is in the way (O_EXCL) */
+	snprintf(rel, sizeof(rel), "tmp/%s/env", id[2]);
+	mkfile(sp, rel, "in the way\n");
+	for (i = 0; i < BATCH_N; i++) {
+		snprintf(env, sizeof(env), "env %zu\n", i);
+		if (spool_msg_stage(msg[i], env, strlen(env)) == 0) {
+			staged++;
+			snprintf(rel, sizeof(rel), "tmp/%s/env", id[i]);
+			T_CHECK(exists(sp, rel));
+		} else {
+			T_CHECK(i == 2);
+			msg[i] = NULL;		/* consumed */
+		}
+	}
+	T_CHECK(staged == BATCH_N - 1);
+	snprintf(rel, sizeof(rel), "tmp/%s", id[2]);
+	T_CHECK(!exists(sp, rel));	/* the failed one is cleaned up */
+	T_CHECK(count(sp, "queue") == 0 && count(sp, "tmp") == BATCH_N - 1);
+	T_CHECK(spool_sync(sp) == 0);
+	T_CHECK(count(sp, "queue") == 0);	/* durable, not yet visible */
+	for (i = 0; i < BATCH_N; i++) {
+		if (msg[i] == NULL)
+			continue;
+		T_CHECK(spool_msg_publish(msg[i]) == 0);
+		snprintf(rel, sizeof(rel), "queue/%s/body", id[i]);
+		snprintf(body, sizeof(body), "body %zu\r\n", i);
+		got = slurp(sp, rel, &len);
+		T_STREQ(got, body);
+		free(got);
+		snprintf(rel, sizeof(rel), "queue/%s/env", id[i]);
+		snprintf(env, sizeof(env), "env %zu\n", i);
+		got = slurp(sp, rel, &len);
+		T_STREQ(got, env);
+		free(got);
+		T_CHECK(mode_of(sp, rel) == 0600);
+	}
+	T_CHECK(count(sp, "queue") == BATCH_N - 1 && count(sp, "tmp") == 0);
+
+	/* a linked copy through the batch path */
+	link = spool_msg_link(sp, SPOOL_QUEUE, id[0], SPOOL_DEAD);
+	T_CHECK(link != NULL);
+	if (link == NULL)
+		goto out;
+	memcpy(copy, spool_msg_id(link), sizeof(copy));
+	T_CHECK(spool_msg_stage(link, "dead\n", 5) == 0);
+	T_CHECK(spool_sync(sp) == 0);
+	T_CHECK(count(sp, "dead") == 0);
+	T_CHECK(spool_msg_publish(link) == 0);
+	snprintf(rel, sizeof(rel), "dead/%s/body", copy);
+	snprintf(rel2, sizeof(rel2), "%s/queue/%s/body", spool_dir(sp),
+	    id[0]);
+	T_CHECK(count(sp, "dead") == 1 && count(sp, "tmp") == 0);
+	{
+		char path[400];
+
+		snprintf(path, sizeof(path), "%s/%s", spool_dir(sp), rel);
+		T_CHECK(stat(path, &st1) == 0 && stat(rel2, &st2) == 0 &&
+		    st1.st_ino == st2.st_ino);
+	}
+	got = slurp(sp, rel, &len);
+	T_STREQ(got, "body 0\r\n");
+	free(got);
+out:
+	spool_close(sp);
+}
+
 int
 main(void)
 {
@@ -604,6 +790,9 @@ main(void)
 		{ "spool_fail_rename", test_fail_rename },
 		{ "spool_open_errors", test_open_errors },
 		{ "spool_link_list_state", test_link_list_state },
+		{ "spool_lock", test_lock },
+		{ "spool_stat_check", test_stat_check },
+		{ "spool_batch", test_batch },
 	};
 	char cmd[300];
 	int rc;

@@ -478,7 +478,8 @@ class Daemon:
                                                      "example.org"),
                  hostname="mx2.example.test", port=None, spool_dir=None,
                  server=None, spool=None, primary=None, raw_config=None,
-                 control=None, metrics=None, screen=None, tls=None):
+                 control=None, metrics=None, screen=None, tls=None,
+                 notify=None):
         self.env = env
         self.name = name
         self.port = port or free_port()
@@ -526,13 +527,18 @@ class Daemon:
         if tls is not None:
             self.sections["tls"] = dict(tls)
         # optional sections, written only when given
-        if control is not None:
-            self.sections["control"] = dict(control)
+        # the default (/run/holdfast/control.sock) is one per machine:
+        # each test daemon keeps its own socket in its spool
+        ctl = {"socket": os.path.join(self.spool, "control.sock")}
+        ctl.update(control or {})
+        self.sections["control"] = ctl
         if metrics is not None:
             met = dict(metrics)
             if met.get("listen") == "auto":
                 met["listen"] = "127.0.0.1:%d" % free_port()
             self.sections["metrics"] = met
+        if notify is not None:
+            self.sections["notify"] = dict(notify)
         self.raw_config = raw_config
         self.write_config()
 
@@ -576,7 +582,9 @@ class Daemon:
         e.update(extra or {})
         return e
 
-    def start(self, wait=True, env=None, timeout=None):
+    def start(self, wait=True, env=None, timeout=None, preexec=None):
+        """preexec: a function run in the child before exec (e.g. to set
+        a resource limit)."""
         check(self.proc is None or self.proc.poll() is not None,
               "%s started twice" % self.name)
         self._account()
@@ -591,7 +599,7 @@ class Daemon:
             self.proc = subprocess.Popen(
                 [holdfast_bin(), "-c", self.conf, "-v"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                env=self._env(env), cwd=self.env.dir)
+                env=self._env(env), cwd=self.env.dir, preexec_fn=preexec)
         finally:
             log.close()
         if wait:
@@ -804,8 +812,7 @@ class Daemon:
     # operator surface
     @property
     def control_socket(self):
-        return (self.sections.get("control", {}).get("socket")
-                or os.path.join(self.spool, "control.sock"))
+        return self.sections["control"]["socket"]
 
     def ctl(self, *args, timeout=30):
         """Run BUILD/holdfastctl -c CONF ARGS; returns CtlResult."""
