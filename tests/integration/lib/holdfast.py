@@ -676,15 +676,14 @@ class Daemon:
 
     def expect_exit(self):
         """Declare that a process may end with any status (the test checks
-        it itself, e.g. a start that must fail): the current one if it
-        runs or has ended unchecked, else the next one started.
+        it itself, e.g. a start that must fail): the running one, or,
+        when none runs, the one that ended last and the next one started.
         Otherwise a process that ended non-zero by itself fails the
         scenario."""
-        p = self.proc
-        if p is None or getattr(p, "hf_accounted", False):
+        self.exit_expected = True
+        if not self.alive():
+            self._account()             # the ended one: expected
             self.expect_next = True
-        else:
-            self.exit_expected = True
 
     def _account(self):
         """Record, once per process, an exit the test did not expect: a
