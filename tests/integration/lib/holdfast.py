@@ -20,6 +20,17 @@ whatever the outcome.  All listeners bind 127.0.0.1 on ports picked by
 free_port().  Every wait has a deadline.  On failure the logs (daemon stderr,
 sink dumps and transcripts, Postfix maillogs) are copied to
 $HOLDFAST_OUT (set by tests/run-integration) or tests/out/<name>/.
+
+When main returns, every daemon still running gets SIGTERM and must exit
+0; only then are the daemon logs scanned for sanitizer reports (so
+LeakSanitizer's report at exit counts).  A daemon that ended non-zero by
+itself fails the scenario unless the test said so first: kill9(),
+stop(expect_clean=False) or expect_exit() (e.g. a start that must fail).
+raise Skip(...) only for what the environment cannot give (not root); it
+exits 77 and scripts/test fails on it unless HOLDFAST_ALLOW_SKIP names
+the scenario.  A missing tool is a fail(): scripts/setup-deps installs
+it.  Fixed deadlines and sleeps that wait for nothing to happen go
+through scaled(seconds) (HOLDFAST_SLOW; 2 for a sanitizer build).
 """
 
 import errno
