@@ -58,6 +58,7 @@ def refused(d, pattern, what):
     """Start d, expect it to exit non-zero with a log line matching
     pattern, before it logs that it is ready."""
     mark = d.mark()
+    d.expect_exit()              # checked here: exit 1
     d.start(wait=False)
     d.expect_exit()              # checked here: rc 1
     hf.wait_until(lambda: not d.alive(), 20, "%s: daemon to exit" % what)
