@@ -262,6 +262,12 @@ def main(env):
                      for r in rcvd),
                  "(%s) no holdfast Received from [%s]: %r"
                  % (tok, ORIGINAL, rcvd))
+        # XFORWARD changes Postfix's log (orig_client=), not its Received
+        # header: that names the backup (contrib/primary/README.md)
+        hf.check(any("[%s])" % BACKUP in r and "(Postfix)" in r
+                     for r in rcvd),
+                 "(%s) no Postfix Received from [%s]: %r"
+                 % (tok, BACKUP, rcvd))
 
     rlog = pr.rspamd_log()
     hf.check("terminated abnormally" not in rlog,
