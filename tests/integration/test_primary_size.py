@@ -6,7 +6,9 @@ min(max_message_size, SIZE - 16 KiB headroom).
 1. A primary advertising SIZE 100000 and no SMTPUTF8: after the health
    probe, holdfast's EHLO says SIZE 83616 and no SMTPUTF8; a MAIL SIZE=
    claim over it and DATA/BDAT content over it get 552 5.3.4; a message of
-   exactly the limit is delivered; MAIL ... SMTPUTF8 gets 555.  Status,
+   exactly the limit is delivered; MAIL ... SMTPUTF8 gets 555, and a
+   non-ASCII address without SMTPUTF8 553 5.6.7 (in step 3 too, where
+   SMTPUTF8 is offered: with it, it is accepted).  Status,
    --json and /metrics show it.
 2. Restarted while the primary is down, holdfast still enforces it.
 3. The primary back without SIZE and 8BITMIME: max_message_size again
@@ -72,6 +74,12 @@ def send(d, token, size, expect, rcpts=("big@example.test",),
     return r
 
 
+def need_utf8(r, what):
+    hf.check(r.code == 553 and b"5.6.7" in r.lines[0],
+             "%s with a non-ASCII address, no SMTPUTF8 -> %r, want 553 "
+             "5.6.7" % (what, r))
+
+
 def main(env):
     p = miniprimary.MiniPrimary(env, exts=["PIPELINING", "SIZE 100000",
                                            "8BITMIME"]).start()
@@ -94,6 +102,11 @@ def main(env):
     c.cmd("RSET", expect=250)
     r = c.cmd("MAIL FROM:<s@client.test> SMTPUTF8")
     hf.check(r.code == 555, "MAIL SMTPUTF8 not offered -> %r" % r)
+    # a non-ASCII address without SMTPUTF8 is refused at once (553
+    # 5.6.7, RFC 6531), not accepted to be refused by the primary later
+    need_utf8(c.cmd("MAIL FROM:<gr\u00fc\u00dfe@client.test>"), "MAIL")
+    c.cmd("MAIL FROM:<s@client.test>", expect=250)
+    need_utf8(c.cmd("RCPT TO:<j\u00f8rn@example.test>"), "RCPT")
     c.quit()
 
     send(d, "over", limit + 1, 552)
@@ -160,6 +173,11 @@ def main(env):
     hf.check(ehlo_size(r) == 52428800 and ehlo_has(r, b"SMTPUTF8") and
              ehlo_has(r, b"8BITMIME"),
              "without the primary's SIZE and 8BITMIME: EHLO %r" % r.lines)
+    # SMTPUTF8 offered: a non-ASCII address needs it all the same
+    need_utf8(c.cmd("MAIL FROM:<gr\u00fc\u00dfe@client.test>"), "MAIL")
+    c.cmd("MAIL FROM:<gr\u00fc\u00dfe@client.test> SMTPUTF8", expect=250)
+    c.cmd("RCPT TO:<j\u00f8rn@example.test>", expect=250)
+    c.cmd("RSET", expect=250)
     c.cmd("MAIL FROM:<s@client.test> BODY=8BITMIME", expect=250)
     c.cmd("RCPT TO:<big@example.test>", expect=250)
     c.data(hf.dot_stuff(hf.make_message("eightbit",
