@@ -94,6 +94,7 @@ enum smtp_rid {
 	SMTP_R_BAD_CHARS,
 	SMTP_R_BAD_SENDER,
 	SMTP_R_BAD_RCPT,
+	SMTP_R_NEED_UTF8,
 	SMTP_R_NEED_HELO,
 	SMTP_R_NESTED_MAIL,
 	SMTP_R_NEED_MAIL,
@@ -141,6 +142,8 @@ static const struct smtp_reply_row {
 	[SMTP_R_BAD_CHARS] = { 501, "5.5.2", "Error: invalid characters" },
 	[SMTP_R_BAD_SENDER] = { 501, "5.1.7", "Bad sender address syntax" },
 	[SMTP_R_BAD_RCPT] = { 501, "5.1.3", "Bad recipient address syntax" },
+	[SMTP_R_NEED_UTF8] = { 553, "5.6.7", "Must declare SMTPUTF8 to send "
+	    "a non-ASCII address" },
 	[SMTP_R_NEED_HELO] = { 503, "5.5.1", "Error: send HELO/EHLO first" },
 	[SMTP_R_NESTED_MAIL] = { 503, "5.5.1", "Error: nested MAIL command" },
 	[SMTP_R_NEED_MAIL] = { 503, "5.5.1", "Error: need MAIL command" },
@@ -494,6 +497,21 @@ smtp_is_orcpt(const char *v)
 	return smtp_value_is_xtext(semi + 1);
 }
 
+/*
+ * A non-ASCII address is valid only in a transaction that declared
+ * SMTPUTF8 (RFC 6531 3.4); without it the primary's Postfix answers 553
+ * 5.6.7 (or takes raw bytes it may not route), so it is a syntax error
+ * here too, answered at once rather than found in dead/ later.
+ */
+static bool
+smtp_addr_is_ascii(const char *addr)
+{
+	for (; *addr != '\0'; addr++)
+		if ((unsigned char)*addr >= 0x80)
+			return false;
+	return true;
+}
+
 static void
 smtp_cmd_mail(struct smtp_session *s, const char *args)
 {
@@ -587,6 +605,14 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 			goto fail;
 		}
 	}
+	if (!env->smtputf8 && !smtp_addr_is_ascii(env->sender)) {
+		if (log_limit_ok(&smtp_ll[SMTP_LL_BAD_PATH]))
+			log_info("sess=%016" PRIx64 " non-ASCII sender without "
+			    "SMTPUTF8 addr=%s from=%s", s->id, s->addr,
+			    log_addr(env->sender, esc, sizeof(esc)));
+		smtp_reply(s, SMTP_R_NEED_UTF8);
+		goto fail;
+	}
 	smtp_tx_reset(s);
 	s->tx = xcalloc(1, sizeof(*s->tx));
 	s->tx->env = env;
@@ -644,6 +670,14 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 			    "path=%s", s->id, s->addr,
 			    log_escape(p, strlen(p), esc, sizeof(esc)));
 		smtp_reply(s, SMTP_R_BAD_RCPT);
+		return;
+	}
+	if (!env->smtputf8 && !smtp_addr_is_ascii(path.mailbox)) {
+		if (log_limit_ok(&smtp_ll[SMTP_LL_BAD_RCPT]))
+			log_info("sess=%016" PRIx64 " non-ASCII recipient without "
+			    "SMTPUTF8 addr=%s rcpt=%s", s->id, s->addr,
+			    log_addr(path.mailbox, esc, sizeof(esc)));
+		smtp_reply(s, SMTP_R_NEED_UTF8);
 		return;
 	}
 	if (st == SMTP_PATH_ROUTED ||

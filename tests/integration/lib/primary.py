@@ -212,6 +212,7 @@ class Primary:
         self.procs = {}
         self.set_up = False
         self.postfix_up = False
+        self.started_at = None    # time.monotonic() of the last start
         self.applied = []     # postconf commands run, for the test's notes
         env.own(self)
 
@@ -611,6 +612,9 @@ service anvil {
                              timeout=60)
         hf.check(rc == 0, "postfix check: %s" % out)
         for attempt in (1, 2):
+            # at or before the primary's return: Postfix's listeners
+            # are bound while `postfix start` runs
+            self.started_at = time.monotonic()
             rc, out = hf.run_pty([hf.POSTFIX, "-c", self.pf_etc, "start"],
                                  timeout=60)
             if rc == 0:
