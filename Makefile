@@ -77,7 +77,7 @@ FUZZFLAGS := -std=c17 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror \
              -Wshadow -Wformat=2 -Wmissing-prototypes -pthread \
              $(shell pkg-config --cflags $(PKGS))
 FUZZLIB   := $(addprefix $(FUZZDIR)/obj/,smtp_proto.o envelope.o config.o \
-             net.o util.o log.o xmalloc.o)
+             net.o util.o log.o xmalloc.o ctl_proto.o spool.o metrics.o)
 FUZZBIN   := $(patsubst tests/fuzz/%.c,$(FUZZDIR)/%,\
              $(wildcard tests/fuzz/fuzz_*.c))
 
@@ -112,7 +112,7 @@ install: $(BUILD)/holdfast $(BUILD)/holdfastctl
 	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/holdfast \
 	    $(DESTDIR)$(SYSTEMDUNITDIR)
 	$(INSTALL) -m 0755 $(BUILD)/holdfast $(BUILD)/holdfastctl \
-	    $(DESTDIR)$(SBINDIR)/
+	    scripts/holdfast-upgrade $(DESTDIR)$(SBINDIR)/
 	$(INSTALL) -m 0644 doc/holdfast.8 doc/holdfastctl.8 \
 	    $(DESTDIR)$(MANDIR)/man8/
 	$(INSTALL) -m 0644 doc/holdfast.conf.5 $(DESTDIR)$(MANDIR)/man5/
@@ -121,5 +121,13 @@ install: $(BUILD)/holdfast $(BUILD)/holdfastctl
 	sed 's|/usr/sbin/holdfast|$(SBINDIR)/holdfast|g' etc/holdfast.service \
 	    > $(DESTDIR)$(SYSTEMDUNITDIR)/holdfast.service
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/holdfast.service
+	sed 's|/usr/sbin/holdfastctl|$(SBINDIR)/holdfastctl|g' \
+	    etc/holdfast-check-mx.service \
+	    > $(DESTDIR)$(SYSTEMDUNITDIR)/holdfast-check-mx.service
+	$(INSTALL) -m 0644 etc/holdfast-check-mx.timer $(DESTDIR)$(SYSTEMDUNITDIR)/
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/holdfast-check-mx.service
+	$(INSTALL) -d $(DESTDIR)$(PREFIX)/share/holdfast/notify
+	$(INSTALL) -m 0755 contrib/notify/holdfast-ntfy \
+	    contrib/notify/holdfast-webhook $(DESTDIR)$(PREFIX)/share/holdfast/notify/
 
 -include $(LIBOBJ:.o=.d) $(BUILD)/obj/main.d $(BUILD)/obj/holdfastctl.d

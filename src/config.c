@@ -17,6 +17,8 @@ enum config_type {
 	CONFIG_T_LIST,		/* comma-separated, may repeat */
 	CONFIG_T_DOMAINS,	/* a list of domains, lowercased */
 	CONFIG_T_CIDRS,		/* a list of addr/len */
+	CONFIG_T_DNSBL,		/* a list of zone[=filter][*weight] */
+	CONFIG_T_ADDR,		/* one address literal, IPv4 or IPv6 */
 	CONFIG_T_ENUM,		/* one word of a fixed set (checked below) */
 	CONFIG_T_UINT,
 	CONFIG_T_SIZE,
@@ -71,8 +73,8 @@ static const struct config_key config_keys[] = {
 	  "below this much free space new mail gets 452 4.3.1" },
 	{ "screen", "greet_wait", CONFIG_T_DURATION, OFF(greet_wait), "2s", 0,
 	  30, "pregreet test: banner delay; talking first gets 421 (0: off)" },
-	{ "screen", "dnsbl", CONFIG_T_LIST, OFF(dnsbl), "", 0, 0,
-	  "DNSBL zones, zone[*weight], comma-separated; repeatable" },
+	{ "screen", "dnsbl", CONFIG_T_DNSBL, OFF(dnsbl), "", 0, 0,
+	  "DNSBL zones as zone[=filter][*weight] (Postfix's syntax)" },
 	{ "screen", "dnsbl_threshold", CONFIG_T_UINT, OFF(dnsbl_threshold),
 	  "1", 1, 1000, "summed weight at which RCPT gets 450 4.7.1" },
 	{ "screen", "dns_server", CONFIG_T_STRING, OFF(screen_dns_server), "",
@@ -116,18 +118,31 @@ static const struct config_key config_keys[] = {
 	  "CA file for tls = verify (default: the system's)" },
 	{ "primary", "tls_name", CONFIG_T_STRING, OFF(primary_tls_name), "",
 	  0, 0, "name to verify and send as SNI (default: host)" },
+	{ "primary", "source", CONFIG_T_ADDR, OFF(primary_source), "", 0, 0,
+	  "local address the drain binds to (default: the kernel's)" },
 	{ "tls", "cert", CONFIG_T_STRING, OFF(tls_cert), "", 0, 0,
 	  "PEM certificate chain for STARTTLS (e.g. fullchain.pem)" },
 	{ "tls", "key", CONFIG_T_STRING, OFF(tls_key), "", 0, 0,
 	  "PEM private key (e.g. privkey.pem)" },
-	{ "control", "socket", CONFIG_T_STRING, OFF(control_socket), "", 0, 0,
-	  "control socket path (default: control.sock in the spool)" },
+	{ "control", "socket", CONFIG_T_STRING, OFF(control_socket),
+	  "/run/holdfast/control.sock", 0, 0,
+	  "control socket path (its directory is created if missing)" },
 	{ "control", "group", CONFIG_T_STRING, OFF(control_group), "", 0, 0,
 	  "group allowed to use the control socket (mode 0660)" },
 	{ "metrics", "listen", CONFIG_T_STRING, OFF(metrics_listen), "", 0, 0,
 	  "address:port for /metrics and /healthz (default: off)" },
 	{ "metrics", "allow", CONFIG_T_CIDRS, OFF(metrics_allow),
 	  "127.0.0.0/8, ::1/128", 0, 0, "CIDRs allowed to scrape; others 403" },
+	{ "notify", "exec", CONFIG_T_STRING, OFF(notify_exec), "", 0, 0,
+	  "program and arguments run on events, no shell (default: off)" },
+	{ "notify", "primary_down_after", CONFIG_T_DURATION,
+	  OFF(notify_primary_down_after), "10m", 1, NOMAX,
+	  "primary down this long: notice primary-down" },
+	{ "notify", "timeout", CONFIG_T_DURATION, OFF(notify_timeout), "30s",
+	  1, 3600, "the program is killed after this long" },
+	{ "notify", "repeat_interval", CONFIG_T_DURATION,
+	  OFF(notify_repeat_interval), "10m", 0, NOMAX,
+	  "the same event again within this is suppressed (counted)" },
 };
 
 static void
@@ -175,6 +190,8 @@ config_is_hostname(const char *s)
 	return true;
 }
 
+static bool config_dnsbl_item_is_valid(const char *item);
+
 /* Parse one value into its field; return NULL or a reason. */
 static const char *
 config_set(struct config *cf, const struct config_key *k, const char *val)
@@ -194,12 +211,22 @@ config_set(struct config *cf, const struct config_key *k, const char *val)
 		    !config_is_hostname(val))
 			return "not a hostname";
 		/* FALLTHROUGH */
+	case CONFIG_T_ADDR:
+		if (k->type == CONFIG_T_ADDR && *val != '\0') {
+			struct sockaddr_storage ss;
+			socklen_t sslen;
+
+			if (net_addr_parse(val, &ss, &sslen) == -1)
+				return "not an IPv4 or IPv6 address";
+		}
+		/* FALLTHROUGH */
 	case CONFIG_T_STRING:
 		free(*(char **)field);
 		*(char **)field = xstrdup(val);
 		return NULL;
 	case CONFIG_T_LIST:
 	case CONFIG_T_CIDRS:
+	case CONFIG_T_DNSBL:
 	case CONFIG_T_DOMAINS: {
 		char *copy = xstrdup(val), *p = copy, *item;
 		const char *why = NULL;
@@ -229,6 +256,13 @@ config_set(struct config *cf, const struct config_key *k, const char *val)
 			if (k->type == CONFIG_T_CIDRS &&
 			    net_cidr_parse(item, NULL) == -1) {
 				why = "not an address or CIDR";
+				break;
+			}
+			if (k->type == CONFIG_T_DNSBL &&
+			    !config_dnsbl_item_is_valid(item)) {
+				why = "not zone[=filter][*weight] (filter "
+				    "d.d.d.d, each d a number or [n;n..m]; "
+				    "weight -1000..1000, not 0)";
 				break;
 			}
 			config_list_add((struct config_list *)field, item);
@@ -266,6 +300,173 @@ config_find(const char *section, const char *name)
 		    strcmp(config_keys[i].name, name) == 0)
 			return &config_keys[i];
 	return NULL;
+}
+
+/* One octet pattern of a filter: a number, or [n;n..m;...]. */
+static int
+config_dnsbl_octet(const char *s, unsigned char bits[32])
+{
+	const char *p = s;
+	bool bracket = *p == '[';
+
+	if (bracket)
+		p++;
+	for (;;) {
+		unsigned long lo, hi, v;
+		char *end;
+
+		if (!isdigit((unsigned char)*p))
+			return -1;
+		lo = strtoul(p, &end, 10);
+		p = end;
+		hi = lo;
+		if (bracket && p[0] == '.' && p[1] == '.') {
+			if (!isdigit((unsigned char)p[2]))
+				return -1;
+			hi = strtoul(p + 2, &end, 10);
+			p = end;
+		}
+		if (lo > 255 || hi > 255 || lo > hi)
+			return -1;
+		for (v = lo; v <= hi; v++)
+			bits[v / 8] |= (unsigned char)(1u << (v % 8));
+		if (!bracket)
+			return *p == '\0' ? 0 : -1;
+		if (*p == ';') {
+			p++;
+			continue;
+		}
+		return p[0] == ']' && p[1] == '\0' ? 0 : -1;
+	}
+}
+
+int
+config_dnsbl_parse(const char *s, struct config_dnsbl *out, char *err,
+    size_t errlen)
+{
+	char *copy = xstrdup(s), *eq, *star, *zone, *c;
+	long w = 1;
+
+	memset(out, 0, sizeof(*out));
+	if ((star = strrchr(copy, '*')) != NULL) {
+		char *end;
+
+		*star++ = '\0';
+		errno = 0;
+		w = strtol(star, &end, 10);
+		if (end == star || *end != '\0' || errno != 0 || w == 0 ||
+		    w < -1000 || w > 1000) {
+			snprintf(err, errlen, "bad weight in %s (an integer "
+			    "-1000..1000, not 0)", s);
+			goto fail;
+		}
+	}
+	if ((eq = strchr(copy, '=')) != NULL) {
+		char *oct[4], *p;
+		int i;
+
+		*eq++ = '\0';
+		p = eq;
+		for (i = 0; i < 4; i++) {
+			/* Dots split octets, but ".." is a range inside []. */
+			oct[i] = p;
+			if (*p == '[')
+				p = strchr(p, ']');
+			if (p != NULL)
+				p = strchr(p, '.');
+			if (i < 3) {
+				if (p == NULL)
+					break;
+				*p++ = '\0';
+			} else if (p != NULL)
+				break;
+		}
+		if (i < 4) {
+			snprintf(err, errlen, "bad filter in %s (d.d.d.d, "
+			    "each d a number or [n;n..m])", s);
+			goto fail;
+		}
+		for (i = 0; i < 4; i++)
+			if (config_dnsbl_octet(oct[i], out->filter[i]) == -1) {
+				snprintf(err, errlen, "bad filter in %s "
+				    "(d.d.d.d, each d a number or [n;n..m])",
+				    s);
+				goto fail;
+			}
+		out->has_filter = true;
+	}
+	zone = copy;
+	for (c = zone; *c != '\0'; c++)
+		*c = (char)tolower((unsigned char)*c);
+	if (*zone != '\0' && zone[strlen(zone) - 1] == '.')
+		zone[strlen(zone) - 1] = '\0';
+	if (!config_is_hostname(zone) || strchr(zone, '.') == NULL ||
+	    zone[0] == '.' || strstr(zone, "..") != NULL) {
+		snprintf(err, errlen, "bad zone in %s", s);
+		goto fail;
+	}
+	out->zone = xstrdup(zone);
+	out->weight = (int)w;
+	free(copy);
+	return 0;
+fail:
+	free(copy);
+	memset(out, 0, sizeof(*out));
+	return -1;
+}
+
+/* Every blank-separated entry of one comma-separated item parses. */
+static bool
+config_dnsbl_item_is_valid(const char *item)
+{
+	char *copy = xstrdup(item), *p = copy, *w, err[8];
+	bool ok = true;
+
+	while (ok && (w = strsep(&p, " \t")) != NULL) {
+		struct config_dnsbl d;
+
+		if (*w == '\0')
+			continue;
+		if (config_dnsbl_parse(w, &d, err, sizeof(err)) == -1)
+			ok = false;
+		else
+			free(d.zone);
+	}
+	free(copy);
+	return ok;
+}
+
+/* Parse [screen] dnsbl into typed rows; entries are split on commas (by
+ * the list type) and on blanks, as Postfix does. */
+static int
+config_dnsbl_load(struct config *cf, const char *path, unsigned lineno,
+    char *err, size_t errlen)
+{
+	size_t i;
+
+	for (i = 0; i < cf->dnsbl.n; i++) {
+		char *copy = xstrdup(cf->dnsbl.v[i]), *p = copy, *item;
+
+		while ((item = strsep(&p, " \t")) != NULL) {
+			struct config_dnsbl d;
+			char why[256];
+
+			if (*item == '\0')
+				continue;
+			if (config_dnsbl_parse(item, &d, why,
+			    sizeof(why)) == -1) {
+				snprintf(err, errlen, "%s:%u: [screen] dnsbl: "
+				    "%s", path, lineno, why);
+				free(copy);
+				return -1;
+			}
+			cf->dnsbl_sites = xreallocarray(cf->dnsbl_sites,
+			    cf->ndnsbl_sites + 1, sizeof(*cf->dnsbl_sites));
+			cf->dnsbl_sites[cf->ndnsbl_sites++] = d;
+		}
+		free(copy);
+	}
+	return 0;
 }
 
 struct config *
@@ -322,7 +523,8 @@ config_load(const char *path, char *err, size_t errlen)
 		}
 		i = (size_t)(k - config_keys);
 		if (seen[i] && k->type != CONFIG_T_LIST &&
-		    k->type != CONFIG_T_CIDRS && k->type != CONFIG_T_DOMAINS) {
+		    k->type != CONFIG_T_CIDRS && k->type != CONFIG_T_DOMAINS &&
+		    k->type != CONFIG_T_DNSBL) {
 			snprintf(err, errlen, "%s:%u: [%s] %s given twice",
 			    path, lineno, section, key);
 			goto fail;
@@ -390,21 +592,12 @@ config_load(const char *path, char *err, size_t errlen)
 		    path, lineno);
 		goto fail;
 	}
-	for (i = 0; i < cf->dnsbl.n; i++) {
-		const char *star = strchr(cf->dnsbl.v[i], '*');
-		uint64_t w;
-
-		if (star != NULL && (util_parse_u64(star + 1, &w) == -1 ||
-		    w == 0 || w > 1000)) {
-			snprintf(err, errlen, "%s:%u: [screen] dnsbl: bad "
-			    "weight in %s", path, lineno, cf->dnsbl.v[i]);
-			goto fail;
-		}
-	}
-	if (*cf->control_socket == '\0') {
-		free(cf->control_socket);
-		xasprintf(&cf->control_socket, "%s/control.sock",
-		    cf->spool_dir);
+	if (config_dnsbl_load(cf, path, lineno, err, errlen) == -1)
+		goto fail;
+	if (*cf->notify_exec != '\0' && *cf->notify_exec != '/') {
+		snprintf(err, errlen, "%s:%u: [notify] exec: not an absolute "
+		    "path (no shell runs it)", path, lineno);
+		goto fail;
 	}
 	if (*cf->helo_name == '\0') {
 		free(cf->helo_name);
@@ -435,10 +628,12 @@ config_free(struct config *cf)
 		case CONFIG_T_STRING:
 		case CONFIG_T_ENUM:
 		case CONFIG_T_HOST:
+		case CONFIG_T_ADDR:
 			free(*(char **)field);
 			break;
 		case CONFIG_T_LIST:
 		case CONFIG_T_CIDRS:
+		case CONFIG_T_DNSBL:
 		case CONFIG_T_DOMAINS:
 			config_list_free((struct config_list *)field);
 			break;
@@ -448,6 +643,9 @@ config_free(struct config *cf)
 			break;
 		}
 	}
+	for (i = 0; i < cf->ndnsbl_sites; i++)
+		free(cf->dnsbl_sites[i].zone);
+	free(cf->dnsbl_sites);
 	free(cf);
 }
 

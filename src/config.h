@@ -19,6 +19,19 @@ struct config_list {
 	size_t	  n;
 };
 
+/*
+ * One [screen] dnsbl entry in Postfix's postscreen_dnsbl_sites form,
+ * zone[=filter][*weight], parsed once at load.  The filter is d.d.d.d where
+ * each d is a number or [n;n..m;...]; as a bitmap per octet.  Without a
+ * filter, any answer in 127.0.0.0/24 but 127.0.0.1 is a listing.
+ */
+struct config_dnsbl {
+	char		*zone;		/* lowercased, no trailing dot */
+	bool		 has_filter;
+	unsigned char	 filter[4][32];	/* bit v of octet i: v allowed */
+	int		 weight;	/* -1000..1000, not 0; negative allows */
+};
+
 struct config {
 	/* [server] */
 	char			*hostname;
@@ -39,7 +52,9 @@ struct config {
 	uint64_t		 min_free;	/* below: 452 4.3.1 */
 	/* [screen] */
 	uint64_t		 greet_wait;	/* pregreet test, 0 = off */
-	struct config_list	 dnsbl;		/* zone[*weight] */
+	struct config_list	 dnsbl;		/* as written; see below */
+	struct config_dnsbl	*dnsbl_sites;	/* parsed from dnsbl */
+	size_t			 ndnsbl_sites;
 	uint64_t		 dnsbl_threshold;
 	char			*screen_dns_server;
 	struct config_list	 screen_allow;	/* CIDRs: no screens */
@@ -62,6 +77,7 @@ struct config {
 	char			*primary_tls;	/* none|may|encrypt|verify */
 	char			*primary_tls_ca;
 	char			*primary_tls_name;
+	char			*primary_source; /* "" = the kernel's choice */
 	/* [tls] */
 	char			*tls_cert;	/* "" = no STARTTLS */
 	char			*tls_key;
@@ -71,6 +87,11 @@ struct config {
 	/* [metrics] */
 	char			*metrics_listen; /* "" = off */
 	struct config_list	 metrics_allow;	/* CIDRs */
+	/* [notify] */
+	char			*notify_exec;	/* "" = off; argv words */
+	uint64_t		 notify_primary_down_after;
+	uint64_t		 notify_timeout;
+	uint64_t		 notify_repeat_interval;
 };
 
 /* Load path into a new config; on error return NULL with "path:line: why"
@@ -82,6 +103,11 @@ void config_free(struct config *cf);
  * -1 if malformed. */
 int config_listen_split(const char *listen, char *addr, size_t addrlen,
     bool *proxy);
+
+/* Parse one dnsbl entry "zone[=filter][*weight]" into *out (out->zone
+ * allocated; free with free()); -1 with the reason in err. */
+int config_dnsbl_parse(const char *s, struct config_dnsbl *out, char *err,
+    size_t errlen);
 
 /* True if domain (any case, trailing dot tolerated) is one of ours. */
 bool config_is_our_domain(const struct config *cf, const char *domain);

@@ -1,11 +1,13 @@
 #include "ctl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <grp.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 #include "config.h"
 #include "ctl_proto.h"
 #include "log.h"
+#include "net.h"
 #include "queue.h"
 #include "spool.h"
 #include "util.h"
@@ -33,7 +36,11 @@ struct ctl {
 	struct queue		*queue;
 	struct spool		*spool;
 	struct evconnlistener	*listener;
+	struct net_backoff	*backoff;	/* accept() failures */
 	char			*path;
+	int			 dirfd;		/* socket's directory */
+	char			*name;		/* socket's name in it */
+	ino_t			 ino;		/* ours: unlink at exit */
 	gid_t			 gid;		/* -1: none */
 	TAILQ_HEAD(, ctl_conn)	 conns;
 	size_t			 nconns;
@@ -98,7 +105,8 @@ ctl_cmd_queue(struct ctl_conn *c, int argc, char **argv, struct evbuffer *out,
 	(void)argc;
 	(void)argv;
 	for (i = 0; i < UTIL_ARRAY_LEN(areas); i++)
-		if (ctl_proto_list(c->ctl->spool, areas[i], out) == -1) {
+		if (ctl_proto_list_live(c->ctl->spool, areas[i], out,
+		    queue_primary_down_reason(c->ctl->queue)) == -1) {
 			snprintf(err, errlen, "cannot list %s: %s",
 			    spool_area_name(areas[i]), strerror(errno));
 			return -1;
@@ -129,7 +137,8 @@ ctl_cmd_show(struct ctl_conn *c, int argc, char **argv, struct evbuffer *out,
 		snprintf(err, errlen, "usage: show ID [--body]");
 		return -1;
 	}
-	return ctl_proto_show(c->ctl->spool, argv[1], body, out, err, errlen);
+	return ctl_proto_show_live(c->ctl->spool, argv[1], body, out, err,
+	    errlen, queue_primary_down_reason(c->ctl->queue));
 }
 
 static int
@@ -293,6 +302,12 @@ ctl_request(struct ctl_conn *c, char *line)
 	c->done = true;
 }
 
+/*
+ * One request per connection, at most CTL_LINE_MAX octets: the read
+ * watermark stops reading beyond that, and whatever arrives after the
+ * request is discarded until the answer is out and the connection closes,
+ * so a client cannot grow the daemon's memory.
+ */
 static void
 ctl_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -301,14 +316,19 @@ ctl_read_cb(struct bufferevent *bev, void *arg)
 	size_t len;
 	char *line;
 
-	if (c->done)
+	if (c->done) {
+		evbuffer_drain(in, evbuffer_get_length(in));
 		return;
+	}
 	line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
 	if (line == NULL) {
 		if (evbuffer_get_length(in) > CTL_LINE_MAX) {
+			log_warnx("ctl refused uid=%u reason=request-too-long",
+			    (unsigned)c->uid);
 			evbuffer_add_printf(bufferevent_get_output(bev),
 			    "error request too long\n.\n");
 			c->done = true;
+			evbuffer_drain(in, evbuffer_get_length(in));
 		}
 		return;
 	}
@@ -319,6 +339,7 @@ ctl_read_cb(struct bufferevent *bev, void *arg)
 	} else
 		ctl_request(c, line);
 	free(line);
+	evbuffer_drain(in, evbuffer_get_length(in));
 }
 
 static void
@@ -338,34 +359,62 @@ ctl_event_cb(struct bufferevent *bev, short what, void *arg)
 	ctl_conn_free(arg);
 }
 
-/*
- * Whether gid is among the peer's supplementary groups: members added with
- * `adduser alice holdfast` have the control group only there, not as their
- * primary group (which is all SO_PEERCRED tells).
- */
-static bool
-ctl_peer_has_group(int fd, gid_t gid)
+bool
+ctl_peer_allowed(uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups,
+    uid_t self, gid_t ctlgid)
 {
-	gid_t small[64], *groups = small;
-	socklen_t len = sizeof(small), i;
-	bool found = false;
+	size_t i;
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == -1) {
-		if (errno != ERANGE || len == 0)
-			return false;
-		groups = xmalloc(len);
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups,
-		    &len) == -1) {
-			free(groups);
-			return false;
-		}
-	}
-	for (i = 0; i < len / sizeof(*groups); i++)
-		if (groups[i] == gid)
-			found = true;
-	if (groups != small)
+	if (uid == 0 || uid == self)
+		return true;
+	if (ctlgid == (gid_t)-1)
+		return false;
+	if (gid == ctlgid)
+		return true;
+	for (i = 0; i < ngroups; i++)
+		if (groups[i] == ctlgid)
+			return true;
+	return false;
+}
+
+/*
+ * The peer's supplementary groups: those of the connected process
+ * (SO_PEERGROUPS), or, on a kernel without it, its user's from the group
+ * database.  A new array (caller frees) and its length in *n.
+ */
+static gid_t *
+ctl_peer_groups(int fd, const struct ucred *cred, size_t *n)
+{
+	socklen_t len = 64 * sizeof(gid_t);
+	struct passwd *pw;
+	gid_t *groups;
+	int ng, rc;
+
+	groups = xcalloc(1, len);
+	rc = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+	if (rc == -1 && errno == ERANGE) {
 		free(groups);
-	return found;
+		groups = xcalloc(1, len + sizeof(gid_t));
+		rc = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+	}
+	if (rc == 0) {
+		*n = len / sizeof(gid_t);
+		return groups;
+	}
+	*n = 0;
+	if ((pw = getpwuid(cred->uid)) == NULL)
+		return groups;
+	ng = 64;
+	free(groups);
+	groups = xcalloc((size_t)ng, sizeof(gid_t));
+	if (getgrouplist(pw->pw_name, cred->gid, groups, &ng) == -1) {
+		free(groups);
+		groups = xcalloc((size_t)ng, sizeof(gid_t));
+		if (getgrouplist(pw->pw_name, cred->gid, groups, &ng) == -1)
+			ng = 0;
+	}
+	*n = (size_t)ng;
+	return groups;
 }
 
 static bool
@@ -373,14 +422,22 @@ ctl_peer_ok(struct ctl *ctl, int fd, uid_t *uid)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
+	gid_t *groups = NULL;
+	size_t n = 0;
+	bool ok;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1)
 		return false;
 	*uid = cred.uid;
-	if (cred.uid == 0 || cred.uid == geteuid())
+	if (ctl_peer_allowed(cred.uid, cred.gid, NULL, 0, geteuid(), ctl->gid))
 		return true;
-	return ctl->gid != (gid_t)-1 && (cred.gid == ctl->gid ||
-	    ctl_peer_has_group(fd, ctl->gid));
+	if (ctl->gid == (gid_t)-1)
+		return false;
+	groups = ctl_peer_groups(fd, &cred, &n);
+	ok = ctl_peer_allowed(cred.uid, cred.gid, groups, n, geteuid(),
+	    ctl->gid);
+	free(groups);
+	return ok;
 }
 
 static void
@@ -396,8 +453,12 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	(void)sa;
 	(void)salen;
 	if (!ctl_peer_ok(ctl, fd, &uid) || ctl->nconns >= CTL_MAX_CONNS) {
-		log_warnx("ctl refused uid=%d reason=%s", (int)uid,
-		    ctl->nconns >= CTL_MAX_CONNS ? "busy" : "credentials");
+		static struct log_limit ll = LOG_LIMIT_INIT("ctl refused");
+
+		if (log_limit_ok(&ll))
+			log_warnx("ctl refused uid=%d reason=%s", (int)uid,
+			    ctl->nconns >= CTL_MAX_CONNS ? "busy" :
+			    "credentials");
 		evutil_closesocket(fd);
 		return;
 	}
@@ -411,22 +472,224 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	ctl->nconns++;
 	bufferevent_setcb(c->bev, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, CTL_LINE_MAX + 1);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void
+ctl_listen_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct ctl *ctl = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	(void)l;
+	net_backoff_start(ctl->backoff, err);
+}
+
+/*
+ * Open dir, started as root: component by component from "/" without
+ * following a symlink, creating the last one (0700 by the umask; the
+ * caller makes it 0755) if missing.  A directory the daemon's user owns
+ * on the way could otherwise be swapped for a symlink that has root bind,
+ * or unlink a stale socket, in any directory.  The fd, or -1 (errno set;
+ * *made: whether the last one was created).
+ */
+static int
+ctl_dir_walk(const char *dir, int *made)
+{
+	char *copy = xstrdup(dir), *p = copy, *name;
+	int fd, nfd, saved;
+
+	*made = -1;
+	if ((fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		goto fail;
+	while ((name = strsep(&p, "/")) != NULL) {
+		if (*name == '\0')
+			continue;
+		if (p == NULL || strspn(p, "/") == strlen(p))
+			*made = mkdirat(fd, name, 0755);
+		if (strcmp(name, "..") == 0) {
+			errno = EINVAL;
+			goto fail;
+		}
+		nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+		if (nfd == -1)
+			goto fail;
+		close(fd);
+		fd = nfd;
+	}
+	free(copy);
+	return fd;
+fail:
+	saved = errno;
+	if (fd != -1)
+		close(fd);
+	free(copy);
+	errno = saved;
+	return -1;
+}
+
+/*
+ * Split path into its directory (opened: ctl->dirfd) and its last
+ * component (ctl->name).  Started as root, the directory must be root's
+ * or the daemon user's and writable by no one else (unless sticky).  A
+ * missing directory is created (mode 0755; e.g. /run/holdfast outside
+ * systemd).  0 or -1 (logged).
+ */
+static int
+ctl_dir_open(struct ctl *ctl, uid_t owner)
+{
+	char *dir = xstrdup(ctl->path), *slash = strrchr(dir, '/');
+	const char *dpath;
+	struct stat st;
+	int rc = -1, made;
+
+	if (slash == NULL || slash[1] == '\0') {
+		log_warnx("control socket %s: give an absolute file path",
+		    ctl->path);
+		goto done;
+	}
+	ctl->name = xstrdup(slash + 1);
+	*slash = '\0';
+	dpath = *dir == '\0' ? "/" : dir;
+	if (geteuid() == 0 && *dpath == '/') {
+		if ((ctl->dirfd = ctl_dir_walk(dpath, &made)) == -1) {
+			if (errno == ELOOP || errno == ENOTDIR)
+				log_warnx("control socket directory %s: a "
+				    "symlink or not a directory on the way; a "
+				    "root start follows no symlink there",
+				    dpath);
+			else
+				log_warn("control socket directory %s", dpath);
+			goto done;
+		}
+	} else {
+		if ((made = mkdir(dpath, 0755)) == -1 && errno != EEXIST) {
+			log_warn("control socket directory %s", dpath);
+			goto done;
+		}
+		ctl->dirfd = open(dpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	}
+	if (ctl->dirfd == -1 || (made == 0 && fchmod(ctl->dirfd, 0755) == -1) ||
+	    fstat(ctl->dirfd, &st) == -1) {
+		log_warn("control socket directory %s", dpath);
+		goto done;
+	}
+	if (geteuid() == 0 && ((st.st_uid != 0 && st.st_uid != owner) ||
+	    ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 &&
+	    (st.st_mode & S_ISVTX) == 0))) {
+		log_warnx("control socket directory %s is writable by others "
+		    "than root and %s: refusing to create the socket there",
+		    dpath, ctl->cf->user);
+		goto done;
+	}
+	rc = 0;
+done:
+	free(dir);
+	return rc;
+}
+
+/*
+ * Remove a stale socket left by a previous run, relative to the directory
+ * fd and without following symlinks.  Anything else at the path, or a
+ * socket something still listens on, is left alone: -1 (logged).
+ */
+static int
+ctl_stale_remove(struct ctl *ctl, const struct sockaddr_un *sun)
+{
+	struct stat st;
+	int fd;
+
+	if (fstatat(ctl->dirfd, ctl->name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return errno == ENOENT ? 0 : -1;
+	if (!S_ISSOCK(st.st_mode)) {
+		log_warnx("control socket %s exists and is not a socket: "
+		    "refusing to touch it", ctl->path);
+		return -1;
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	if (connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0) {
+		close(fd);
+		log_warnx("control socket %s: another daemon answers on it",
+		    ctl->path);
+		return -1;
+	}
+	close(fd);
+	if (unlinkat(ctl->dirfd, ctl->name, 0) == -1 && errno != ENOENT) {
+		log_warn("control socket %s: cannot remove the stale one",
+		    ctl->path);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Create the socket without a window in which its file can be swapped:
+ * bound through /proc/self/fd/<dirfd>/<name> (the directory we opened and
+ * checked, whatever its path now points to), created 0660 by the umask,
+ * and, started as root, with the control group as the effective gid, so
+ * that no chmod or chown by path follows the bind.  Not root, the group is
+ * set relative to the directory fd without following symlinks.
+ */
+static int
+ctl_bind(struct ctl *ctl, struct sockaddr_un *sun)
+{
+	struct sockaddr_un bsun = *sun;
+	struct stat st;
+	mode_t omask;
+	gid_t egid = getegid();
+	int fd, rc, n;
+
+	n = snprintf(bsun.sun_path, sizeof(bsun.sun_path),
+	    "/proc/self/fd/%d/%s", ctl->dirfd, ctl->name);
+	if (n < 0 || (size_t)n >= sizeof(bsun.sun_path) ||
+	    access("/proc/self/fd", X_OK) == -1)
+		bsun = *sun;	/* no /proc: the path, still checked */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return -1;
+	if (geteuid() == 0 && ctl->gid != (gid_t)-1 &&
+	    setegid(ctl->gid) == -1)
+		goto fail;
+	omask = umask(0117);
+	rc = bind(fd, (struct sockaddr *)&bsun, sizeof(bsun));
+	umask(omask);
+	if (geteuid() == 0 && getegid() != egid && setegid(egid) == -1)
+		fatal("cannot restore the effective gid");
+	if (rc == -1 || listen(fd, 16) == -1)
+		goto fail;
+	if (fstatat(ctl->dirfd, ctl->name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		goto fail;
+	ctl->ino = st.st_ino;
+	if (geteuid() != 0 && ctl->gid != (gid_t)-1 && st.st_gid != ctl->gid &&
+	    fchownat(ctl->dirfd, ctl->name, (uid_t)-1, ctl->gid,
+	    AT_SYMLINK_NOFOLLOW) == -1)
+		log_warn("control socket %s: cannot give it to group %s (the "
+		    "daemon's user must be a member); only root and %s can "
+		    "connect", ctl->path, ctl->cf->control_group,
+		    ctl->cf->user);
+	return fd;
+fail:
+	close(fd);
+	return -1;
 }
 
 struct ctl *
 ctl_new(struct event_base *base, const struct config *cf, struct queue *q,
-    struct spool *sp)
+    struct spool *sp, uid_t owner)
 {
 	struct ctl *ctl = xcalloc(1, sizeof(*ctl));
 	struct sockaddr_un sun;
-	struct stat st;
+	int fd;
 
 	ctl->base = base;
 	ctl->cf = cf;
 	ctl->queue = q;
 	ctl->spool = sp;
 	ctl->gid = (gid_t)-1;
+	ctl->dirfd = -1;
 	ctl->path = xstrdup(cf->control_socket);
 	TAILQ_INIT(&ctl->conns);
 	memset(&sun, 0, sizeof(sun));
@@ -445,21 +708,21 @@ ctl_new(struct event_base *base, const struct config *cf, struct queue *q,
 		}
 		ctl->gid = gr->gr_gid;
 	}
-	/* A socket left by a previous run is stale: we hold the spool. */
-	if (lstat(ctl->path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(ctl->path);
-	ctl->listener = evconnlistener_new_bind(base, ctl_accept_cb, ctl,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
-	    (struct sockaddr *)&sun, sizeof(sun));
-	if (ctl->listener == NULL) {
+	if (ctl_dir_open(ctl, owner) == -1 || ctl_stale_remove(ctl, &sun) == -1)
+		goto fail;
+	if ((fd = ctl_bind(ctl, &sun)) == -1) {
 		log_warn("control socket %s", ctl->path);
 		goto fail;
 	}
-	if (chmod(ctl->path, 0660) == -1 || (ctl->gid != (gid_t)-1 &&
-	    chown(ctl->path, (uid_t)-1, ctl->gid) == -1)) {
-		log_warn("control socket %s permissions", ctl->path);
+	ctl->listener = evconnlistener_new(base, ctl_accept_cb, ctl,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (ctl->listener == NULL) {
+		close(fd);
+		log_warnx("control socket %s: listener", ctl->path);
 		goto fail;
 	}
+	evconnlistener_set_error_cb(ctl->listener, ctl_listen_error_cb);
+	ctl->backoff = net_backoff_new(base, ctl->listener, "ctl");
 	log_info("control socket listening path=%s", ctl->path);
 	return ctl;
 fail:
@@ -470,14 +733,24 @@ fail:
 void
 ctl_free(struct ctl *ctl)
 {
+	struct stat st;
+
 	if (ctl == NULL)
 		return;
 	while (!TAILQ_EMPTY(&ctl->conns))
 		ctl_conn_free(TAILQ_FIRST(&ctl->conns));
+	net_backoff_free(ctl->backoff);
 	if (ctl->listener != NULL) {
 		evconnlistener_free(ctl->listener);
-		unlink(ctl->path);
+		/* Ours only: not a socket another process put there since. */
+		if (fstatat(ctl->dirfd, ctl->name, &st,
+		    AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(st.st_mode) &&
+		    st.st_ino == ctl->ino)
+			unlinkat(ctl->dirfd, ctl->name, 0);
 	}
+	if (ctl->dirfd != -1)
+		close(ctl->dirfd);
+	free(ctl->name);
 	free(ctl->path);
 	free(ctl);
 }

@@ -152,6 +152,13 @@ void
 ctl_proto_env_rec(struct evbuffer *out, enum spool_area area,
     const struct envelope *env)
 {
+	ctl_proto_env_rec_live(out, area, env, NULL);
+}
+
+void
+ctl_proto_env_rec_live(struct evbuffer *out, enum spool_area area,
+    const struct envelope *env, const char *primary_down)
+{
 	static const char *const rstates[] = {
 		[ENVELOPE_RCPT_PENDING] = "pending",
 		[ENVELOPE_RCPT_DONE] = "done",
@@ -160,7 +167,8 @@ ctl_proto_env_rec(struct evbuffer *out, enum spool_area area,
 	size_t i;
 
 	ctl_proto_kv(out, "id", env->id);
-	ctl_proto_kv(out, "state", ctl_proto_state(area, env));
+	ctl_proto_kv(out, "state", primary_down != NULL &&
+	    area == SPOOL_QUEUE ? "waiting" : ctl_proto_state(area, env));
 	ctl_proto_kvu(out, "size", env->size);
 	ctl_proto_kvu(out, "arrival", (unsigned long long)env->arrival);
 	ctl_proto_kv(out, "sender", env->sender);
@@ -169,6 +177,10 @@ ctl_proto_env_rec(struct evbuffer *out, enum spool_area area,
 	    (unsigned long long)env->next_attempt);
 	if (env->last_reply != NULL)
 		ctl_proto_kv(out, "last_reply", env->last_reply);
+	if (primary_down != NULL && area == SPOOL_QUEUE) {
+		ctl_proto_kv(out, "reason", "primary-down");
+		ctl_proto_kv(out, "primary_reply", primary_down);
+	}
 	if (env->dead_reason != NULL)
 		ctl_proto_kv(out, "dead_reason", env->dead_reason);
 	if (env->client_addr != NULL)
@@ -233,6 +245,13 @@ ctl_proto_env_get(struct spool *sp, enum spool_area area, const char *id)
 int
 ctl_proto_list(struct spool *sp, enum spool_area area, struct evbuffer *out)
 {
+	return ctl_proto_list_live(sp, area, out, NULL);
+}
+
+int
+ctl_proto_list_live(struct spool *sp, enum spool_area area,
+    struct evbuffer *out, const char *primary_down)
+{
 	struct ctl_proto_collect c = { NULL, 0 };
 	size_t i;
 
@@ -246,7 +265,8 @@ ctl_proto_list(struct spool *sp, enum spool_area area, struct evbuffer *out)
 		qsort(c.items, c.n, sizeof(*c.items), ctl_proto_item_cmp);
 	for (i = 0; i < c.n; i++) {
 		if (c.items[i].env != NULL)
-			ctl_proto_env_rec(out, area, c.items[i].env);
+			ctl_proto_env_rec_live(out, area, c.items[i].env,
+			    primary_down);
 		else {
 			/* Gone meanwhile, or unreadable: say so. */
 			ctl_proto_kv(out, "id", c.items[i].id);
@@ -263,6 +283,13 @@ int
 ctl_proto_show(struct spool *sp, const char *id, bool body,
     struct evbuffer *out, char *err, size_t errlen)
 {
+	return ctl_proto_show_live(sp, id, body, out, err, errlen, NULL);
+}
+
+int
+ctl_proto_show_live(struct spool *sp, const char *id, bool body,
+    struct evbuffer *out, char *err, size_t errlen, const char *primary_down)
+{
 	enum spool_area area;
 	struct envelope *env;
 	char buf[8192], *line = NULL;
@@ -277,7 +304,7 @@ ctl_proto_show(struct spool *sp, const char *id, bool body,
 		snprintf(err, errlen, "cannot read the envelope of %s", id);
 		return -1;
 	}
-	ctl_proto_env_rec(out, area, env);
+	ctl_proto_env_rec_live(out, area, env, primary_down);
 	envelope_free(env);
 	if ((fd = spool_body_open(sp, area, id)) == -1) {
 		snprintf(err, errlen, "cannot open the body of %s", id);

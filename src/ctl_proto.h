@@ -51,20 +51,28 @@ const char *ctl_proto_rec_get(const struct ctl_rec *rec, const char *key);
  * argc, or -1. */
 int ctl_proto_split(char *line, char **argv, size_t max);
 
-/* The queue state a message in area shows: queued, deferred, held, dead,
- * quarantined. */
+/* The queue state a message in area shows from the spool alone: queued
+ * (never tried), deferred (the primary answered 4xx), held, dead,
+ * quarantined.  The daemon's listings add "waiting" (below). */
 const char *ctl_proto_state(enum spool_area area,
     const struct envelope *env);
 
 /* One listing record for env in area. */
 void ctl_proto_env_rec(struct evbuffer *out, enum spool_area area,
     const struct envelope *env);
+/* The same as the daemon sees it: with primary_down (why the primary is
+ * down; NULL while it is up) a message in queue/ is state=waiting with
+ * reason=primary-down and primary_reply=primary_down. */
+void ctl_proto_env_rec_live(struct evbuffer *out, enum spool_area area,
+    const struct envelope *env, const char *primary_down);
 /*
  * Records for every message in area, oldest first.  Unreadable entries get
  * a record with state=unreadable.  0 or -1.
  */
 int ctl_proto_list(struct spool *sp, enum spool_area area,
     struct evbuffer *out);
+int ctl_proto_list_live(struct spool *sp, enum spool_area area,
+    struct evbuffer *out, const char *primary_down);
 /*
  * The "show" answer for id: one record with the envelope, then one record
  * per header line (key "header"), or per body line with body (key "line",
@@ -73,5 +81,7 @@ int ctl_proto_list(struct spool *sp, enum spool_area area,
  */
 int ctl_proto_show(struct spool *sp, const char *id, bool body,
     struct evbuffer *out, char *err, size_t errlen);
+int ctl_proto_show_live(struct spool *sp, const char *id, bool body,
+    struct evbuffer *out, char *err, size_t errlen, const char *primary_down);
 
 #endif

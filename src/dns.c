@@ -31,8 +31,10 @@ struct dns_query {
 	bool			 done, verified;
 	void			(*cb)(void *, const char *);
 	/* dns_query_a() */
-	void			(*a_cb)(void *, const unsigned char *);
-	unsigned char		 a[4];
+	void			(*a_cb)(void *, const unsigned char *,
+				    size_t);
+	unsigned char		 a[DNS_A_MAX * 4];
+	size_t			 na;
 	/* dns_resolve() */
 	void			(*addr_cb)(void *, const struct sockaddr *,
 				    socklen_t);
@@ -216,7 +218,8 @@ dns_deliver_cb(evutil_socket_t fd, short what, void *arg)
 		if (!q->done)
 			continue;
 		if (!q->cancelled && q->a_cb != NULL)
-			q->a_cb(q->arg, q->verified ? q->a : NULL);
+			q->a_cb(q->arg, q->verified ? q->a : NULL,
+			    q->verified ? q->na : 0);
 		else if (!q->cancelled && q->addr_cb != NULL)
 			q->addr_cb(q->arg, q->verified ?
 			    (struct sockaddr *)&q->ss : NULL, q->sslen);
@@ -328,7 +331,7 @@ dns_addrinfo_cb(void *arg, int status, int timeouts,
 }
 
 struct dns_query *
-dns_resolve(struct dns *dns, const char *host, unsigned port,
+dns_resolve(struct dns *dns, const char *host, unsigned port, int family,
     void (*cb)(void *arg, const struct sockaddr *sa, socklen_t salen),
     void *arg)
 {
@@ -341,7 +344,7 @@ dns_resolve(struct dns *dns, const char *host, unsigned port,
 	q->port = port;
 	TAILQ_INSERT_TAIL(&dns->queries, q, entry);
 	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
+	hints.ai_family = family;
 	hints.ai_socktype = SOCK_STREAM;
 	ares_getaddrinfo(dns->channel, host, NULL, &hints, dns_addrinfo_cb,
 	    q);
@@ -353,11 +356,15 @@ static void
 dns_a_cb(void *arg, int status, int timeouts, struct hostent *he)
 {
 	struct dns_query *q = arg;
+	size_t i;
 
 	(void)timeouts;
 	if (status == ARES_SUCCESS && he != NULL && he->h_length == 4 &&
 	    he->h_addr_list[0] != NULL && !q->dns->destroying) {
-		memcpy(q->a, he->h_addr_list[0], 4);
+		/* The first DNS_A_MAX: a DNSBL answers with a few codes. */
+		for (i = 0; i < DNS_A_MAX && he->h_addr_list[i] != NULL; i++)
+			memcpy(q->a + 4 * i, he->h_addr_list[i], 4);
+		q->na = i;
 		dns_query_finish(q, true);
 		return;
 	}
@@ -366,7 +373,7 @@ dns_a_cb(void *arg, int status, int timeouts, struct hostent *he)
 
 struct dns_query *
 dns_query_a(struct dns *dns, const char *name,
-    void (*cb)(void *arg, const unsigned char *a), void *arg)
+    void (*cb)(void *arg, const unsigned char *a, size_t n), void *arg)
 {
 	struct dns_query *q = xcalloc(1, sizeof(*q));
 

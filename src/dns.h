@@ -9,6 +9,7 @@
 #ifndef HOLDFAST_DNS_H
 #define HOLDFAST_DNS_H
 
+#include <stddef.h>
 #include <sys/socket.h>
 
 struct event_base;
@@ -30,17 +31,20 @@ void dns_free(struct dns *dns);
 struct dns_query *dns_rdns(struct dns *dns, const struct sockaddr *sa,
     void (*cb)(void *arg, const char *name), void *arg);
 /*
- * Resolve host (a name or a literal) to its first address with port set;
- * cb(arg, sa, salen) with sa NULL on failure.  Same lifetime rules.
+ * Resolve host (a name or a literal) to its first address of family
+ * (AF_UNSPEC: any) with port set; cb(arg, sa, salen) with sa NULL on
+ * failure.  Same lifetime rules.
  */
 struct dns_query *dns_resolve(struct dns *dns, const char *host,
-    unsigned port,
+    unsigned port, int family,
     void (*cb)(void *arg, const struct sockaddr *sa, socklen_t salen),
     void *arg);
-/* The first IPv4 address of name (a DNSBL lookup); cb(arg, a) with a
- * NULL when there is none.  Same lifetime rules. */
+/* The IPv4 addresses of name (a DNSBL lookup): cb(arg, a, n) with n
+ * (at most DNS_A_MAX) addresses of 4 bytes each in a, borrowed for the
+ * call; a NULL and n 0 when there is none.  Same lifetime rules. */
+#define DNS_A_MAX	8
 struct dns_query *dns_query_a(struct dns *dns, const char *name,
-    void (*cb)(void *arg, const unsigned char *a), void *arg);
+    void (*cb)(void *arg, const unsigned char *a, size_t n), void *arg);
 void dns_cancel(struct dns_query *query);
 
 #endif

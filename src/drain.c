@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,6 +83,8 @@ struct drain_conn {
 	struct bufferevent	*bev;
 	enum drain_state	 state;
 	unsigned		 caps;
+	bool			 greeted;	/* caps and size are known */
+	uint64_t		 size;		/* the primary's SIZE, 0: none */
 	struct smtp_reply	 reply;
 	struct drain_job	*job;
 	struct event		*idle;
@@ -110,6 +113,8 @@ struct drain {
 	struct dns		*dns;
 	struct tls		*tls;
 	time_t			 tls_broken_until;	/* tls=may only */
+	struct sockaddr_storage	 source;	/* [primary] source */
+	socklen_t		 sourcelen;	/* 0: none */
 	TAILQ_HEAD(, drain_conn) conns;
 	size_t			 nconns;
 	uint64_t		 next_id;
@@ -161,6 +166,12 @@ drain_job_finish(struct drain_conn *c)
 	c->rcpt_idx = NULL;
 	c->ncmds = c->nsent = c->nreplies = c->naccepted = 0;
 	c->mail_failed = false;
+	if (job != NULL && c->greeted) {
+		job->greeted = true;
+		job->primary_size = c->size;
+		job->primary_smtputf8 = (c->caps & DRAIN_F_SMTPUTF8) != 0;
+		job->primary_8bitmime = (c->caps & DRAIN_F_8BITMIME) != 0;
+	}
 	if (job != NULL)
 		c->d->done(c->d->arg, job);
 }
@@ -591,6 +602,8 @@ drain_ehlo_done(struct drain_conn *c)
 	for (i = 0; i < UTIL_ARRAY_LEN(caps); i++)
 		if (smtp_proto_ehlo_has(&c->reply, caps[i].keyword))
 			c->caps |= caps[i].flag;
+	c->size = smtp_proto_ehlo_size(&c->reply);
+	c->greeted = true;
 	/* Keep "XFORWARD NAME ADDR ..." to send only what it takes. */
 	c->xfwd_attrs[0] = '\0';
 	for (p = c->reply.text; p != NULL && *p != '\0';
@@ -713,7 +726,9 @@ drain_reply(struct drain_conn *c)
 			drain_site_failure(c, text);
 			return;
 		}
-		c->caps = 0;
+		c->caps = 0;	/* no ESMTP: no SIZE, 8BITMIME, SMTPUTF8 */
+		c->size = 0;
+		c->greeted = true;
 		if (!c->tls && tls_client_policy(c->d->tls) >=
 		    TLS_POLICY_ENCRYPT) {
 			drain_site_failure(c, "the primary offers no STARTTLS "
@@ -931,10 +946,42 @@ drain_conn_new(struct drain *d)
 	return c;
 }
 
+/*
+ * Connect to sa, from [primary] source when set: the primary (or the
+ * router in front of it) may trust only that address.
+ */
 static void
 drain_connect(struct drain_conn *c, const struct sockaddr *sa,
     socklen_t salen)
 {
+	struct drain *d = c->d;
+	char why[160];
+	int fd;
+
+	if (d->sourcelen > 0) {
+		if (sa->sa_family != d->source.ss_family) {
+			drain_site_failure(c, "the primary's address family "
+			    "differs from [primary] source");
+			return;
+		}
+		fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+		if (fd == -1 || bind(fd, (const struct sockaddr *)&d->source,
+		    d->sourcelen) == -1) {
+			snprintf(why, sizeof(why), "cannot bind [primary] "
+			    "source %s: %s", d->cf->primary_source,
+			    strerror(errno));
+			if (fd != -1)
+				close(fd);
+			drain_site_failure(c, why);
+			return;
+		}
+		if (bufferevent_setfd(c->bev, fd) == -1) {
+			close(fd);
+			drain_site_failure(c, "connect failed");
+			return;
+		}
+	}
 	if (bufferevent_socket_connect(c->bev, sa, (int)salen) == -1)
 		drain_site_failure(c, "connect failed");
 }
@@ -982,7 +1029,8 @@ drain_send(struct drain *d, struct drain_job *job)
 		drain_connect(c, (struct sockaddr *)&ss, sslen);
 	else	/* a name: looked up for every connection, never cached */
 		c->dnsq = dns_resolve(d->dns, d->cf->primary_host,
-		    (unsigned)d->cf->primary_port, drain_resolved_cb, c);
+		    (unsigned)d->cf->primary_port, d->sourcelen > 0 ?
+		    d->source.ss_family : AF_UNSPEC, drain_resolved_cb, c);
 	return 0;
 }
 
@@ -999,6 +1047,10 @@ drain_new(struct event_base *base, const struct config *cf,
 	d->cf = cf;
 	d->done = done;
 	d->arg = arg;
+	if (*cf->primary_source != '\0' && net_addr_parse(cf->primary_source,
+	    &d->source, &d->sourcelen) == -1)
+		fatalx("[primary] source %s: not an address",
+		    cf->primary_source);	/* config_load checked it */
 	TAILQ_INIT(&d->conns);
 	return d;
 }

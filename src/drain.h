@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct config;
 struct dns;
@@ -40,6 +41,11 @@ struct drain_job {
 	void				*owner;
 	/* results */
 	bool				 site_failure;	/* primary unusable */
+	/* what the primary's EHLO (or HELO) said, when it got that far */
+	bool				 greeted;
+	uint64_t			 primary_size;	/* 0: no limit */
+	bool				 primary_smtputf8;
+	bool				 primary_8bitmime;
 	char				 reply[DRAIN_REPLY_MAX];
 	struct drain_rcpt_result	*results;
 };

@@ -154,19 +154,120 @@ hctl_offline(const struct config *cf, int argc, char **argv,
 	return 0;
 }
 
+/*
+ * The length of the well-formed UTF-8 sequence of 2 to 4 bytes at s that
+ * is not a C1 control (U+0080..U+009F, which some terminals obey), or 0.
+ */
+static size_t
+hctl_utf8_len(const unsigned char *s)
+{
+	size_t n, i;
+	uint32_t cp;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		n = 2;
+		cp = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 3;
+		cp = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		cp = s[0] & 0x07;
+	} else
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;	/* also stops at the NUL */
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 ||
+	    cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff) ||
+	    (cp >= 0x80 && cp <= 0x9f))
+		return 0;
+	return n;
+}
+
+/*
+ * s as it may reach a terminal, in a new string (caller frees): printable
+ * ASCII and well-formed UTF-8 as they are, a backslash doubled, every
+ * other byte (controls such as ESC, CR, BEL, DEL; C1 controls; bytes that
+ * are not UTF-8) as \xNN.  The daemon's data and an offline spool are
+ * both read this way: a peer's bytes never drive the operator's terminal.
+ */
+static char *
+hctl_esc(const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+	size_t o = 0, n;
+	char *out = xreallocarray(NULL, strlen(s) * 4 + 1, 1);
+
+	while (*p != '\0') {
+		if (*p == '\\') {
+			out[o++] = '\\';
+			out[o++] = '\\';
+			p++;
+		} else if (*p >= 0x20 && *p < 0x7f)
+			out[o++] = (char)*p++;
+		else if ((n = hctl_utf8_len(p)) > 0) {
+			memcpy(out + o, p, n);
+			o += n;
+			p += n;
+		} else {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[*p >> 4];
+			out[o++] = hex[*p & 15];
+			p++;
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* printf("%s", s) with s escaped by hctl_esc(). */
+static void
+hctl_put(const char *s)
+{
+	char *e = hctl_esc(s);
+
+	fputs(e, stdout);
+	free(e);
+}
+
+/*
+ * s as a JSON string: '"', '\\' and every control (C0, DEL, C1) as an
+ * escape, well-formed UTF-8 as it is.  A byte that is not UTF-8 cannot be
+ * said in JSON; it becomes the six characters \\xNN, as in the text
+ * output, so the document stays valid.
+ */
 static void
 hctl_json_str(const char *s)
 {
-	putchar('"');
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n;
 
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
+	putchar('"');
+	while (*p != '\0') {
+		if (*p == '"' || *p == '\\') {
+			printf("\\%c", *p);
+			p++;
+		} else if (*p < 0x20 || *p == 0x7f) {
+			printf("\\u%04x", *p);
+			p++;
+		} else if (*p < 0x7f) {
+			putchar(*p);
+			p++;
+		} else if ((n = hctl_utf8_len(p)) > 0) {
+			fwrite(p, 1, n, stdout);
+			p += n;
+		} else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+			printf("\\u%04x", p[1]);	/* C1 control */
+			p += 2;
+		} else {
+			printf("\\\\x%02x", *p);
+			p++;
+		}
 	}
 	putchar('"');
 }
@@ -264,17 +365,38 @@ hctl_text_queue(const struct ctl_rec *rec, uint64_t *nmsgs, uint64_t *bytes)
 		const char *attempts = ctl_proto_rec_get(rec, "attempts");
 		const char *sender = ctl_proto_rec_get(rec, "sender");
 
-		printf("%-16s %10llu %s %-9s %3s  <%s>\n", id ? id : "?",
-		    (unsigned long long)size, arrival, state ? state : "?",
-		    attempts ? attempts : "-", sender ? sender : "?");
+		char *eid = hctl_esc(id ? id : "?");
+		char *estate = hctl_esc(state ? state : "?");
+		char *eatt = hctl_esc(attempts ? attempts : "-");
+		char *esender = hctl_esc(sender ? sender : "?");
+
+		printf("%-16s %10llu %s %-9s %3s  <%s>\n", eid,
+		    (unsigned long long)size, arrival, estate, eatt, esender);
+		free(esender);
+		free(eatt);
+		free(estate);
+		free(eid);
 	}
 	for (i = 0; i < rec->n; i++)
-		if (strcmp(rec->key[i], "rcpt") == 0)
-			printf("%18s%s\n", "", rec->val[i]);
-	if ((v = ctl_proto_rec_get(rec, "last_reply")) != NULL)
-		printf("%18s(%s) next: %s\n", "", v, next);
-	if ((v = ctl_proto_rec_get(rec, "dead_reason")) != NULL)
-		printf("%18sdead: %s\n", "", v);
+		if (strcmp(rec->key[i], "rcpt") == 0) {
+			printf("%18s", "");
+			hctl_put(rec->val[i]);
+			putchar('\n');
+		}
+	if ((v = ctl_proto_rec_get(rec, "primary_reply")) != NULL) {
+		printf("%18s(primary down: ", "");
+		hctl_put(v);
+		printf(") next: as soon as it is back\n");
+	} else if ((v = ctl_proto_rec_get(rec, "last_reply")) != NULL) {
+		printf("%18s(", "");
+		hctl_put(v);
+		printf(") next: %s\n", next);
+	}
+	if ((v = ctl_proto_rec_get(rec, "dead_reason")) != NULL) {
+		printf("%18sdead: ", "");
+		hctl_put(v);
+		putchar('\n');
+	}
 	(*nmsgs)++;
 	*bytes += size;
 }
@@ -294,8 +416,10 @@ hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json)
 		return 1;
 	}
 	if (strncmp(first, "error", 5) == 0) {
-		fprintf(stderr, "holdfastctl: %s\n", first[5] == ' ' ?
-		    first + 6 : "failed");
+		char *e = hctl_esc(first[5] == ' ' ? first + 6 : "failed");
+
+		fprintf(stderr, "holdfastctl: %s\n", e);
+		free(e);
 		free(first);
 		return 1;
 	}
@@ -321,13 +445,15 @@ hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json)
 		} else if (cmd->output == HCTL_OUT_QUEUE)
 			hctl_text_queue(&rec, &nmsgs, &bytes);
 		else {
-			for (size_t i = 0; i < rec.n; i++)
-				if (strcmp(rec.key[i], "line") == 0 ||
-				    strcmp(rec.key[i], "header") == 0)
-					printf("%s\n", rec.val[i]);
-				else
-					printf("%s: %s\n", rec.key[i],
-					    rec.val[i]);
+			for (size_t i = 0; i < rec.n; i++) {
+				if (strcmp(rec.key[i], "line") != 0 &&
+				    strcmp(rec.key[i], "header") != 0) {
+					hctl_put(rec.key[i]);
+					printf(": ");
+				}
+				hctl_put(rec.val[i]);
+				putchar('\n');
+			}
 			if (cmd->output == HCTL_OUT_SHOW && !any)
 				printf("\n");
 		}

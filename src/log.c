@@ -1,6 +1,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <event2/event.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,10 @@
 #include <unistd.h>
 
 static bool log_verbose;
+static uint64_t log_suppressed;		/* all sites, since start */
+static struct log_limit *log_limit_pending;
+static struct event *log_limit_timer;
+static void (*log_limit_hook)(void);
 static bool log_journal;	/* stderr is systemd's journal */
 
 static void log_vline(const char *level, const char *fmt, va_list ap,
@@ -63,7 +68,12 @@ log_vline(const char *level, const char *fmt, va_list ap, int errnum)
 static void
 log_event_cb(int severity, const char *msg)
 {
+	/* libevent's own warnings can follow a peer's actions too */
+	static struct log_limit ll = LOG_LIMIT_INIT("libevent");
+
 	if (severity == EVENT_LOG_DEBUG && !log_verbose)
+		return;
+	if (!log_limit_ok(&ll))
 		return;
 	log_warnx("libevent severity=%d msg=\"%s\"", severity, msg);
 }
@@ -155,6 +165,122 @@ fatalx(const char *fmt, ...)
 	log_vline("fatal", fmt, ap, 0);
 	va_end(ap);
 	exit(1);
+}
+
+static time_t
+log_limit_now(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec;
+}
+
+/* The summary of a window that has ended, once. */
+static void
+log_limit_summary(struct log_limit *ll)
+{
+	if (ll->suppressed == 0)
+		return;
+	log_warnx("log suppressed site=\"%s\" lines=%" PRIu64
+	    " window=1s limit=%u", ll->site, ll->suppressed,
+	    ll->per_sec != 0 ? ll->per_sec : LOG_LIMIT_PER_SEC);
+	ll->suppressed = 0;
+}
+
+bool
+log_limit_ok(struct log_limit *ll)
+{
+	time_t now = log_limit_now();
+
+	if (now != ll->window) {
+		log_limit_summary(ll);
+		ll->window = now;
+		ll->n = 0;
+	}
+	if (ll->n < (ll->per_sec != 0 ? ll->per_sec : LOG_LIMIT_PER_SEC)) {
+		ll->n++;
+		return true;
+	}
+	ll->suppressed++;
+	log_suppressed++;
+	if (log_limit_hook != NULL)
+		log_limit_hook();
+	if (!ll->listed) {
+		ll->listed = true;
+		ll->next = log_limit_pending;
+		log_limit_pending = ll;
+	}
+	return false;
+}
+
+void
+log_limit_set_hook(void (*fn)(void))
+{
+	log_limit_hook = fn;
+}
+
+uint64_t
+log_suppressed_total(void)
+{
+	return log_suppressed;
+}
+
+void
+log_limit_flush(void)
+{
+	struct log_limit **pp = &log_limit_pending, *ll;
+	time_t now = log_limit_now();
+
+	while ((ll = *pp) != NULL) {
+		if (ll->window == now && ll->suppressed > 0) {
+			pp = &ll->next;		/* still counting */
+			continue;
+		}
+		log_limit_summary(ll);
+		*pp = ll->next;
+		ll->next = NULL;
+		ll->listed = false;
+	}
+}
+
+static void
+log_limit_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_limit_flush();
+}
+
+void
+log_limit_start(struct event_base *base)
+{
+	struct timeval tv = { 1, 0 };
+
+	if (log_limit_timer != NULL)
+		fatalx("%s: already started", __func__);
+	log_limit_timer = event_new(base, -1, EV_PERSIST, log_limit_timer_cb,
+	    NULL);
+	if (log_limit_timer == NULL || event_add(log_limit_timer, &tv) == -1)
+		fatalx("%s: cannot set up the timer", __func__);
+}
+
+void
+log_limit_stop(void)
+{
+	struct log_limit *ll;
+
+	if (log_limit_timer == NULL)
+		return;
+	event_free(log_limit_timer);
+	log_limit_timer = NULL;
+	while ((ll = log_limit_pending) != NULL) {
+		log_limit_summary(ll);
+		log_limit_pending = ll->next;
+		ll->next = NULL;
+		ll->listed = false;
+	}
 }
 
 /* Escape in between the delimiters open and close; see log_escape(). */

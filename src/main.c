@@ -24,6 +24,7 @@
 #include "dns.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "queue.h"
 #include "smtp_server.h"
 #include "spool.h"
@@ -56,16 +57,52 @@ main_usage(void)
 static bool main_healthy(void *arg);
 
 /*
- * Started as root: everything privileged (ports, the control socket) is
- * done, so become [server] user/group for good.  Not root: nothing to do.
+ * holdfast -n past the config: the [tls] pair.  One that cannot be opened
+ * is a warning (the daemon runs without STARTTLS until a SIGHUP finds it,
+ * as before certbot's first run); one that does not load is an error.
+ * Takes ownership of cf.
  */
+static int
+main_check(const char *path, struct config *cf)
+{
+	char err[512];
+	int rc = 0;
+
+	switch (tls_check(cf, err, sizeof(err))) {
+	case TLS_CHECK_OK:
+		break;
+	case TLS_CHECK_MISSING:
+		fprintf(stderr, "%s: warning: [tls] cannot open %s; STARTTLS off "
+		    "until the pair exists and holdfast gets SIGHUP\n", path,
+		    err);
+		break;
+	case TLS_CHECK_INVALID:
+		fprintf(stderr, "%s: [tls] cert=%s key=%s do not load: %s\n",
+		    path, cf->tls_cert, cf->tls_key, err);
+		rc = 1;
+		break;
+	}
+	config_free(cf);
+	return rc;
+}
+
+/* Who a root start becomes: [server] user and group. */
+struct main_creds {
+	bool		 drop;		/* started as root */
+	uid_t		 uid;
+	gid_t		 gid;
+};
+
 static void
-main_drop_privileges(const struct config *cf, struct spool *sp)
+main_creds_get(const struct config *cf, struct main_creds *mc)
 {
 	struct passwd *pw;
 	struct group *gr;
 
-	if (geteuid() != 0)
+	mc->drop = geteuid() == 0;
+	mc->uid = geteuid();
+	mc->gid = getegid();
+	if (!mc->drop)
 		return;
 	if ((pw = getpwnam(cf->user)) == NULL)
 		fatalx("[server] user %s does not exist", cf->user);
@@ -73,16 +110,27 @@ main_drop_privileges(const struct config *cf, struct spool *sp)
 		fatalx("[server] group %s does not exist", cf->group);
 	if (pw->pw_uid == 0)
 		fatalx("[server] user must not be root");
-	if (spool_chown(sp, pw->pw_uid, gr->gr_gid) == -1)
-		fatalx("cannot hand the spool to %s", cf->user);
-	if (setgroups(1, &gr->gr_gid) == -1 ||
-	    setresgid(gr->gr_gid, gr->gr_gid, gr->gr_gid) == -1 ||
-	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1)
+	mc->uid = pw->pw_uid;
+	mc->gid = gr->gr_gid;
+}
+
+/*
+ * Started as root: everything privileged (ports, the control socket) is
+ * done, so become [server] user/group for good.  Not root: nothing to do.
+ */
+static void
+main_drop_privileges(const struct config *cf, const struct main_creds *mc)
+{
+	if (!mc->drop)
+		return;
+	if (setgroups(1, &mc->gid) == -1 ||
+	    setresgid(mc->gid, mc->gid, mc->gid) == -1 ||
+	    setresuid(mc->uid, mc->uid, mc->uid) == -1)
 		fatal("cannot drop privileges to %s:%s", cf->user, cf->group);
 	if (setuid(0) != -1 || seteuid(0) != -1)
 		fatalx("privileges could be regained");
 	log_info("privileges dropped user=%s uid=%u gid=%u", cf->user,
-	    (unsigned)pw->pw_uid, (unsigned)gr->gr_gid);
+	    (unsigned)mc->uid, (unsigned)mc->gid);
 }
 
 static void
@@ -115,6 +163,13 @@ main_watchdog_start(struct main_ctx *ctx)
 }
 
 /* /healthz: listeners up and the spool usable. */
+/* A peer-triggerable log line over its rate limit: count it. */
+static void
+main_log_suppressed(void)
+{
+	metrics_inc(M_LOG_SUPPRESSED);
+}
+
 static bool
 main_healthy(void *arg)
 {
@@ -167,6 +222,7 @@ main(int argc, char **argv)
 	const char *path = NULL;
 	bool check_only = false, verbose = false;
 	struct main_ctx ctx = { 0 };
+	struct main_creds mc;
 	struct event *sigs[3];
 	static const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
 	struct config *cf;
@@ -174,6 +230,7 @@ main(int argc, char **argv)
 	struct workpool *wp;
 	struct dns *dns;
 	struct ctl *ctl;
+	struct notify *notify;
 	char err[512];
 	int ch, i;
 
@@ -205,17 +262,26 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	if (check_only) {
-		config_free(cf);
-		return 0;
-	}
+	if (check_only)
+		return main_check(path, cf);
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 	if (evthread_use_pthreads() == -1)
 		fatalx("libevent threads");
 	if ((ctx.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
-	if ((sp = spool_open(cf->spool_dir)) == NULL)
+	log_limit_start(ctx.base);
+	log_limit_set_hook(main_log_suppressed);
+	/*
+	 * As root, nothing in the spool is trusted that its user could
+	 * redirect (spool_open_owned), and the scan, which purges tmp/, runs
+	 * only after the drop.  The spool's lock comes first: a second daemon
+	 * stops here, before it reads or changes anything.
+	 */
+	main_creds_get(cf, &mc);
+	sp = mc.drop ? spool_open_owned(cf->spool_dir, mc.uid, mc.gid) :
+	    spool_open(cf->spool_dir);
+	if (sp == NULL)
 		fatalx("cannot open spool %s", cf->spool_dir);
 	wp = workpool_new(ctx.base, cf->commit_workers);
 	if ((dns = dns_new(ctx.base, NULL)) == NULL)
@@ -223,8 +289,6 @@ main(int argc, char **argv)
 	if ((ctx.tls = tls_new(cf)) == NULL)
 		fatalx("cannot set up TLS");
 	ctx.queue = queue_new(ctx.base, cf, sp, wp, dns, ctx.tls);
-	if (queue_load(ctx.queue) == -1)
-		fatalx("spool scan failed");
 	if ((ctx.srv = smtp_server_new(ctx.base, cf, sp, ctx.queue, dns,
 	    ctx.tls)) == NULL)
 		fatalx("cannot set up listeners");
@@ -234,14 +298,18 @@ main(int argc, char **argv)
 		if (sigs[i] == NULL || event_add(sigs[i], NULL) == -1)
 			fatalx("signal handler");
 	}
-	if ((ctl = ctl_new(ctx.base, cf, ctx.queue, sp)) == NULL)
+	if ((ctl = ctl_new(ctx.base, cf, ctx.queue, sp, mc.uid)) == NULL)
 		fatalx("cannot set up the control socket");
 	metrics_set(M_BUILD_INFO, 1);
 	metrics_set(M_START_TIME, (double)time(NULL));
 	metrics_set_health(main_healthy, &ctx);
 	if (metrics_start(ctx.base, cf) == -1)
 		fatalx("cannot set up the metrics listener");
-	main_drop_privileges(cf, sp);
+	main_drop_privileges(cf, &mc);
+	if (queue_load(ctx.queue) == -1)
+		fatalx("spool scan failed");
+	notify = notify_new(ctx.base, cf);
+	queue_set_notify(ctx.queue, notify);
 	queue_start(ctx.queue);
 	log_info("holdfast ready version=%s hostname=%s spool=%s",
 	    HOLDFAST_VERSION, cf->hostname, cf->spool_dir);
@@ -255,6 +323,7 @@ main(int argc, char **argv)
 	workpool_free(wp);
 	smtp_server_free(ctx.srv);
 	queue_free(ctx.queue);
+	notify_free(notify);
 	dns_free(dns);
 	tls_free(ctx.tls);
 	for (i = 0; i < 3; i++)
@@ -264,6 +333,7 @@ main(int argc, char **argv)
 	if (ctx.watchdog != NULL)
 		event_free(ctx.watchdog);
 	spool_close(sp);
+	log_limit_stop();
 	event_base_free(ctx.base);
 	log_info("holdfast stopped");
 	config_free(cf);

@@ -1,14 +1,15 @@
 #include "metrics.h"
 
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,9 +28,8 @@
 
 #define METRICS_COLLECTORS_MAX	8
 #define METRICS_HEADERS_MAX	8192	/* request line and headers */
-#define METRICS_BODY_MAX	1024	/* a scrape carries no body */
-#define METRICS_TIMEOUT		10	/* seconds per request */
-#define METRICS_HTTP_FORBIDDEN	403	/* no name in libevent 2.1 */
+#define METRICS_DEADLINE_SEC	5	/* whole request and reply */
+#define METRICS_CONN_MAX	8	/* connections open at once */
 
 enum metrics_type {
 	METRICS_T_COUNTER,
@@ -45,7 +45,8 @@ static const char *const metrics_type_names[] = {
  * One row per series.  Rows sharing a name form one family: its HELP and
  * TYPE are taken from the family's first row and printed once.  labels is
  * the text between the braces, or "" for none; values are fixed here, so
- * nothing from a peer can reach the output.
+ * nothing from a peer can reach the output.  labels NULL marks a family
+ * whose series come from metrics_series_add() (values from the config).
  */
 struct metrics_def {
 	enum metrics_id		 id;
@@ -63,6 +64,9 @@ struct metrics_def {
 			"expired counts messages."
 #define REPLY_HELP	"SMTP replies sent to clients, by class."
 #define TLS_HELP	"Inbound TLS handshakes, by result."
+#define NOTIFY_HELP	"Events for the [notify] exec program, by result: " \
+			"ok, failed, timeout (killed), dropped (too many " \
+			"waiting), suppressed (a repeat)."
 
 static const struct metrics_def metrics_table[M_COUNT] = {
 	[M_BUILD_INFO] = { M_BUILD_INFO, "holdfast_build_info",
@@ -178,7 +182,51 @@ static const struct metrics_def metrics_table[M_COUNT] = {
 	[M_TLS_HANDSHAKES_FAILED] = { M_TLS_HANDSHAKES_FAILED,
 	    "holdfast_tls_handshakes_total", "result=\"failed\"",
 	    METRICS_T_COUNTER, TLS_HELP },
+
+	[M_LOG_SUPPRESSED] = { M_LOG_SUPPRESSED,
+	    "holdfast_log_suppressed_total", "", METRICS_T_COUNTER,
+	    "Log lines a peer could trigger that were not written because "
+	    "their call site passed its rate limit." },
+	[M_PRIMARY_SIZE] = { M_PRIMARY_SIZE,
+	    "holdfast_primary_size_limit_bytes", "", METRICS_T_GAUGE,
+	    "The SIZE the primary last advertised in EHLO (0: none or no "
+	    "limit); kept across restarts." },
+	[M_SIZE_LIMIT] = { M_SIZE_LIMIT, "holdfast_message_size_limit_bytes",
+	    "", METRICS_T_GAUGE,
+	    "The message size limit in force: max_message_size, or less to "
+	    "stay under the primary's SIZE." },
+	[M_TLS_READY] = { M_TLS_READY, "holdfast_tls_ready", "",
+	    METRICS_T_GAUGE, "1 when STARTTLS is offered (a [tls] pair is "
+	    "loaded), else 0." },
+	[M_TLS_CERT_EXPIRY] = { M_TLS_CERT_EXPIRY,
+	    "holdfast_tls_cert_expiry_timestamp_seconds", "", METRICS_T_GAUGE,
+	    "Unix time the loaded STARTTLS certificate expires (0 = none)." },
+
+	[M_NOTIFY_OK] = { M_NOTIFY_OK, "holdfast_notify_total",
+	    "result=\"ok\"", METRICS_T_COUNTER, NOTIFY_HELP },
+	[M_NOTIFY_FAILED] = { M_NOTIFY_FAILED, "holdfast_notify_total",
+	    "result=\"failed\"", METRICS_T_COUNTER, NOTIFY_HELP },
+	[M_NOTIFY_TIMEOUT] = { M_NOTIFY_TIMEOUT, "holdfast_notify_total",
+	    "result=\"timeout\"", METRICS_T_COUNTER, NOTIFY_HELP },
+	[M_NOTIFY_DROPPED] = { M_NOTIFY_DROPPED, "holdfast_notify_total",
+	    "result=\"dropped\"", METRICS_T_COUNTER, NOTIFY_HELP },
+	[M_NOTIFY_SUPPRESSED] = { M_NOTIFY_SUPPRESSED,
+	    "holdfast_notify_total", "result=\"suppressed\"",
+	    METRICS_T_COUNTER, NOTIFY_HELP },
+
+	[M_DNSBL_ERRORS] = { M_DNSBL_ERRORS, "holdfast_dnsbl_errors_total",
+	    NULL, METRICS_T_COUNTER,
+	    "DNSBL answers that are error codes (127.255.255.0/24, e.g. "
+	    "Spamhaus refusing the resolver), never counted as listings." },
 };
+
+/* Series of the families above with labels NULL, added from the config. */
+static struct {
+	enum metrics_id	 family;
+	char		 labels[160];
+	double		 value;
+} metrics_series[METRICS_SERIES_MAX];
+static size_t metrics_nseries;
 
 static double metrics_values[M_COUNT] = {
 	[M_BUILD_INFO] = 1,
@@ -197,10 +245,16 @@ static void *metrics_healthy_arg;
  * The one listener; NULL when [metrics] listen is off or after stop.  It
  * owns a copy of [metrics] allow, so a config reload cannot pull it away.
  */
+struct metrics_conn;
+
 static struct {
-	struct evhttp	*http;
-	char		**allow;
-	size_t		  nallow;
+	struct event_base	*base;
+	struct evconnlistener	*lev;
+	struct net_backoff	*backoff;
+	char			**allow;
+	size_t			  nallow;
+	TAILQ_HEAD(, metrics_conn) conns;
+	size_t			  nconns;
 } metrics_srv;
 
 static void
@@ -236,6 +290,64 @@ metrics_get(enum metrics_id id)
 {
 	metrics_check_id(id, __func__);
 	return metrics_values[id];
+}
+
+int
+metrics_series_add(enum metrics_id family, const char *label,
+    const char *value)
+{
+	char labels[sizeof(metrics_series[0].labels)];
+	const char *c;
+	size_t i;
+	int n;
+
+	metrics_check_id(family, __func__);
+	if (metrics_table[family].labels != NULL)
+		fatalx("%s: %s has fixed labels", __func__,
+		    metrics_table[family].name);
+	for (c = value; *c != '\0'; c++)
+		if (!isalnum((unsigned char)*c) && *c != '.' && *c != '_' &&
+		    *c != '-')
+			break;
+	n = snprintf(labels, sizeof(labels), "%s=\"%s\"", label, value);
+	if (*c != '\0' || *value == '\0' || n < 0 ||
+	    (size_t)n >= sizeof(labels)) {
+		log_warnx("metrics: %s: unusable label value",
+		    metrics_table[family].name);
+		return -1;
+	}
+	for (i = 0; i < metrics_nseries; i++)
+		if (metrics_series[i].family == family &&
+		    strcmp(metrics_series[i].labels, labels) == 0)
+			return (int)i;
+	if (metrics_nseries == METRICS_SERIES_MAX) {
+		log_warnx("metrics: %s: more than %d series",
+		    metrics_table[family].name, METRICS_SERIES_MAX);
+		return -1;
+	}
+	metrics_series[metrics_nseries].family = family;
+	memcpy(metrics_series[metrics_nseries].labels, labels,
+	    (size_t)n + 1);
+	metrics_series[metrics_nseries].value = 0;
+	return (int)metrics_nseries++;
+}
+
+void
+metrics_series_inc(int series)
+{
+	if (series < 0)
+		return;
+	if ((size_t)series >= metrics_nseries)
+		fatalx("%s: bad series %d", __func__, series);
+	metrics_series[series].value += 1;
+}
+
+double
+metrics_series_get(int series)
+{
+	if (series < 0 || (size_t)series >= metrics_nseries)
+		fatalx("%s: bad series %d", __func__, series);
+	return metrics_series[series].value;
 }
 
 void
@@ -317,6 +429,19 @@ metrics_render_series(struct metrics_buf *b, const struct metrics_def *d)
 {
 	char val[512];
 
+	if (d->labels == NULL) {
+		size_t i;
+
+		for (i = 0; i < metrics_nseries; i++) {
+			if (metrics_series[i].family != d->id)
+				continue;
+			metrics_fmt_value(metrics_series[i].value, val,
+			    sizeof(val));
+			metrics_buf_printf(b, "%s{%s} %s\n", d->name,
+			    metrics_series[i].labels, val);
+		}
+		return;
+	}
 	metrics_fmt_value(metrics_values[d->id], val, sizeof(val));
 	if (*d->labels != '\0')
 		metrics_buf_printf(b, "%s{%s} %s\n", d->name, d->labels, val);
@@ -355,119 +480,313 @@ metrics_render(size_t *len)
 	return b.p;
 }
 
-static void
-metrics_send_text(struct evhttp_request *req, int code, const char *reason,
-    const char *ctype, const char *body, size_t len)
-{
-	struct evkeyvalq *hdrs = evhttp_request_get_output_headers(req);
-	struct evbuffer *out = evbuffer_new();
+/*
+ * The HTTP side.  A scrape is one small GET, so the server is the least
+ * that serves it: the peer is checked against [metrics] allow at accept
+ * and a refused one is closed before a byte is read; at most
+ * METRICS_CONN_MAX connections are open; each has METRICS_DEADLINE_SEC for
+ * the whole request and reply (a byte now and then buys nothing); the
+ * request head is at most METRICS_HEADERS_MAX bytes; a body is never read;
+ * every reply ends the connection (Connection: close).
+ */
+struct metrics_conn {
+	TAILQ_ENTRY(metrics_conn) entry;
+	struct bufferevent	*bev;
+	struct event		*deadline;
+	bool			 replied;	/* close once it has left */
+};
 
-	if (out == NULL)
-		fatalx("%s: evbuffer_new failed", __func__);
-	evhttp_add_header(hdrs, "Content-Type", ctype);
-	evhttp_add_header(hdrs, "Cache-Control", "no-store");
-	if (code == HTTP_BADMETHOD)
-		evhttp_add_header(hdrs, "Allow", "GET, HEAD");
-	if (evbuffer_add(out, body, len) == -1)
-		fatalx("%s: evbuffer_add failed", __func__);
-	evhttp_send_reply(req, code, reason, out);
-	evbuffer_free(out);
+static const char *
+metrics_http_reason(int code)
+{
+	switch (code) {
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 503:
+		return "Service Unavailable";
+	default:
+		fatalx("%s: bad status %d", __func__, code);
+	}
 }
 
-static void
-metrics_send_plain(struct evhttp_request *req, int code, const char *reason,
-    const char *body)
+/* A whole response: status line, headers, and body unless head_only. */
+static char *
+metrics_http_reply(int code, const char *ctype, const char *body,
+    size_t len, bool head_only, size_t *outlen)
 {
-	metrics_send_text(req, code, reason, "text/plain; charset=utf-8", body,
-	    strlen(body));
+	struct metrics_buf b = { NULL, 0, 0 };
+
+	b.cap = 256 + (head_only ? 0 : len);
+	b.p = xmalloc(b.cap);
+	b.p[0] = '\0';
+	metrics_buf_printf(&b, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+	    "Content-Length: %zu\r\nCache-Control: no-store\r\n"
+	    "Connection: close\r\n%s\r\n", code, metrics_http_reason(code),
+	    ctype, len, code == 405 ? "Allow: GET, HEAD\r\n" : "");
+	if (!head_only) {
+		if (b.cap - b.len < len + 1) {
+			b.cap = b.len + len + 1;
+			b.p = xreallocarray(b.p, b.cap, 1);
+		}
+		memcpy(b.p + b.len, body, len);
+		b.len += len;
+		b.p[b.len] = '\0';
+	}
+	*outlen = b.len;
+	return b.p;
 }
 
-static void
-metrics_get_metrics(struct evhttp_request *req)
+static char *
+metrics_http_plain(int code, const char *body, bool head_only,
+    size_t *outlen)
+{
+	return metrics_http_reply(code, "text/plain; charset=utf-8", body,
+	    strlen(body), head_only, outlen);
+}
+
+static char *
+metrics_get_metrics(bool head_only, size_t *outlen)
 {
 	size_t len;
-	char *text = metrics_render(&len);
+	char *text = metrics_render(&len), *out;
 
-	metrics_send_text(req, HTTP_OK, "OK",
-	    "text/plain; version=0.0.4; charset=utf-8", text, len);
+	out = metrics_http_reply(200,
+	    "text/plain; version=0.0.4; charset=utf-8", text, len, head_only,
+	    outlen);
 	free(text);
+	return out;
 }
 
-static void
-metrics_get_healthz(struct evhttp_request *req)
+static char *
+metrics_get_healthz(bool head_only, size_t *outlen)
 {
 	if (metrics_healthy == NULL || metrics_healthy(metrics_healthy_arg))
-		metrics_send_plain(req, HTTP_OK, "OK", "ok\n");
-	else
-		metrics_send_plain(req, HTTP_SERVUNAVAIL,
-		    "Service Unavailable", "unhealthy\n");
+		return metrics_http_plain(200, "ok\n", head_only, outlen);
+	return metrics_http_plain(503, "unhealthy\n", head_only, outlen);
 }
 
 static const struct {
 	const char	*path;
-	void		(*fn)(struct evhttp_request *req);
+	char		*(*fn)(bool head_only, size_t *outlen);
 } metrics_routes[] = {
 	{ "/metrics", metrics_get_metrics },
 	{ "/healthz", metrics_get_healthz },
 };
 
-/*
- * Every request lands here: first who (403), then how (405), then what
- * (404), so a client outside [metrics] allow learns nothing about paths.
- */
-static void
-metrics_request_cb(struct evhttp_request *req, void *arg)
+size_t
+metrics_http_head_len(const char *buf, size_t len)
 {
-	struct evhttp_connection *conn = evhttp_request_get_connection(req);
-	const struct sockaddr *sa = conn != NULL ?
-	    evhttp_connection_get_addr(conn) : NULL;
-	const struct evhttp_uri *uri;
-	const char *path;
 	size_t i;
 
-	(void)arg;
-	if (sa == NULL || !net_cidr_list_match(metrics_srv.allow,
-	    metrics_srv.nallow, sa)) {
-		char addr[NET_ADDR_MAX];
-		unsigned port = 0;
+	for (i = 0; i < len; i++) {
+		if (buf[i] != '\n')
+			continue;
+		if (i + 1 < len && buf[i + 1] == '\n')
+			return i + 2;
+		if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')
+			return i + 3;
+	}
+	return 0;
+}
 
-		if (sa != NULL)
-			net_addr_fmt(sa, addr, sizeof(addr), &port);
-		else
-			util_copy(addr, sizeof(addr), "unknown");
-		log_debug("metrics denied addr=%s port=%u", addr, port);
-		metrics_send_plain(req, METRICS_HTTP_FORBIDDEN, "Forbidden",
-		    "forbidden\n");
-		return;
-	}
-	switch (evhttp_request_get_command(req)) {
-	case EVHTTP_REQ_GET:
-	case EVHTTP_REQ_HEAD:
-		break;
-	case EVHTTP_REQ_POST:
-	case EVHTTP_REQ_PUT:
-	case EVHTTP_REQ_DELETE:
-	case EVHTTP_REQ_OPTIONS:
-	case EVHTTP_REQ_TRACE:
-	case EVHTTP_REQ_CONNECT:
-	case EVHTTP_REQ_PATCH:
-		metrics_send_plain(req, HTTP_BADMETHOD, "Method Not Allowed",
-		    "method not allowed\n");
-		return;
-	}
-	uri = evhttp_request_get_evhttp_uri(req);
-	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
-	if (path == NULL) {
-		metrics_send_plain(req, HTTP_BADREQUEST, "Bad Request",
-		    "bad request\n");
-		return;
-	}
+/* A token character of RFC 9110 (method names). */
+static bool
+metrics_http_is_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+char *
+metrics_http_respond(const char *head, size_t len, size_t *outlen)
+{
+	char path[256];
+	size_t i = 0, m, p, plen;
+	bool head_only;
+
+	/* method SP request-target SP HTTP/1.x CRLF, nothing else */
+	while (i < len && head[i] != '\0' &&
+	    metrics_http_is_tchar((unsigned char)head[i]))
+		i++;
+	m = i;
+	if (m == 0 || i == len || head[i] != ' ')
+		return metrics_http_plain(400, "bad request\n", false, outlen);
+	p = ++i;
+	while (i < len && (unsigned char)head[i] > 0x20 &&
+	    (unsigned char)head[i] < 0x7f)
+		i++;
+	plen = i - p;
+	if (plen == 0 || i == len || head[i] != ' ' || len - i - 1 < 9 ||
+	    (memcmp(head + i + 1, "HTTP/1.0", 8) != 0 &&
+	    memcmp(head + i + 1, "HTTP/1.1", 8) != 0) ||
+	    (head[i + 9] != '\r' && head[i + 9] != '\n') ||
+	    (head[i + 9] == '\r' && (len - i - 1 < 10 || head[i + 10] != '\n')))
+		return metrics_http_plain(400, "bad request\n", false, outlen);
+	head_only = m == 4 && memcmp(head, "HEAD", 4) == 0;
+	if (!head_only && !(m == 3 && memcmp(head, "GET", 3) == 0))
+		return metrics_http_plain(405, "method not allowed\n", false,
+		    outlen);
+	/* origin-form only; the query is ignored */
+	for (i = 0; i < plen && head[p + i] != '?'; i++)
+		;
+	if (head[p] != '/' || i >= sizeof(path))
+		return metrics_http_plain(404, "not found\n", head_only,
+		    outlen);
+	memcpy(path, head + p, i);
+	path[i] = '\0';
 	for (i = 0; i < UTIL_ARRAY_LEN(metrics_routes); i++)
-		if (strcmp(path, metrics_routes[i].path) == 0) {
-			metrics_routes[i].fn(req);
-			return;
+		if (strcmp(path, metrics_routes[i].path) == 0)
+			return metrics_routes[i].fn(head_only, outlen);
+	return metrics_http_plain(404, "not found\n", head_only, outlen);
+}
+
+static void
+metrics_conn_free(struct metrics_conn *c)
+{
+	TAILQ_REMOVE(&metrics_srv.conns, c, entry);
+	metrics_srv.nconns--;
+	event_free(c->deadline);
+	bufferevent_free(c->bev);
+	free(c);
+}
+
+static void
+metrics_conn_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	static struct log_limit ll = LOG_LIMIT_INIT("metrics deadline");
+	struct metrics_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (log_limit_ok(&ll))
+		log_debug("metrics request deadline (%ds) passed, closing",
+		    METRICS_DEADLINE_SEC);
+	metrics_conn_free(c);
+}
+
+static void
+metrics_conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct metrics_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len = evbuffer_get_length(in), n, head, outlen;
+	const char *p;
+	char *out;
+
+	n = len < METRICS_HEADERS_MAX ? len : METRICS_HEADERS_MAX;
+	if ((p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n)) == NULL)
+		fatalx("%s: evbuffer_pullup failed", __func__);
+	if ((head = metrics_http_head_len(p, n)) == 0 &&
+	    len < METRICS_HEADERS_MAX)
+		return;		/* the head is not complete yet */
+	if (head == 0)
+		out = metrics_http_plain(431, "request header too large\n",
+		    false, &outlen);
+	else
+		out = metrics_http_respond(p, head, &outlen);
+	/* Nothing more is read: a body or a second request is ignored. */
+	bufferevent_disable(bev, EV_READ);
+	evbuffer_drain(in, len);
+	if (bufferevent_write(bev, out, outlen) == -1)
+		fatalx("%s: bufferevent_write failed", __func__);
+	c->replied = true;
+	free(out);
+}
+
+/* The reply has left: close. */
+static void
+metrics_conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct metrics_conn *c = arg;
+
+	/* (libevent also calls this once when the socket is first
+	 * writable, before there is anything to send) */
+	if (c->replied && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		metrics_conn_free(c);
+}
+
+static void
+metrics_conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct metrics_conn *c = arg;
+
+	(void)bev;
+	(void)what;
+	metrics_conn_free(c);	/* EOF or error: nothing to say */
+}
+
+static void
+metrics_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	static struct log_limit ll_refused = LOG_LIMIT_INIT("metrics refused");
+	static struct log_limit ll_busy = LOG_LIMIT_INIT("metrics busy");
+	struct timeval tv = { METRICS_DEADLINE_SEC, 0 };
+	struct metrics_conn *c;
+	char addr[NET_ADDR_MAX];
+	unsigned port = 0;
+
+	(void)l;
+	(void)salen;
+	(void)arg;
+	if (!net_cidr_list_match(metrics_srv.allow, metrics_srv.nallow, sa)) {
+		if (log_limit_ok(&ll_refused)) {
+			net_addr_fmt(sa, addr, sizeof(addr), &port);
+			log_info("metrics refused addr=%s port=%u "
+			    "reason=allow", addr, port);
 		}
-	metrics_send_plain(req, HTTP_NOTFOUND, "Not Found", "not found\n");
+		evutil_closesocket(fd);
+		return;
+	}
+	/*
+	 * Full: the oldest goes, not the newcomer.  Refusing newcomers let
+	 * any allowed peer (every local user, by default) keep out every
+	 * scrape and health check with 8 idle connections per deadline.
+	 */
+	if (metrics_srv.nconns >= METRICS_CONN_MAX) {
+		if (log_limit_ok(&ll_busy)) {
+			net_addr_fmt(sa, addr, sizeof(addr), &port);
+			log_warnx("metrics busy addr=%s port=%u reason=busy "
+			    "max=%d: closed the oldest connection", addr, port,
+			    METRICS_CONN_MAX);
+		}
+		metrics_conn_free(TAILQ_FIRST(&metrics_srv.conns));
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->bev = bufferevent_socket_new(metrics_srv.base, fd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	c->deadline = evtimer_new(metrics_srv.base, metrics_conn_deadline_cb,
+	    c);
+	if (c->bev == NULL || c->deadline == NULL)
+		fatalx("%s: cannot set up a connection", __func__);
+	TAILQ_INSERT_TAIL(&metrics_srv.conns, c, entry);
+	metrics_srv.nconns++;
+	evtimer_add(c->deadline, &tv);
+	bufferevent_setcb(c->bev, metrics_conn_read_cb, metrics_conn_write_cb,
+	    metrics_conn_event_cb, c);
+	/* Read no further than one head can reach. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, METRICS_HEADERS_MAX);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void
+metrics_listen_error_cb(struct evconnlistener *l, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+
+	(void)l;
+	(void)arg;
+	net_backoff_start(metrics_srv.backoff, err);
 }
 
 int
@@ -476,49 +795,31 @@ metrics_start(struct event_base *base, const struct config *cf)
 	struct evconnlistener *lev;
 	struct sockaddr_storage ss;
 	socklen_t sslen;
-	struct evhttp *http = NULL;
 	size_t i;
 
 	if (metrics_values[M_START_TIME] == 0)
 		metrics_values[M_START_TIME] = (double)util_now();
 	if (cf->metrics_listen == NULL || *cf->metrics_listen == '\0')
 		return 0;
-	if (metrics_srv.http != NULL)
+	if (metrics_srv.lev != NULL)
 		fatalx("%s: already started", __func__);
 	if (net_parse_hostport(cf->metrics_listen, &ss, &sslen) == -1) {
 		log_warnx("metrics listen addr=%s: not address:port",
 		    cf->metrics_listen);
 		return -1;
 	}
-	if ((http = evhttp_new(base)) == NULL) {
-		log_warnx("metrics listen addr=%s: evhttp_new failed",
-		    cf->metrics_listen);
-		goto fail;
-	}
-	/* Let every method reach the callback, which answers 405 itself. */
-	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
-	    EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
-	    EVHTTP_REQ_PATCH);
-	evhttp_set_max_headers_size(http, METRICS_HEADERS_MAX);
-	evhttp_set_max_body_size(http, METRICS_BODY_MAX);
-	evhttp_set_timeout(http, METRICS_TIMEOUT);
-	evhttp_set_gencb(http, metrics_request_cb, NULL);
-	lev = evconnlistener_new_bind(base, NULL, NULL, LEV_OPT_REUSEABLE |
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
-	    (struct sockaddr *)&ss, (int)sslen);
+	lev = evconnlistener_new_bind(base, metrics_accept_cb, NULL,
+	    LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+	    16, (struct sockaddr *)&ss, (int)sslen);
 	if (lev == NULL) {
 		log_warn("metrics listen addr=%s", cf->metrics_listen);
-		goto fail;
+		return -1;
 	}
-	/* Once bound, the evhttp owns the listener and frees it with itself. */
-	if (evhttp_bind_listener(http, lev) == NULL) {
-		evconnlistener_free(lev);
-		log_warnx("metrics listen addr=%s: cannot attach listener",
-		    cf->metrics_listen);
-		goto fail;
-	}
-	metrics_srv.http = http;
+	evconnlistener_set_error_cb(lev, metrics_listen_error_cb);
+	metrics_srv.base = base;
+	metrics_srv.lev = lev;
+	metrics_srv.backoff = net_backoff_new(base, lev, "metrics");
+	TAILQ_INIT(&metrics_srv.conns);
 	metrics_srv.allow = xcalloc(cf->metrics_allow.n + 1,
 	    sizeof(*metrics_srv.allow));
 	for (i = 0; i < cf->metrics_allow.n; i++)
@@ -526,10 +827,6 @@ metrics_start(struct event_base *base, const struct config *cf)
 	metrics_srv.nallow = cf->metrics_allow.n;
 	log_info("metrics listening addr=%s", cf->metrics_listen);
 	return 0;
-fail:
-	if (http != NULL)
-		evhttp_free(http);
-	return -1;
 }
 
 void
@@ -537,10 +834,14 @@ metrics_stop(void)
 {
 	size_t i;
 
-	if (metrics_srv.http == NULL)
+	if (metrics_srv.lev == NULL)
 		return;
-	evhttp_free(metrics_srv.http);
-	metrics_srv.http = NULL;
+	while (!TAILQ_EMPTY(&metrics_srv.conns))
+		metrics_conn_free(TAILQ_FIRST(&metrics_srv.conns));
+	net_backoff_free(metrics_srv.backoff);
+	metrics_srv.backoff = NULL;
+	evconnlistener_free(metrics_srv.lev);
+	metrics_srv.lev = NULL;
 	for (i = 0; i < metrics_srv.nallow; i++)
 		free(metrics_srv.allow[i]);
 	free(metrics_srv.allow);

@@ -1,7 +1,7 @@
 /*
  * metrics: the registry of Prometheus metrics and the /metrics, /healthz
  * HTTP listener ([metrics] listen, off by default; [metrics] allow CIDRs,
- * others get 403).
+ * others are closed at accept).
  *
  * Values live here; modules only call metrics_inc/add/set with an ID from
  * the enum below and never see how they are stored.  One row per series in
@@ -63,6 +63,21 @@ enum metrics_id {
 	/* TLS, by result */
 	M_TLS_HANDSHAKES_OK,
 	M_TLS_HANDSHAKES_FAILED,
+	M_LOG_SUPPRESSED,		/* counter, log.c's hook */
+	/* size limits */
+	M_PRIMARY_SIZE,			/* gauge, the primary's SIZE, 0 = none */
+	M_SIZE_LIMIT,			/* gauge, the limit in force */
+	/* the STARTTLS certificate */
+	M_TLS_READY,			/* gauge 0/1: STARTTLS offered */
+	M_TLS_CERT_EXPIRY,		/* gauge, unix seconds, 0 = none */
+	/* [notify] exec runs, by result */
+	M_NOTIFY_OK,
+	M_NOTIFY_FAILED,
+	M_NOTIFY_TIMEOUT,
+	M_NOTIFY_DROPPED,		/* queue of waiting events full */
+	M_NOTIFY_SUPPRESSED,		/* a repeat within repeat_interval */
+	/* families whose series are added at startup (metrics_series_add) */
+	M_DNSBL_ERRORS,			/* counter, label zone */
 	M_COUNT
 };
 
@@ -70,6 +85,20 @@ void metrics_inc(enum metrics_id id);
 void metrics_add(enum metrics_id id, uint64_t n);
 void metrics_set(enum metrics_id id, double value);
 double metrics_get(enum metrics_id id);
+
+/*
+ * Add a series "label=value" to family (a row without fixed labels, e.g.
+ * M_DNSBL_ERRORS) and return its handle, or -1 (logged) if the value is not
+ * [A-Za-z0-9._-] or all METRICS_SERIES_MAX are used.  For values from the
+ * config only, so the set stays bounded; adding one twice returns the same
+ * handle.
+ */
+#define METRICS_SERIES_MAX	64
+int metrics_series_add(enum metrics_id family, const char *label,
+    const char *value);
+/* Count one on a handle from metrics_series_add(); -1 is ignored. */
+void metrics_series_inc(int series);
+double metrics_series_get(int series);
 
 /*
  * Register fn(arg) to refresh gauges right before each scrape or render
@@ -82,6 +111,16 @@ void metrics_set_health(bool (*healthy)(void *arg), void *arg);
 /* Render the whole registry in the Prometheus text format (version 0.0.4)
  * into a new buffer (caller frees); *len gets its length. */
 char *metrics_render(size_t *len);
+
+/*
+ * The HTTP request path, pure: the length of the request head (request
+ * line and headers up to and with the empty line) at the start of buf, or
+ * 0 if it is not complete; and the whole reply to that head, status line
+ * to body, in a new buffer (caller frees), *outlen its length.  The peer
+ * has passed [metrics] allow before.
+ */
+size_t metrics_http_head_len(const char *buf, size_t len);
+char *metrics_http_respond(const char *head, size_t len, size_t *outlen);
 
 /* Start the HTTP listener if [metrics] listen is set: 0, or -1 (logged)
  * if it cannot bind.  metrics_stop() closes it. */

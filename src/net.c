@@ -2,11 +2,25 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "util.h"
+#include "xmalloc.h"
+
+struct net_backoff {
+	struct evconnlistener	*lev;		/* borrowed */
+	struct event		*timer;
+	const char		*name;
+	struct log_limit	 ll;
+};
 
 int
 net_parse_hostport(const char *s, struct sockaddr_storage *ss,
@@ -67,6 +81,27 @@ net_literal(const char *host, unsigned port, struct sockaddr_storage *ss,
 	snprintf(buf, sizeof(buf), strchr(host, ':') != NULL ? "[%s]:%u" :
 	    "%s:%u", host, port);
 	return net_parse_hostport(buf, ss, sslen);
+}
+
+int
+net_addr_parse(const char *addr, struct sockaddr_storage *ss,
+    socklen_t *sslen)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, addr, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		*sslen = sizeof(*sin);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, addr, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		*sslen = sizeof(*sin6);
+		return 0;
+	}
+	return -1;
 }
 
 int
@@ -168,4 +203,57 @@ net_addr_fmt(const struct sockaddr *sa, char *addr, size_t addrlen,
 		util_copy(addr, addrlen, "unknown");
 		*port = 0;
 	}
+}
+
+static void
+net_backoff_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct net_backoff *b = arg;
+
+	(void)fd;
+	(void)what;
+	if (evconnlistener_enable(b->lev) == -1)
+		log_warnx("%s listener cannot resume accepting", b->name);
+}
+
+struct net_backoff *
+net_backoff_new(struct event_base *base, struct evconnlistener *lev,
+    const char *name)
+{
+	struct net_backoff *b = xcalloc(1, sizeof(*b));
+
+	b->lev = lev;
+	b->name = name;
+	b->ll.site = name;
+	if ((b->timer = evtimer_new(base, net_backoff_timer_cb, b)) == NULL)
+		fatalx("%s: evtimer_new failed", __func__);
+	return b;
+}
+
+void
+net_backoff_start(struct net_backoff *b, int err)
+{
+	struct timeval tv = { 0, NET_BACKOFF_MS * 1000 };
+
+	/*
+	 * Whatever the error, pausing is safe: the connection waits in the
+	 * backlog.  Not pausing is not: libevent would call accept() again
+	 * at once and spin at 100% CPU while descriptors are short.
+	 */
+	if (log_limit_ok(&b->ll))
+		log_warnx("%s accept failed: %s; pausing %dms", b->name,
+		    strerror(err), NET_BACKOFF_MS);
+	if (evtimer_pending(b->timer, NULL))
+		return;
+	evconnlistener_disable(b->lev);
+	evtimer_add(b->timer, &tv);
+}
+
+void
+net_backoff_free(struct net_backoff *b)
+{
+	if (b == NULL)
+		return;
+	event_free(b->timer);
+	free(b);
 }

@@ -18,6 +18,10 @@ int net_parse_hostport(const char *s, struct sockaddr_storage *ss,
  * host is not a literal. */
 int net_literal(const char *host, unsigned port, struct sockaddr_storage *ss,
     socklen_t *sslen);
+/* A bare address literal (IPv4 or IPv6, no brackets, no port) as a
+ * sockaddr with port 0, e.g. to bind to.  0, or -1 if addr is not one. */
+int net_addr_parse(const char *addr, struct sockaddr_storage *ss,
+    socklen_t *sslen);
 /* An address block: "192.0.2.0/24", "2001:db8::/32", or a bare address
  * (a /32 or /128). */
 struct net_cidr {
@@ -36,5 +40,25 @@ bool net_cidr_list_match(char *const *cidrs, size_t n,
 /* Text address and port of sa. */
 void net_addr_fmt(const struct sockaddr *sa, char *addr, size_t addrlen,
     unsigned *port);
+
+/*
+ * What a listener does when accept() fails: out of descriptors (EMFILE,
+ * ENFILE) or memory the pending connection stays in the kernel's queue and
+ * the listener would wake up again at once, so it stops accepting for
+ * NET_BACKOFF_MS and then resumes.  The line is rate-limited.  The backoff
+ * borrows the listener, which must outlive it.
+ */
+#define NET_BACKOFF_MS 250
+
+struct evconnlistener;
+struct event_base;
+struct net_backoff;
+
+/* A backoff for listener lev; name ("smtp", "metrics") goes in the log. */
+struct net_backoff *net_backoff_new(struct event_base *base,
+    struct evconnlistener *lev, const char *name);
+/* Call from the listener's error callback with the accept() errno. */
+void net_backoff_start(struct net_backoff *b, int err);
+void net_backoff_free(struct net_backoff *b);
 
 #endif

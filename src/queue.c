@@ -17,8 +17,10 @@
 #include "envelope.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "smtp_proto.h"
 #include "spool.h"
+#include "tls.h"
 #include "util.h"
 #include "workpool.h"
 #include "xmalloc.h"
@@ -55,6 +57,12 @@ struct queue {
 	size_t			 n;		/* entries in queue/ */
 	bool			 primary_up;
 	time_t			 primary_since;
+	char			 primary_reply[DRAIN_REPLY_MAX]; /* why down */
+	/* learned from the primary's EHLO; kept in QUEUE_PRIMARY_FILE */
+	bool			 primary_known;
+	uint64_t		 primary_size;		/* 0: no limit */
+	bool			 primary_smtputf8;
+	bool			 primary_8bitmime;
 	time_t			 next_probe;
 	bool			 probing;	/* a probe is in flight */
 	time_t			 last_delivery;
@@ -72,7 +80,22 @@ struct queue {
 	struct queue_job	**commit_wait;
 	size_t			 ncommit_wait;
 	bool			 commit_busy;
+	/* [notify]: what the notices are about (see queue_watch) */
+	struct notify		*notify;
+	bool			 outage_noticed; /* primary-down sent */
+	time_t			 outage_since;
+	uint64_t		 outage_delivered; /* messages, since then */
+	bool			 spool_low;
+	time_t			 next_spool_check;
+	time_t			 next_cert_check;
+	time_t			 cert_noticed;	/* notAfter noticed */
+	time_t			 cert_noticed_at;
 };
+
+#define QUEUE_SPOOL_CHECK_SEC	10	/* free space, for the notice */
+#define QUEUE_CERT_CHECK_SEC	3600	/* the certificate's end */
+#define QUEUE_CERT_WARN_SEC	(14 * 86400)	/* notice that early */
+#define QUEUE_CERT_REPEAT_SEC	86400	/* and again each day */
 
 /*
  * Received messages are committed in batches: every message that arrived
@@ -89,7 +112,19 @@ struct queue_batch {
 };
 
 #define QUEUE_HOLD_MODE_FILE	"hold-mode"
+#define QUEUE_PRIMARY_FILE	"primary-ehlo"
 
+
+/*
+ * A move or delete can fail after its rename (the fsync that follows it
+ * fails): the message is then in its new place while the index still
+ * shows the old one.  The spool is looked at again, and the index follows.
+ */
+enum queue_where {
+	QUEUE_WHERE_UNKNOWN,	/* not looked, or the look failed */
+	QUEUE_WHERE_FOUND,	/* in where_area */
+	QUEUE_WHERE_GONE,	/* in no area (a delete's rename into tmp/) */
+};
 
 /* A job for the workpool: commit, or an envelope rewrite plus a fate. */
 enum queue_op {
@@ -112,6 +147,9 @@ struct queue_job {
 	struct envelope		*deadenv;	/* QUEUE_OP_SPLIT */
 	char			 deadid[SPOOL_ID_LEN + 1];
 	int			 rc, err;
+	/* after a failed move or delete: where the message really is */
+	enum queue_where	 where;
+	enum spool_area		 where_area;
 	void			(*cb)(void *, int, const struct envelope *);
 	void			*arg;
 };
@@ -246,6 +284,43 @@ queue_job_split(struct queue_job *job)
 	return rc;
 }
 
+/* Where is id now?  Any thread. */
+static enum queue_where
+queue_where_is(struct spool *sp, const char *id, enum spool_area *area)
+{
+	if (spool_find(sp, id, area) == 0)
+		return QUEUE_WHERE_FOUND;
+	return errno == ENOENT ? QUEUE_WHERE_GONE : QUEUE_WHERE_UNKNOWN;
+}
+
+/*
+ * Make qe follow the disk after a failed move or delete (see enum
+ * queue_where).  true if qe was freed: the message is in no area.
+ */
+static bool
+queue_entry_relocate(struct queue *q, struct queue_entry *qe,
+    enum queue_where where, enum spool_area area)
+{
+	switch (where) {
+	case QUEUE_WHERE_UNKNOWN:
+		return false;
+	case QUEUE_WHERE_GONE:
+		log_warnx("msg=%s not in the spool after a failed spool "
+		    "operation; dropped from the index", qe->id);
+		queue_entry_remove(q, qe);
+		return true;
+	case QUEUE_WHERE_FOUND:
+		if (area != qe->area) {
+			log_warnx("msg=%s in %s after a failed spool "
+			    "operation; the index follows", qe->id,
+			    spool_area_name(area));
+			queue_entry_set_area(q, qe, area);
+		}
+		return false;
+	}
+	fatalx("%s: bad where %d", __func__, (int)where);
+}
+
 static void
 queue_job_work(void *arg)
 {
@@ -282,9 +357,14 @@ queue_job_work(void *arg)
 		break;
 	}
 	job->err = job->rc == -1 ? errno : 0;
+	if (job->rc == -1 && (job->op == QUEUE_OP_DELETE ||
+	    job->op == QUEUE_OP_DEAD || job->op == QUEUE_OP_QUARANTINE))
+		job->where = queue_where_is(sp, id, &job->where_area);
 }
 
 static void queue_refused_dead(struct queue *q, struct queue_entry *qe);
+static void queue_notify_dead(struct queue *q, const char *id,
+    const char *reason);
 
 static void
 queue_job_done(void *arg)
@@ -324,9 +404,13 @@ queue_job_done(void *arg)
 		copy = queue_entry_new(job->deadenv, SPOOL_DEAD);
 		queue_entry_insert_sorted(q, copy);
 		queue_refused_dead(q, copy);
+		queue_notify_dead(q, job->deadid, "refused");
 		break;
 	case QUEUE_OP_QUARANTINE:
-		if (job->rc == 0) {
+		if (job->rc != 0 && queue_entry_relocate(q, qe, job->where,
+		    job->where_area))
+			break;			/* qe is gone */
+		if (job->rc == 0 || qe->area == SPOOL_QUARANTINE) {
 			log_warnx("msg=%s quarantined reason=unreadable", id);
 			queue_entry_remove(q, qe);
 		} else {
@@ -338,7 +422,10 @@ queue_job_done(void *arg)
 		if (job->rc == 0) {
 			log_info("msg=%s removed", id);
 			queue_entry_remove(q, qe);
-		} else {
+			if (q->outage_noticed)
+				q->outage_delivered++;
+		} else if (!queue_entry_relocate(q, qe, job->where,
+		    job->where_area)) {
 			/* It will be delivered again: a duplicate, not a
 			 * loss. */
 			log_warnx("msg=%s delivered but not removed; it may "
@@ -348,7 +435,8 @@ queue_job_done(void *arg)
 		break;
 	case QUEUE_OP_DEAD:
 		qe->busy = false;
-		if (job->rc != 0)
+		if (job->rc != 0 && (queue_entry_relocate(q, qe, job->where,
+		    job->where_area) || qe->area != SPOOL_DEAD))
 			break;
 		log_warnx("msg=%s moved to dead reason=%s", id,
 		    job->env->dead_reason);
@@ -356,6 +444,7 @@ queue_job_done(void *arg)
 		qe->refused = strcmp(job->env->dead_reason, "refused") == 0;
 		if (qe->refused)
 			queue_refused_dead(q, qe);
+		queue_notify_dead(q, id, job->env->dead_reason);
 		break;
 	}
 	envelope_free(job->env);
@@ -508,11 +597,135 @@ queue_primary_set(struct queue *q, bool up, const char *reply)
 			}
 	}
 	else {
+		util_copy(q->primary_reply, sizeof(q->primary_reply),
+		    reply != NULL ? reply : "");
 		log_warnx("primary down host=%s port=%" PRIu64 " reason=%s",
 		    q->cf->primary_host, q->cf->primary_port,
 		    log_escape(reply, strlen(reply), esc, sizeof(esc)));
 		q->next_probe = util_now() + (time_t)q->cf->probe_interval;
 	}
+}
+
+/* ---- what the primary accepts ---- */
+
+uint64_t
+queue_size_limit_calc(uint64_t max, uint64_t primary_size)
+{
+	uint64_t headroom, lim;
+
+	if (primary_size == 0)
+		return max;
+	headroom = primary_size >= 2 * QUEUE_SIZE_HEADROOM ?
+	    QUEUE_SIZE_HEADROOM : primary_size / 2;
+	lim = primary_size - headroom;
+	if (lim == 0)
+		lim = 1;
+	return lim < max ? lim : max;
+}
+
+bool
+queue_size_fits_primary(uint64_t primary_size, uint64_t size,
+    uint64_t nrcpt, uint64_t rcpt_octets)
+{
+	uint64_t cost = QUEUE_SIZE_FIXED;
+
+	/* A tiny SIZE keeps only the halved headroom of the limit. */
+	if (primary_size < 2 * QUEUE_SIZE_HEADROOM)
+		return true;
+	if (nrcpt > UINT32_MAX || rcpt_octets > UINT32_MAX)
+		return false;
+	cost += nrcpt * QUEUE_SIZE_PER_RCPT + 3 * rcpt_octets;
+	return cost <= primary_size && size <= primary_size - cost;
+}
+
+bool
+queue_size_fits(const struct queue *q, uint64_t size,
+    const struct envelope *env)
+{
+	uint64_t octets = 0;
+	size_t i;
+
+	if (size > queue_size_limit(q))
+		return false;
+	if (!q->primary_known || q->primary_size == 0)
+		return true;
+	for (i = 0; i < env->nrcpt; i++)
+		octets += strlen(env->rcpts[i].addr);
+	return queue_size_fits_primary(q->primary_size, size, env->nrcpt,
+	    octets);
+}
+
+uint64_t
+queue_size_limit(const struct queue *q)
+{
+	return queue_size_limit_calc(q->cf->max_message_size,
+	    q->primary_known ? q->primary_size : 0);
+}
+
+bool
+queue_primary_has_smtputf8(const struct queue *q)
+{
+	return !q->primary_known || q->primary_smtputf8;
+}
+
+static int
+queue_primary_store(struct queue *q)
+{
+	char buf[96];
+
+	snprintf(buf, sizeof(buf), "size=%" PRIu64 " smtputf8=%s "
+	    "8bitmime=%s\n", q->primary_size,
+	    q->primary_smtputf8 ? "yes" : "no",
+	    q->primary_8bitmime ? "yes" : "no");
+	return spool_state_write(q->spool, QUEUE_PRIMARY_FILE, buf);
+}
+
+void
+queue_primary_learn(struct queue *q, uint64_t size, bool smtputf8,
+    bool eightbitmime)
+{
+	uint64_t was = queue_size_limit(q);
+
+	if (q->primary_known && q->primary_size == size &&
+	    q->primary_smtputf8 == smtputf8 &&
+	    q->primary_8bitmime == eightbitmime)
+		return;
+	q->primary_known = true;
+	q->primary_size = size;
+	q->primary_smtputf8 = smtputf8;
+	q->primary_8bitmime = eightbitmime;
+	log_info("primary offers size=%" PRIu64 " smtputf8=%s 8bitmime=%s "
+	    "size_limit=%" PRIu64 " was=%" PRIu64, size,
+	    smtputf8 ? "yes" : "no", eightbitmime ? "yes" : "no",
+	    queue_size_limit(q), was);
+	if (queue_primary_store(q) == -1)
+		log_warnx("primary's limits not persisted; a restart forgets "
+		    "them until the primary is reached");
+}
+
+/* Load what the primary offered before the restart. */
+static void
+queue_primary_load(struct queue *q)
+{
+	char buf[96], utf8[8], eight[8];
+	unsigned long long size;
+
+	if (spool_state_read(q->spool, QUEUE_PRIMARY_FILE, buf,
+	    sizeof(buf)) == -1)
+		return;
+	if (sscanf(buf, "size=%llu smtputf8=%3[a-z] 8bitmime=%3[a-z]", &size,
+	    utf8, eight) != 3) {
+		log_warnx("primary-ehlo file unreadable; size limit is "
+		    "max_message_size until the primary is reached");
+		return;
+	}
+	q->primary_known = true;
+	q->primary_size = size;
+	q->primary_smtputf8 = strcmp(utf8, "yes") == 0;
+	q->primary_8bitmime = strcmp(eight, "yes") == 0;
+	log_info("primary offers (restored) size=%llu smtputf8=%s "
+	    "8bitmime=%s size_limit=%" PRIu64, size, utf8, eight,
+	    queue_size_limit(q));
 }
 
 /* ---- delivery results ---- */
@@ -535,6 +748,9 @@ queue_drain_done(void *arg, struct drain_job *job)
 	bool contact = false;
 	char esc[LOG_ESCAPE_MAX], delay[32], rcpt[LOG_ESCAPE_MAX];
 
+	if (job->greeted)
+		queue_primary_learn(q, job->primary_size,
+		    job->primary_smtputf8, job->primary_8bitmime);
 	if (env == NULL) {
 		/* The health probe: is the primary there at all? */
 		q->probing = false;
@@ -816,12 +1032,140 @@ queue_dispatch(struct queue *q)
 	queue_health_probe(q, now);
 }
 
+/* ---- notices ([notify] exec) ---- */
+
+static void
+queue_notify_dead(struct queue *q, const char *id, const char *reason)
+{
+	struct queue_entry *qe;
+	char summary[256], ndead[32];
+	size_t n = 0;
+
+	if (q->notify == NULL)
+		return;
+	TAILQ_FOREACH(qe, &q->entries, entry)
+		if (qe->area == SPOOL_DEAD)
+			n++;
+	snprintf(ndead, sizeof(ndead), "%zu", n);
+	snprintf(summary, sizeof(summary), "%s: message %s moved to dead/ "
+	    "(%s); %zu dead letters wait for an operator", q->cf->hostname,
+	    id, reason, n);
+	notify_send(q->notify, NOTIFY_DEAD_LETTER, summary,
+	    (struct notify_var[]){ { "MSG_ID", id }, { "REASON", reason },
+	    { "DEAD", ndead } }, 3);
+}
+
+/*
+ * Once a second: the primary down for longer than primary_down_after (one
+ * notice per outage), then back with queue/ empty again (the drained
+ * notice, with the messages delivered since the first one), and free space
+ * crossing min_free.
+ */
+static void
+queue_watch(struct queue *q, time_t now)
+{
+	char summary[256], a[32], b[32], c[32], d1[32], d2[32];
+
+	if (q->notify == NULL)
+		return;
+	if (!q->primary_up && !q->outage_noticed &&
+	    now - q->primary_since >= (time_t)q->cf->notify_primary_down_after) {
+		q->outage_noticed = true;
+		q->outage_since = q->primary_since;
+		q->outage_delivered = 0;
+		util_fmt_duration((uint64_t)(now - q->primary_since), d1,
+		    sizeof(d1));
+		snprintf(a, sizeof(a), "%lld", (long long)(now -
+		    q->primary_since));
+		snprintf(b, sizeof(b), "%zu", q->n);
+		snprintf(c, sizeof(c), "%lld", (long long)q->primary_since);
+		snprintf(summary, sizeof(summary), "%s: primary %s:%" PRIu64
+		    " down for %s; %zu messages queued, safe in the spool",
+		    q->cf->hostname, q->cf->primary_host,
+		    q->cf->primary_port, d1, q->n);
+		notify_send(q->notify, NOTIFY_PRIMARY_DOWN, summary,
+		    (struct notify_var[]){ { "DOWN_SECONDS", a },
+		    { "QUEUED", b }, { "DOWN_SINCE", c },
+		    { "PRIMARY", q->cf->primary_host } }, 4);
+	}
+	if (q->primary_up && q->outage_noticed && q->n == 0) {
+		q->outage_noticed = false;
+		util_fmt_duration((uint64_t)(q->primary_since -
+		    q->outage_since), d1, sizeof(d1));
+		util_fmt_duration((uint64_t)(now - q->primary_since), d2,
+		    sizeof(d2));
+		snprintf(a, sizeof(a), "%" PRIu64, q->outage_delivered);
+		snprintf(b, sizeof(b), "%lld", (long long)(q->primary_since -
+		    q->outage_since));
+		snprintf(c, sizeof(c), "%lld", (long long)(now -
+		    q->primary_since));
+		snprintf(summary, sizeof(summary), "%s: primary %s back after "
+		    "%s; %" PRIu64 " messages delivered, queue drained in %s",
+		    q->cf->hostname, q->cf->primary_host, d1,
+		    q->outage_delivered, d2);
+		notify_send(q->notify, NOTIFY_PRIMARY_DRAINED, summary,
+		    (struct notify_var[]){ { "MESSAGES", a },
+		    { "DOWN_SECONDS", b }, { "DRAIN_SECONDS", c },
+		    { "PRIMARY", q->cf->primary_host } }, 4);
+	}
+	if (now >= q->next_spool_check) {
+		long long fb = spool_free_bytes(q->spool);
+
+		q->next_spool_check = now + QUEUE_SPOOL_CHECK_SEC;
+		if (fb >= 0 && (uint64_t)fb < q->cf->min_free &&
+		    !q->spool_low) {
+			snprintf(a, sizeof(a), "%lld", fb);
+			snprintf(b, sizeof(b), "%" PRIu64, q->cf->min_free);
+			snprintf(summary, sizeof(summary), "%s: spool has "
+			    "%lld bytes free, below min_free %" PRIu64
+			    ": new mail gets 452", q->cf->hostname, fb,
+			    q->cf->min_free);
+			notify_send(q->notify, NOTIFY_SPOOL_LOW, summary,
+			    (struct notify_var[]){ { "FREE_BYTES", a },
+			    { "MIN_FREE", b } }, 2);
+		}
+		if (fb >= 0)
+			q->spool_low = (uint64_t)fb < q->cf->min_free;
+	}
+	if (now >= q->next_cert_check) {
+		time_t end = tls_server_not_after(q->tls);
+
+		q->next_cert_check = now + QUEUE_CERT_CHECK_SEC;
+		/* Once a day per certificate; a renewed one starts afresh. */
+		if (end != 0 && end - now < QUEUE_CERT_WARN_SEC &&
+		    (end != q->cert_noticed ||
+		    now - q->cert_noticed_at >= QUEUE_CERT_REPEAT_SEC)) {
+			q->cert_noticed = end;
+			q->cert_noticed_at = now;
+			snprintf(a, sizeof(a), "%lld", (long long)end);
+			snprintf(b, sizeof(b), "%lld", (long long)(end - now));
+			if (end > now)
+				util_fmt_duration((uint64_t)(end - now), d2,
+				    sizeof(d2));
+			snprintf(summary, sizeof(summary), "%s: the STARTTLS "
+			    "certificate %s%s; check certbot and its deploy "
+			    "hook", q->cf->hostname, end > now ? "expires in " :
+			    "has expired", end > now ? d2 : "");
+			notify_send(q->notify, NOTIFY_CERT_EXPIRY, summary,
+			    (struct notify_var[]){ { "NOT_AFTER", a },
+			    { "SECONDS_LEFT", b } }, 2);
+		}
+	}
+}
+
+void
+queue_set_notify(struct queue *q, struct notify *n)
+{
+	q->notify = n;
+}
+
 static void
 queue_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	queue_dispatch(arg);
+	queue_watch(arg, util_now());
 }
 
 /* ---- operator actions (ctl) ----
@@ -857,13 +1201,25 @@ queue_env_store_move(struct queue *q, struct queue_entry *qe,
 {
 	size_t len;
 	char *text = envelope_dump(env, &len);
-	int rc;
+	enum spool_area where;
+	enum queue_where w;
+	int rc, saved;
 
 	rc = spool_env_write(q->spool, qe->area, qe->id, text, len);
 	free(text);
-	if (rc == 0 && to != qe->area &&
-	    (rc = spool_move(q->spool, qe->id, qe->area, to)) == 0)
-		queue_entry_set_area(q, qe, to);
+	if (rc == 0 && to != qe->area) {
+		if ((rc = spool_move(q->spool, qe->id, qe->area, to)) == 0)
+			queue_entry_set_area(q, qe, to);
+		else {
+			/* the rename may have happened all the same */
+			saved = errno;
+			w = queue_where_is(q->spool, qe->id, &where);
+			/* (callers go on using qe: never drop it here) */
+			if (w == QUEUE_WHERE_FOUND)
+				queue_entry_relocate(q, qe, w, where);
+			errno = saved;
+		}
+	}
 	return rc;
 }
 
@@ -1023,11 +1379,19 @@ int
 queue_delete(struct queue *q, const char *id)
 {
 	struct queue_entry *qe = queue_op_entry(q, id);
+	enum spool_area where;
+	enum queue_where w;
+	int saved;
 
 	if (qe == NULL)
 		return -1;
-	if (spool_delete(q->spool, qe->area, qe->id) == -1)
+	if (spool_delete(q->spool, qe->area, qe->id) == -1) {
+		saved = errno;
+		w = queue_where_is(q->spool, id, &where);
+		queue_entry_relocate(q, qe, w, where);
+		errno = saved;
 		return -1;
+	}
 	log_info("msg=%s removed reason=operator area=%s", qe->id,
 	    spool_area_name(qe->area));
 	queue_entry_remove(q, qe);
@@ -1131,6 +1495,16 @@ queue_hold_mode_end(struct queue *q, const char *why)
 		log_warnx("hold-mode off not persisted; it may return after "
 		    "a restart");
 	log_info("hold-mode off reason=%s", why);
+	if (q->notify != NULL) {
+		char summary[160], held[32];
+
+		snprintf(held, sizeof(held), "%lld", (long long)(now - since));
+		snprintf(summary, sizeof(summary), "%s: hold-mode off (%s); "
+		    "held mail drains now", q->cf->hostname, why);
+		notify_send(q->notify, NOTIFY_HOLD_MODE_OFF, summary,
+		    (struct notify_var[]){ { "REASON", why },
+		    { "HELD_SECONDS", held } }, 2);
+	}
 	for (qe = TAILQ_FIRST(&q->entries); qe != NULL; qe = next) {
 		struct envelope *env;
 		time_t from = qe->age_base > since ? qe->age_base : since;
@@ -1158,12 +1532,26 @@ queue_hold_mode_set(struct queue *q, bool on, uint64_t seconds)
 		queue_dispatch(q);
 		return 0;
 	}
+	bool was_on = q->hold_until != 0;
+
 	if (q->hold_until == 0)
 		q->hold_since = now;
 	q->hold_until = now + (time_t)seconds;
 	if (queue_hold_mode_store(q) == -1)
 		return -1;
 	log_info("hold-mode on until=+%" PRIu64 "s", seconds);
+	if (!was_on && q->notify != NULL) {
+		char summary[160], secs[32], until[32];
+
+		snprintf(secs, sizeof(secs), "%" PRIu64, seconds);
+		snprintf(until, sizeof(until), "%lld", (long long)q->hold_until);
+		snprintf(summary, sizeof(summary), "%s: hold-mode on for %s "
+		    "s: mail is accepted and kept, nothing drains",
+		    q->cf->hostname, secs);
+		notify_send(q->notify, NOTIFY_HOLD_MODE_ON, summary,
+		    (struct notify_var[]){ { "SECONDS", secs },
+		    { "UNTIL", until } }, 2);
+	}
 	return 0;
 }
 
@@ -1239,6 +1627,9 @@ queue_metrics_cb(void *arg)
 	metrics_set(M_PRIMARY_CHANGE_TIME, (double)q->primary_since);
 	metrics_set(M_PRIMARY_STATE_SECONDS, (double)(now - q->primary_since));
 	metrics_set(M_LAST_DELIVERY_TIME, (double)q->last_delivery);
+	metrics_set(M_PRIMARY_SIZE, (double)(q->primary_known ?
+	    q->primary_size : 0));
+	metrics_set(M_SIZE_LIMIT, (double)queue_size_limit(q));
 	if ((free_bytes = spool_free_bytes(q->spool)) >= 0) {
 		metrics_set(M_SPOOL_FREE_BYTES, (double)free_bytes);
 		metrics_set(M_SPOOL_LOW, (uint64_t)free_bytes <
@@ -1270,6 +1661,11 @@ queue_status(struct queue *q, struct evbuffer *out)
 	ctl_proto_kv(out, "refusing", queue_is_refusing(q) ? "yes" : "no");
 	ctl_proto_kvu(out, "last_delivery",
 	    (unsigned long long)q->last_delivery);
+	ctl_proto_kvu(out, "primary_size", q->primary_known ?
+	    q->primary_size : 0);
+	ctl_proto_kv(out, "primary_smtputf8", !q->primary_known ? "unknown" :
+	    q->primary_smtputf8 ? "yes" : "no");
+	ctl_proto_kvu(out, "size_limit", queue_size_limit(q));
 	ctl_proto_kv(out, "hold_mode", q->hold_until != 0 ? "on" : "off");
 	ctl_proto_kvu(out, "hold_until", (unsigned long long)q->hold_until);
 	for (i = 0; i < UTIL_ARRAY_LEN(states); i++) {
@@ -1281,6 +1677,8 @@ queue_status(struct queue *q, struct evbuffer *out)
 		ctl_proto_kvu(out, key, t.oldest_in[states[i].k] == 0 ? 0 :
 		    (unsigned long long)(now - t.oldest_in[states[i].k]));
 	}
+	ctl_proto_kvu(out, "waiting_messages", q->primary_up ? 0 :
+	    t.msgs[SPOOL_QUEUE] + t.msgs[SPOOL_NAREAS]);
 	ctl_proto_kvu(out, "oldest_age", t.oldest == 0 ? 0 :
 	    (unsigned long long)(now - t.oldest));
 	ctl_proto_kvu(out, "spool_free_bytes",
@@ -1397,6 +1795,7 @@ queue_load(struct queue *q)
 		return -1;
 	queue_sort(q);
 	queue_hold_mode_load(q);
+	queue_primary_load(q);
 	queue_tally(q, &t);
 	log_info("queue loaded messages=%zu held=%" PRIu64 " dead=%" PRIu64,
 	    q->n, t.msgs[SPOOL_HOLD], t.msgs[SPOOL_DEAD]);
@@ -1456,4 +1855,13 @@ bool
 queue_primary_is_up(const struct queue *q)
 {
 	return q->primary_up;
+}
+
+const char *
+queue_primary_down_reason(const struct queue *q)
+{
+	if (q->primary_up)
+		return NULL;
+	return q->primary_reply[0] != '\0' ? q->primary_reply :
+	    "primary down";
 }

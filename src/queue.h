@@ -21,6 +21,7 @@ struct drain;
 struct envelope;
 struct evbuffer;
 struct event_base;
+struct notify;
 struct spool;
 struct spool_msg;
 struct tls;
@@ -32,6 +33,8 @@ struct queue;
 struct queue *queue_new(struct event_base *base, const struct config *cf,
     struct spool *sp, struct workpool *wp, struct dns *dns, struct tls *tls);
 void queue_free(struct queue *q);
+/* Send notices through n (borrowed; NULL: none) from now on. */
+void queue_set_notify(struct queue *q, struct notify *n);
 /* Rebuild the index from the spool (startup scan).  0 or -1. */
 int queue_load(struct queue *q);
 /* Start delivering: creates the drain and the scheduling timer. */
@@ -75,8 +78,63 @@ void queue_status(struct queue *q, struct evbuffer *out);
 /* The spool is usable (for /healthz). */
 bool queue_is_healthy(struct queue *q);
 
+/*
+ * The message size limit (RFC 1870 SIZE) is never above what the primary
+ * accepts: it is min(max_message_size, the primary's SIZE - headroom).
+ * The headroom covers what the message grows by between the client and
+ * the primary's limit check: our Received header (SMTP_RECEIVED_MAX), the
+ * primary's own Received header with the XFORWARD name and HELO in it,
+ * and the envelope records Postfix counts against message_size_limit
+ * (measured on Postfix 3.7: 0.8 KiB for one short recipient, 2.7 KiB with
+ * 255-octet XFORWARD values and a 250-octet recipient).  Below 2 *
+ * headroom the headroom is half the primary's SIZE.  A primary SIZE of 0
+ * (none, or no limit) leaves max.
+ */
+#define QUEUE_SIZE_HEADROOM	16384
+
+/*
+ * Many long recipients can outgrow the headroom (Postfix counts each in
+ * its queue file; measured on Postfix 3.7: about 20 octets + three times
+ * the address): at the end of DATA/BDAT a message must also fit SIZE -
+ * QUEUE_SIZE_FIXED - per recipient (QUEUE_SIZE_PER_RCPT + three times its
+ * address).  The fixed part covers our Received header (at most 1.5 KiB)
+ * and what the primary adds with XFORWARD names and HELO of 255 octets
+ * and a 64-octet sender (measured: 2.2 KiB).
+ */
+#define QUEUE_SIZE_FIXED	6144
+#define QUEUE_SIZE_PER_RCPT	32
+
+/* The limit for max_message_size and a primary SIZE (0: none).  Pure. */
+uint64_t queue_size_limit_calc(uint64_t max, uint64_t primary_size);
+/* Whether size octets to nrcpt recipients whose addresses total
+ * rcpt_octets fit the primary's SIZE (0: none) with the per-recipient
+ * cost above.  Pure. */
+bool queue_size_fits_primary(uint64_t primary_size, uint64_t size,
+    uint64_t nrcpt, uint64_t rcpt_octets);
+/* The limit in force now (advertised in EHLO, enforced at MAIL and at the
+ * end of DATA/BDAT). */
+uint64_t queue_size_limit(const struct queue *q);
+/* At the end of DATA/BDAT: size within the limit, and with env's
+ * recipients within the primary's SIZE (borrows env). */
+bool queue_size_fits(const struct queue *q, uint64_t size,
+    const struct envelope *env);
+/* Whether to advertise SMTPUTF8: false once the primary is known to lack
+ * it (its addresses would be refused there). */
+bool queue_primary_has_smtputf8(const struct queue *q);
+/*
+ * Record what the primary's EHLO said (the drain's results do; public for
+ * tests): on a change it is logged in one line and kept in the spool
+ * (state file "primary-ehlo"), so it holds across a restart while the
+ * primary is down.
+ */
+void queue_primary_learn(struct queue *q, uint64_t size, bool smtputf8,
+    bool eightbitmime);
+
 /* Counts for status and tests. */
 size_t queue_count(const struct queue *q);
 bool queue_primary_is_up(const struct queue *q);
+/* NULL while the primary is up; else why it is down (its last failure),
+ * for listings that show messages waiting for it. */
+const char *queue_primary_down_reason(const struct queue *q);
 
 #endif

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "dns.h"
 #include "log.h"
+#include "metrics.h"
 #include "net.h"
 #include "util.h"
 #include "xmalloc.h"
@@ -19,19 +20,33 @@
 #define SCREEN_BUCKETS		4096
 #define SCREEN_MAX_ADDRS	65536	/* table bound; idle ones go first */
 #define SCREEN_WINDOW_SEC	60
+#define SCREEN_V6_PREFIX	8	/* bytes: IPv6 limits apply per /64 */
 
+/*
+ * One client "address" for the limits: an IPv4 address, or an IPv6 /64
+ * (one customer's subnet: counting each /128 would let one host spread
+ * over 2^64 addresses).  When the table is full, entries with nothing
+ * running go first; if all are busy, the least recently seen one is
+ * evicted, so a new address is always limited.
+ */
 struct screen_addr {
 	int			 family;
 	unsigned char		 addr[16];
 	unsigned		 sessions;
 	time_t			 conn_window, msg_window;
 	unsigned		 conns, msgs;
-	struct screen_addr	*next;
+	struct screen_addr	*next;		/* bucket chain */
+	TAILQ_ENTRY(screen_addr) lru;		/* least recently seen first */
 };
 
+#define SCREEN_DNSBL_LOG_SEC	60	/* one error line per zone per minute */
+
+/* One DNSBL zone looked up (several [screen] dnsbl rows may share it). */
 struct screen_zone {
-	char		*zone;
-	unsigned	 weight;
+	const char	*zone;		/* borrowed from the config */
+	int		 errors;	/* metrics series, or -1 */
+	time_t		 log_window;
+	unsigned long	 suppressed;	/* error lines not logged */
 };
 
 struct screen {
@@ -39,8 +54,11 @@ struct screen {
 	struct dns		*dns;
 	struct screen_addr	*buckets[SCREEN_BUCKETS];
 	size_t			 naddrs;
+	TAILQ_HEAD(, screen_addr) lru;
+	time_t			 purged_at;	/* last purge of a full table */
 	struct screen_zone	*zones;
 	size_t			 nzones;
+	size_t			*site_zone;	/* per config row: its zone */
 	TAILQ_HEAD(, screen_query) queries;	/* DNSBL lookups running */
 };
 
@@ -54,8 +72,9 @@ struct screen_query {
 	void			(*cb)(void *, unsigned, const char *);
 	void			*arg;
 	size_t			 pending;
-	unsigned		 weight;
+	long			 weight;	/* negative rows allow */
 	const char		*zone;
+	char			 addr[NET_ADDR_MAX];	/* for the log */
 	bool			 cancelled;
 	TAILQ_ENTRY(screen_query) entry;
 	struct screen_thunk	 th[];	/* one per zone */
@@ -109,6 +128,7 @@ screen_purge(struct screen *sc, time_t now)
 			    now - a->conn_window >= SCREEN_WINDOW_SEC &&
 			    now - a->msg_window >= SCREEN_WINDOW_SEC) {
 				*pp = a->next;
+				TAILQ_REMOVE(&sc->lru, a, lru);
 				free(a);
 				sc->naddrs--;
 			} else
@@ -117,32 +137,67 @@ screen_purge(struct screen *sc, time_t now)
 	}
 }
 
+/* The least recently seen entry goes, busy or not. */
+static void
+screen_evict(struct screen *sc)
+{
+	static struct log_limit ll = LOG_LIMIT_INIT("screen table full");
+	struct screen_addr *a = TAILQ_FIRST(&sc->lru), **pp;
+
+	if (a == NULL)
+		return;
+	for (pp = &sc->buckets[screen_hash(a->family, a->addr)]; *pp != a;
+	    pp = &(*pp)->next)
+		;
+	*pp = a->next;
+	TAILQ_REMOVE(&sc->lru, a, lru);
+	free(a);
+	sc->naddrs--;
+	if (log_limit_ok(&ll))
+		log_warnx("screen address table full (%d busy addresses); "
+		    "the least recently seen one is forgotten",
+		    SCREEN_MAX_ADDRS);
+}
+
 static struct screen_addr *
 screen_lookup(struct screen *sc, const struct sockaddr *sa, bool create)
 {
-	unsigned char addr[16];
+	unsigned char addr[16] = { 0 };
 	int family = screen_key(sa, addr);
-	size_t n = family == AF_INET ? 4 : 16, b;
+	size_t b;
 	struct screen_addr *a;
+	time_t now;
 
 	if (family == 0)
 		return NULL;
+	if (family == AF_INET6)
+		memset(addr + SCREEN_V6_PREFIX, 0, 16 - SCREEN_V6_PREFIX);
 	b = screen_hash(family, addr);
 	for (a = sc->buckets[b]; a != NULL; a = a->next)
-		if (a->family == family && memcmp(a->addr, addr, n) == 0)
+		if (a->family == family && memcmp(a->addr, addr,
+		    family == AF_INET ? 4 : 16) == 0) {
+			TAILQ_REMOVE(&sc->lru, a, lru);
+			TAILQ_INSERT_TAIL(&sc->lru, a, lru);
 			return a;
+		}
 	if (!create)
 		return NULL;
 	if (sc->naddrs >= SCREEN_MAX_ADDRS) {
-		screen_purge(sc, time(NULL));
+		/* a full scan at most once a second */
+		now = time(NULL);
+		if (now != sc->purged_at) {
+			sc->purged_at = now;
+			screen_purge(sc, now);
+		}
 		if (sc->naddrs >= SCREEN_MAX_ADDRS)
-			return NULL;	/* all busy: no per-address limits */
+			screen_evict(sc);
 	}
 	a = xcalloc(1, sizeof(*a));
 	a->family = family;
-	memcpy(a->addr, addr, n);
+	memcpy(a->addr, addr, 16);
 	a->next = sc->buckets[b];
 	sc->buckets[b] = a;
+	TAILQ_INSERT_TAIL(&sc->lru, a, lru);
 	sc->naddrs++;
 	return a;
 }
@@ -228,21 +283,81 @@ screen_query_done(struct screen_query *sq)
 {
 	TAILQ_REMOVE(&sq->sc->queries, sq, entry);
 	if (!sq->cancelled)
-		sq->cb(sq->arg, sq->weight, sq->zone);
+		sq->cb(sq->arg, sq->weight > 0 ? (unsigned)sq->weight : 0,
+		    sq->weight > 0 ? sq->zone : NULL);
 	free(sq);
 }
 
+bool
+screen_dnsbl_is_error(const unsigned char *a)
+{
+	return a[0] == 127 && a[1] == 255 && a[2] == 255;
+}
+
+bool
+screen_dnsbl_match(const struct config_dnsbl *site, const unsigned char *a)
+{
+	int i;
+
+	if (screen_dnsbl_is_error(a))
+		return false;
+	if (!site->has_filter)
+		return a[0] == 127 && a[1] == 0 && a[2] == 0 && a[3] != 1;
+	for (i = 0; i < 4; i++)
+		if (!(site->filter[i][a[i] / 8] & (1u << (a[i] % 8))))
+			return false;
+	return true;
+}
+
+/* An error answer: counted always, logged once a minute per zone. */
 static void
-screen_thunk_cb(void *arg, const unsigned char *a)
+screen_dnsbl_error(struct screen_zone *z, const char *addr,
+    const unsigned char *a)
+{
+	time_t now = time(NULL);
+
+	metrics_series_inc(z->errors);
+	if (now - z->log_window < SCREEN_DNSBL_LOG_SEC) {
+		z->suppressed++;
+		return;
+	}
+	z->log_window = now;
+	log_warnx("dnsbl error zone=%s addr=%s answer=%u.%u.%u.%u "
+	    "suppressed=%lu reason=\"an error code, not a listing (the "
+	    "list may refuse this resolver)\"", z->zone, addr, a[0], a[1],
+	    a[2], a[3], z->suppressed);
+	z->suppressed = 0;
+}
+
+static void
+screen_thunk_cb(void *arg, const unsigned char *a, size_t n)
 {
 	struct screen_thunk *t = arg;
 	struct screen_query *sq = t->sq;
 	struct screen *sc = sq->sc;
+	const struct config *cf = sc->cf;
+	size_t i, r;
 
-	/* A listing is an answer in 127.0.0.0/8 (RFC 5782). */
-	if (a != NULL && a[0] == 127) {
-		sq->weight += sc->zones[t->zone].weight;
-		sq->zone = sc->zones[t->zone].zone;
+	/* Any error code makes the whole answer unusable for this zone. */
+	for (i = 0; i < n; i++)
+		if (screen_dnsbl_is_error(a + 4 * i)) {
+			screen_dnsbl_error(&sc->zones[t->zone], sq->addr,
+			    a + 4 * i);
+			n = 0;
+			break;
+		}
+	/* Each row of this zone adds its weight once if any code matches. */
+	for (r = 0; r < cf->ndnsbl_sites && n > 0; r++) {
+		if (sc->site_zone[r] != t->zone)
+			continue;
+		for (i = 0; i < n; i++)
+			if (screen_dnsbl_match(&cf->dnsbl_sites[r],
+			    a + 4 * i)) {
+				sq->weight += cf->dnsbl_sites[r].weight;
+				if (cf->dnsbl_sites[r].weight > 0)
+					sq->zone = sc->zones[t->zone].zone;
+				break;
+			}
 	}
 	if (--sq->pending == 0)
 		screen_query_done(sq);
@@ -254,6 +369,7 @@ screen_dnsbl(struct screen *sc, const struct sockaddr *sa,
 {
 	struct screen_query *sq;
 	unsigned char addr[16];
+	unsigned port;
 	int family;
 	size_t i;
 
@@ -265,6 +381,7 @@ screen_dnsbl(struct screen *sc, const struct sockaddr *sa,
 	sq->cb = cb;
 	sq->arg = arg;
 	sq->pending = sc->nzones;
+	net_addr_fmt(sa, sq->addr, sizeof(sq->addr), &port);
 	TAILQ_INSERT_TAIL(&sc->queries, sq, entry);
 	for (i = 0; i < sc->nzones; i++) {
 		struct screen_thunk *t = &sq->th[i];
@@ -307,19 +424,28 @@ screen_new(struct event_base *base, const struct config *cf)
 
 	sc->cf = cf;
 	TAILQ_INIT(&sc->queries);
-	for (i = 0; i < cf->dnsbl.n; i++) {
-		char *z = xstrdup(cf->dnsbl.v[i]), *star = strchr(z, '*');
-		uint64_t w = 1;
+	TAILQ_INIT(&sc->lru);
+	/* One lookup per distinct zone, however many rows name it. */
+	sc->site_zone = xcalloc(cf->ndnsbl_sites + 1, sizeof(*sc->site_zone));
+	for (i = 0; i < cf->ndnsbl_sites; i++) {
+		const char *zone = cf->dnsbl_sites[i].zone;
+		size_t j;
 
-		if (star != NULL) {
-			*star = '\0';
-			util_parse_u64(star + 1, &w);	/* checked by config */
+		for (j = 0; j < sc->nzones; j++)
+			if (strcmp(sc->zones[j].zone, zone) == 0)
+				break;
+		if (j == sc->nzones) {
+			sc->zones = xreallocarray(sc->zones, sc->nzones + 1,
+			    sizeof(*sc->zones));
+			memset(&sc->zones[j], 0, sizeof(sc->zones[j]));
+			sc->zones[j].zone = zone;
+			sc->zones[j].errors = metrics_series_add(
+			    M_DNSBL_ERRORS, "zone", zone);
+			sc->zones[j].log_window = time(NULL) -
+			    SCREEN_DNSBL_LOG_SEC;
+			sc->nzones++;
 		}
-		sc->zones = xreallocarray(sc->zones, sc->nzones + 1,
-		    sizeof(*sc->zones));
-		sc->zones[sc->nzones].zone = z;
-		sc->zones[sc->nzones].weight = (unsigned)w;
-		sc->nzones++;
+		sc->site_zone[i] = j;
 	}
 	if (sc->nzones > 0) {
 		sc->dns = dns_new(base, *cf->screen_dns_server != '\0' ?
@@ -354,8 +480,7 @@ screen_free(struct screen *sc)
 			sc->buckets[i] = a->next;
 			free(a);
 		}
-	for (i = 0; i < sc->nzones; i++)
-		free(sc->zones[i].zone);
+	free(sc->site_zone);
 	free(sc->zones);
 	free(sc);
 }

@@ -243,9 +243,14 @@ smtp_proto_parse_path(const char *in, struct smtp_path *path,
 	for (p++; *p == ' '; p++)
 		;
 
+	/*
+	 * A control byte (bare CR, ESC, BEL, NUL...) is a syntax error, for
+	 * MAIL as for RCPT: passed on, a bare CR splits the command at a
+	 * primary that ends lines on CR, and an ESC reaches a terminal.
+	 */
 	for (i = 0; i < len; i++)
 		if (smtp_proto_is_ctl((unsigned char)buf[i]))
-			routed = true;
+			return SMTP_PATH_SYNTAX;
 	a = buf;
 	if (buf[0] == '@' && (at = strchr(buf, ':')) != NULL) {
 		routed = true;		/* source route <@a,@b:u@d> */
@@ -439,6 +444,34 @@ smtp_proto_ehlo_has(const struct smtp_reply *reply, const char *keyword)
 			return true;
 	}
 	return false;
+}
+
+uint64_t
+smtp_proto_ehlo_size(const struct smtp_reply *reply)
+{
+	const char *p, *v;
+	uint64_t size = 0;
+
+	for (p = strchr(reply->text, '\n'); p != NULL; p = strchr(p, '\n')) {
+		p++;
+		if (strnlen(p, 4) < 4 || !smtp_proto_ncaseeq(p, "SIZE", 4) ||
+		    (p[4] != ' ' && p[4] != '\n' && p[4] != '\0'))
+			continue;
+		for (v = p + 4; *v == ' '; v++)
+			;
+		size = 0;
+		for (; *v >= '0' && *v <= '9'; v++) {
+			uint64_t d = (uint64_t)(*v - '0');
+
+			if (size > (UINT64_MAX - d) / 10)
+				return 0;
+			size = size * 10 + d;
+		}
+		if (*v != '\n' && *v != '\0' && *v != ' ')
+			return 0;
+		return size;
+	}
+	return 0;
 }
 
 void
@@ -724,16 +757,16 @@ smtp_proto_fmt_received(const struct smtp_received *r, char *out,
 	    SMTP_DOMAIN_MAX);
 	smtp_proto_buf_puts(&b, " [");
 	smtp_proto_buf_puts_safe(&b, r->addr != NULL ? r->addr : "unknown",
-	    SMTP_DOMAIN_MAX);
+	    64);
 	smtp_proto_buf_puts(&b, "])\r\n\tby ");
 	smtp_proto_buf_puts_safe(&b, r->hostname != NULL ? r->hostname : "",
 	    SMTP_DOMAIN_MAX);
 	smtp_proto_buf_puts(&b, " (holdfast) with ");
 	smtp_proto_buf_puts_safe(&b, r->proto != NULL ? r->proto : "SMTP",
-	    SMTP_DOMAIN_MAX);
+	    16);
 	if (r->tls != NULL) {
 		smtp_proto_buf_puts(&b, " (");
-		smtp_proto_buf_puts_safe(&b, r->tls, SMTP_DOMAIN_MAX);
+		smtp_proto_buf_puts_safe(&b, r->tls, 128);
 		smtp_proto_buf_putc(&b, ')');
 	}
 	smtp_proto_buf_puts(&b, " id ");

@@ -44,13 +44,18 @@ struct smtp_path {
 
 enum smtp_path_status {
 	SMTP_PATH_OK,
-	SMTP_PATH_SYNTAX,	/* 501: no <...>, unbalanced, too long */
+	/*
+	 * 501 (5.1.7 for MAIL, 5.1.3 for RCPT): no <...>, unbalanced, too
+	 * long, not a mailbox, or a control byte (< 0x20 or 0x7f: bare CR,
+	 * ESC, BEL, NUL...) anywhere between the brackets.
+	 */
+	SMTP_PATH_SYNTAX,
 	/*
 	 * Parses, but is a shape that can route somewhere else: a source
 	 * route <@a,@b:u@d>, % or ! in the local part, a quoted local part
-	 * holding @, more than one @ (u@foreign@ours), an address literal
-	 * domain [1.2.3.4], or a NUL or control byte anywhere.  RCPT
-	 * answers it 554 5.7.1 (relaying denied).
+	 * holding @, more than one @ (u@foreign@ours), or an address
+	 * literal domain [1.2.3.4].  RCPT answers it 554 5.7.1 (relaying
+	 * denied).
 	 */
 	SMTP_PATH_ROUTED,
 };
@@ -103,6 +108,12 @@ int smtp_proto_reply_feed(struct smtp_reply *reply, const char *line,
 /* True if an EHLO reply lists keyword (case-insensitive, first word of a
  * line after the first). */
 bool smtp_proto_ehlo_has(const struct smtp_reply *reply, const char *keyword);
+/*
+ * The SIZE an EHLO reply advertises (RFC 1870): its number, or 0 when the
+ * reply has no SIZE line, SIZE has no number or 0 (no fixed limit), or the
+ * number is malformed or does not fit in 64 bits.
+ */
+uint64_t smtp_proto_ehlo_size(const struct smtp_reply *reply);
 /* Format "code enhanced first-line-text" into out (for logs/envelopes). */
 void smtp_proto_reply_fmt(const struct smtp_reply *reply, char *out,
     size_t outlen);
@@ -182,6 +193,10 @@ struct smtp_received {
  */
 int smtp_proto_fmt_received(const struct smtp_received *r, char *out,
     size_t outlen);
+/* The longest field smtp_proto_fmt_received() makes: every part is cut to
+ * its bound (names 255, address 64, protocol 16, TLS 128, ID 64, path
+ * 256), which sum to about 1400 octets. */
+#define SMTP_RECEIVED_MAX	1536
 
 /*
  * PROXY protocol header (v1 text or v2 binary), as sent by a trusted load

@@ -32,6 +32,15 @@
 
 #define SMTP_DATA_CHUNK		(64 * 1024)	/* decoded per step */
 #define SMTP_INPUT_HIGHWAT	(256 * 1024)	/* unread input held */
+/*
+ * With TLS the input is held twice: ciphertext in the socket bufferevent,
+ * plaintext in the TLS filter above it, which may also overrun its mark by
+ * one TLS record (16 KB).  Together they stay within SMTP_INPUT_HIGHWAT.
+ */
+#define SMTP_TLS_RAW_HIGHWAT	(32 * 1024)
+#define SMTP_TLS_RECORD_MAX	(16 * 1024 + 2048)
+#define SMTP_TLS_INPUT_HIGHWAT	\
+	(SMTP_INPUT_HIGHWAT - SMTP_TLS_RAW_HIGHWAT - SMTP_TLS_RECORD_MAX)
 #define SMTP_MAX_RECEIVED	50
 #define SMTP_MAX_ERRORS		20		/* then we hang up */
 #define SMTP_OUTPUT_HIGHWAT	(64 * 1024)	/* unread replies held */
@@ -199,6 +208,8 @@ struct smtp_session {
 	struct screen_query	*dnsblq;
 	struct event		*greet_timer;
 	bool			 screened;	/* counted by screen_connect */
+	bool			 logged;	/* "connected" written, so
+						 * "disconnected" is too */
 	bool			 wait_dns, wait_dnsbl, wait_greet;
 	unsigned		 dnsbl_weight;
 	char			 dnsbl_zone[128];
@@ -208,6 +219,7 @@ struct smtp_session {
 	enum smtp_state		 state;
 	char			 helo[SMTP_DOMAIN_MAX + 1];
 	bool			 esmtp;
+	bool			 utf8_offered;	/* our EHLO listed SMTPUTF8 */
 	bool			 tls;		/* STARTTLS done */
 	char			 tlsinfo[128];	/* protocol and cipher */
 	bool			 skip_line;	/* discarding an overlong line */
@@ -242,6 +254,7 @@ struct smtp_server {
 struct smtp_listener {
 	struct smtp_server	*srv;
 	struct evconnlistener	*l;
+	struct net_backoff	*backoff;	/* accept() failures */
 	bool			 proxy;	/* a PROXY header comes first */
 };
 
@@ -250,6 +263,64 @@ struct smtp_command {
 	unsigned	 states;	/* ST() mask where it is allowed */
 	enum smtp_rid	 wrong_state;	/* reply elsewhere */
 	void		(*handler)(struct smtp_session *, const char *args);
+};
+
+/*
+ * One rate limit per log line a client can trigger (log.h): a flood of bad
+ * sessions costs at most LOG_LIMIT_PER_SEC lines a second at each site.
+ */
+enum smtp_ll {
+	SMTP_LL_ERRORS,
+	SMTP_LL_DEFERRED,
+	SMTP_LL_RELAY,
+	SMTP_LL_DNSBL_RCPT,
+	SMTP_LL_BDAT,
+	SMTP_LL_PIPELINED,
+	SMTP_LL_ETRN,
+	SMTP_LL_TOO_LARGE,
+	SMTP_LL_LOOP,
+	SMTP_LL_DATA_SLOW,
+	SMTP_LL_CMD_SLOW,
+	SMTP_LL_TOO_LONG,
+	SMTP_LL_TLS_FAILED,
+	SMTP_LL_TIMEOUT,
+	SMTP_LL_PREGREET,
+	SMTP_LL_DNSBL,
+	SMTP_LL_SCREEN,
+	SMTP_LL_PROXY_BAD,
+	SMTP_LL_PROXY_UNTRUSTED,
+	SMTP_LL_BAD_PATH,
+	SMTP_LL_BAD_RCPT,
+	SMTP_LL_ACCEPT,
+	SMTP_LL_LOST,
+	SMTP_LL_COUNT
+};
+
+static struct log_limit smtp_ll[SMTP_LL_COUNT] = {
+	[SMTP_LL_ERRORS] = LOG_LIMIT_INIT("smtp too many errors"),
+	[SMTP_LL_DEFERRED] = LOG_LIMIT_INIT("smtp deferred message"),
+	[SMTP_LL_RELAY] = LOG_LIMIT_INIT("smtp relay denied"),
+	[SMTP_LL_DNSBL_RCPT] = LOG_LIMIT_INIT("smtp deferred dnsbl"),
+	[SMTP_LL_BDAT] = LOG_LIMIT_INIT("smtp bad bdat"),
+	[SMTP_LL_PIPELINED] = LOG_LIMIT_INIT("smtp starttls pipelined"),
+	[SMTP_LL_ETRN] = LOG_LIMIT_INIT("smtp etrn refused"),
+	[SMTP_LL_TOO_LARGE] = LOG_LIMIT_INIT("smtp too large"),
+	[SMTP_LL_LOOP] = LOG_LIMIT_INIT("smtp mail loop"),
+	[SMTP_LL_DATA_SLOW] = LOG_LIMIT_INIT("smtp data too slow"),
+	[SMTP_LL_CMD_SLOW] = LOG_LIMIT_INIT("smtp command too slow"),
+	[SMTP_LL_TOO_LONG] = LOG_LIMIT_INIT("smtp line too long"),
+	[SMTP_LL_TLS_FAILED] = LOG_LIMIT_INIT("smtp tls failed"),
+	[SMTP_LL_TIMEOUT] = LOG_LIMIT_INIT("smtp timeout"),
+	[SMTP_LL_PREGREET] = LOG_LIMIT_INIT("smtp pregreet"),
+	[SMTP_LL_DNSBL] = LOG_LIMIT_INIT("smtp dnsbl listed"),
+	[SMTP_LL_SCREEN] = LOG_LIMIT_INIT("smtp deferred connect"),
+	[SMTP_LL_PROXY_BAD] = LOG_LIMIT_INIT("smtp bad proxy"),
+	[SMTP_LL_PROXY_UNTRUSTED] = LOG_LIMIT_INIT("smtp proxy untrusted"),
+	[SMTP_LL_BAD_PATH] = LOG_LIMIT_INIT("smtp bad sender"),
+	[SMTP_LL_BAD_RCPT] = LOG_LIMIT_INIT("smtp bad recipient"),
+	[SMTP_LL_ACCEPT] = LOG_LIMIT_INIT("smtp session setup"),
+	/* a line every such session writes: a cap only a flood reaches */
+	[SMTP_LL_LOST] = LOG_LIMIT_INIT_N("smtp lost connection", 200),
 };
 
 static void smtp_session_free(struct smtp_session *s);
@@ -300,7 +371,8 @@ smtp_reply(struct smtp_session *s, enum smtp_rid rid)
 	smtp_reply_raw(s, line);
 	if (r->code >= 500 && ++s->errors >= SMTP_MAX_ERRORS &&
 	    s->state != SMTP_ST_CLOSING) {
-		log_info("sess=%016" PRIx64 " too many errors", s->id);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_ERRORS]))
+			log_info("sess=%016" PRIx64 " too many errors", s->id);
 		smtp_reply(s, SMTP_R_ERRORS);
 	}
 	if (r->code == 421)
@@ -350,15 +422,23 @@ smtp_greet(struct smtp_session *s, const char *args, bool esmtp)
 	evbuffer_add_printf(out, "250-%s\r\n", cf->hostname);
 	if (tls_server_enabled(s->srv->tls) && !s->tls)
 		evbuffer_add_printf(out, "250-STARTTLS\r\n");
+	/*
+	 * SIZE is never above what the primary takes; SMTPUTF8 only while
+	 * the primary is not known to lack it (its addresses would be
+	 * refused there; a sender then downgrades or keeps the message).
+	 * 8BITMIME stays: 8-bit bodies pass everywhere in practice.
+	 */
+	s->utf8_offered = queue_primary_has_smtputf8(s->srv->queue);
 	evbuffer_add_printf(out,
 	    "250-PIPELINING\r\n"
 	    "250-SIZE %" PRIu64 "\r\n"
 	    "250-ENHANCEDSTATUSCODES\r\n"
 	    "250-8BITMIME\r\n"
-	    "250-SMTPUTF8\r\n"
+	    "%s"
 	    "250-DSN\r\n"
 	    "250-ETRN\r\n"
-	    "250 CHUNKING\r\n", cf->max_message_size);
+	    "250 CHUNKING\r\n", queue_size_limit(s->srv->queue),
+	    s->utf8_offered ? "250-SMTPUTF8\r\n" : "");
 }
 
 static void
@@ -392,6 +472,28 @@ smtp_value_is_xtext(const char *v)
 	return smtp_proto_xtext_decode(v, buf, sizeof(buf)) == 0;
 }
 
+/*
+ * RFC 3461 ORCPT=addr-type;xtext, addr-type an atom ("rfc822", "utf-8"):
+ * what else a peer puts before the ';' would reach the primary as it is,
+ * and a strict primary's 501 there sends the recipient to dead/.
+ */
+static bool
+smtp_is_orcpt(const char *v)
+{
+	const char *semi = strchr(v, ';');
+	size_t n;
+
+	if (semi == NULL || semi == v)
+		return false;
+	for (n = 0; v + n < semi; n++)
+		if (!((v[n] >= 'a' && v[n] <= 'z') ||
+		    (v[n] >= 'A' && v[n] <= 'Z') ||
+		    (v[n] >= '0' && v[n] <= '9') ||
+		    strchr("!#$%&'*+-/=?^_`{|}~", v[n]) != NULL))
+			return false;
+	return smtp_value_is_xtext(semi + 1);
+}
+
 static void
 smtp_cmd_mail(struct smtp_session *s, const char *args)
 {
@@ -412,20 +514,27 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	}
 	if (screen_message(s->srv->screen, (struct sockaddr *)&s->sa, &why) ==
 	    SCREEN_DEFER) {
-		log_info("sess=%016" PRIx64 " deferred addr=%s reason=\"%s\"",
-		    s->id, s->addr, why);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_DEFERRED]))
+			log_info("sess=%016" PRIx64 " deferred addr=%s "
+			    "reason=\"%s\"", s->id, s->addr, why);
 		metrics_inc(M_SCREEN_LIMIT);
 		smtp_reply(s, SMTP_R_MSG_RATE);
 		return;
 	}
 	free_bytes = spool_free_bytes(s->srv->spool);
 	if (free_bytes >= 0 && (uint64_t)free_bytes < cf->min_free) {
-		log_warnx("sess=%016" PRIx64 " deferred reason=\"spool below "
-		    "min_free\" free=%lld", s->id, (long long)free_bytes);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_DEFERRED]))
+			log_warnx("sess=%016" PRIx64 " deferred reason=\"spool "
+			    "below min_free\" free=%lld", s->id,
+			    (long long)free_bytes);
 		smtp_reply(s, SMTP_R_SPOOL_LOW);
 		return;
 	}
 	if (smtp_proto_parse_path(p, &path, &rest) == SMTP_PATH_SYNTAX) {
+		if (log_limit_ok(&smtp_ll[SMTP_LL_BAD_PATH]))
+			log_info("sess=%016" PRIx64 " bad sender addr=%s "
+			    "path=%s", s->id, s->addr,
+			    log_escape(p, strlen(p), esc, sizeof(esc)));
 		smtp_reply(s, SMTP_R_BAD_SENDER);
 		return;
 	}
@@ -446,7 +555,12 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 				smtp_reply(s, SMTP_R_SYNTAX);
 				goto fail;
 			}
-			if (size > cf->max_message_size) {
+			if (size > queue_size_limit(s->srv->queue)) {
+				if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LARGE]))
+					log_info("sess=%016" PRIx64 " message "
+					    "too large claim=%" PRIu64
+					    " limit=%" PRIu64, s->id, size,
+					    queue_size_limit(s->srv->queue));
 				smtp_reply(s, SMTP_R_SIZE);
 				goto fail;
 			}
@@ -458,7 +572,7 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 				goto fail;
 			}
 		} else if (strcmp(pm->keyword, "SMTPUTF8") == 0 &&
-		    !pm->has_value) {
+		    !pm->has_value && s->utf8_offered) {
 			env->smtputf8 = true;
 		} else if (strcmp(pm->keyword, "RET") == 0 &&
 		    (util_strcaseeq(pm->value, "FULL") ||
@@ -525,20 +639,27 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	}
 	st = smtp_proto_parse_path(p, &path, &rest);
 	if (st == SMTP_PATH_SYNTAX || path.is_null) {
+		if (log_limit_ok(&smtp_ll[SMTP_LL_BAD_RCPT]))
+			log_info("sess=%016" PRIx64 " bad recipient addr=%s "
+			    "path=%s", s->id, s->addr,
+			    log_escape(p, strlen(p), esc, sizeof(esc)));
 		smtp_reply(s, SMTP_R_BAD_RCPT);
 		return;
 	}
 	if (st == SMTP_PATH_ROUTED ||
 	    (!path.is_postmaster && !config_is_our_domain(cf, path.domain))) {
-		log_info("sess=%016" PRIx64 " relay denied addr=%s rcpt=%s",
-		    s->id, s->addr, log_addr(path.mailbox, esc, sizeof(esc)));
+		if (log_limit_ok(&smtp_ll[SMTP_LL_RELAY]))
+			log_info("sess=%016" PRIx64 " relay denied addr=%s "
+			    "rcpt=%s", s->id, s->addr,
+			    log_addr(path.mailbox, esc, sizeof(esc)));
 		smtp_reply(s, SMTP_R_RELAY);
 		return;
 	}
 	if (s->dnsbl_weight >= cf->dnsbl_threshold) {
-		log_info("sess=%016" PRIx64 " deferred addr=%s reason=dnsbl "
-		    "zone=%s weight=%u", s->id, s->addr, s->dnsbl_zone,
-		    s->dnsbl_weight);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_DNSBL_RCPT]))
+			log_info("sess=%016" PRIx64 " deferred addr=%s "
+			    "reason=dnsbl zone=%s weight=%u", s->id, s->addr,
+			    s->dnsbl_zone, s->dnsbl_weight);
 		metrics_inc(M_SCREEN_DNSBL);
 		smtp_reply(s, SMTP_R_DNSBL);
 		return;
@@ -555,8 +676,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		    smtp_is_notify(pm->value))
 			notify = pm->value;
 		else if (strcmp(pm->keyword, "ORCPT") == 0 &&
-		    pm->has_value && strchr(pm->value, ';') != NULL &&
-		    smtp_value_is_xtext(strchr(pm->value, ';') + 1))
+		    pm->has_value && smtp_is_orcpt(pm->value))
 			orcpt = pm->value;
 		else {
 			smtp_reply(s, SMTP_R_PARAM);
@@ -676,7 +796,9 @@ smtp_bdat_refuse(struct smtp_session *s, const char *args,
 
 	if (smtp_bdat_parse(args, &size, &last) == -1) {
 		smtp_reply(s, SMTP_R_SYNTAX);
-		log_info("sess=%016" PRIx64 " bad BDAT size, closing", s->id);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_BDAT]))
+			log_info("sess=%016" PRIx64 " bad BDAT size, closing",
+			    s->id);
 		smtp_reply(s, SMTP_R_BAD_BDAT);
 		return;
 	}
@@ -772,8 +894,10 @@ smtp_cmd_starttls(struct smtp_session *s, const char *args)
 	}
 	smtp_reply(s, SMTP_R_TLS_GO);
 	if (evbuffer_get_length(in) > 0) {
-		log_info("sess=%016" PRIx64 " discarded %zu octets pipelined "
-		    "after STARTTLS", s->id, evbuffer_get_length(in));
+		if (log_limit_ok(&smtp_ll[SMTP_LL_PIPELINED]))
+			log_info("sess=%016" PRIx64 " discarded %zu octets "
+			    "pipelined after STARTTLS", s->id,
+			    evbuffer_get_length(in));
 		evbuffer_drain(in, evbuffer_get_length(in));
 	}
 	f = bufferevent_openssl_filter_new(s->srv->base, s->bev, ssl,
@@ -785,9 +909,10 @@ smtp_cmd_starttls(struct smtp_session *s, const char *args)
 		return;
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_TLS_RAW_HIGHWAT);
 	s->bev = f;
 	bufferevent_setcb(f, smtp_read_cb, smtp_write_cb, smtp_event_cb, s);
-	bufferevent_setwatermark(f, EV_READ, 0, SMTP_INPUT_HIGHWAT);
+	bufferevent_setwatermark(f, EV_READ, 0, SMTP_TLS_INPUT_HIGHWAT);
 	bufferevent_set_timeouts(f, &tv, &tv);
 	bufferevent_enable(f, EV_READ | EV_WRITE);
 	s->tls = true;
@@ -809,8 +934,9 @@ smtp_cmd_etrn(struct smtp_session *s, const char *args)
 	}
 	if (!net_cidr_list_match(cf->etrn_from.v, cf->etrn_from.n,
 	    (struct sockaddr *)&s->sa)) {
-		log_info("sess=%016" PRIx64 " etrn refused addr=%s", s->id,
-		    s->addr);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_ETRN]))
+			log_info("sess=%016" PRIx64 " etrn refused addr=%s",
+			    s->id, s->addr);
 		smtp_reply(s, SMTP_R_ETRN_DENIED);
 		return;
 	}
@@ -912,7 +1038,7 @@ smtp_tx_write(struct smtp_session *s, const char *buf, size_t len)
 	if (tx->error == SMTP_TX_OK && tx->data.received > SMTP_MAX_RECEIVED)
 		tx->error = SMTP_TX_LOOP;
 	if (tx->error == SMTP_TX_OK &&
-	    tx->data.out_total > s->srv->cf->max_message_size)
+	    tx->data.out_total > queue_size_limit(s->srv->queue))
 		tx->error = SMTP_TX_SIZE;
 	if (tx->error != SMTP_TX_OK) {
 		/* Keep reading to the end, store nothing more. */
@@ -973,17 +1099,30 @@ smtp_tx_end(struct smtp_session *s)
 	struct spool_msg *msg;
 	struct envelope *env;
 
+	if (tx->error == SMTP_TX_OK && !queue_size_fits(s->srv->queue,
+	    tx->data.out_total, tx->env)) {
+		/* Within the limit, but not with this many recipients. */
+		if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LARGE]))
+			log_info("sess=%016" PRIx64 " message too large for "
+			    "the primary size=%" PRIu64 " nrcpt=%zu", s->id,
+			    tx->data.out_total, tx->env->nrcpt);
+		smtp_reply(s, SMTP_R_SIZE);
+		goto reset;
+	}
 	switch (tx->error) {
 	case SMTP_TX_OK:
 		break;
 	case SMTP_TX_SIZE:
-		log_info("sess=%016" PRIx64 " message too large size>%" PRIu64,
-		    s->id, s->srv->cf->max_message_size);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LARGE]))
+			log_info("sess=%016" PRIx64 " message too large "
+			    "size>%" PRIu64, s->id,
+			    queue_size_limit(s->srv->queue));
 		smtp_reply(s, SMTP_R_SIZE);
 		goto reset;
 	case SMTP_TX_LOOP:
-		log_info("sess=%016" PRIx64 " mail loop received=%u", s->id,
-		    tx->data.received);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_LOOP]))
+			log_info("sess=%016" PRIx64 " mail loop received=%u",
+			    s->id, tx->data.received);
 		smtp_reply(s, SMTP_R_LOOP);
 		goto reset;
 	case SMTP_TX_IO:
@@ -1042,9 +1181,11 @@ smtp_content_in(struct smtp_session *s, struct evbuffer *in)
 	evbuffer_drain(in, used);
 	s->data_in += used;
 	if (smtp_too_slow(s)) {
-		log_info("sess=%016" PRIx64 " data too slow addr=%s octets=%"
-		    PRIu64 " seconds=%lld", s->id, s->addr, s->data_in,
-		    (long long)(time(NULL) - s->data_start));
+		if (log_limit_ok(&smtp_ll[SMTP_LL_DATA_SLOW]))
+			log_info("sess=%016" PRIx64 " data too slow addr=%s "
+			    "octets=%" PRIu64 " seconds=%lld", s->id, s->addr,
+			    s->data_in,
+			    (long long)(time(NULL) - s->data_start));
 		smtp_tx_reset(s);
 		smtp_reply(s, SMTP_R_TOO_SLOW);
 		return false;
@@ -1092,8 +1233,9 @@ smtp_line_in(struct smtp_session *s, struct evbuffer *in)
 			s->line_since = time(NULL);
 		else if (len > 0 && time(NULL) - s->line_since >
 		    (time_t)s->srv->cf->timeout) {
-			log_info("sess=%016" PRIx64 " command too slow",
-			    s->id);
+			if (log_limit_ok(&smtp_ll[SMTP_LL_CMD_SLOW]))
+				log_info("sess=%016" PRIx64 " command too slow",
+				    s->id);
 			smtp_reply(s, SMTP_R_TIMEOUT);
 			return false;
 		}
@@ -1102,8 +1244,9 @@ smtp_line_in(struct smtp_session *s, struct evbuffer *in)
 			 * nothing more. */
 			evbuffer_drain(in, len);
 			if (!s->skip_line) {
-				log_info("sess=%016" PRIx64 " line too long",
-				    s->id);
+				if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LONG]))
+					log_info("sess=%016" PRIx64
+					    " line too long", s->id);
 				smtp_reply(s, SMTP_R_TOO_LONG);
 			}
 			s->skip_line = true;
@@ -1274,8 +1417,9 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 
 		tls_bufferevent_error(s->bev, err, sizeof(err));
 		metrics_inc(M_TLS_HANDSHAKES_FAILED);
-		log_info("sess=%016" PRIx64 " tls handshake failed addr=%s "
-		    "reason=\"%s\"", s->id, s->addr, err);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_TLS_FAILED]))
+			log_info("sess=%016" PRIx64 " tls handshake failed "
+			    "addr=%s reason=\"%s\"", s->id, s->addr, err);
 		/* Let the TLS alert reach the client before closing. */
 		smtp_tx_reset(s);
 		s->state = SMTP_ST_CLOSING;
@@ -1288,8 +1432,9 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		log_info("sess=%016" PRIx64 " timeout state=%s", s->id,
-		    smtp_state_names[s->state]);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_TIMEOUT]))
+			log_info("sess=%016" PRIx64 " timeout state=%s", s->id,
+			    smtp_state_names[s->state]);
 		if (s->state == SMTP_ST_COMMIT)
 			return;	/* the commit answers soon */
 		if (s->state == SMTP_ST_PROXY) {
@@ -1312,7 +1457,8 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 		return;
 	}
-	if (s->tx != NULL && s->tx->msg != NULL)
+	if (s->tx != NULL && s->tx->msg != NULL &&
+	    log_limit_ok(&smtp_ll[SMTP_LL_LOST]))
 		log_info("sess=%016" PRIx64 " lost connection in %s, message "
 		    "discarded", s->id, smtp_state_names[s->state]);
 	smtp_session_free(s);
@@ -1323,8 +1469,9 @@ smtp_session_free(struct smtp_session *s)
 {
 	struct smtp_server *srv = s->srv;
 
-	log_info("sess=%016" PRIx64 " disconnected addr=%s msgs=%u", s->id,
-	    s->addr, s->nmsgs);
+	if (s->logged)
+		log_info("sess=%016" PRIx64 " disconnected addr=%s msgs=%u",
+		    s->id, s->addr, s->nmsgs);
 	smtp_tx_reset(s);
 	dns_cancel(s->dnsq);
 	screen_cancel(s->dnsblq);
@@ -1358,9 +1505,10 @@ smtp_banner_maybe(struct smtp_session *s)
 	if (cf->greet_wait > 0 &&
 	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 &&
 	    !screen_is_allowed(s->srv->screen, (struct sockaddr *)&s->sa)) {
-		log_info("sess=%016" PRIx64 " pregreet addr=%s octets=%zu",
-		    s->id, s->addr,
-		    evbuffer_get_length(bufferevent_get_input(s->bev)));
+		if (log_limit_ok(&smtp_ll[SMTP_LL_PREGREET]))
+			log_info("sess=%016" PRIx64 " pregreet addr=%s "
+			    "octets=%zu", s->id, s->addr,
+			    evbuffer_get_length(bufferevent_get_input(s->bev)));
 		metrics_inc(M_SCREEN_PREGREET);
 		smtp_reply(s, SMTP_R_PREGREET);
 		smtp_process(s);
@@ -1400,8 +1548,9 @@ smtp_dnsbl_cb(void *arg, unsigned weight, const char *zone)
 	s->dnsbl_weight = weight;
 	if (zone != NULL) {
 		util_copy(s->dnsbl_zone, sizeof(s->dnsbl_zone), zone);
-		log_info("sess=%016" PRIx64 " dnsbl listed addr=%s zone=%s "
-		    "weight=%u", s->id, s->addr, zone, weight);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_DNSBL]))
+			log_info("sess=%016" PRIx64 " dnsbl listed addr=%s "
+			    "zone=%s weight=%u", s->id, s->addr, zone, weight);
 	}
 	smtp_banner_maybe(s);
 }
@@ -1417,6 +1566,22 @@ smtp_greet_cb(evutil_socket_t fd, short what, void *arg)
 	smtp_banner_maybe(s);
 }
 
+/*
+ * The session's first line.  A session refused at connect (busy, over its
+ * address's limits, untrusted PROXY) writes it, and "disconnected", only
+ * while its refusal line is within the rate limit: a peer that opens
+ * connections as fast as it can must not write two lines for each.
+ */
+static void
+smtp_log_connected(struct smtp_session *s)
+{
+	if (s->logged)
+		return;
+	s->logged = true;
+	log_info("sess=%016" PRIx64 " smtp connected addr=%s port=%u", s->id,
+	    s->addr, s->port);
+}
+
 /* The client's address is known for good (after PROXY, if any): screen
  * it and start everything the greeting waits for. */
 static void
@@ -1428,14 +1593,18 @@ smtp_session_start(struct smtp_session *s)
 
 	smtp_enter_state(s, SMTP_ST_CONNECT);
 	if (screen_connect(srv->screen, sa, &why) == SCREEN_DEFER) {
-		log_info("sess=%016" PRIx64 " deferred addr=%s reason=\"%s\"",
-		    s->id, s->addr, why);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_SCREEN])) {
+			smtp_log_connected(s);
+			log_info("sess=%016" PRIx64 " deferred addr=%s reason=\"%s\"",
+			    s->id, s->addr, why);
+		}
 		metrics_inc(M_SCREEN_LIMIT);
 		smtp_reply(s, SMTP_R_LIMIT);
 		smtp_process(s);
 		return;
 	}
 	s->screened = true;
+	smtp_log_connected(s);
 	if (srv->dns != NULL) {
 		s->wait_dns = true;
 		s->dnsq = dns_rdns(srv->dns, sa, smtp_rdns_cb, s);
@@ -1480,8 +1649,9 @@ smtp_proxy_in(struct smtp_session *s, struct evbuffer *in)
 		/* too long to be a header */
 		/* FALLTHROUGH */
 	case SMTP_PROXY_BAD:
-		log_info("sess=%016" PRIx64 " bad PROXY header addr=%s, closing",
-		    s->id, s->addr);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_BAD]))
+			log_info("sess=%016" PRIx64 " bad PROXY header "
+			    "addr=%s, closing", s->id, s->addr);
 		smtp_enter_state(s, SMTP_ST_CLOSING);
 		smtp_process(s);
 		return false;
@@ -1536,7 +1706,9 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	net_addr_fmt(sa, s->addr, sizeof(s->addr), &s->port);
 	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
-		log_warnx("sess=%016" PRIx64 " bufferevent failed", s->id);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_ACCEPT]))
+			log_warnx("sess=%016" PRIx64 " bufferevent failed",
+			    s->id);
 		evutil_closesocket(fd);
 		free(s);
 		return;
@@ -1547,14 +1719,14 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	metrics_set(M_SMTP_CONNECTIONS_OPEN, (double)srv->nsessions);
 	memcpy(&s->sa, sa, (size_t)salen < sizeof(s->sa) ? (size_t)salen :
 	    sizeof(s->sa));
-	log_info("sess=%016" PRIx64 " smtp connected addr=%s port=%u", s->id,
-	    s->addr, s->port);
 	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIGHWAT);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	if (srv->stopping || srv->nsessions > srv->cf->max_sessions) {
+		if (log_limit_ok(&smtp_ll[SMTP_LL_SCREEN]))
+			smtp_log_connected(s);
 		smtp_reply(s, srv->stopping ? SMTP_R_SHUTDOWN : SMTP_R_BUSY);
 		bufferevent_disable(s->bev, EV_READ);
 		return;
@@ -1566,12 +1738,16 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	/* Nothing of a PROXY header is believed from anyone else. */
 	if (!net_cidr_list_match(srv->cf->proxy_from.v, srv->cf->proxy_from.n,
 	    sa)) {
-		log_info("sess=%016" PRIx64 " PROXY from untrusted addr=%s, "
-		    "closing", s->id, s->addr);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_UNTRUSTED])) {
+			smtp_log_connected(s);
+			log_info("sess=%016" PRIx64 " PROXY from untrusted addr=%s, "
+			    "closing", s->id, s->addr);
+		}
 		smtp_enter_state(s, SMTP_ST_CLOSING);
 		smtp_process(s);
 		return;
 	}
+	smtp_log_connected(s);	/* the proxy's address */
 	smtp_enter_state(s, SMTP_ST_PROXY);
 	smtp_process(s);
 }
@@ -1579,10 +1755,12 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 static void
 smtp_listen_error_cb(struct evconnlistener *l, void *arg)
 {
+	struct smtp_listener *sl = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
 	(void)l;
-	(void)arg;
-	/* EMFILE and friends: libevent retries on the next readiness. */
-	log_warn("smtp accept");
+	/* EMFILE and friends: pause instead of spinning on accept(). */
+	net_backoff_start(sl->backoff, err);
 }
 
 struct smtp_server *
@@ -1630,6 +1808,7 @@ smtp_server_new(struct event_base *base, const struct config *cf,
 		}
 		evconnlistener_set_error_cb(l, smtp_listen_error_cb);
 		sl->l = l;
+		sl->backoff = net_backoff_new(base, l, "smtp");
 		srv->nlisteners++;
 		log_info("smtp listening addr=%s%s", addr,
 		    sl->proxy ? " proxy" : "");
@@ -1647,8 +1826,10 @@ smtp_server_stop(struct smtp_server *srv)
 	size_t i;
 
 	srv->stopping = true;
-	for (i = 0; i < srv->nlisteners; i++)
+	for (i = 0; i < srv->nlisteners; i++) {
+		net_backoff_free(srv->listeners[i].backoff);
 		evconnlistener_free(srv->listeners[i].l);
+	}
 	srv->nlisteners = 0;
 	for (s = TAILQ_FIRST(&srv->sessions); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, entry);
@@ -1677,8 +1858,10 @@ smtp_server_free(struct smtp_server *srv)
 
 	if (srv == NULL)
 		return;
-	for (i = 0; i < srv->nlisteners; i++)
+	for (i = 0; i < srv->nlisteners; i++) {
+		net_backoff_free(srv->listeners[i].backoff);
 		evconnlistener_free(srv->listeners[i].l);
+	}
 	while ((s = TAILQ_FIRST(&srv->sessions)) != NULL)
 		smtp_session_free(s);
 	screen_free(srv->screen);

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/file.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -35,16 +36,27 @@
 #define SPOOL_BUF_SIZE	(64 * 1024)
 #define SPOOL_ENV_MAX	(1024 * 1024)
 #define SPOOL_NEW_TRIES	16
+#define SPOOL_LOCK_FILE	"lock"
 
 /*
  * Group commit of an area directory: a commit's rename is durable once an
- * fsync of the directory that started after the rename has succeeded.
- * Concurrent commits share those fsyncs: one thread syncs, the others
- * whose renames it covers wait for its result.
+ * fsync of the directory that started after the rename has succeeded and
+ * no fsync that ran after the rename has failed.  Concurrent commits share
+ * those fsyncs: one thread syncs, the others whose renames it covers wait
+ * for its result.
+ *
+ * The kernel reports a directory's writeback error once per open file
+ * description, so the group commit syncs through its own descriptor: a
+ * move or delete fsyncing the area's main descriptor cannot take the error
+ * that a commit waiting here must see.  A ticket is taken in the same
+ * critical section as the rename, so ticket order is rename order, and a
+ * failed fsync fails every rename done before it returned (failed =
+ * renamed): an error it swallowed may have been any of theirs.
  */
 struct spool_dirsync {
 	pthread_mutex_t	 lock;
 	pthread_cond_t	 done;
+	int		 fd;		/* the area again, for these fsyncs */
 	uint64_t	 renamed;	/* renames so far (tickets) */
 	uint64_t	 synced;	/* tickets covered by a good fsync */
 	uint64_t	 failed;	/* tickets covered by a failed one */
@@ -55,6 +67,7 @@ struct spool_dirsync {
 struct spool {
 	char		*dir;
 	int		 rootfd;
+	int		 lockfd;	/* flock held for life; -1 */
 	int		 fd[SPOOL_NAREAS];
 	atomic_bool	 suspect;	/* an fsync failed with EIO */
 	struct spool_dirsync dirsync[SPOOL_NAREAS];
@@ -88,16 +101,24 @@ spool_fsync(struct spool *sp, int fd)
 	return -1;
 }
 
-/* Take a ticket for a rename just done in area. */
+/*
+ * Rename fromfd/name to area/name and take its ticket in one step: the
+ * ticket, or 0 (errno set) if the rename failed.
+ */
 static uint64_t
-spool_dirsync_ticket(struct spool *sp, enum spool_area area)
+spool_dirsync_rename(struct spool *sp, int fromfd, const char *name,
+    enum spool_area area)
 {
 	struct spool_dirsync *ds = &sp->dirsync[area];
-	uint64_t t;
+	uint64_t t = 0;
+	int saved;
 
 	pthread_mutex_lock(&ds->lock);
-	t = ++ds->renamed;
+	if (renameat(fromfd, name, sp->fd[area], name) == 0)
+		t = ++ds->renamed;
+	saved = errno;
 	pthread_mutex_unlock(&ds->lock);
+	errno = saved;
 	return t;
 }
 
@@ -127,14 +148,15 @@ spool_dirsync_wait(struct spool *sp, enum spool_area area, uint64_t ticket)
 		ds->busy = true;
 		upto = ds->renamed;
 		pthread_mutex_unlock(&ds->lock);
-		rc = spool_fsync(sp, sp->fd[area]);
+		rc = spool_fsync(sp, ds->fd);
 		pthread_mutex_lock(&ds->lock);
 		ds->busy = false;
 		if (rc == 0) {
 			if (upto > ds->synced)
 				ds->synced = upto;
 		} else {
-			ds->failed = upto;
+			/* Not just upto: renames made while it ran too. */
+			ds->failed = ds->renamed;
 			ds->failed_errno = errno;
 		}
 		pthread_cond_broadcast(&ds->done);
@@ -265,77 +287,359 @@ spool_rmtree(int parentfd, const char *name)
 	return rc;
 }
 
+/*
+ * Started as root, the spool must not let its unprivileged owner steer
+ * what root does: a symlink or a foreign directory swapped in for an area
+ * would have root purge, chown or write somewhere else.  So every
+ * directory on the way is opened without following symlinks, relative to
+ * its parent's fd, and checked before it is trusted.
+ */
+int
+spool_stat_check(const struct stat *st, enum spool_dir_role role,
+    uid_t owner)
+{
+	if (!S_ISDIR(st->st_mode))
+		return SPOOL_BAD_TYPE;
+	switch (role) {
+	case SPOOL_DIR_ANCESTOR:
+		/* Only root may rename in it, or sticky stops the others. */
+		if (st->st_uid != 0)
+			return SPOOL_BAD_OWNER;
+		if ((st->st_mode & (S_IWGRP | S_IWOTH)) != 0 &&
+		    (st->st_mode & S_ISVTX) == 0)
+			return SPOOL_BAD_MODE;
+		return SPOOL_OK;
+	case SPOOL_DIR_SPOOL:
+		if (st->st_uid != 0 && st->st_uid != owner)
+			return SPOOL_BAD_OWNER;
+		if ((st->st_mode & (S_IWGRP | S_IWOTH)) != 0)
+			return SPOOL_BAD_MODE;
+		return SPOOL_OK;
+	}
+	return SPOOL_BAD_TYPE;
+}
+
+static const char *
+spool_check_reason(int rc)
+{
+	switch (rc) {
+	case SPOOL_BAD_TYPE:
+		return "not a directory";
+	case SPOOL_BAD_OWNER:
+		return "owned by another user";
+	case SPOOL_BAD_MODE:
+		return "writable by group or others";
+	}
+	return "ok";
+}
+
+/*
+ * Open the spool directory for a root start: walk dir's components from
+ * "/" with O_NOFOLLOW, each ancestor owned by root and not writable by
+ * others (unless sticky), creating the last one if missing.  The fd, or -1
+ * (logged, errno set).
+ */
+static int
+spool_open_strict(const char *dir, uid_t owner)
+{
+	char *copy, *p, *next, *name;
+	int fd, nfd, rc;
+	struct stat st;
+
+	if (dir[0] != '/') {
+		log_warnx("spool %s: a root start needs an absolute spool "
+		    "path", dir);
+		errno = EINVAL;
+		return -1;
+	}
+	copy = xstrdup(dir);
+	if ((fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		log_warn("spool open failed op=open path=/");
+		free(copy);
+		return -1;
+	}
+	for (p = copy; ; p = next) {
+		while (*p == '/')
+			p++;
+		name = p;
+		if ((next = strchr(p, '/')) != NULL)
+			*next++ = '\0';
+		while (next != NULL && *next == '/')
+			next++;
+		if (next != NULL && *next == '\0')
+			next = NULL;
+		if (*name == '\0' || strcmp(name, ".") == 0 ||
+		    strcmp(name, "..") == 0) {
+			if (next == NULL && *name == '\0')
+				break;	/* dir is "/" */
+			log_warnx("spool %s: give a plain absolute path "
+			    "(no . or ..)", dir);
+			errno = EINVAL;
+			goto fail;
+		}
+		if (fstat(fd, &st) == -1) {
+			log_warn("spool open failed op=fstat path=%s", dir);
+			goto fail;
+		}
+		if ((rc = spool_stat_check(&st, SPOOL_DIR_ANCESTOR, owner)) !=
+		    SPOOL_OK) {
+			log_warnx("spool %s: a directory above it (before "
+			    "\"%s\") is %s: another user could move the "
+			    "spool; refusing a root start", dir, name,
+			    spool_check_reason(rc));
+			errno = EPERM;
+			goto fail;
+		}
+		if (next == NULL && mkdirat(fd, name, 0700) == -1 &&
+		    errno != EEXIST) {
+			log_warn("spool open failed op=mkdir path=%s", dir);
+			goto fail;
+		}
+		nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+		if (nfd == -1) {
+			if (errno == ELOOP || errno == ENOTDIR)
+				log_warnx("spool %s: \"%s\" is a symlink or "
+				    "not a directory; a root start follows "
+				    "no symlink on the spool path", dir, name);
+			else
+				log_warn("spool open failed op=open path=%s "
+				    "at=%s", dir, name);
+			goto fail;
+		}
+		close(fd);
+		fd = nfd;
+		if (next == NULL)
+			break;
+	}
+	free(copy);
+	return fd;
+fail:
+	spool_close_quiet(fd);
+	free(copy);
+	return -1;
+}
+
+/*
+ * Take the spool's lock: an exclusive flock on <spool>/lock, held through
+ * the fd until the process exits, so that a second daemon on the same
+ * spool stops before it reads or changes anything.  The holder's PID is
+ * written into the file for the refusal message.
+ */
+static int
+spool_lock(struct spool *sp, uid_t owner, gid_t group)
+{
+	char buf[32];
+	struct stat st;
+	ssize_t n;
+	long pid;
+	int len;
+
+	sp->lockfd = openat(sp->rootfd, SPOOL_LOCK_FILE, O_RDWR | O_CREAT |
+	    O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+	if (sp->lockfd == -1 && errno == ELOOP) {
+		log_warnx("spool lock %s/%s is a symlink: refusing it",
+		    sp->dir, SPOOL_LOCK_FILE);
+		errno = ELOOP;
+		return -1;
+	}
+	if (sp->lockfd == -1) {
+		log_warn("spool lock failed op=open path=%s/%s", sp->dir,
+		    SPOOL_LOCK_FILE);
+		return -1;
+	}
+	/* Never write through a hard link or into a FIFO or device. */
+	if (fstat(sp->lockfd, &st) == -1 || !S_ISREG(st.st_mode) ||
+	    st.st_nlink != 1 || (st.st_uid != geteuid() && st.st_uid != 0 &&
+	    st.st_uid != owner)) {
+		log_warnx("spool lock %s/%s is not a plain file of ours",
+		    sp->dir, SPOOL_LOCK_FILE);
+		errno = EPERM;
+		return -1;
+	}
+	if (flock(sp->lockfd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno != EWOULDBLOCK) {
+			log_warn("spool lock failed op=flock path=%s/%s",
+			    sp->dir, SPOOL_LOCK_FILE);
+			return -1;
+		}
+		n = pread(sp->lockfd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		if (sscanf(buf, "%ld", &pid) == 1 && pid > 0)
+			log_warnx("spool %s is in use by another holdfast, "
+			    "pid %ld", sp->dir, pid);
+		else
+			log_warnx("spool %s is in use by another holdfast, "
+			    "pid unknown", sp->dir);
+		errno = EWOULDBLOCK;
+		return -1;
+	}
+	len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (ftruncate(sp->lockfd, 0) == -1 ||
+	    pwrite(sp->lockfd, buf, (size_t)len, 0) != len ||
+	    (owner != (uid_t)-1 && fchown(sp->lockfd, owner, group) == -1)) {
+		log_warn("spool lock failed op=write path=%s/%s", sp->dir,
+		    SPOOL_LOCK_FILE);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Open the area directories under rootfd (creating them if create),
+ * without following symlinks.  With a root start (owner != -1) each must
+ * be root's or owner's and writable by nobody else; it is then handed to
+ * owner:group through its fd.
+ */
+static int
+spool_open_areas(struct spool *sp, bool create, uid_t owner, gid_t group)
+{
+	struct stat st;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < SPOOL_NAREAS; i++) {
+		const char *what = spool_areas[i];
+
+		if (create && mkdirat(sp->rootfd, what, 0700) == -1 &&
+		    errno != EEXIST) {
+			log_warn("spool open failed op=mkdir path=%s/%s",
+			    sp->dir, what);
+			return -1;
+		}
+		sp->fd[i] = openat(sp->rootfd, what, O_RDONLY | O_DIRECTORY |
+		    O_NOFOLLOW | O_CLOEXEC);
+		if (sp->fd[i] == -1) {
+			int saved = errno;
+
+			if (!create)
+				return -1;
+			if (errno == ELOOP || errno == ENOTDIR) {
+				log_warnx("spool area %s/%s is a symlink or "
+				    "not a directory: refusing it", sp->dir,
+				    what);
+				errno = saved;
+			} else
+				log_warn("spool open failed op=open path=%s/%s",
+				    sp->dir, what);
+			return -1;
+		}
+		/* The shared directory sync's own fd (see spool_dir_sync). */
+		sp->dirsync[i].fd = openat(sp->fd[i], ".", O_RDONLY |
+		    O_DIRECTORY | O_CLOEXEC);
+		if (sp->dirsync[i].fd == -1) {
+			log_warn("spool open failed op=open path=%s/%s",
+			    sp->dir, what);
+			return -1;
+		}
+		if (owner == (uid_t)-1)
+			continue;
+		if (fstat(sp->fd[i], &st) == -1) {
+			log_warn("spool open failed op=fstat path=%s/%s",
+			    sp->dir, what);
+			return -1;
+		}
+		if ((rc = spool_stat_check(&st, SPOOL_DIR_SPOOL, owner)) !=
+		    SPOOL_OK) {
+			log_warnx("spool area %s/%s is %s: refusing a root "
+			    "start", sp->dir, what, spool_check_reason(rc));
+			errno = EPERM;
+			return -1;
+		}
+		if ((st.st_uid != owner || st.st_gid != group) &&
+		    fchown(sp->fd[i], owner, group) == -1) {
+			log_warn("spool open failed op=fchown path=%s/%s",
+			    sp->dir, what);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static struct spool *
-spool_open_mode(const char *dir, bool create)
+spool_open_mode(const char *dir, bool create, uid_t owner, gid_t group)
 {
 	struct spool *sp = xcalloc(1, sizeof(*sp));
-	const char *op = "mkdir", *what = "";
+	struct stat st;
 	size_t i;
+	int rc;
 
 	sp->dir = xstrdup(dir);
 	sp->rootfd = -1;
+	sp->lockfd = -1;
 	for (i = 0; i < SPOOL_NAREAS; i++) {
 		sp->fd[i] = -1;
+		sp->dirsync[i].fd = -1;
 		pthread_mutex_init(&sp->dirsync[i].lock, NULL);
 		pthread_cond_init(&sp->dirsync[i].done, NULL);
 	}
-	if (create && mkdir(dir, 0700) == -1 && errno != EEXIST)
-		goto fail;
-	op = "open";
-	sp->rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (sp->rootfd == -1)
-		goto fail;
-	for (i = 0; i < SPOOL_NAREAS; i++) {
-		what = spool_areas[i];
-		op = "mkdir";
-		if (create && mkdirat(sp->rootfd, what, 0700) == -1 &&
-		    errno != EEXIST)
+	if (owner != (uid_t)-1) {
+		if ((sp->rootfd = spool_open_strict(dir, owner)) == -1)
 			goto fail;
-		op = "open";
-		sp->fd[i] = openat(sp->rootfd, what, O_RDONLY | O_DIRECTORY |
-		    O_CLOEXEC);
-		if (sp->fd[i] == -1)
+	} else {
+		if (create && mkdir(dir, 0700) == -1 && errno != EEXIST) {
+			log_warn("spool open failed op=mkdir path=%s", dir);
 			goto fail;
+		}
+		sp->rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (sp->rootfd == -1) {
+			if (create)
+				log_warn("spool open failed op=open path=%s",
+				    dir);
+			goto fail;
+		}
 	}
-	op = "fsync";
-	what = "";
-	if (create && spool_fsync(sp, sp->rootfd) == -1)
+	if (owner != (uid_t)-1) {
+		if (fstat(sp->rootfd, &st) == -1) {
+			log_warn("spool open failed op=fstat path=%s", dir);
+			goto fail;
+		}
+		if ((rc = spool_stat_check(&st, SPOOL_DIR_SPOOL, owner)) !=
+		    SPOOL_OK) {
+			log_warnx("spool %s is %s: refusing a root start",
+			    dir, spool_check_reason(rc));
+			errno = EPERM;
+			goto fail;
+		}
+	}
+	/* Before anything in the spool is read or changed. */
+	if (create && spool_lock(sp, owner, group) == -1)
 		goto fail;
+	if (spool_open_areas(sp, create, owner, group) == -1)
+		goto fail;
+	if (owner != (uid_t)-1 && (st.st_uid != owner || st.st_gid != group) &&
+	    fchown(sp->rootfd, owner, group) == -1) {
+		log_warn("spool open failed op=fchown path=%s", dir);
+		goto fail;
+	}
+	if (create && spool_fsync(sp, sp->rootfd) == -1) {
+		log_warn("spool open failed op=fsync path=%s", dir);
+		goto fail;
+	}
 	return sp;
 fail:
-	if (create)
-		log_warn("spool open failed op=%s path=%s%s%s", op, dir,
-		    *what != '\0' ? "/" : "", what);
+	rc = errno;
 	spool_close(sp);
+	errno = rc;
 	return NULL;
 }
 
 struct spool *
 spool_open(const char *dir)
 {
-	return spool_open_mode(dir, true);
+	return spool_open_mode(dir, true, (uid_t)-1, (gid_t)-1);
+}
+
+struct spool *
+spool_open_owned(const char *dir, uid_t uid, gid_t gid)
+{
+	return spool_open_mode(dir, true, uid, gid);
 }
 
 struct spool *
 spool_open_readonly(const char *dir)
 {
-	return spool_open_mode(dir, false);
-}
-
-int
-spool_chown(struct spool *sp, uid_t uid, gid_t gid)
-{
-	size_t i;
-
-	if (fchown(sp->rootfd, uid, gid) == -1)
-		goto fail;
-	for (i = 0; i < SPOOL_NAREAS; i++)
-		if (fchown(sp->fd[i], uid, gid) == -1)
-			goto fail;
-	return 0;
-fail:
-	log_warn("spool chown failed dir=%s", sp->dir);
-	return -1;
+	return spool_open_mode(dir, false, (uid_t)-1, (gid_t)-1);
 }
 
 bool
@@ -455,8 +759,11 @@ spool_close(struct spool *sp)
 		pthread_mutex_destroy(&sp->dirsync[i].lock);
 		pthread_cond_destroy(&sp->dirsync[i].done);
 	}
-	for (i = 0; i < SPOOL_NAREAS; i++)
+	for (i = 0; i < SPOOL_NAREAS; i++) {
+		spool_close_quiet(sp->dirsync[i].fd);
 		spool_close_quiet(sp->fd[i]);
+	}
+	spool_close_quiet(sp->lockfd);
 	spool_close_quiet(sp->rootfd);
 	free(sp->dir);
 	free(sp);
@@ -747,14 +1054,14 @@ spool_msg_publish(struct spool_msg *msg)
 {
 	struct spool *sp = msg->sp;
 	const char *op = "rename";
+	uint64_t ticket;
 	int saved;
 
-	if (renameat(sp->fd[SPOOL_TMP], msg->id, sp->fd[msg->dest],
-	    msg->id) == -1)
+	if ((ticket = spool_dirsync_rename(sp, sp->fd[SPOOL_TMP], msg->id,
+	    msg->dest)) == 0)
 		goto fail;
 	op = "fsync";
-	if (spool_dirsync_wait(sp, msg->dest,
-	    spool_dirsync_ticket(sp, msg->dest)) == -1) {
+	if (spool_dirsync_wait(sp, msg->dest, ticket) == -1) {
 		/*
 		 * The client gets a 4xx and retries, so the queued copy must
 		 * go; whether the rename itself reached the disk is unknown.

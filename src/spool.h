@@ -37,8 +37,22 @@ enum spool_area {
 struct spool;
 struct spool_msg;
 
-/* Open (creating if needed, mode 0700) the spool at dir.  NULL on error. */
+/*
+ * Open (creating if needed, mode 0700) the spool at dir and lock it: an
+ * exclusive flock on dir/lock, taken before anything in the spool is read
+ * or changed and held until spool_close(); a second opener fails with
+ * EWOULDBLOCK and a warning naming the holder's PID.  Areas are opened
+ * without following symlinks.  NULL on error (logged).
+ */
 struct spool *spool_open(const char *dir);
+/*
+ * The same for a root start that will drop to uid:gid: dir must be an
+ * absolute path whose every ancestor is root's and writable by no one
+ * else (or sticky), reached without symlinks; the spool directory and
+ * every area must be root's or uid's, not group/world writable, and are
+ * handed to uid:gid through their fds.  Nothing is purged or scanned.
+ */
+struct spool *spool_open_owned(const char *dir, uid_t uid, gid_t gid);
 /* Open an existing spool without creating or changing anything (for the
  * CLI's read-only view).  NULL with errno, not logged. */
 struct spool *spool_open_readonly(const char *dir);
@@ -129,8 +143,21 @@ int spool_delete(struct spool *sp, enum spool_area area, const char *id);
 int spool_scan(struct spool *sp,
     int (*cb)(void *arg, enum spool_area area, const char *id), void *arg);
 
-/* Give the spool's directories to uid:gid (before dropping root). */
-int spool_chown(struct spool *sp, uid_t uid, gid_t gid);
+/* Whether a directory stat'ed on the way to the spool may be trusted by
+ * a root start (pure; see spool_open_owned): SPOOL_OK or why not. */
+enum spool_dir_role {
+	SPOOL_DIR_ANCESTOR,	/* above the spool: root's, or sticky */
+	SPOOL_DIR_SPOOL,	/* the spool or an area: root's or owner's */
+};
+enum {
+	SPOOL_OK = 0,
+	SPOOL_BAD_TYPE = -1,
+	SPOOL_BAD_OWNER = -2,
+	SPOOL_BAD_MODE = -3,
+};
+struct stat;
+int spool_stat_check(const struct stat *st, enum spool_dir_role role,
+    uid_t owner);
 /* An fsync has failed with EIO since the spool was opened: nothing new
  * should be promised on it (see spool_fsync in spool.c). */
 bool spool_is_suspect(struct spool *sp);

@@ -1,5 +1,6 @@
 #include "tls.h"
 
+#include <errno.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
@@ -7,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -74,19 +77,40 @@ tls_ctx_new(const SSL_METHOD *method)
 	return ctx;
 }
 
-/* A server context from the configured pair, or NULL (logged). */
+/*
+ * Whether this process can open the configured cert and key: 0, or -1 with
+ * why ("PATH: strerror") naming the first file it cannot open.  A
+ * missing or unreadable pair is the normal state of a new machine before
+ * certbot ran, unlike a pair that does not load.
+ */
+static int
+tls_pair_open_check(const struct config *cf, char *why, size_t whylen)
+{
+	const char *paths[2] = { cf->tls_cert, cf->tls_key };
+	FILE *fp;
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		if ((fp = fopen(paths[i], "r")) == NULL) {
+			snprintf(why, whylen, "%s: %s", paths[i],
+			    strerror(errno));
+			return -1;
+		}
+		fclose(fp);
+	}
+	return 0;
+}
+
+/* A server context from the configured pair, or NULL with err filled. */
 static SSL_CTX *
-tls_server_ctx_load(const struct config *cf)
+tls_server_ctx_try(const struct config *cf, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = tls_ctx_new(TLS_server_method());
-	char err[512];
 
 	if (SSL_CTX_use_certificate_chain_file(ctx, cf->tls_cert) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(ctx, cf->tls_key, SSL_FILETYPE_PEM) !=
 	    1 || SSL_CTX_check_private_key(ctx) != 1) {
-		tls_error_string(err, sizeof(err));
-		log_warnx("tls cannot load cert=%s key=%s reason=\"%s\"",
-		    cf->tls_cert, cf->tls_key, err);
+		tls_error_string(err, errlen);
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
@@ -94,6 +118,58 @@ tls_server_ctx_load(const struct config *cf)
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(ctx, 0);
 	return ctx;
+}
+
+/* A server context from the configured pair, or NULL (logged). */
+static SSL_CTX *
+tls_server_ctx_load(const struct config *cf)
+{
+	SSL_CTX *ctx;
+	char err[512];
+
+	if ((ctx = tls_server_ctx_try(cf, err, sizeof(err))) == NULL)
+		log_warnx("tls cannot load cert=%s key=%s reason=\"%s\"",
+		    cf->tls_cert, cf->tls_key, err);
+	return ctx;
+}
+
+/* The leaf certificate's notAfter as unix time; 0 if unknown. */
+static double
+tls_ctx_expiry(SSL_CTX *ctx)
+{
+	X509 *x = SSL_CTX_get0_certificate(ctx);
+	const ASN1_TIME *t;
+	struct tm tm;
+
+	if (x == NULL || (t = X509_get0_notAfter(x)) == NULL ||
+	    ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return (double)timegm(&tm);
+}
+
+/* holdfast_tls_ready and the expiry gauge follow the server context. */
+static void
+tls_metrics_update(const struct tls *tls)
+{
+	metrics_set(M_TLS_READY, tls->server != NULL ? 1 : 0);
+	metrics_set(M_TLS_CERT_EXPIRY, tls->server != NULL ?
+	    tls_ctx_expiry(tls->server) : 0);
+}
+
+enum tls_check
+tls_check(const struct config *cf, char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+
+	err[0] = '\0';
+	if (*cf->tls_cert == '\0')
+		return TLS_CHECK_OK;
+	if (tls_pair_open_check(cf, err, errlen) == -1)
+		return TLS_CHECK_MISSING;
+	if ((ctx = tls_server_ctx_try(cf, err, errlen)) == NULL)
+		return TLS_CHECK_INVALID;
+	SSL_CTX_free(ctx);
+	return TLS_CHECK_OK;
 }
 
 static const struct {
@@ -118,9 +194,17 @@ tls_new(const struct config *cf)
 	for (i = 0; i < UTIL_ARRAY_LEN(tls_policies); i++)
 		if (strcmp(cf->primary_tls, tls_policies[i].name) == 0)
 			tls->policy = tls_policies[i].policy;
-	if (*cf->tls_cert != '\0' &&
-	    (tls->server = tls_server_ctx_load(cf)) == NULL)
-		goto fail;
+	if (*cf->tls_cert != '\0') {
+		/* Before the first certificate exists (certbot has not run
+		 * yet): serve without STARTTLS until a SIGHUP finds it. */
+		if (tls_pair_open_check(cf, err, sizeof(err)) == -1)
+			log_warnx("tls certificate not available, STARTTLS off "
+			    "until a reload finds it: cert=%s key=%s "
+			    "reason=\"%s\"", cf->tls_cert, cf->tls_key, err);
+		else if ((tls->server = tls_server_ctx_load(cf)) == NULL)
+			goto fail;
+	}
+	tls_metrics_update(tls);
 	tls->client = tls_ctx_new(TLS_client_method());
 	if (tls->policy == TLS_POLICY_VERIFY) {
 		int rc = *cf->primary_tls_ca != '\0' ?
@@ -158,16 +242,22 @@ int
 tls_reload(struct tls *tls)
 {
 	SSL_CTX *ctx;
+	char err[512];
 
 	if (*tls->cf->tls_cert == '\0')
 		return 0;
-	if ((ctx = tls_server_ctx_load(tls->cf)) == NULL) {
-		log_warnx("tls reload failed; keeping the old certificate");
+	if (tls_pair_open_check(tls->cf, err, sizeof(err)) == -1 ||
+	    (ctx = tls_server_ctx_try(tls->cf, err, sizeof(err))) == NULL) {
+		log_warnx("tls reload failed; %s: cert=%s key=%s reason=\"%s\"",
+		    tls->server != NULL ? "keeping the old certificate" :
+		    "STARTTLS stays off", tls->cf->tls_cert, tls->cf->tls_key,
+		    err);
 		return -1;
 	}
 	/* Sessions hold their own reference to the old context. */
 	SSL_CTX_free(tls->server);
 	tls->server = ctx;
+	tls_metrics_update(tls);
 	log_info("tls reloaded cert=%s", tls->cf->tls_cert);
 	return 0;
 }
@@ -176,6 +266,13 @@ bool
 tls_server_enabled(const struct tls *tls)
 {
 	return tls != NULL && tls->server != NULL;
+}
+
+time_t
+tls_server_not_after(const struct tls *tls)
+{
+	return tls_server_enabled(tls) ? (time_t)tls_ctx_expiry(tls->server) :
+	    0;
 }
 
 enum tls_policy

@@ -3,7 +3,8 @@
  *
  * The server context comes from [tls] cert and key (PEM, as certbot writes
  * fullchain.pem and privkey.pem) and is swapped on tls_reload() (SIGHUP);
- * a broken new pair keeps the old one.  The client context is for the
+ * a broken new pair keeps the old one, and a pair that cannot be opened
+ * yet leaves STARTTLS off until a reload finds it.  The client context is for the
  * primary ([primary] tls, tls_ca, tls_name).  Both allow TLS 1.2 and 1.3
  * with a modern cipher list.  SSL objects returned are owned by the caller
  * (usually handed to a bufferevent that frees them); they keep their
@@ -14,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 #include <openssl/ssl.h>
 
 struct bufferevent;
@@ -27,14 +29,30 @@ enum tls_policy {
 	TLS_POLICY_VERIFY,	/* required, chain and name checked */
 };
 
-/* NULL (logged) if a configured certificate, key or CA cannot be used. */
+enum tls_check {
+	TLS_CHECK_OK,		/* no pair configured, or it loads */
+	TLS_CHECK_MISSING,	/* cert or key cannot be opened (yet) */
+	TLS_CHECK_INVALID,	/* opened but unusable: bad PEM, no match */
+};
+
+/*
+ * NULL (logged) if a configured pair that exists, or a CA, cannot be used.
+ * A pair that cannot be opened (certbot has not run yet) is a warning:
+ * no STARTTLS until tls_reload() finds it.  Sets holdfast_tls_ready and
+ * holdfast_tls_cert_expiry_timestamp_seconds, as tls_reload() does.
+ */
 struct tls *tls_new(const struct config *cf);
+/* For holdfast -n: can the configured pair be opened and loaded?  err gets
+ * the file and reason unless TLS_CHECK_OK. */
+enum tls_check tls_check(const struct config *cf, char *err, size_t errlen);
 void tls_free(struct tls *tls);
 /* Reload the server certificate and key: 0, or -1 (logged; the old pair
  * stays in use). */
 int tls_reload(struct tls *tls);
 
 bool tls_server_enabled(const struct tls *tls);
+/* notAfter of the server certificate in use (UNIX time), 0 if none. */
+time_t tls_server_not_after(const struct tls *tls);
 enum tls_policy tls_client_policy(const struct tls *tls);
 /* A new SSL for an inbound STARTTLS; NULL if not enabled. */
 SSL *tls_server_ssl(struct tls *tls);

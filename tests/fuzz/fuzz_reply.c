@@ -3,7 +3,8 @@
  * drain_read_cb() does (LF ends a line, one CR before it is dropped, a line
  * over SMTP_LINE_MAX or a reply over 64 lines ends the session) and fed to
  * smtp_proto_reply_feed(), up to 16 pipelined replies one after another.  Each reply is then inspected as the
- * drain does: smtp_proto_ehlo_has() for the capabilities it looks for, and
+ * drain does: smtp_proto_ehlo_has() for the capabilities it looks for,
+ * smtp_proto_ehlo_size() for the primary's SIZE, and
  * smtp_proto_reply_fmt() for logs and envelopes, into buffers of every
  * awkward size.  Asserts codes, enhanced codes and text stay in shape and
  * ehlo_has() agrees with a plain reading of the text.
@@ -117,6 +118,9 @@ fuzz_inspect(const struct smtp_reply *r)
 	for (i = 0; i < sizeof(fuzz_keywords) / sizeof(fuzz_keywords[0]); i++)
 		FUZZ_ASSERT(smtp_proto_ehlo_has(r, fuzz_keywords[i]) ==
 		    fuzz_ehlo_ref(r->text, fuzz_keywords[i]));
+	/* A learned SIZE needs a SIZE line. */
+	FUZZ_ASSERT(smtp_proto_ehlo_size(r) == 0 ||
+	    smtp_proto_ehlo_has(r, "SIZE"));
 	fuzz_fmt(r);
 }
 

@@ -46,7 +46,7 @@ def main(env):
         return not d.dead_ids() and sorted(d.queue_ids()) == ids
     hf.wait_until(settled, 15, "dead/ empty and all 6 in queue/ (dead %s, "
                   "queue %s)" % (d.dead_ids(), d.queue_ids()))
-    time.sleep(3)          # and it stays so: nothing drains
+    time.sleep(hf.scaled(3))    # and it stays so: nothing drains
     hf.check(settled(), "after the trip: dead/ %s, queue/ %s"
              % (d.dead_ids(), d.queue_ids()))
     dead_lines = d.grep(r"msg=%s dead\b" % hf.ID_RE)
@@ -87,7 +87,7 @@ def main(env):
     sink.stop()
     sink.clear_dumps(tap=True)
     sink.start(options=[])
-    time.sleep(3)
+    time.sleep(hf.scaled(3))
     hf.check(sink.count() == 0, "delivered during the refuse pause")
     mark = d.mark()
     d.ctl("flush").ok()

@@ -145,11 +145,12 @@ def read_prom(path):
         hf.check(m, "bad textfile line %r in:\n%s" % (line, text))
         hf.check(m.group(1) in typed, "no TYPE before %r" % line)
         samples[m.group(1)] = (m.group(2), float(m.group(3)))
-    if shutil.which("promtool"):
-        p = subprocess.run(["promtool", "check", "metrics"], input=text,
-                           capture_output=True, text=True, timeout=30)
-        hf.check(p.returncode == 0, "promtool check metrics: %s%s"
-                 % (p.stdout, p.stderr))
+    hf.check(shutil.which("promtool"), "no promtool (scripts/setup-deps "
+             "installs prometheus)")
+    p = subprocess.run(["promtool", "check", "metrics"], input=text,
+                       capture_output=True, text=True, timeout=30)
+    hf.check(p.returncode == 0, "promtool check metrics: %s%s"
+             % (p.stdout, p.stderr))
     return samples
 
 
@@ -170,7 +171,8 @@ def check_prom(path, match, lookup_ok, t_before):
 
 def main(env):
     if not os.access(DNSMASQ, os.X_OK):
-        raise hf.Skip("%s missing (apt-get install dnsmasq-base)" % DNSMASQ)
+        hf.fail("%s missing (scripts/setup-deps installs dnsmasq-base)"
+                % DNSMASQ)
     hf.check(os.access(ctl_bin(), os.X_OK), "no %s" % ctl_bin())
 
     port = hf.free_port()

@@ -2,7 +2,8 @@
 """holdfastctl against a running daemon, then against a stopped one.
 
 Primary down, four messages queued: queue/mailq (text and --json: id,
-state, size = stored body bytes, sender, recipients), show (envelope and
+state 'waiting' with reason primary-down and the primary's failure, size =
+stored body bytes, sender, recipients), show (envelope and
 headers; --body the whole stored message), hold one, delete one (gone from
 the spool, logged 'removed reason=operator'), flush one, status (text and
 --json).  The primary comes up: everything but the held message is
@@ -111,10 +112,15 @@ def main(env):
                  % (s.qid, r.out))
         hf.check("<%s>" % s.sender in ls[0], "queue text line lacks the "
                  "sender: %r" % ls[0])
-        hf.check(re.search(r"\b(queued|deferred)\b", ls[0]),
-                 "queue text line lacks the state: %r" % ls[0])
+        # the primary is down: every queued message waits for it
+        hf.check(re.search(r"\bwaiting\b", ls[0]),
+                 "queue text line lacks the state 'waiting': %r" % ls[0])
         for a in s.all_rcpts:
             hf.check(a in r.out, "queue text lacks rcpt %s" % a)
+    hf.check(len(re.findall(r"^ +\(primary down: .*Connection refused.*\) "
+                            r"next: as soon as it is back$", r.out, re.M))
+             == 4, "queue text lacks the primary's failure for each "
+             "message:\n%s" % r.out)
     hf.check(re.search(r"^-- 4 messages, \d+ bytes$", r.out, re.M),
              "queue text lacks the '-- 4 messages, N bytes' total:\n%s"
              % r.out)
@@ -126,8 +132,15 @@ def main(env):
         for s in sent:
             hf.check(s.qid in recs, "%s --json lacks %s" % (cmd, s.qid))
             check_listing(d, recs[s.qid], s, recs[s.qid]["state"], "queue")
-            hf.check(recs[s.qid]["state"] in ("queued", "deferred"),
-                     "%s: state %r" % (s.qid, recs[s.qid]["state"]))
+            hf.check(recs[s.qid]["state"] == "waiting" and
+                     recs[s.qid].get("reason") == "primary-down" and
+                     "Connection refused" in
+                     recs[s.qid].get("primary_reply", ""),
+                     "%s: state %r reason %r primary_reply %r (want "
+                     "waiting for the down primary)" % (
+                         s.qid, recs[s.qid]["state"],
+                         recs[s.qid].get("reason"),
+                         recs[s.qid].get("primary_reply")))
             hf.check(all(st == "pending" for st, _ in
                          rcpt_addrs(recs[s.qid])),
                      "%s: rcpt states %r" % (s.qid, recs[s.qid]["rcpt"]))
@@ -209,6 +222,8 @@ def main(env):
     hf.check(st["queued_messages"] + st["deferred_messages"] == 2,
              "status queued+deferred=%r+%r, want 2"
              % (st["queued_messages"], st["deferred_messages"]))
+    hf.check(st.get("waiting_messages") == 2, "status waiting_messages=%r, "
+             "want 2 (the primary is down)" % st.get("waiting_messages"))
     hf.check(st["dead_messages"] == 0, "status dead=%r" % st)
     hf.check(st["last_delivery"] == 0, "status last_delivery=%r before "
              "any delivery" % st["last_delivery"])

@@ -39,11 +39,12 @@ def main(env):
     s = hf.send_ok(d.port, "etrn1", ["etrn@example.test"])
     # the primary is known down: found by the first attempt at this
     # message, or already by the idle health probe before it arrived
-    d.wait_log(r"primary down", timeout=10)
+    d.wait_log(r"primary down", timeout=hf.scaled(10))
     sink.start()
-    time.sleep(2)
+    time.sleep(hf.scaled(2))
     hf.check(sink.count() == 0 and s.qid in d.queue_ids(),
-             "delivered without ETRN within 2s (probe_interval 300s?)")
+             "delivered without ETRN within %.0fs (probe_interval 300s?)"
+             % hf.scaled(2))
 
     # syntax and sequence
     c = d.connect()
@@ -63,8 +64,9 @@ def main(env):
     r = etrn(d, "127.0.0.2")
     hf.check(r.code == 458 and r.lines[0].startswith(b"458 4.7.1 "),
              "ETRN from 127.0.0.2 -> %r, want 458 4.7.1" % r)
-    d.wait_log(r"etrn refused addr=127\.0\.0\.2\b", since=mark, timeout=5)
-    time.sleep(3)
+    d.wait_log(r"etrn refused addr=127\.0\.0\.2\b", since=mark,
+               timeout=hf.scaled(5))
+    time.sleep(hf.scaled(3))
     hf.check(sink.count() == 0 and s.qid in d.queue_ids(),
              "refused ETRN from 127.0.0.2 still drained the queue")
     hf.check(not d.ids("delivered"), "delivered after a refused ETRN")
@@ -75,8 +77,9 @@ def main(env):
     t0 = time.monotonic()
     r = etrn(d, "127.0.0.1")
     hf.check(r.code == 250, "ETRN from 127.0.0.1 -> %r, want 250" % r)
-    d.wait_log(r"etrn addr=127\.0\.0\.1\b", since=mark, timeout=5)
-    hf.verify_deliveries(sink, [s], timeout=5, settle=1)
+    d.wait_log(r"etrn addr=127\.0\.0\.1\b", since=mark,
+               timeout=hf.scaled(5))
+    hf.verify_deliveries(sink, [s], timeout=hf.scaled(5), settle=1)
     hf.note("ETRN from 127.0.0.1: %s; delivered %.1fs later"
             % (r.text, time.monotonic() - t0))
     hf.check_log_lifecycle(d, [s])

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Fault injection at each step of the commit (complements test_disk_full,
-which covers write ENOSPC, fsync/fdatasync EIO and rename EIO at the
-first call).
+which covers a real full disk on a tmpfs, and write ENOSPC, fsync EIO and
+rename EIO at the first call).
 
 A small LD_PRELOAD shim built here fails exactly the Nth call of one
 operation after it is armed, so each durability step can be hit on its
@@ -11,13 +11,18 @@ rename into queue/ and an fsync of queue/ (shared by concurrent commits).
 Phases (a fresh daemon each):
 
 - syncfs ENOSPC, rename ENOSPC, queue/ fsync ENOSPC: the message gets
-  451 4.3.0 or 452 4.3.1, never 250; nothing is left in tmp/ or queue/;
-  the daemon keeps serving (the next message gets 250 and is delivered)
-  and the spool is not suspect (ENOSPC is not a lost write);
+  452 4.3.1 (the README's reply for a full disk), never 250; nothing is
+  left in tmp/ or queue/; the daemon keeps serving (the next message gets
+  250 and is delivered) and the spool is not suspect (ENOSPC is not a lost
+  write): /healthz stays 200;
 - syncfs EIO and queue/ fsync EIO (the latter after the rename): 451
   4.3.0, nothing left, then the spool is suspect: new mail gets 451 4.3.0,
   the log says "spool suspect", /metrics has holdfast_spool_suspect 1 (0
-  before); after a restart mail gets 250 again and the metric is 0.
+  before) and /healthz answers 503 (200 before); after a restart mail gets
+  250 again, the metric is 0 and /healthz 200.
+Each of these is the first and only call of its kind in one commit (the
+shim counts calls from the moment it is armed, when the spool is idle):
+the phase fails if the shim never fired.
 At the end every 250'd message reached the primary exactly once and no
 refused one did."""
 import os
@@ -130,6 +135,11 @@ def suspect_metric(d):
     return d.scrape().get("holdfast_spool_suspect")
 
 
+def healthz(d):
+    st, _, _ = d.http_get("/healthz")
+    return st
+
+
 def phase(env, sink, shim, op, n, err):
     name = "%s%d-%s" % (op, n, err)
     trig = env.path("arm-" + name)
@@ -145,6 +155,8 @@ def phase(env, sink, shim, op, n, err):
     d.wait_log(r"msg=%s removed\b" % pre.qid, timeout=20)
     hf.check(suspect_metric(d) == 0, "%s: holdfast_spool_suspect != 0 "
              "before the fault" % name)
+    hf.check(healthz(d) == 200, "%s: /healthz %s before the fault, want "
+             "200" % (name, healthz(d)))
     open(trig, "w").close()                      # arm
     mark = d.mark()
     what, x = attempt(d.port, name + "-bad")
@@ -152,7 +164,7 @@ def phase(env, sink, shim, op, n, err):
     os.unlink(trig)                              # disarm
     hf.check(fired, "%s: the shim never fired (the commit makes fewer "
              "than %d %s calls?); reply was %r" % (name, n, op, x))
-    want = ("451 4.3.0",) if err == "EIO" else ("451 4.3.0", "452 4.3.1")
+    want = ("451 4.3.0",) if err == "EIO" else ("452 4.3.1",)
     hf.check(what in want, "%s: end of DATA got %r, want %s"
              % (name, x, " or ".join(want)))
     hf.check(d.alive(), "%s: daemon died" % name)
@@ -170,15 +182,20 @@ def phase(env, sink, shim, op, n, err):
                  "line" % name)
         hf.wait_until(lambda: suspect_metric(d) == 1, 10,
                       "%s: holdfast_spool_suspect 1" % name)
-        st, _, body = d.http_get("/healthz")
-        hf.note("%s: suspect; /healthz -> %s" % (name, st))
+        st = healthz(d)
+        hf.check(st == 503, "%s: suspect spool, /healthz -> %s, want 503"
+                 % (name, st))
         d.stop()
         d.start(env=extra)
         hf.check(suspect_metric(d) == 0, "%s: still suspect after a "
                  "restart" % name)
+        hf.check(healthz(d) == 200, "%s: /healthz %s after the restart, "
+                 "want 200" % (name, healthz(d)))
     else:
         hf.check(suspect_metric(d) == 0, "%s: ENOSPC made the spool "
                  "suspect" % name)
+        hf.check(healthz(d) == 200, "%s: ENOSPC: /healthz %s, want 200"
+                 % (name, healthz(d)))
     post = hf.send_ok(d.port, name + "-post")
     sent.append(post)
     d.wait_log(r"msg=%s removed\b" % post.qid, timeout=20)

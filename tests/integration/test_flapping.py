@@ -65,7 +65,8 @@ def main(env):
             hf.check(d.alive(), "daemon died during flapping; tail:\n%s"
                      % d.tail())
     finally:
-        more.stop()
+        more.stop(check=False)
+    more.check()
     hf.note("%d flaps in %.0fs; queue/ size after each up period: %s"
             % (flaps, time.monotonic() - t0, left))
     sink.start()

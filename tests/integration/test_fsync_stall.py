@@ -5,9 +5,11 @@ The fault shim makes every fsync sleep 3 s while armed (fsync:DELAY3000).
 Client A sends a message: its final-dot reply must take >= 2.5 s and be
 250 queued-as (the delay really sat in the commit).  While A waits, client
 B connects and gets its banner and its EHLO, MAIL and RCPT replies, each
-within 0.5 s (1 s under ASan): the event loop is not blocked by the
+within 0.5 s (times HOLDFAST_SLOW): the event loop is not blocked by the
 fsync.  Then the shim is disarmed, B finishes its message, and both
-messages reach the sink exactly once."""
+messages reach the sink exactly once.  Each round arms the shim only
+after the previous round's messages were delivered and removed: armed,
+the removal's fsync of queue/ would be the one delayed, not A's commit."""
 import os
 import sys
 import time
@@ -87,17 +89,26 @@ def one_round(env, d, trig, i, limit):
     return sent
 
 
+def wait_removed(d, sent):
+    """Every message in sent delivered and removed, queue/ empty: no
+    fsync of an earlier message can be in flight when the shim is armed."""
+    for s in sent:
+        d.wait_log(r"msg=%s removed\b" % s.qid, timeout=hf.scaled(20))
+    hf.wait_until(lambda: not d.queue_ids(), hf.scaled(10),
+                  "queue/ empty before arming (has %s)" % d.queue_ids())
+
+
 def main(env):
-    limit = 1.0 if hf.sanitized_build() else 0.5
+    limit = hf.scaled(0.5)      # 1 s under ASan (HOLDFAST_SLOW=2)
     sink = env.sink().start()
     trig = env.path("trigger")
     d = env.daemon(primary_port=sink.port)
     d.start(env=hf.shim_env("fsync:DELAY%d" % DELAY_MS, trig))
     # warm up unarmed (first connection, first commit, first delivery)
     pre = hf.send_ok(d.port, "stallpre")
-    d.wait_log(r"msg=%s removed\b" % pre.qid, timeout=20)
     sent = [pre]
     for i in range(ROUNDS):
+        wait_removed(d, sent)
         sent += one_round(env, d, trig, i, limit)
     hf.check(d.alive(), "daemon died")
     hf.verify_deliveries(sink, sent, timeout=30)

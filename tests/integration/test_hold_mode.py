@@ -40,7 +40,8 @@ def part_a(env, sink, d):
     mark = start = d.mark()
     t_on = time.time()
     d.ctl("hold-mode", "on").ok()
-    d.wait_log(r"hold-mode on until=\+86400s", since=mark, timeout=5)
+    d.wait_log(r"hold-mode on until=\+86400s", since=mark,
+               timeout=hf.scaled(5))
     hf.check(os.path.exists(hold_file(d)), "hold-mode not persisted in %s"
              % hold_file(d))
     st = d.ctl("status", "--json").ok().json()
@@ -59,7 +60,7 @@ def part_a(env, sink, d):
     ids = sorted(s.qid for s in sent)
     hf.check(sorted(d.queue_ids()) == ids, "queue/ %r, want %r"
              % (d.queue_ids(), ids))
-    time.sleep(4)        # several ticks and retry_min (1s) periods
+    time.sleep(hf.scaled(4))    # several ticks and retry_min (1s) periods
     check_nothing_delivered(d, sink, "hold-mode on", start)
     st = d.ctl("status", "--json").ok().json()
     hf.check(st["queued_messages"] + st["deferred_messages"] == 3,
@@ -73,7 +74,8 @@ def part_a(env, sink, d):
 
     # ---- restart: still on
     d.restart()
-    d.wait_log(r"hold-mode on \(restored\)", since=d.start_mark, timeout=5)
+    d.wait_log(r"hold-mode on \(restored\)", since=d.start_mark,
+               timeout=hf.scaled(5))
     st = d.ctl("status", "--json").ok().json()
     hf.check(st["hold_mode"] == "on", "after restart: status hold_mode=%r"
              % st["hold_mode"])
@@ -94,8 +96,9 @@ def part_a(env, sink, d):
     mark = d.mark()
     t0 = time.monotonic()
     d.ctl("hold-mode", "off").ok()
-    d.wait_log(r"hold-mode off reason=operator", since=mark, timeout=5)
-    hf.verify_deliveries(sink, sent, timeout=5, settle=1)
+    d.wait_log(r"hold-mode off reason=operator", since=mark,
+               timeout=hf.scaled(5))
+    hf.verify_deliveries(sink, sent, timeout=hf.scaled(5), settle=1)
     hf.note("hold-mode off: delivered %.1fs later" % (time.monotonic() - t0))
     hf.check(not d.ids("expired") and not d.dead_ids(),
              "held mail expired: lifetimes did not stop (dead %s)"
@@ -115,21 +118,24 @@ def part_b(env, sink, d, before):
     mark = d.mark()
     d.ctl("hold-mode", "on", "--for", "3s").ok()
     t0 = time.monotonic()
-    d.wait_log(r"hold-mode on until=\+3s", since=mark, timeout=5)
+    d.wait_log(r"hold-mode on until=\+3s", since=mark,
+               timeout=hf.scaled(5))
     s = hf.send_ok(d.port, "auto", ["auto@example.test"])
     time.sleep(max(0, 1.5 - (time.monotonic() - t0)))
     hf.check(sink.count() == len(before), "delivered before --for 3s ran "
              "out (%.1fs)" % (time.monotonic() - t0))
     hf.check(d.ctl("status", "--json").ok().json()["hold_mode"] == "on",
              "hold-mode not on during --for 3s")
-    hf.verify_deliveries(sink, before + [s], timeout=10, settle=0.5)
+    hf.verify_deliveries(sink, before + [s], timeout=hf.scaled(10),
+                         settle=0.5)
     took = time.monotonic() - t0
     hf.note("auto-release: delivered %.1fs after hold-mode on --for 3s"
             % took)
     # the daemon counts whole seconds: the hold ends 2..3 s after 'on'
     hf.check(took >= 1.8, "delivered after %.1fs, before --for 3s ended"
              % took)
-    d.wait_log(r"hold-mode off reason=expired", since=mark, timeout=5)
+    d.wait_log(r"hold-mode off reason=expired", since=mark,
+               timeout=hf.scaled(5))
     hf.check(not os.path.exists(hold_file(d)), "%s left after auto-release"
              % hold_file(d))
     st = d.ctl("status", "--json").ok().json()

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Primary down: 5 messages are queued (250, logged, in queue/); once the
-primary comes up all are delivered within probe_interval + 5 s of that,
-and the log says 'primary up'."""
+primary comes up all are delivered within probe_interval + 5 s of that
+(the 5 s times HOLDFAST_SLOW), and the log says 'primary up'."""
 import os
 import sys
 import time
@@ -26,9 +26,9 @@ def main(env):
     hf.check(ids <= acc, "accepted not logged for %s" % (ids - acc))
     hf.check(ids <= set(d.queue_ids()), "queue/ lacks %s (has %s)"
              % (ids - set(d.queue_ids()), d.queue_ids()))
-    d.wait_log(r"\bprimary down\b", timeout=PROBE + 10)
+    d.wait_log(r"\bprimary down\b", timeout=hf.scaled(PROBE + 10))
     # still nothing delivered, still queued after a few probes
-    time.sleep(PROBE * 2)
+    time.sleep(hf.scaled(PROBE * 2))
     hf.check(ids <= set(d.queue_ids()), "messages left queue/ while the "
              "primary was down: %s" % d.queue_ids())
     hf.check(not d.ids("delivered"), "delivered while primary down?")
@@ -37,12 +37,13 @@ def main(env):
     mark = d.mark()
     t0 = time.monotonic()
     sink.start()
-    hf.verify_deliveries(sink, sent, timeout=PROBE + 5, settle=0)
+    hf.verify_deliveries(sink, sent, timeout=PROBE + hf.scaled(5),
+                         settle=0)
     took = time.monotonic() - t0
     hf.note("drained %d messages %.1fs after the primary came up"
             % (len(sent), took))
-    d.wait_log(r"\bprimary up\b", timeout=5, since=mark)
-    hf.verify_deliveries(sink, sent, timeout=5)
+    d.wait_log(r"\bprimary up\b", timeout=hf.scaled(5), since=mark)
+    hf.verify_deliveries(sink, sent, timeout=hf.scaled(5))
     hf.check_log_lifecycle(d, sent)
     hf.wait_until(lambda: not d.queue_ids(), 10, "queue/ to empty")
 

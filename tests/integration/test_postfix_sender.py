@@ -43,7 +43,7 @@ def main(env):
     hf.wait_until(all_there, 90, "all %d messages through Postfix -> "
                   "holdfast -> Postfix -> sink" % N, interval=0.5)
     import time
-    time.sleep(2)
+    time.sleep(hf.scaled(2))        # nothing more arrives
     seen = {}
     for m in sink.messages():
         tok = hf.token_of(m.content)

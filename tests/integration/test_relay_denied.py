@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Relay denial: every non-local recipient shape gets 554 5.7.1 and nothing
-is queued or delivered.  Also `holdfast -c FILE -n` on good and bad
+is queued or delivered; a recipient with a control byte in it is a syntax
+error (501 5.1.3), never queued either.  Also `holdfast -c FILE -n` on good and bad
 configs (exit 0 / exit 1 with FILE:LINE)."""
 import os
 import smtplib
@@ -28,10 +29,14 @@ DENIED = [
     b"<u@example.test@evil.example>",
     b"<u@[127.0.0.1]>",
     b"<postmaster@evil.example>",
+]
+
+BAD_SYNTAX = [
     b"<u\x01x@example.test>",
     b"<u\x1b@example.test>",
     b"<u\x7f@example.test>",
     b"<u@example.test\x01>",
+    b"<u\r@example.test>",
 ]
 
 
@@ -56,6 +61,16 @@ def main(env):
                  % r)
         c.quit()
     hf.check(not bad, "not denied with 554 5.7.1: " + "; ".join(bad))
+    c = d.connect()
+    c.ehlo()
+    c.cmd("MAIL FROM:<attacker@client.test>", expect=250)
+    for a in BAD_SYNTAX:
+        r = c.cmd(b"RCPT TO:" + a)
+        if not (r.code == 501 and r.lines[-1][4:9] == b"5.1.3"):
+            bad.append("%r -> %r" % (a, r))
+    c.close()
+    hf.check(not bad, "control bytes not refused with 501 5.1.3: "
+             + "; ".join(bad))
 
     # smtplib, foreign domains, one session per attempt
     for a in ("someone@gmail.example", "x@example.net", "y@org.example"):
@@ -74,7 +89,7 @@ def main(env):
     hf.note("all shapes denied")
     msgs = hf.wait_until(lambda: (lambda m: m if len(m) >= 3 else None)(
         sink.messages()), 20, "3 mixed messages at sink")
-    time.sleep(2)
+    time.sleep(hf.scaled(2))        # nothing more arrives
     msgs = sink.messages()
     hf.check(len(msgs) == 3, "sink got %d messages, expected 3" % len(msgs))
     for m in msgs:

@@ -76,6 +76,7 @@ def main(env):
 
     # ---- a bind failure is exit 1
     busy = env.daemon(name="busy", port=d.port, primary_port=sink.port)
+    busy.expect_exit()                  # checked here: exit 1
     busy.start(wait=False)
     try:
         rc = busy.proc.wait(20)

@@ -21,9 +21,10 @@ TAIL = (b"MAIL FROM:<evil@x>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\n"
 
 
 def read_replies(c, quiet=1.5, limit=20):
-    """Read replies until the server goes quiet or closes."""
+    """Read replies until the server goes quiet (quiet seconds times
+    HOLDFAST_SLOW) or closes."""
     out = []
-    c.sock.settimeout(quiet)
+    c.sock.settimeout(hf.scaled(quiet))
     for _ in range(limit):
         try:
             r = c.reply(allow_eof=True)
@@ -65,8 +66,8 @@ def main(env):
         total_queued += len(queued)
         tokens[tok] = (seq, queued[0].queued_id(), len(queued))
 
-    msgs = sink.wait_count(total_queued, 20, exact=False)
-    time.sleep(3)
+    msgs = sink.wait_count(total_queued, hf.scaled(20), exact=False)
+    time.sleep(hf.scaled(3))       # nothing more arrives
     msgs = sink.messages()
     hf.check(len(msgs) == total_queued,
              "client got %d 'queued as' replies but the primary received %d "

@@ -65,6 +65,14 @@ def main(env):
              "SIGHUP: want RELOADING=1 then READY=1, got %r" % states)
     s = hf.send_ok(d.port, "notify")
     hf.verify_deliveries(sink, [s], timeout=20)
+    # a warning: the primary goes away while a message waits for it
+    sink.stop()
+    s2 = hf.send_ok(d.port, "warned")
+    warn = d.wait_log(r"\bprimary down\b", timeout=hf.scaled(15))[0]
+    hf.check(warn.startswith("<4>"), "the 'primary down' warning lacks "
+             "the <4> prefix under the journal: %r" % warn)
+    sink.start()
+    hf.verify_deliveries(sink, [s, s2], timeout=hf.scaled(20))
     got.clear()
     d.stop()
     drain(time.monotonic() + 0.5)

@@ -11,8 +11,15 @@ CA made here), relaying to an smtp-sink; the plain primary is an smtp-sink
 - encrypt against the plain sink -> not delivered (primary down, queued),
   never plaintext;
 - may against the plain sink -> delivered in plaintext;
+- may against the TLS primary (through a recording tap) -> delivered
+  over TLS: on the wire the front sends EHLO and STARTTLS in the clear
+  and nothing else, so MAIL, RCPT and the recipient never appear;
 - encrypt against the TLS primary with the wrong name -> delivered
-  (encrypt does not check the name)."""
+  (encrypt does not check the name).
+Where a message must not go out in the clear, its recipient (unique per
+front) is looked for in the raw client bytes the taps recorded, so a
+MAIL/RCPT sent in plaintext and then abandoned fails too."""
+import glob
 import os
 import re
 import sys
@@ -29,6 +36,15 @@ def front(env, name, port, **tls):
     pri = {"tls": tls.pop("tls")}
     pri.update(tls)
     return env.daemon(name=name, primary_port=port, primary=pri).start()
+
+
+def wire_c2s(tap_dir):
+    """The raw client-to-server bytes of every session a tap recorded."""
+    out = []
+    for p in sorted(glob.glob(os.path.join(tap_dir, "*.c2s"))):
+        with open(p, "rb") as f:
+            out.append(f.read())
+    return out
 
 
 def main(env):
@@ -48,17 +64,27 @@ def main(env):
     may_plain = front(env, "mayplain", plain.port, tls="may")
     enc_tls = front(env, "enctls", primary.port, tls="encrypt",
                     tls_name="wrong.example.test")
+    # may against the TLS primary, through a tap recording the wire
+    may_tap_dir = env.artifact(env.path("maytls-tap"))
+    os.makedirs(may_tap_dir)
+    may_tap = env.own(hf.Tap(hf.free_port(), primary.port, may_tap_dir))
+    may_tap.start()
+    may_tls = front(env, "maytls", may_tap.listen_port, tls="may")
 
     s_ok = hf.send_ok(ok_v.port, "verifyok")
     s_bad = hf.send_ok(bad_v.port, "wrongname")
-    s_enc = hf.send_ok(enc_plain.port, "encplain")
+    s_enc = hf.send_ok(enc_plain.port, "encplain",
+                       rcpts=("encplain@example.test",))
     s_may = hf.send_ok(may_plain.port, "mayplain")
     s_enc2 = hf.send_ok(enc_tls.port, "enctls")
+    s_may2 = hf.send_ok(may_tls.port, "maytls",
+                        rcpts=("maytls@example.test",))
 
     # verify: delivered through TLS, chain and name checked
-    got = hf.verify_deliveries(sink1, [s_ok, s_enc2], 30, strip=1,
+    got = hf.verify_deliveries(sink1, [s_ok, s_enc2, s_may2], 30, strip=1,
                                settle=0, check_tap=False)
-    for tok, d in (("verifyok", ok_v), ("enctls", enc_tls)):
+    for tok, d in (("verifyok", ok_v), ("enctls", enc_tls),
+                   ("maytls", may_tls)):
         line = d.wait_log(r"drain=\d+ tls established", timeout=10)[0]
         hf.check(re.search(r'tls="TLSv1\.[23] ', line), "%s: %s"
                  % (d.name, line))
@@ -69,7 +95,23 @@ def main(env):
                           rb"ESMTPS \(TLSv1\.[23] ", c),
                  "%s: the primary's Received does not say ESMTPS: %r"
                  % (tok, c[:250]))
-    hf.note("verify and encrypt to the TLS primary delivered over TLS")
+    hf.note("verify, encrypt and may to the TLS primary delivered over "
+            "TLS")
+    # may: the wire carried EHLO and STARTTLS in the clear, then only TLS
+    # (a session without STARTTLS, e.g. a probe, may only greet and quit)
+    sessions = wire_c2s(may_tap_dir)
+    hf.check(any(b"STARTTLS\r\n" in raw for raw in sessions),
+             "may: no session to the TLS primary used STARTTLS: %r"
+             % [raw[:100] for raw in sessions])
+    for raw in sessions:
+        head, sep, _ = raw.partition(b"STARTTLS\r\n")
+        cmds = [l.split(b" ")[0].upper() for l in head.split(b"\r\n") if l]
+        hf.check(set(cmds) <= {b"EHLO", b"HELO", b"QUIT", b"NOOP", b"RSET"},
+                 "may: sent in the clear to a primary offering STARTTLS: "
+                 "%r" % head[:300])
+        for word in (b"MAIL FROM", b"RCPT TO", b"maytls@example.test"):
+            hf.check(word not in raw, "may: %r went over the wire in the "
+                     "clear" % word)
 
     # may: plaintext to a primary without STARTTLS
     hf.verify_deliveries(plain, [s_may], 30, settle=0)
@@ -94,7 +136,7 @@ def main(env):
     hf.note("encrypt to plain: %s" % fails[-1][-120:])
 
     # a few more probe rounds: still nothing goes out, never plaintext
-    time.sleep(5)
+    time.sleep(hf.scaled(5))
     for d, s in ((bad_v, s_bad), (enc_plain, s_enc)):
         hf.check(s.qid in d.queue_ids(), "%s: %s no longer queued (%s)"
                  % (d.name, s.qid, d.queue_ids()))
@@ -106,7 +148,11 @@ def main(env):
     hf.check("wrongname" not in toks and "encplain" not in toks,
              "a message went out despite the TLS policy: %s" % toks)
     # nothing of a message went to the plain sink in the clear: the tap
-    # saw no MAIL from the encrypt front
+    # saw no MAIL from the encrypt front, not even its recipient
+    for raw in wire_c2s(plain.tap_dir):
+        hf.check(b"encplain@example.test" not in raw, "encrypt: the "
+                 "recipient went to the plain primary in the clear: %r"
+                 % raw[:300])
     for t in plain.transactions():
         hf.check(hf.norm_addr(t.sender) != "sender@client.test" or
                  hf.token_of(t.content or b"") != "encplain",

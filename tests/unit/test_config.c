@@ -1,6 +1,8 @@
 #include "config.h"
 
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "t.h"
@@ -47,6 +49,13 @@ test_minimal(void)
 	T_CHECK(config_is_our_domain(cf, "example.org"));
 	T_CHECK(!config_is_our_domain(cf, "sub.example.org"));
 	T_CHECK(!config_is_our_domain(cf, "example.or"));
+	T_STREQ(cf->primary_source, "");
+	config_free(cf);
+	cf = load(MINIMAL "source = 127.0.0.2\n", err, sizeof(err));
+	T_CHECK(cf != NULL && strcmp(cf->primary_source, "127.0.0.2") == 0);
+	config_free(cf);
+	cf = load(MINIMAL "source = 2001:db8::25\n", err, sizeof(err));
+	T_CHECK(cf != NULL && strcmp(cf->primary_source, "2001:db8::25") == 0);
 	config_free(cf);
 }
 
@@ -67,6 +76,13 @@ test_errors(void)
 		{ MINIMAL "[server]\ndomains = example.net..\n", "c.conf:10: [server] domains: not a domain name" },
 		{ MINIMAL "[server]\ndomains = a..example\n", "c.conf:10: [server] domains: not a domain name" },
 		{ MINIMAL "[server]\ndomains = .\n", "c.conf:10: [server] domains: not a domain name" },
+		{ MINIMAL "source = mail.example.org\n", "c.conf:9: [primary] source: not an IPv4 or IPv6 address" },
+		{ MINIMAL "source = 127.0.0.2/32\n", "c.conf:9: [primary] source: not an IPv4 or IPv6 address" },
+		{ MINIMAL "source = [::1]\n", "c.conf:9: [primary] source: not an IPv4 or IPv6 address" },
+		{ MINIMAL "source = 127.0.0.2:25\n", "c.conf:9: [primary] source: not an IPv4 or IPv6 address" },
+		{ MINIMAL "[notify]\nprimary_down_after = 0\n", "c.conf:10: [notify] primary_down_after: out of range" },
+		{ MINIMAL "[notify]\ntimeout = 2h\n", "c.conf:10: [notify] timeout: out of range" },
+		{ MINIMAL "[notify]\nexec = notify-me now\n", "[notify] exec: not an absolute path" },
 	};
 	char err[256];
 	size_t i;
@@ -84,12 +100,147 @@ test_errors(void)
 	}
 }
 
+/* [screen] dnsbl entries in Postfix's zone[=filter][*weight] form. */
+static void
+test_dnsbl_parse(void)
+{
+	static const struct {
+		const char	*in;
+		int		 rc;
+		const char	*zone;
+		int		 weight;
+		const char	*allowed;	/* "o.o.o.o" samples, ',' */
+		const char	*denied;
+	} cases[] = {
+		{ "zen.spamhaus.org", 0, "zen.spamhaus.org", 1, NULL, NULL },
+		{ "Zen.Spamhaus.ORG.*3", 0, "zen.spamhaus.org", 3, NULL,
+		  NULL },
+		{ "b.barracudacentral.org=127.0.0.[2..11]*2", 0,
+		  "b.barracudacentral.org", 2, "127.0.0.2,127.0.0.11",
+		  "127.0.0.1,127.0.0.12,127.0.1.2" },
+		{ "bl.test=127.0.0.[2;4;9]", 0, "bl.test", 1,
+		  "127.0.0.2,127.0.0.4,127.0.0.9", "127.0.0.3,127.0.0.10" },
+		{ "list.dnswl.org=127.0.[2..15].[2..3]*-4", 0,
+		  "list.dnswl.org", -4, "127.0.2.2,127.0.15.3",
+		  "127.0.1.2,127.0.2.1,127.0.16.3" },
+		{ "bl.test=127.0.0.2", 0, "bl.test", 1, "127.0.0.2",
+		  "127.0.0.3" },
+		{ "bl.test=127.0.0.[0..255]*1000", 0, "bl.test", 1000,
+		  "127.0.0.0,127.0.0.255", "127.0.1.0" },
+		{ "bl.test=[1;3..4;200].0.0.[2]", 0, "bl.test", 1,
+		  "1.0.0.2,3.0.0.2,4.0.0.2,200.0.0.2", "2.0.0.2,5.0.0.2" },
+		/* errors */
+		{ "bl.test*0", -1, NULL, 0, NULL, NULL },
+		{ "bl.test*1001", -1, NULL, 0, NULL, NULL },
+		{ "bl.test*", -1, NULL, 0, NULL, NULL },
+		{ "bl.test*x", -1, NULL, 0, NULL, NULL },
+		{ "bl.test=", -1, NULL, 0, NULL, NULL },
+		{ "bl.test=127.0.0", -1, NULL, 0, NULL, NULL },
+		{ "bl.test=127.0.0.2.1", -1, NULL, 0, NULL, NULL },
+		{ "bl.test=127.0.0.256", -1, NULL, 0, NULL, NULL },
+		{ "bl.test=127.0.0.[11..2]", -1, NULL, 0, NULL, NULL },
+		{ "bl.test=127.0.0.[2..]", -1, NULL, 0, NULL, NULL },
+		{ "bl.test=127.0.0.[2;]", -1, NULL, 0, NULL, NULL },
+		{ "bl.test=127.0.0.[2", -1, NULL, 0, NULL, NULL },
+		{ "bl.test=127.0.0.[2]x", -1, NULL, 0, NULL, NULL },
+		{ "bl.test=127.0.0.2..3", -1, NULL, 0, NULL, NULL },
+		{ "bl.test=127.0.0.-1", -1, NULL, 0, NULL, NULL },
+		{ "bl.test=127.0.0.+2", -1, NULL, 0, NULL, NULL },
+		{ "bl.test=127.0.0.99999999999999999999", -1, NULL, 0, NULL,
+		  NULL },
+		{ "=127.0.0.2", -1, NULL, 0, NULL, NULL },
+		{ "bl_test.org", -1, NULL, 0, NULL, NULL },
+		{ "localhost", -1, NULL, 0, NULL, NULL },
+		{ "a..b.test", -1, NULL, 0, NULL, NULL },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config_dnsbl d;
+		char err[256] = "";
+		const char *lists[2] = { cases[i].allowed, cases[i].denied };
+		int rc = config_dnsbl_parse(cases[i].in, &d, err, sizeof(err)),
+		    k;
+
+		if (rc != cases[i].rc)
+			fprintf(stderr, "  case %s: rc %d\n", cases[i].in, rc);
+		T_CHECK(rc == cases[i].rc);
+		if (rc == -1) {
+			T_CHECK(strstr(err, cases[i].in) != NULL);
+			T_CHECK(d.zone == NULL);
+			continue;
+		}
+		if (rc != 0)
+			continue;
+		T_STREQ(d.zone, cases[i].zone);
+		T_CHECK(d.weight == cases[i].weight);
+		T_CHECK(d.has_filter == (strchr(cases[i].in, '=') != NULL));
+		for (k = 0; k < 2; k++) {
+			char buf[256], *p = buf, *item;
+
+			if (lists[k] == NULL)
+				continue;
+			snprintf(buf, sizeof(buf), "%s", lists[k]);
+			while ((item = strsep(&p, ",")) != NULL) {
+				unsigned o[4];
+				int j;
+				bool all = true;
+
+				T_CHECK(sscanf(item, "%u.%u.%u.%u", &o[0],
+				    &o[1], &o[2], &o[3]) == 4);
+				for (j = 0; j < 4; j++)
+					all = all && (d.filter[j][o[j] / 8] &
+					    (1u << (o[j] % 8)));
+				if (all != (k == 0))
+					fprintf(stderr, "  case %s: %s\n",
+					    cases[i].in, item);
+				T_CHECK(all == (k == 0));
+			}
+		}
+		free(d.zone);
+	}
+}
+
+/* A whole config: entries split on commas and blanks, errors named. */
+static void
+test_dnsbl_load(void)
+{
+	char err[256];
+	struct config *cf = load(MINIMAL "[screen]\ndnsbl = zen.spamhaus.org"
+	    "*3 bl.test=127.0.0.[2..11]*2, wl.test=127.0.0.2*-1\n"
+	    "dnsbl = more.test\n", err, sizeof(err));
+
+	T_CHECK(cf != NULL);
+	if (cf != NULL) {
+		T_CHECK(cf->ndnsbl_sites == 4);
+		if (cf->ndnsbl_sites == 4) {
+			T_STREQ(cf->dnsbl_sites[0].zone, "zen.spamhaus.org");
+			T_CHECK(cf->dnsbl_sites[0].weight == 3);
+			T_STREQ(cf->dnsbl_sites[1].zone, "bl.test");
+			T_CHECK(cf->dnsbl_sites[1].has_filter);
+			T_CHECK(cf->dnsbl_sites[2].weight == -1);
+			T_STREQ(cf->dnsbl_sites[3].zone, "more.test");
+		}
+		config_free(cf);
+	}
+	cf = load(MINIMAL "[screen]\ndnsbl = bl.test=127.0.0.[2..]\n"
+	    "greet_wait = 1s\n", err, sizeof(err));
+	T_CHECK(cf == NULL);
+	/* the line of the entry, not the end of the file */
+	T_CHECK(strstr(err, "c.conf:10: [screen] dnsbl: not zone[=filter]"
+	    "[*weight]") != NULL);
+	if (strstr(err, "c.conf:10:") == NULL)
+		fprintf(stderr, "  got: %s\n", err);
+}
+
 int
 main(void)
 {
 	static const struct t_case cases[] = {
 		{ "config_minimal", test_minimal },
 		{ "config_errors", test_errors },
+		{ "config_dnsbl_parse", test_dnsbl_parse },
+		{ "config_dnsbl_load", test_dnsbl_load },
 	};
 	char path[256];
 	int rc;

@@ -95,6 +95,24 @@ test_env_rec(void)
 	T_STREQ(rec.val[rec.n - 1], "dead:b@ours.example");
 	T_STREQ(ctl_proto_state(SPOOL_HOLD, env), "held");
 	T_STREQ(ctl_proto_state(SPOOL_DEAD, env), "dead");
+	T_CHECK(ctl_proto_rec_get(&rec, "reason") == NULL);
+	free(line);
+
+	/* The primary is down: a queued message waits for it, held and dead
+	 * ones keep their state. */
+	ctl_proto_env_rec_live(b, SPOOL_QUEUE, env, "Connection refused");
+	line = take_line(b);
+	T_CHECK(ctl_proto_rec_parse(line, &rec) == 0);
+	T_STREQ(ctl_proto_rec_get(&rec, "state"), "waiting");
+	T_STREQ(ctl_proto_rec_get(&rec, "reason"), "primary-down");
+	T_STREQ(ctl_proto_rec_get(&rec, "primary_reply"), "Connection refused");
+	T_STREQ(ctl_proto_rec_get(&rec, "last_reply"), "451 4.3.0 later");
+	free(line);
+	ctl_proto_env_rec_live(b, SPOOL_HOLD, env, "Connection refused");
+	line = take_line(b);
+	T_CHECK(ctl_proto_rec_parse(line, &rec) == 0);
+	T_STREQ(ctl_proto_rec_get(&rec, "state"), "held");
+	T_CHECK(ctl_proto_rec_get(&rec, "primary_reply") == NULL);
 	free(line);
 	evbuffer_free(b);
 	envelope_free(env);

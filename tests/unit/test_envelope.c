@@ -167,7 +167,10 @@ test_malformed(void)
 		{ MIN_TEXT "size: 1x\n", "line 6: size: bad number" },
 		{ MIN_TEXT "size: \n", "line 6: size: bad number" },
 		{ MIN_TEXT "size: 18446744073709551616\n", "size: bad number" },
-		{ MIN_TEXT "arrival: 9223372036854775808\n", "duplicate key" },
+		{ "version: 1\nid: 0123456789abcdef\n"
+		    "arrival: 9223372036854775808\n"
+		    "sender: a@x.example\nrcpt: pending b@y\n",
+		    "line 3: arrival: bad number" },
 		{ MIN_TEXT "next_attempt: 9223372036854775808\n",
 		    "next_attempt: bad number" },
 		{ MIN_TEXT "client_port: 65536\n", "client_port: bad number" },

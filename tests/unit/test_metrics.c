@@ -241,6 +241,15 @@ test_table(void)
 		metrics_set((enum metrics_id)id, 1000 + id);
 		seen[id] = 0;
 	}
+	/* A family of added series shows up through its one series. */
+	{
+		int h = metrics_series_add(M_DNSBL_ERRORS, "zone",
+		    "zen.example.test");
+
+		T_CHECK(h >= 0);
+		while (metrics_series_get(h) < 1000 + M_DNSBL_ERRORS)
+			metrics_series_inc(h);
+	}
 	render();
 	text = xstrdup(render_text);
 	for (line = strtok_r(text, "\n", &save); line != NULL;
@@ -345,6 +354,93 @@ test_table(void)
 	reset_all();
 }
 
+/*
+ * The HTTP request path: where the head ends, and the status of the reply
+ * to it (every reply closes the connection; HEAD has no body).
+ */
+static void
+test_http(void)
+{
+	static const struct {
+		const char	*in;
+		int		 tail;	/* after the head; -1: incomplete */
+		int		 status;
+		bool		 body;
+	} cases[] = {
+		{ "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 0, 200, true },
+		{ "GET /metrics HTTP/1.0\r\n\r\n", 0, 200, true },
+		{ "GET /metrics?x=1 HTTP/1.1\n\n", 0, 200, true },
+		{ "HEAD /metrics HTTP/1.1\r\n\r\n", 0, 200, false },
+		{ "HEAD /nope HTTP/1.1\r\n\r\n", 0, 404, false },
+		{ "GET /nope HTTP/1.1\r\n\r\n", 0, 404, true },
+		{ "GET http://x/metrics HTTP/1.1\r\n\r\n", 0, 404, true },
+		{ "POST /metrics HTTP/1.1\r\n\r\nbody", 4, 405, true },
+		{ "BREW /pot HTTP/1.1\r\n\r\n", 0, 405, true },
+		{ "GET /metrics HTCPCP/1.0\r\n\r\n", 0, 400, true },
+		{ "GET /metrics HTTP/2.0\r\n\r\n", 0, 400, true },
+		{ "GET /metrics\r\n\r\n", 0, 400, true },
+		{ "GET  /metrics HTTP/1.1\r\n\r\n", 0, 400, true },
+		{ "G\x01T /metrics HTTP/1.1\r\n\r\n", 0, 400, true },
+		{ "\r\n\r\n", 0, 400, true },
+		{ "GET /metrics HTTP/1.1\r\nHost: x\r\n", -1, 0, false },
+		{ "GET /metrics HTTP/1.1\r\n\r", -1, 0, false },
+		{ "", -1, 0, false },
+	};
+	size_t i, head, len;
+	char *out, want[32];
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *in = cases[i].in;
+
+		head = metrics_http_head_len(in, strlen(in));
+		if (head != (cases[i].tail < 0 ? 0 :
+		    strlen(in) - (size_t)cases[i].tail)) {
+			fprintf(stderr, "  case %zu: head %zu\n", i, head);
+			T_CHECK(!"head length");
+			continue;
+		}
+		if (head == 0)
+			continue;
+		out = metrics_http_respond(in, head, &len);
+		snprintf(want, sizeof(want), "HTTP/1.1 %d ", cases[i].status);
+		if (strncmp(out, want, strlen(want)) != 0) {
+			fprintf(stderr, "  case %zu: %.40s, want %s\n", i, out,
+			    want);
+			T_CHECK(!"status");
+		}
+		T_CHECK(strstr(out, "\r\nConnection: close\r\n") != NULL);
+		T_CHECK((strstr(out, "\r\n\r\n")[4] != '\0') ==
+		    cases[i].body);
+		T_CHECK((strstr(out, "\r\nAllow: GET, HEAD\r\n") != NULL) ==
+		    (cases[i].status == 405));
+		free(out);
+	}
+}
+
+/* Series added from the config: bounded, deduplicated, values checked. */
+static void
+test_series(void)
+{
+	int a, b, c;
+
+	a = metrics_series_add(M_DNSBL_ERRORS, "zone", "bl1.example.test");
+	b = metrics_series_add(M_DNSBL_ERRORS, "zone", "bl2.example.test");
+	c = metrics_series_add(M_DNSBL_ERRORS, "zone", "bl1.example.test");
+	T_CHECK(a >= 0 && b >= 0 && a != b && c == a);
+	T_CHECK(metrics_series_add(M_DNSBL_ERRORS, "zone", "x\"}y") == -1);
+	T_CHECK(metrics_series_add(M_DNSBL_ERRORS, "zone", "") == -1);
+	metrics_series_inc(a);
+	metrics_series_inc(a);
+	metrics_series_inc(-1);
+	render();
+	T_CHECK(strstr(render_text, "# TYPE holdfast_dnsbl_errors_total "
+	    "counter\n") != NULL);
+	T_CHECK(strstr(render_text, "\nholdfast_dnsbl_errors_total{zone=\""
+	    "bl1.example.test\"} 2\n") != NULL);
+	T_CHECK(strstr(render_text, "\nholdfast_dnsbl_errors_total{zone=\""
+	    "bl2.example.test\"} 0\n") != NULL);
+}
+
 int
 main(void)
 {
@@ -353,6 +449,8 @@ main(void)
 		{ "metrics_inc_add_set", test_inc_add_set },
 		{ "metrics_collector", test_collector },
 		{ "metrics_table", test_table },
+		{ "metrics_http", test_http },
+		{ "metrics_series", test_series },	/* after table */
 	};
 	int rc = T_RUN(cases);
 

@@ -172,11 +172,49 @@ test_cidr_list_match_family(void)
 	T_CHECK(!net_cidr_list_match(all, 2, &sa));
 }
 
+/* [primary] source: a bare address, port 0, to bind to. */
+static void
+test_addr_parse(void)
+{
+	static const struct {
+		const char	*in;
+		int		 want, family;
+	} cases[] = {
+		{ "127.0.0.2", 0, AF_INET }, { "192.0.2.25", 0, AF_INET },
+		{ "::1", 0, AF_INET6 }, { "2001:db8::25", 0, AF_INET6 },
+		{ "::ffff:192.0.2.25", 0, AF_INET6 },
+		{ "", -1, 0 }, { "localhost", -1, 0 }, { "127.0.0.2/32", -1, 0 },
+		{ "127.0.0.2:25", -1, 0 }, { "[::1]", -1, 0 },
+		{ " 127.0.0.2", -1, 0 }, { "256.0.0.1", -1, 0 },
+		{ "1.2.3", -1, 0 },
+	};
+	struct sockaddr_storage ss;
+	socklen_t len;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int got = net_addr_parse(cases[i].in, &ss, &len);
+
+		if (got != cases[i].want || (got == 0 &&
+		    (ss.ss_family != cases[i].family ||
+		    len != (cases[i].family == AF_INET ?
+		    sizeof(struct sockaddr_in) :
+		    sizeof(struct sockaddr_in6)) ||
+		    (cases[i].family == AF_INET ?
+		    ((struct sockaddr_in *)&ss)->sin_port :
+		    ((struct sockaddr_in6 *)&ss)->sin6_port) != 0))) {
+			fprintf(stderr, "  case %s\n", cases[i].in);
+			T_CHECK(!"addr_parse");
+		}
+	}
+}
+
 int
 main(void)
 {
 	static const struct t_case cases[] = {
 		{ "net_cidr_parse", test_cidr_parse },
+		{ "net_addr_parse", test_addr_parse },
 		{ "net_cidr_list_match", test_cidr_list_match },
 		{ "net_cidr_list_match_family", test_cidr_list_match_family },
 	};

@@ -1,5 +1,11 @@
 #include "queue.h"
 
+#include <event2/event.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "spool.h"
 #include "t.h"
 
 static void
@@ -35,11 +41,144 @@ test_backoff(void)
 	}
 }
 
+static void
+test_size_limit(void)
+{
+	static const struct {
+		uint64_t max, primary, want;
+	} cases[] = {
+		{ 50000000, 0, 50000000 },		/* no SIZE: max */
+		{ 50000000, 26214400, 26214400 - QUEUE_SIZE_HEADROOM },
+		{ 10000000, 26214400, 10000000 },	/* max is lower */
+		{ 50000000, 100000, 100000 - QUEUE_SIZE_HEADROOM },
+		{ 50000000, 2 * QUEUE_SIZE_HEADROOM, QUEUE_SIZE_HEADROOM },
+		/* a tiny SIZE: half of it, never 0 */
+		{ 50000000, 2 * QUEUE_SIZE_HEADROOM - 2,
+		  QUEUE_SIZE_HEADROOM - 1 },
+		{ 50000000, 1000, 500 },
+		{ 50000000, 1, 1 },
+		{ 1024, UINT64_MAX, 1024 },		/* huge: max */
+		{ UINT64_MAX, UINT64_MAX, UINT64_MAX - QUEUE_SIZE_HEADROOM },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t got = queue_size_limit_calc(cases[i].max,
+		    cases[i].primary);
+
+		if (got != cases[i].want) {
+			fprintf(stderr, "  case %zu: got %llu want %llu\n", i,
+			    (unsigned long long)got,
+			    (unsigned long long)cases[i].want);
+			T_CHECK(!"size_limit");
+		}
+	}
+}
+
+static void
+test_size_rcpts(void)
+{
+	static const struct {
+		uint64_t primary, size, nrcpt, octets;
+		bool want;
+	} cases[] = {
+		/* one recipient: the limit (SIZE - 16 KiB) binds first */
+		{ 200000, 200000 - QUEUE_SIZE_HEADROOM, 1, 40, true },
+		/* 50 recipients of 40 octets: 6144 + 1600 + 6000 < 16 KiB */
+		{ 200000, 200000 - QUEUE_SIZE_HEADROOM, 50, 2000, true },
+		/* 100 of 40: 6144 + 3200 + 12000 > 16 KiB */
+		{ 200000, 200000 - QUEUE_SIZE_HEADROOM, 100, 4000, false },
+		{ 200000, 200000 - 6144 - 3200 - 12000, 100, 4000, true },
+		{ 200000, 200000 - 6144 - 3200 - 12000 + 1, 100, 4000, false },
+		/* recipients alone over the SIZE */
+		{ 40000, 1, 1000, 64000, false },
+		/* a tiny SIZE: only the (halved) limit applies */
+		{ 20000, 10000, 100, 5000, true },
+		{ 200000, 1000, UINT64_MAX, 1, false },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (queue_size_fits_primary(cases[i].primary, cases[i].size,
+		    cases[i].nrcpt, cases[i].octets) != cases[i].want) {
+			fprintf(stderr, "  case %zu\n", i);
+			T_CHECK(!"size_rcpts");
+		}
+}
+
+/* What the primary offered survives a restart (a new queue on the same
+ * spool), and a garbled state file falls back to max_message_size. */
+static void
+test_primary_persist(void)
+{
+	char dir[] = "/tmp/holdfast-test-queue.XXXXXX", path[256], err[256];
+	struct event_base *base = event_base_new();
+	struct config *cf;
+	struct spool *sp;
+	struct queue *q;
+	FILE *fp;
+
+	T_CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/c.conf", dir);
+	fp = fopen(path, "w");
+	fprintf(fp, "[server]\nhostname = mx2.example.test\n"
+	    "listen = 127.0.0.1:2525\ndomains = example.test\n"
+	    "max_message_size = 10M\n[spool]\ndir = %s/spool\n"
+	    "[primary]\nhost = 127.0.0.1\n", dir);
+	fclose(fp);
+	cf = config_load(path, err, sizeof(err));
+	T_CHECK(cf != NULL);
+	if (cf == NULL)
+		return;
+	sp = spool_open(cf->spool_dir);
+	T_CHECK(sp != NULL);
+
+	q = queue_new(base, cf, sp, NULL, NULL, NULL);
+	T_CHECK(queue_load(q) == 0);
+	T_CHECK(queue_size_limit(q) == 10 * 1024 * 1024);
+	T_CHECK(queue_primary_has_smtputf8(q));	/* unknown: offered */
+	queue_primary_learn(q, 100000, false, true);
+	T_CHECK(queue_size_limit(q) == 100000 - QUEUE_SIZE_HEADROOM);
+	T_CHECK(!queue_primary_has_smtputf8(q));
+	queue_free(q);
+
+	q = queue_new(base, cf, sp, NULL, NULL, NULL);
+	T_CHECK(queue_load(q) == 0);
+	T_CHECK(queue_size_limit(q) == 100000 - QUEUE_SIZE_HEADROOM);
+	T_CHECK(!queue_primary_has_smtputf8(q));
+	/* SIZE 0 / none: max_message_size again, and that persists too */
+	queue_primary_learn(q, 0, true, true);
+	T_CHECK(queue_size_limit(q) == 10 * 1024 * 1024);
+	T_CHECK(queue_primary_has_smtputf8(q));
+	queue_free(q);
+
+	q = queue_new(base, cf, sp, NULL, NULL, NULL);
+	T_CHECK(queue_load(q) == 0);
+	T_CHECK(queue_size_limit(q) == 10 * 1024 * 1024);
+	queue_free(q);
+
+	T_CHECK(spool_state_write(sp, "primary-ehlo", "garbage\n") == 0);
+	q = queue_new(base, cf, sp, NULL, NULL, NULL);
+	T_CHECK(queue_load(q) == 0);
+	T_CHECK(queue_size_limit(q) == 10 * 1024 * 1024);
+	T_CHECK(queue_primary_has_smtputf8(q));
+	queue_free(q);
+
+	spool_close(sp);
+	config_free(cf);
+	event_base_free(base);
+	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
+	T_CHECK(system(path) == 0);
+}
+
 int
 main(void)
 {
 	static const struct t_case cases[] = {
 		{ "queue_backoff", test_backoff },
+		{ "queue_size_limit", test_size_limit },
+		{ "queue_size_rcpts", test_size_rcpts },
+		{ "queue_primary_persist", test_primary_persist },
 	};
 
 	return T_RUN(cases);

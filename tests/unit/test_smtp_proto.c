@@ -140,14 +140,25 @@ test_path(void)
 		{ "<u@foreign@ours>", SMTP_PATH_ROUTED, "u@foreign@ours", "ours", 0, "" },
 		{ "<u@[1.2.3.4]>", SMTP_PATH_ROUTED, "u@[1.2.3.4]", "[1.2.3.4]", 0, "" },
 		{ "<u@[IPv6:2001:db8::1]>", SMTP_PATH_ROUTED, "u@[IPv6:2001:db8::1]", "[IPv6:2001:db8::1]", 0, "" },
-		{ "<u\x01@ours>", SMTP_PATH_ROUTED, "u\x01@ours", "ours", 0, "" },
-		{ "<u@ours\x7f>", SMTP_PATH_ROUTED, "u@ours\x7f", "ours\x7f", 0, "" },
-		{ "<u\t@ours>", SMTP_PATH_ROUTED, "u\t@ours", "ours", 0, "" },
-		{ "<u@ours\r\n>", SMTP_PATH_ROUTED, "u@ours\r\n", "ours\r\n", 0, "" },
-		{ "<\"a\x01\"@b>", SMTP_PATH_ROUTED, "\"a\x01\"@b", "b", 0, "" },
-		{ "<postmaster\x1b>", SMTP_PATH_ROUTED, "postmaster\x1b", "", 0, "" },
+		/* A control byte anywhere in the path is a syntax error. */
+		{ "<u\x01@ours>", SMTP_PATH_SYNTAX, "", "", 0, NULL },
+		{ "<u@ours\x7f>", SMTP_PATH_SYNTAX, "", "", 0, NULL },
+		{ "<u\t@ours>", SMTP_PATH_SYNTAX, "", "", 0, NULL },
+		{ "<u@ours\r\n>", SMTP_PATH_SYNTAX, "", "", 0, NULL },
+		{ "<\"a\x01\"@b>", SMTP_PATH_SYNTAX, "", "", 0, NULL },
+		{ "<postmaster\x1b>", SMTP_PATH_SYNTAX, "", "", 0, NULL },
+		{ "<x\x1b]0;pwned\x07\rRCPT TO:<victim@ext.example>>", SMTP_PATH_SYNTAX, "", "", 0, NULL },
+		{ "<x\x1b]0;pwned\x07\rRCPT TO:victim@ext.example>", SMTP_PATH_SYNTAX, "", "", 0, NULL },
+		{ "<x\x1b]0;pwned\x07@ext.example>", SMTP_PATH_SYNTAX, "", "", 0, NULL },
+		{ "<a\rb@ext.example>", SMTP_PATH_SYNTAX, "", "", 0, NULL },
+		{ "<a@ext.example\r>", SMTP_PATH_SYNTAX, "", "", 0, NULL },
+		{ "<a\x07@ext.example> SIZE=1", SMTP_PATH_SYNTAX, "", "", 0, NULL },
+		{ "<\"a\rb\"@ext.example>", SMTP_PATH_SYNTAX, "", "", 0, NULL },
+		{ "<@a\x1b:u@ours>", SMTP_PATH_SYNTAX, "", "", 0, NULL },
+		{ "<\x7f>", SMTP_PATH_SYNTAX, "", "", 0, NULL },
+		{ "<\x1f@b>", SMTP_PATH_SYNTAX, "", "", 0, NULL },
 		{ "<@a:postmaster>", SMTP_PATH_ROUTED, "postmaster", "", 0, "" },
-		{ "<\x01>", SMTP_PATH_ROUTED, "\x01", "", 0, "" },
+		{ "<\x01>", SMTP_PATH_SYNTAX, "", "", 0, NULL },
 	};
 	struct smtp_path path;
 	enum smtp_path_status st;
@@ -414,6 +425,47 @@ test_ehlo_has(void)
 			fprintf(stderr, "  keyword %s\n", cases[i].kw);
 			T_CHECK(!"ehlo_has");
 		}
+}
+
+static void
+test_ehlo_size(void)
+{
+	static const struct {
+		const char	*lines[5];
+		uint64_t	 want;
+	} cases[] = {
+		{ { "250-mx Hello", "250 SIZE 10240000", NULL }, 10240000 },
+		{ { "250-mx", "250-PIPELINING", "250-size 100000",
+		    "250 8BITMIME", NULL }, 100000 },
+		{ { "250-mx", "250-SIZE", "250 8BITMIME", NULL }, 0 },
+		{ { "250-mx", "250 SIZE 0", NULL }, 0 },
+		{ { "250-mx", "250 SIZE  2048", NULL }, 2048 },
+		{ { "250-mx", "250 SIZE 2048 ", NULL }, 2048 },
+		{ { "250-mx", "250 PIPELINING", NULL }, 0 },
+		{ { "250 mx SIZE 1000", NULL }, 0 },	/* the greeting line */
+		{ { "250-mx", "250 SIZEX 1000", NULL }, 0 },
+		{ { "250-mx", "250 SIZE abc", NULL }, 0 },
+		{ { "250-mx", "250 SIZE 12abc", NULL }, 0 },
+		{ { "250-mx", "250 SIZE -5", NULL }, 0 },
+		{ { "250-mx", "250 SIZE 18446744073709551615", NULL },
+		  UINT64_MAX },
+		{ { "250-mx", "250 SIZE 18446744073709551616", NULL }, 0 },
+		{ { "250-mx", "250 SIZE 99999999999999999999999999", NULL },
+		  0 },
+		{ { "250", NULL }, 0 },
+		{ { "250-mx", "250 SIZ", NULL }, 0 },
+	};
+	struct smtp_reply r;
+	size_t i;
+
+	for (i = 0; i < NELEM(cases); i++) {
+		T_CHECK(reply_feed_all(&r, cases[i].lines) == 1);
+		if (smtp_proto_ehlo_size(&r) != cases[i].want) {
+			fprintf(stderr, "  case %zu: got %llu\n", i,
+			    (unsigned long long)smtp_proto_ehlo_size(&r));
+			T_CHECK(!"ehlo_size");
+		}
+	}
 }
 
 static void
@@ -997,6 +1049,24 @@ test_received(void)
 	T_STREQ(out, want);
 }
 
+/* Every field at its longest still fits SMTP_RECEIVED_MAX (the headroom
+ * the learned size limit keeps for our own header counts on it). */
+static void
+test_received_max(void)
+{
+	char big[1200], out[4096];
+	struct smtp_received r;
+	int len;
+
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	r.helo = r.rdns = r.addr = r.hostname = r.proto = r.tls = r.id =
+	    r.rcpt = big;
+	r.when = 1700000000;
+	len = smtp_proto_fmt_received(&r, out, sizeof(out));
+	T_CHECK(len > 1300 && len <= SMTP_RECEIVED_MAX);
+}
+
 static void
 test_received_injection(void)
 {
@@ -1138,6 +1208,8 @@ main(void)
 		{ "smtp_proto_reply", test_reply },
 		{ "smtp_proto_reply_truncate", test_reply_truncate },
 		{ "smtp_proto_ehlo_has", test_ehlo_has },
+		{ "smtp_proto_ehlo_size", test_ehlo_size },
+		{ "smtp_proto_received_max", test_received_max },
 		{ "smtp_proto_reply_fmt", test_reply_fmt },
 		{ "smtp_proto_data", test_data },
 		{ "smtp_proto_data_smuggling", test_data_smuggling },

@@ -590,6 +590,96 @@ out:
 	spool_close(sp);
 }
 
+/* One daemon per spool: the second open fails until the first closes;
+ * the read-only view needs no lock.  An area that is a symlink is refused. */
+static void
+test_lock(void)
+{
+	struct spool *sp, *again, *ro;
+	char path[512], target[512], buf[32];
+	int fd;
+	ssize_t n;
+
+	sp = fresh("locked");
+	snprintf(path, sizeof(path), "%s/locked", tmpdir);
+	errno = 0;
+	again = spool_open(path);
+	T_CHECK(again == NULL && errno == EWOULDBLOCK);
+	spool_close(again);
+	ro = spool_open_readonly(path);
+	T_CHECK(ro != NULL);
+	spool_close(ro);
+	snprintf(target, sizeof(target), "%s/locked/lock", tmpdir);
+	fd = open(target, O_RDONLY);
+	T_CHECK(fd != -1);
+	n = read(fd, buf, sizeof(buf) - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	T_CHECK(atol(buf) == (long)getpid());
+	close(fd);
+	spool_close(sp);
+	sp = spool_open(path);
+	T_CHECK(sp != NULL);
+	spool_close(sp);
+
+	/* tmp/ swapped for a symlink: refused, nothing followed */
+	snprintf(target, sizeof(target), "%s/locked/tmp", tmpdir);
+	T_CHECK(rename(target, strcat(strcpy(path, target), ".real")) == 0);
+	T_CHECK(symlink(path, target) == 0);
+	snprintf(path, sizeof(path), "%s/locked", tmpdir);
+	errno = 0;
+	T_CHECK(spool_open(path) == NULL &&
+	    (errno == ELOOP || errno == ENOTDIR));
+}
+
+/* What a root start trusts on the way to and inside the spool. */
+static void
+test_stat_check(void)
+{
+	static const struct {
+		const char		*name;
+		mode_t			 mode;
+		uid_t			 uid;
+		enum spool_dir_role	 role;
+		int			 want;
+	} cases[] = {
+		{ "root 0755 ancestor", S_IFDIR | 0755, 0, SPOOL_DIR_ANCESTOR,
+		  SPOOL_OK },
+		{ "sticky /tmp", S_IFDIR | S_ISVTX | 0777, 0,
+		  SPOOL_DIR_ANCESTOR, SPOOL_OK },
+		{ "world-writable ancestor", S_IFDIR | 0777, 0,
+		  SPOOL_DIR_ANCESTOR, SPOOL_BAD_MODE },
+		{ "group-writable ancestor", S_IFDIR | 0775, 0,
+		  SPOOL_DIR_ANCESTOR, SPOOL_BAD_MODE },
+		{ "user's ancestor", S_IFDIR | 0755, 65534, SPOOL_DIR_ANCESTOR,
+		  SPOOL_BAD_OWNER },
+		{ "user's spool", S_IFDIR | 0700, 65534, SPOOL_DIR_SPOOL,
+		  SPOOL_OK },
+		{ "root's fresh area", S_IFDIR | 0700, 0, SPOOL_DIR_SPOOL,
+		  SPOOL_OK },
+		{ "stranger's area", S_IFDIR | 0700, 1000, SPOOL_DIR_SPOOL,
+		  SPOOL_BAD_OWNER },
+		{ "group-writable area", S_IFDIR | 0770, 65534,
+		  SPOOL_DIR_SPOOL, SPOOL_BAD_MODE },
+		{ "sticky is no excuse in the spool", S_IFDIR | S_ISVTX | 0777,
+		  65534, SPOOL_DIR_SPOOL, SPOOL_BAD_MODE },
+		{ "a file", S_IFREG | 0600, 65534, SPOOL_DIR_SPOOL,
+		  SPOOL_BAD_TYPE },
+	};
+	struct stat st;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&st, 0, sizeof(st));
+		st.st_mode = cases[i].mode;
+		st.st_uid = cases[i].uid;
+		if (spool_stat_check(&st, cases[i].role, 65534) !=
+		    cases[i].want) {
+			fprintf(stderr, "  case %s\n", cases[i].name);
+			T_CHECK(0);
+		}
+	}
+}
+
 /*
  * The group commit as queue.c runs it: stage a batch (one of them fails and
  * leaves the rest alone), one spool_sync(), publish each.  Nothing is in
@@ -700,6 +790,8 @@ main(void)
 		{ "spool_fail_rename", test_fail_rename },
 		{ "spool_open_errors", test_open_errors },
 		{ "spool_link_list_state", test_link_list_state },
+		{ "spool_lock", test_lock },
+		{ "spool_stat_check", test_stat_check },
 		{ "spool_batch", test_batch },
 	};
 	char cmd[300];

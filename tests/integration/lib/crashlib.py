@@ -12,6 +12,7 @@ import os
 import random
 import threading
 import time
+import traceback
 
 import holdfast as hf
 
@@ -23,19 +24,43 @@ class Attempt:
         self.token = token
         self.content = content
         self.rcpts = rcpts
-        self.code = None        # final reply code, None if none seen
+        self.code = None        # final reply code, None if none seen;
+                                # ("5xx", text) for a 5xx at any stage
         self.qid = None
+        self.replies = []       # (stage, code, text) at every stage
+        self.error = None       # the connection error that ended it
+
+
+class _ConnError(Exception):
+    """The connection went away (the daemon was killed): expected."""
+
+
+def _is_conn_error(e):
+    if isinstance(e, OSError):
+        return True
+    msg = str(e)
+    return (msg.startswith("connection closed while reading a reply")
+            or msg.startswith("timed out reading a reply"))
 
 
 class Senders:
     """n threads, each sending messages with unique tokens to port in a
-    loop until stop(); every attempt is recorded with its outcome.
+    loop until stop(); every attempt is recorded with its outcome and the
+    reply at every stage (greeting, EHLO, MAIL, RCPT, DATA, end of data).
     Connection errors (daemon being killed) are expected: the attempt is
-    then 'unknown' (no 250 seen) and the thread reconnects."""
+    then 'unknown' (no 250 seen) and the thread reconnects; but they are
+    bounded: more than max_errors in all (when given), or more than
+    max_streak in a row in one thread (nothing but errors for about
+    max_streak / 10 seconds), fails the run.  A 4xx at any stage is
+    allowed (not acked); a 5xx at any stage is a failure (a backup MX
+    never refuses mail for its domains), and so is a thread that dies on
+    an unexpected exception.  stop() and wait_done() check all of it
+    (check()), unless told not to."""
 
     def __init__(self, port, n, prefix, rng_seed,
                  sizes=(300, 300, 1500, 1500, 8000, 8000, 30000, 120000),
-                 max_msgs=None, pause=0.03):
+                 max_msgs=None, pause=0.03, max_errors=None,
+                 max_streak=600):
         self.port = port
         self.n = n
         self.prefix = prefix
@@ -47,7 +72,12 @@ class Senders:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.threads = []
-        self.errors = 0
+        self.errors = 0                 # connection errors
+        self.error_samples = []         # the first few, for the report
+        self.max_errors = max_errors
+        self.max_streak = max_streak
+        self.rejects = []               # (token, stage, reply text) 5xx
+        self.died = []                  # tracebacks of dead threads
 
     def start(self):
         for i in range(self.n):
@@ -56,18 +86,44 @@ class Senders:
             self.threads.append(t)
         return self
 
-    def stop(self, timeout=120):
+    def stop(self, timeout=120, check=True):
+        """Stop the threads; with check, then check() (pass check=False
+        in a finally: block and call check() after it)."""
         self.stopping.set()
         for t in self.threads:
             t.join(timeout)
             hf.check(not t.is_alive(), "sender thread did not stop")
+        if check:
+            self.check()
 
-    def wait_done(self, timeout):
+    def wait_done(self, timeout, check=True):
         deadline = time.monotonic() + timeout
         for t in self.threads:
             t.join(max(0.1, deadline - time.monotonic()))
             hf.check(not t.is_alive(), "senders not done within %.0fs"
                      % timeout)
+        if check:
+            self.check()
+
+    def problems(self):
+        """What makes the run fail: 5xx replies, dead threads, too many
+        connection errors."""
+        with self.lock:
+            out = []
+            if self.rejects:
+                out.append("%d 5xx for our domains, e.g. %s"
+                           % (len(self.rejects), self.rejects[:3]))
+            for tb in self.died[:2]:
+                out.append("a sender thread died:\n" + tb)
+            if self.max_errors is not None and self.errors > self.max_errors:
+                out.append("%d connection errors, more than the bound %d; "
+                           "first: %s" % (self.errors, self.max_errors,
+                                          self.error_samples[:3]))
+            return out
+
+    def check(self):
+        probs = self.problems()
+        hf.check(not probs, "senders: " + "; ".join(probs))
 
     def acked(self):
         with self.lock:
@@ -92,10 +148,41 @@ class Senders:
             rcpts.append("second%d@example.org" % tid)
         return Attempt(token, content, rcpts)
 
+    def _reply(self, a, c, stage, line=None, want=(250,)):
+        """Send line (None: read the greeting or the end-of-data reply),
+        record the reply for stage; a 5xx is recorded as a rejection.
+        Returns the reply; raises _ConnError when the connection went."""
+        try:
+            r = c.cmd(line) if line is not None else c.reply()
+        except (hf.Fail, OSError) as e:
+            if _is_conn_error(e):
+                raise _ConnError("%s: %s" % (stage, e))
+            raise
+        a.replies.append((stage, r.code, r.text))
+        if r.code // 100 == 5:
+            # a backup MX must never reject mail for its domains
+            a.code = ("5xx", "%s: %s" % (stage, r.text))
+            with self.lock:
+                self.rejects.append((a.token, stage, r.text))
+            hf.note("UNEXPECTED %s at %s for %s" % (r.text, stage, a.token))
+        elif r.code not in want and r.code // 100 != 4:
+            raise hf.Fail("%s -> %r for %s" % (stage, r, a.token))
+        return r
+
     def _loop(self, tid):
+        try:
+            self._loop_body(tid)
+        except BaseException:
+            with self.lock:
+                self.died.append("thread %d: %s" % (tid,
+                                                     traceback.format_exc()))
+            self.stopping.set()         # the run is failed: stop all
+
+    def _loop_body(self, tid):
         rng = random.Random(self.seed * 1000 + tid)
         k = 0
         c = None
+        streak = 0
         while not self.stopping.is_set():
             if self.max_msgs is not None and k >= self.max_msgs:
                 break
@@ -105,46 +192,71 @@ class Senders:
                 self.attempts.append(a)
             try:
                 if c is None:
-                    c = hf.SMTPClient(self.port, timeout=30)
-                    c.ehlo()
-                r = c.cmd("MAIL FROM:<s%d@client.test>" % tid)
-                if r.code != 250:
-                    raise hf.Fail("MAIL -> %r" % r)
-                ok = 0
-                for rc in a.rcpts:
-                    if c.cmd("RCPT TO:<%s>" % rc).code == 250:
-                        ok += 1
-                if ok != len(a.rcpts):
-                    raise hf.Fail("RCPT refused")
-                r = c.cmd("DATA")
-                if r.code != 354:
-                    raise hf.Fail("DATA -> %r" % r)
-                c.send(hf.dot_stuff(a.content))
-                r = c.reply()
-                a.code = r.code
+                    try:
+                        c = hf.SMTPClient(self.port, timeout=30,
+                                          greet=False)
+                    except OSError as e:
+                        raise _ConnError("connect: %s" % e)
+                    r = self._reply(a, c, "greeting", want=(220,))
+                    if r.code != 220:
+                        raise _ConnError("greeting %s" % r.text)
+                    r = self._reply(a, c, "EHLO", "EHLO client.test")
+                    if r.code != 250:
+                        raise _ConnError("EHLO %s" % r.text)
+                done = False
+                r = self._reply(a, c, "MAIL",
+                                "MAIL FROM:<s%d@client.test>" % tid)
                 if r.code == 250:
-                    a.qid = r.queued_id()
-                    hf.check(a.qid, "250 without a queue id: %r" % r)
-                elif r.code // 100 == 5:
-                    # a backup MX must never reject mail for its domains
-                    a.code = ("5xx", r.text)
-                    hf.note("UNEXPECTED %s for %s" % (r.text, a.token))
-                # a 4xx (e.g. 421 at shutdown) is allowed: not acked
-                if rng.random() < 0.3:
-                    c.quit()
+                    ok = 0
+                    for rc in a.rcpts:
+                        if self._reply(a, c, "RCPT",
+                                       "RCPT TO:<%s>" % rc).code == 250:
+                            ok += 1
+                    if ok == len(a.rcpts):
+                        r = self._reply(a, c, "DATA", "DATA", want=(354,))
+                        if r.code == 354:
+                            c.send(hf.dot_stuff(a.content))
+                            r = self._reply(a, c, "end of data")
+                            done = True
+                            if r.code == 250:
+                                a.code = 250
+                                a.qid = r.queued_id()
+                                hf.check(a.qid, "250 without a queue id: "
+                                         "%r" % r)
+                            elif not isinstance(a.code, tuple):
+                                a.code = r.code
+                # any 4xx (e.g. 421 at shutdown, 451 on a suspect spool)
+                # is allowed: not acked.  A transaction cut short by a
+                # 4xx/5xx before the data starts again on a new session.
+                streak = 0
+                if not done or r.code == 421 or rng.random() < 0.3:
+                    try:
+                        c.quit()
+                    except (hf.Fail, OSError):
+                        pass
                     c = None
-            except (hf.Fail, OSError):
+            except _ConnError as e:
+                a.error = str(e)
+                streak += 1
                 with self.lock:
                     self.errors += 1
+                    if len(self.error_samples) < 10:
+                        self.error_samples.append("%s: %s" % (a.token, e))
                 if c is not None:
                     c.close()
                 c = None
+                if streak > self.max_streak:
+                    raise hf.Fail("thread %d: %d connection errors in a "
+                                  "row (last: %s)" % (tid, streak, e))
                 if not self.stopping.is_set():
                     time.sleep(0.05 + rng.random() * 0.1)
             if self.pause:
                 time.sleep(self.pause)
         if c is not None:
-            c.quit()
+            try:
+                c.quit()
+            except (hf.Fail, OSError):
+                pass
 
 
 _tap_cache = {}

@@ -20,6 +20,17 @@ whatever the outcome.  All listeners bind 127.0.0.1 on ports picked by
 free_port().  Every wait has a deadline.  On failure the logs (daemon stderr,
 sink dumps and transcripts, Postfix maillogs) are copied to
 $HOLDFAST_OUT (set by tests/run-integration) or tests/out/<name>/.
+
+When main returns, every daemon still running gets SIGTERM and must exit
+0; only then are the daemon logs scanned for sanitizer reports (so
+LeakSanitizer's report at exit counts).  A daemon that ended non-zero by
+itself fails the scenario unless the test said so first: kill9(),
+stop(expect_clean=False) or expect_exit() (e.g. a start that must fail).
+raise Skip(...) only for what the environment cannot give (not root); it
+exits 77 and scripts/test fails on it unless HOLDFAST_ALLOW_SKIP names
+the scenario.  A missing tool is a fail(): scripts/setup-deps installs
+it.  Fixed deadlines and sleeps that wait for nothing to happen go
+through scaled(seconds) (HOLDFAST_SLOW; 2 for a sanitizer build).
 """
 
 import errno
@@ -60,7 +71,14 @@ class Fail(Exception):
 
 
 class Skip(Exception):
-    """The scenario cannot run here (missing tool); counts as a pass."""
+    """The scenario cannot run here (e.g. not root).  It exits SKIP_RC;
+    tests/run-integration prints SKIP and counts it, and scripts/test
+    fails on any skip its environment does not allow (HOLDFAST_ALLOW_SKIP).
+    A missing tool is not a reason: install it (scripts/setup-deps) and
+    fail without it."""
+
+
+SKIP_RC = 77        # the automake convention for "skipped"
 
 
 def check(cond, reason):
@@ -79,6 +97,24 @@ def note(msg):
 
 # ---------------------------------------------------------------- basics
 
+def slow_factor():
+    """HOLDFAST_SLOW, the one slowness factor (default 1; the runner sets
+    2 for a sanitizer build).  Fixed deadlines and 'nothing happened'
+    sleeps are multiplied by it, so a slow machine makes the tests slower,
+    not red or vacuous."""
+    try:
+        f = float(os.environ.get("HOLDFAST_SLOW", "") or 1)
+    except ValueError:
+        f = 1.0
+    return max(f, 1.0)
+
+
+def scaled(seconds):
+    """seconds times slow_factor(): use for every fixed deadline and every
+    sleep that waits for something not to happen."""
+    return seconds * slow_factor()
+
+
 def build_dir():
     b = os.environ.get("HOLDFAST_BUILD") or "build"
     if not os.path.isabs(b):
@@ -93,14 +129,29 @@ def holdfast_bin():
 _used_ports = set()
 
 
+def _ephemeral_low():
+    """The low end of the kernel's ephemeral port range (32768 by
+    default): outgoing connections take their local port from there on,
+    so a listener picked in that range can lose it to one."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that was free a moment ago; never the same
-    one twice in one test process.  A random start avoids two tests
-    running in parallel picking the same sequence."""
+    one twice in one test process.  Picked below the ephemeral range, so
+    no outgoing connection can take it between the pick and the bind.  A
+    random start avoids two tests running in parallel picking the same
+    sequence."""
+    hi = min(_ephemeral_low(), 32768) - 1
+    lo = min(10000, hi // 2)
     for _ in range(200):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            s.bind(("127.0.0.1", random.randint(20000, 60000)))
+            s.bind(("127.0.0.1", random.randint(lo, hi)))
             port = s.getsockname()[1]
         except OSError:
             continue
@@ -251,7 +302,22 @@ class Env:
     def postfix(self, **kw):
         return self.own(Postfix(self, **kw))
 
+    def stop_daemons(self):
+        """Stop every daemon still running (SIGTERM; each must exit 0) and
+        check how each of their processes ended; returns the problems.
+        Run before sanitizer_reports(): LeakSanitizer reports at exit."""
+        probs = []
+        for d in self.daemons:
+            try:
+                probs += d.finish()
+            except Exception as e:        # keep stopping the rest
+                probs.append("%s: stopping it: %s" % (d.name, e))
+        return probs
+
     def cleanup(self, failed):
+        for d in self.daemons:           # stopped first, as in run()
+            for p in d.finish():
+                print("  %s" % p)
         for obj in reversed(self.owned):
             try:
                 obj.cleanup()
@@ -291,7 +357,11 @@ class Env:
 
 
 def run(fn):
-    """Run fn(env) as the scenario; exit 0 on pass, 1 on failure."""
+    """Run fn(env) as the scenario; exit 0 on pass, 1 on failure, SKIP_RC
+    on Skip.  After fn returns, every daemon still running is stopped
+    (it must exit 0 on SIGTERM) and only then are the complete daemon
+    logs scanned for sanitizer reports, so LeakSanitizer's report at exit
+    is seen; a daemon that died unexpectedly also fails the scenario."""
     name = os.path.basename(sys.argv[0])
     name = re.sub(r"^test_|\.py$", "", name)
     env = Env(name)
@@ -307,22 +377,30 @@ def run(fn):
         check(os.access(holdfast_bin(), os.X_OK),
               "no daemon binary at %s (build it first)" % holdfast_bin())
         fn(env)
+        probs = env.stop_daemons()
         bad = env.sanitizer_reports()
+        if bad:
+            for p in probs[:3]:
+                print("  also daemon exit: %s" % p)
         check(not bad, "sanitizer report in daemon log: " + "; ".join(bad[:3]))
+        check(not probs, "daemon exit: " + "; ".join(probs[:3]))
         failed = False
         rc = 0
     except Skip as e:
         print("SKIP: %s" % e)
         failed = False
-        rc = 0
+        rc = SKIP_RC
+        if _also(env):
+            print("FAIL: the skipped scenario's daemons did not end cleanly")
+            failed = True
+            rc = 1
     except Fail as e:
         print("FAIL: %s" % e)
-        bad = env.sanitizer_reports()
-        if bad:
-            print("  also sanitizer: " + "; ".join(bad[:3]))
+        _also(env, sanitizer=not str(e).startswith("sanitizer report"))
     except Exception:
         traceback.print_exc()
         print("FAIL: harness exception (test bug?)")
+        _also(env)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -331,6 +409,22 @@ def run(fn):
         print("ok (%.1fs)" % (time.monotonic() - t0))
     sys.stdout.flush()
     sys.exit(rc)
+
+
+def _also(env, sanitizer=True):
+    """After a failure or skip: stop the daemons, then report what their
+    exits and logs say too (a sanitizer report behind a skip is a
+    failure)."""
+    try:
+        probs = env.stop_daemons()
+    except Exception as e:
+        probs = ["stopping the daemons: %s" % e]
+    for p in probs[:3]:
+        print("  also daemon exit: %s" % p)
+    bad = env.sanitizer_reports()
+    if bad and sanitizer:
+        print("  also sanitizer: " + "; ".join(bad[:3]))
+    return bool(probs or bad)
 
 
 # ---------------------------------------------------------------- daemon
@@ -395,7 +489,8 @@ class Daemon:
                                                      "example.org"),
                  hostname="mx2.example.test", port=None, spool_dir=None,
                  server=None, spool=None, primary=None, raw_config=None,
-                 control=None, metrics=None, screen=None, tls=None):
+                 control=None, metrics=None, screen=None, tls=None,
+                 notify=None):
         self.env = env
         self.name = name
         self.port = port or free_port()
@@ -408,6 +503,9 @@ class Daemon:
         self.proc = None
         self.starts = 0
         self.start_mark = 0
+        self.exit_expected = False   # this process may end non-zero
+        self.expect_next = False     # expect_exit() before start()
+        self.problems = []           # unexpected exits, reported at the end
         srv = {"hostname": hostname,
                "listen": "127.0.0.1:%d" % self.port,
                "domains": ", ".join(self.domains),
@@ -440,13 +538,18 @@ class Daemon:
         if tls is not None:
             self.sections["tls"] = dict(tls)
         # optional sections, written only when given
-        if control is not None:
-            self.sections["control"] = dict(control)
+        # the default (/run/holdfast/control.sock) is one per machine:
+        # each test daemon keeps its own socket in its spool
+        ctl = {"socket": os.path.join(self.spool, "control.sock")}
+        ctl.update(control or {})
+        self.sections["control"] = ctl
         if metrics is not None:
             met = dict(metrics)
             if met.get("listen") == "auto":
                 met["listen"] = "127.0.0.1:%d" % free_port()
             self.sections["metrics"] = met
+        if notify is not None:
+            self.sections["notify"] = dict(notify)
         self.raw_config = raw_config
         self.write_config()
 
@@ -490,9 +593,13 @@ class Daemon:
         e.update(extra or {})
         return e
 
-    def start(self, wait=True, env=None, timeout=None):
+    def start(self, wait=True, env=None, timeout=None, preexec=None):
+        """preexec: a function run in the child before exec (e.g. to set
+        a resource limit)."""
         check(self.proc is None or self.proc.poll() is not None,
               "%s started twice" % self.name)
+        self._account()
+        self.exit_expected, self.expect_next = self.expect_next, False
         self.starts += 1
         with open(self.log_path, "ab") as f:
             f.write(b"=== harness: start #%d at %s ===\n"
@@ -503,7 +610,7 @@ class Daemon:
             self.proc = subprocess.Popen(
                 [holdfast_bin(), "-c", self.conf, "-v"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                env=self._env(env), cwd=self.env.dir)
+                env=self._env(env), cwd=self.env.dir, preexec_fn=preexec)
         finally:
             log.close()
         if wait:
@@ -513,11 +620,12 @@ class Daemon:
     def wait_ready(self, timeout=None):
         """Wait until the log says 'holdfast ready' (since this start) and
         the listener accepts; fail with the log tail if it died."""
-        timeout = timeout or float(os.environ.get("HOLDFAST_READY_TIMEOUT",
-                                                  "20"))
+        timeout = timeout or scaled(float(os.environ.get(
+            "HOLDFAST_READY_TIMEOUT", "20")))
 
         def ready():
             if self.proc.poll() is not None:
+                self.proc.hf_accounted = True      # reported right here
                 fail("%s exited rc=%s during startup; log tail:\n%s"
                      % (self.name, self.proc.returncode, self.tail()))
             return (re.search(r"\bholdfast ready\b",
@@ -542,43 +650,102 @@ class Daemon:
         return proc_status(self.pid)
 
     def stop(self, timeout=15, expect_clean=True):
-        """SIGTERM, wait; SIGKILL after timeout.  With expect_clean, fail
-        unless it exited 0 on SIGTERM within the timeout."""
+        """SIGTERM, wait; SIGKILL after timeout (times slow_factor()).
+        With expect_clean, fail unless it exited 0 on SIGTERM within the
+        timeout; without, any exit is accepted (the caller checks)."""
+        if not expect_clean:
+            self.exit_expected = True
         if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None and expect_clean:
+                self._account()
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)
         try:
-            rc = self.proc.wait(timeout)
+            rc = self.proc.wait(scaled(timeout))
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+            self.proc.hf_accounted = True
             if expect_clean:
                 fail("%s did not exit within %ds of SIGTERM"
-                     % (self.name, timeout))
+                     % (self.name, scaled(timeout)))
             return None
+        self.proc.hf_accounted = True
         if expect_clean and rc != 0:
             fail("%s exited rc=%d on SIGTERM; log tail:\n%s"
                  % (self.name, rc, self.tail()))
         return rc
 
     def kill9(self):
+        """SIGKILL (an expected exit: no clean-exit check, no leak
+        check for this process)."""
+        self.exit_expected = True
         if self.alive():
             self.proc.kill()
         if self.proc is not None:
             self.proc.wait()
+
+    def expect_exit(self):
+        """Declare that a process may end with any status (the test checks
+        it itself, e.g. a start that must fail): the running one, or,
+        when none runs, the one that ended last and the next one started.
+        Otherwise a process that ended non-zero by itself fails the
+        scenario."""
+        self.exit_expected = True
+        if not self.alive():
+            self._account()             # the ended one: expected
+            self.expect_next = True
+
+    def _account(self):
+        """Record, once per process, an exit the test did not expect: a
+        non-zero status (crash, sanitizer report, fatal error) unless
+        kill9(), stop(expect_clean=False) or expect_exit() came first."""
+        p = self.proc
+        if p is None or p.poll() is None or getattr(p, "hf_accounted", False):
+            return
+        p.hf_accounted = True
+        if p.returncode != 0 and not self.exit_expected:
+            self.problems.append(
+                "%s (start #%d) exited rc=%s unexpectedly (if the test "
+                "expects that, call expect_exit() first); log tail:\n%s"
+                % (self.name, self.starts, p.returncode, self.tail(15)))
+
+    def finish(self, timeout=15):
+        """Stop the process if it still runs (SIGTERM; it must exit 0
+        within timeout times slow_factor(), else SIGKILL and a problem),
+        account for how it ended, and return the problems found since the
+        last call.  Run by run() before the sanitizer scan."""
+        p = self.proc
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                rc = p.wait(scaled(timeout))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                p.hf_accounted = True
+                self.problems.append(
+                    "%s still running %.0fs after SIGTERM at the end of "
+                    "the scenario (SIGKILLed); log tail:\n%s"
+                    % (self.name, scaled(timeout), self.tail(15)))
+            else:
+                p.hf_accounted = True
+                if rc != 0 and not self.exit_expected:
+                    self.problems.append(
+                        "%s exited rc=%d on SIGTERM at the end of the "
+                        "scenario; log tail:\n%s"
+                        % (self.name, rc, self.tail(15)))
+        self._account()
+        out, self.problems = self.problems, []
+        return out
 
     def restart(self, **kw):
         self.stop()
         return self.start(**kw)
 
     def cleanup(self):
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        for p in self.finish(timeout=10):
+            print("  %s" % p)
         for p in ("queue", "dead", "tmp", "quarantine"):
             d = os.path.join(self.spool, p)
             if os.path.isdir(d):
@@ -655,8 +822,7 @@ class Daemon:
     # operator surface
     @property
     def control_socket(self):
-        return (self.sections.get("control", {}).get("socket")
-                or os.path.join(self.spool, "control.sock"))
+        return self.sections["control"]["socket"]
 
     def ctl(self, *args, timeout=30):
         """Run BUILD/holdfastctl -c CONF ARGS; returns CtlResult."""
@@ -1175,6 +1341,9 @@ class Tap:
                     pass
         for t in self.threads:
             t.join(5)
+
+    def cleanup(self):              # so that env.own(tap) stops it
+        self.stop()
 
 
 class Transaction:
@@ -2094,7 +2263,8 @@ class TestCA:
                  "keyUsage=critical,keyCertSign,cRLSign"])
         os.chmod(self.cert, 0o644)
 
-    def issue(self, name, dns=("mx2.example.test",), owner="nobody"):
+    def issue(self, name, dns=("mx2.example.test",), owner="nobody",
+              days=30):
         """(cert path, key path) for a leaf with subjectAltName dns.  The
         key is 0600 and owned by owner: the daemon, after dropping root,
         reads it again on SIGHUP."""
@@ -2113,7 +2283,7 @@ class TestCA:
                  "-out", csr, "-subj", "/CN=%s" % dns[0]])
         self.serial += 1
         openssl(["x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey",
-                 self.key, "-set_serial", str(self.serial), "-days", "30",
+                 self.key, "-set_serial", str(self.serial), "-days", str(days),
                  "-extfile", ext, "-out", cert])
         os.chmod(cert, 0o644)
         os.chmod(key, 0o600)
@@ -2157,7 +2327,8 @@ class Dnsmasq:
 
     def start(self):
         if not os.access(DNSMASQ, os.X_OK):
-            raise Skip("no %s (apt-get install dnsmasq-base)" % DNSMASQ)
+            fail("no %s (scripts/setup-deps installs dnsmasq-base)"
+                 % DNSMASQ)
         argv = [DNSMASQ, "--no-daemon", "--port=%d" % self.port,
                 "--listen-address=127.0.0.1", "--bind-interfaces",
                 "--no-resolv", "--no-hosts", "--conf-file=/dev/null",

@@ -2,18 +2,18 @@
 """Self-check of the harness against real peers, without holdfast:
 smtp-sink + tap with swaks and smtplib, a Postfix sender relaying to a
 Postfix primary relaying to the sink, the primary's access map (450/550),
-and the fault shim on a small C program.  Run: lib/selftest.py [BUILD]"""
+the fault shim on a small C program (plain and ASan), and the tmpfs mount
+test_disk_full needs (as root).  If this fails, the other scenarios'
+verdicts cannot be trusted."""
 import os
 import smtplib
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "lib"))
 import holdfast as hf  # noqa: E402
-
-if len(sys.argv) > 1:
-    os.environ["HOLDFAST_BUILD"] = sys.argv[1]
 
 
 def main(env):
@@ -133,9 +133,10 @@ int main(int c, char **v) { int fd = open(v[1], O_WRONLY|O_CREAT, 0644);
         os.unlink(trig)
     hf.note("fault shim ok (plain + ASan)")
 
-    tm = env.own(hf.Mount(env.path("tmpfs"), "2m"))
-    hf.note("tmpfs mount: %s" % ("works" if tm.mount() else "NOT possible"))
+    if os.geteuid() == 0:
+        tm = env.own(hf.Mount(env.path("tmpfs"), "2m"))
+        hf.check(tm.mount(), "mount -t tmpfs failed as root")
+        hf.note("tmpfs mount ok")
 
 
-hf.holdfast_bin = lambda: "/bin/true"   # no daemon needed here
 hf.run(main)
