@@ -206,7 +206,7 @@ queue_entry_insert_sorted(struct queue *q, struct queue_entry *qe)
 	struct queue_entry *it;
 	enum spool_area area = qe->area;
 
-	/* New mail is the newest; only the scan inserts out of order. */
+	/* New mail is the newest; only copies insert out of order. */
 	qe->area = SPOOL_TMP;
 	queue_entry_set_area(q, qe, area);
 	TAILQ_FOREACH_REVERSE(it, &q->entries, queue_list, entry)
@@ -1703,6 +1703,7 @@ static int
 queue_scan_cb(void *arg, enum spool_area area, const char *id)
 {
 	struct queue *q = arg;
+	struct queue_entry *qe;
 	struct envelope *env;
 	char *text, err[256];
 	size_t len;
@@ -1719,9 +1720,48 @@ queue_scan_cb(void *arg, enum spool_area area, const char *id)
 		envelope_free(env);
 		return -1;
 	}
-	queue_entry_insert_sorted(q, queue_entry_new(env, area));
+	/* Appended in directory order; queue_load() sorts once at the end
+	 * (a sorted insert per entry is quadratic in the spool's size). */
+	qe = queue_entry_new(env, area);
+	area = qe->area;
+	qe->area = SPOOL_TMP;
+	queue_entry_set_area(q, qe, area);
+	TAILQ_INSERT_TAIL(&q->entries, qe, entry);
 	envelope_free(env);
 	return 0;
+}
+
+static int
+queue_entry_cmp(const void *a, const void *b)
+{
+	const struct queue_entry *x = *(const struct queue_entry *const *)a;
+	const struct queue_entry *y = *(const struct queue_entry *const *)b;
+
+	if (x->arrival != y->arrival)
+		return x->arrival < y->arrival ? -1 : 1;
+	return strcmp(x->id, y->id);	/* same second: any fixed order */
+}
+
+/* Order the index oldest first, after the scan. */
+static void
+queue_sort(struct queue *q)
+{
+	struct queue_entry *qe, **v;
+	size_t n = 0, i;
+
+	TAILQ_FOREACH(qe, &q->entries, entry)
+		n++;
+	if (n < 2)
+		return;
+	v = xreallocarray(NULL, n, sizeof(*v));
+	i = 0;
+	TAILQ_FOREACH(qe, &q->entries, entry)
+		v[i++] = qe;
+	qsort(v, n, sizeof(*v), queue_entry_cmp);
+	TAILQ_INIT(&q->entries);
+	for (i = 0; i < n; i++)
+		TAILQ_INSERT_TAIL(&q->entries, v[i], entry);
+	free(v);
 }
 
 struct queue *
@@ -1753,6 +1793,7 @@ queue_load(struct queue *q)
 
 	if (n == -1)
 		return -1;
+	queue_sort(q);
 	queue_hold_mode_load(q);
 	queue_primary_load(q);
 	queue_tally(q, &t);
