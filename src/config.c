@@ -146,7 +146,7 @@ static const struct config_key config_keys[] = {
 	{ "metrics", "listen", CONFIG_T_STRING, OFF(metrics_listen), "", 0, 0,
 	  "address:port for /metrics and /healthz (default: off)" },
 	{ "metrics", "allow", CONFIG_T_CIDRS, OFF(metrics_allow),
-	  "127.0.0.0/8, ::1/128", 0, 0, "CIDRs allowed to scrape; others 403" },
+	  "127.0.0.0/8, ::1/128", 0, 0, "CIDRs allowed to scrape; others are closed at accept" },
 	{ "notify", "exec", CONFIG_T_STRING, OFF(notify_exec), "", 0, 0,
 	  "program and arguments run on events, no shell (default: off)" },
 	{ "notify", "primary_down_after", CONFIG_T_DURATION,

@@ -868,6 +868,50 @@ ctl_listen_error_cb(struct evconnlistener *l, void *arg)
 }
 
 /*
+ * Open dir, started as root: component by component from "/" without
+ * following a symlink, creating the last one (0700 by the umask; the
+ * caller makes it 0755) if missing.  A directory the daemon's user owns
+ * on the way could otherwise be swapped for a symlink that has root bind,
+ * or unlink a stale socket, in any directory.  The fd, or -1 (errno set;
+ * *made: whether the last one was created).
+ */
+static int
+ctl_dir_walk(const char *dir, int *made)
+{
+	char *copy = xstrdup(dir), *p = copy, *name;
+	int fd, nfd, saved;
+
+	*made = -1;
+	if ((fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		goto fail;
+	while ((name = strsep(&p, "/")) != NULL) {
+		if (*name == '\0')
+			continue;
+		if (p == NULL || strspn(p, "/") == strlen(p))
+			*made = mkdirat(fd, name, 0755);
+		if (strcmp(name, "..") == 0) {
+			errno = EINVAL;
+			goto fail;
+		}
+		nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+		if (nfd == -1)
+			goto fail;
+		close(fd);
+		fd = nfd;
+	}
+	free(copy);
+	return fd;
+fail:
+	saved = errno;
+	if (fd != -1)
+		close(fd);
+	free(copy);
+	errno = saved;
+	return -1;
+}
+
+/*
  * Split path into its directory (opened: ctl->dirfd) and its last
  * component (ctl->name).  Started as root, the directory must be root's
  * or the daemon user's and writable by no one else (unless sticky).  A
@@ -890,11 +934,24 @@ ctl_dir_open(struct ctl *ctl, uid_t owner)
 	ctl->name = xstrdup(slash + 1);
 	*slash = '\0';
 	dpath = *dir == '\0' ? "/" : dir;
-	if ((made = mkdir(dpath, 0755)) == -1 && errno != EEXIST) {
-		log_warn("control socket directory %s", dpath);
-		goto done;
+	if (geteuid() == 0 && *dpath == '/') {
+		if ((ctl->dirfd = ctl_dir_walk(dpath, &made)) == -1) {
+			if (errno == ELOOP || errno == ENOTDIR)
+				log_warnx("control socket directory %s: a "
+				    "symlink or not a directory on the way; a "
+				    "root start follows no symlink there",
+				    dpath);
+			else
+				log_warn("control socket directory %s", dpath);
+			goto done;
+		}
+	} else {
+		if ((made = mkdir(dpath, 0755)) == -1 && errno != EEXIST) {
+			log_warn("control socket directory %s", dpath);
+			goto done;
+		}
+		ctl->dirfd = open(dpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	}
-	ctl->dirfd = open(dpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (ctl->dirfd == -1 || (made == 0 && fchmod(ctl->dirfd, 0755) == -1) ||
 	    fstat(ctl->dirfd, &st) == -1) {
 		log_warn("control socket directory %s", dpath);

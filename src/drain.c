@@ -872,8 +872,13 @@ drain_event_cb(struct bufferevent *bev, short what, void *arg)
 		drain_site_failure(c, why);
 		return;
 	}
+	/*
+	 * An idle connection that the primary closes, or whose read timeout
+	 * ([primary] timeout, counted from the last reply) ends before the
+	 * idle QUIT, is simply done: nothing was asked, nothing failed.
+	 */
 	if (c->state == DRAIN_ST_QUIT || (c->state == DRAIN_ST_IDLE &&
-	    (what & BEV_EVENT_EOF))) {
+	    (what & (BEV_EVENT_EOF | BEV_EVENT_TIMEOUT)))) {
 		drain_conn_free(c);
 		return;
 	}

@@ -183,8 +183,8 @@ log_limit_summary(struct log_limit *ll)
 	if (ll->suppressed == 0)
 		return;
 	log_warnx("log suppressed site=\"%s\" lines=%" PRIu64
-	    " window=1s limit=%d", ll->site, ll->suppressed,
-	    LOG_LIMIT_PER_SEC);
+	    " window=1s limit=%u", ll->site, ll->suppressed,
+	    ll->per_sec != 0 ? ll->per_sec : LOG_LIMIT_PER_SEC);
 	ll->suppressed = 0;
 }
 
@@ -198,7 +198,7 @@ log_limit_ok(struct log_limit *ll)
 		ll->window = now;
 		ll->n = 0;
 	}
-	if (ll->n < LOG_LIMIT_PER_SEC) {
+	if (ll->n < (ll->per_sec != 0 ? ll->per_sec : LOG_LIMIT_PER_SEC)) {
 		ll->n++;
 		return true;
 	}

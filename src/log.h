@@ -60,8 +60,11 @@ struct log_limit {
 	uint64_t		 suppressed;	/* lines dropped, not summed yet */
 	bool			 listed;	/* on the pending-summary list */
 	struct log_limit	*next;
+	unsigned		 per_sec;	/* 0: LOG_LIMIT_PER_SEC */
 };
-#define LOG_LIMIT_INIT(site) { (site), 0, 0, 0, false, NULL }
+#define LOG_LIMIT_INIT(site) { (site), 0, 0, 0, false, NULL, 0 }
+/* A site whose lines come with every normal session: a higher cap. */
+#define LOG_LIMIT_INIT_N(site, n) { (site), 0, 0, 0, false, NULL, (n) }
 
 /* May the line at this site be written now?  Counts it if not. */
 bool log_limit_ok(struct log_limit *ll);

@@ -766,14 +766,19 @@ metrics_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		evutil_closesocket(fd);
 		return;
 	}
+	/*
+	 * Full: the oldest goes, not the newcomer.  Refusing newcomers let
+	 * any allowed peer (every local user, by default) keep out every
+	 * scrape and health check with 8 idle connections per deadline.
+	 */
 	if (metrics_srv.nconns >= METRICS_CONN_MAX) {
 		if (log_limit_ok(&ll_busy)) {
 			net_addr_fmt(sa, addr, sizeof(addr), &port);
-			log_warnx("metrics refused addr=%s port=%u reason=busy "
-			    "max=%d", addr, port, METRICS_CONN_MAX);
+			log_warnx("metrics busy addr=%s port=%u reason=busy "
+			    "max=%d: closed the oldest connection", addr, port,
+			    METRICS_CONN_MAX);
 		}
-		evutil_closesocket(fd);
-		return;
+		metrics_conn_free(TAILQ_FIRST(&metrics_srv.conns));
 	}
 	c = xcalloc(1, sizeof(*c));
 	c->bev = bufferevent_socket_new(metrics_srv.base, fd,

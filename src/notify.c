@@ -24,7 +24,7 @@
 #include "util.h"
 #include "xmalloc.h"
 
-#define NOTIFY_OUTPUT_MAX	400	/* program output kept for the log */
+#define NOTIFY_OUTPUT_MAX	400	/* output kept for the log */
 #define NOTIFY_POLL_MSEC	200	/* exit polling without a pidfd */
 #define NOTIFY_PATH		"PATH=/usr/local/bin:/usr/bin:/bin"
 
@@ -35,25 +35,26 @@ static const char *const notify_event_names[NOTIFY_EVENT_COUNT] = {
 	[NOTIFY_SPOOL_LOW] = "spool-low",
 	[NOTIFY_HOLD_MODE_ON] = "hold-mode-on",
 	[NOTIFY_HOLD_MODE_OFF] = "hold-mode-off",
+	[NOTIFY_CERT_EXPIRY] = "cert-expiry",
 };
 
 /* One event waiting for (or given to) the program: its environment. */
 struct notify_item {
 	enum notify_event	 ev;
-	char			**envp;		/* NULL-terminated, owned */
+	char			**envp;	/* NULL-terminated, owned */
 };
 
 struct notify {
 	struct event_base	*base;
 	const struct config	*cf;
-	char			**argv;		/* words of [notify] exec */
+	char			**argv;	/* words of [notify] exec */
 	struct notify_item	*waiting[NOTIFY_QUEUE_MAX];
 	size_t			 head, nwaiting;
 	/* the running program; pid 0 when none */
 	struct notify_item	*running;
 	pid_t			 pid;
-	int			 pidfd;		/* -1: polled instead */
-	int			 outfd;		/* its stdout+stderr, or -1 */
+	int			 pidfd;	/* -1: polled instead */
+	int			 outfd;	/* stdout+stderr, or -1 */
 	struct event		*exit_ev, *out_ev, *timer;
 	char			 out[NOTIFY_OUTPUT_MAX];
 	size_t			 outlen;
@@ -148,8 +149,9 @@ notify_finish(struct notify *n, int status)
 		snprintf(how, sizeof(how), "status:%d", status);
 	if (n->timed_out) {
 		metrics_inc(M_NOTIFY_TIMEOUT);
-		log_warnx("notify failed event=%s reason=timeout timeout=%" PRIu64
-		    "s output=%s", ev, n->cf->notify_timeout, esc);
+		log_warnx("notify failed event=%s reason=timeout "
+		    "timeout=%" PRIu64 "s output=%s", ev,
+		    n->cf->notify_timeout, esc);
 	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 		metrics_inc(M_NOTIFY_OK);
 		log_info("notify sent event=%s duration=%.1fs", ev, secs);

@@ -1,7 +1,8 @@
 /*
  * notify: runs the operator's [notify] exec program on events worth a push
  * to a phone (the primary down for long, the backlog drained, a dead
- * letter, the spool low, hold-mode on or off).
+ * letter, the spool low, hold-mode on or off, the certificate near its
+ * end).
  *
  * No shell: the program gets the words of [notify] exec as argv and the
  * event in its environment (HOLDFAST_EVENT, HOLDFAST_SUMMARY, numbers),
@@ -30,6 +31,7 @@ enum notify_event {
 	NOTIFY_SPOOL_LOW,	/* free space fell below min_free */
 	NOTIFY_HOLD_MODE_ON,
 	NOTIFY_HOLD_MODE_OFF,
+	NOTIFY_CERT_EXPIRY,	/* the STARTTLS certificate expires soon */
 	NOTIFY_EVENT_COUNT
 };
 
@@ -40,7 +42,7 @@ struct notify_var {
 };
 
 #define NOTIFY_QUEUE_MAX	16	/* events waiting for the program */
-#define NOTIFY_VARS_MAX		8	/* per event, besides the fixed ones */
+#define NOTIFY_VARS_MAX		8	/* per event, extra */
 
 /* NULL when [notify] exec is not set.  Borrows base and cf. */
 struct notify *notify_new(struct event_base *base, const struct config *cf);

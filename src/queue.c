@@ -21,6 +21,7 @@
 #include "smtp_proto.h"
 #include "select.h"
 #include "spool.h"
+#include "tls.h"
 #include "util.h"
 #include "workpool.h"
 #include "xmalloc.h"
@@ -88,9 +89,15 @@ struct queue {
 	uint64_t		 outage_delivered; /* messages, since then */
 	bool			 spool_low;
 	time_t			 next_spool_check;
+	time_t			 next_cert_check;
+	time_t			 cert_noticed;	/* notAfter noticed */
+	time_t			 cert_noticed_at;
 };
 
 #define QUEUE_SPOOL_CHECK_SEC	10	/* free space, for the notice */
+#define QUEUE_CERT_CHECK_SEC	3600	/* the certificate's end */
+#define QUEUE_CERT_WARN_SEC	(14 * 86400)	/* notice that early */
+#define QUEUE_CERT_REPEAT_SEC	86400	/* and again each day */
 
 /*
  * Received messages are committed in batches: every message that arrived
@@ -201,7 +208,7 @@ queue_entry_insert_sorted(struct queue *q, struct queue_entry *qe)
 	struct queue_entry *it;
 	enum spool_area area = qe->area;
 
-	/* New mail is the newest; only the scan inserts out of order. */
+	/* New mail is the newest; only copies insert out of order. */
 	qe->area = SPOOL_TMP;
 	queue_entry_set_area(q, qe, area);
 	TAILQ_FOREACH_REVERSE(it, &q->entries, queue_list, entry)
@@ -1122,6 +1129,30 @@ queue_watch(struct queue *q, time_t now)
 		if (fb >= 0)
 			q->spool_low = (uint64_t)fb < q->cf->min_free;
 	}
+	if (now >= q->next_cert_check) {
+		time_t end = tls_server_not_after(q->tls);
+
+		q->next_cert_check = now + QUEUE_CERT_CHECK_SEC;
+		/* Once a day per certificate; a renewed one starts afresh. */
+		if (end != 0 && end - now < QUEUE_CERT_WARN_SEC &&
+		    (end != q->cert_noticed ||
+		    now - q->cert_noticed_at >= QUEUE_CERT_REPEAT_SEC)) {
+			q->cert_noticed = end;
+			q->cert_noticed_at = now;
+			snprintf(a, sizeof(a), "%lld", (long long)end);
+			snprintf(b, sizeof(b), "%lld", (long long)(end - now));
+			if (end > now)
+				util_fmt_duration((uint64_t)(end - now), d2,
+				    sizeof(d2));
+			snprintf(summary, sizeof(summary), "%s: the STARTTLS "
+			    "certificate %s%s; check certbot and its deploy "
+			    "hook", q->cf->hostname, end > now ? "expires in " :
+			    "has expired", end > now ? d2 : "");
+			notify_send(q->notify, NOTIFY_CERT_EXPIRY, summary,
+			    (struct notify_var[]){ { "NOT_AFTER", a },
+			    { "SECONDS_LEFT", b } }, 2);
+		}
+	}
 }
 
 void
@@ -1681,6 +1712,7 @@ static int
 queue_scan_cb(void *arg, enum spool_area area, const char *id)
 {
 	struct queue *q = arg;
+	struct queue_entry *qe;
 	struct envelope *env;
 	char *text, err[256];
 	size_t len;
@@ -1697,9 +1729,48 @@ queue_scan_cb(void *arg, enum spool_area area, const char *id)
 		envelope_free(env);
 		return -1;
 	}
-	queue_entry_insert_sorted(q, queue_entry_new(env, area));
+	/* Appended in directory order; queue_load() sorts once at the end
+	 * (a sorted insert per entry is quadratic in the spool's size). */
+	qe = queue_entry_new(env, area);
+	area = qe->area;
+	qe->area = SPOOL_TMP;
+	queue_entry_set_area(q, qe, area);
+	TAILQ_INSERT_TAIL(&q->entries, qe, entry);
 	envelope_free(env);
 	return 0;
+}
+
+static int
+queue_entry_cmp(const void *a, const void *b)
+{
+	const struct queue_entry *x = *(const struct queue_entry *const *)a;
+	const struct queue_entry *y = *(const struct queue_entry *const *)b;
+
+	if (x->arrival != y->arrival)
+		return x->arrival < y->arrival ? -1 : 1;
+	return strcmp(x->id, y->id);	/* same second: any fixed order */
+}
+
+/* Order the index oldest first, after the scan. */
+static void
+queue_sort(struct queue *q)
+{
+	struct queue_entry *qe, **v;
+	size_t n = 0, i;
+
+	TAILQ_FOREACH(qe, &q->entries, entry)
+		n++;
+	if (n < 2)
+		return;
+	v = xreallocarray(NULL, n, sizeof(*v));
+	i = 0;
+	TAILQ_FOREACH(qe, &q->entries, entry)
+		v[i++] = qe;
+	qsort(v, n, sizeof(*v), queue_entry_cmp);
+	TAILQ_INIT(&q->entries);
+	for (i = 0; i < n; i++)
+		TAILQ_INSERT_TAIL(&q->entries, v[i], entry);
+	free(v);
 }
 
 struct queue *
@@ -1734,6 +1805,7 @@ queue_load(struct queue *q)
 
 	if (n == -1)
 		return -1;
+	queue_sort(q);
 	queue_hold_mode_load(q);
 	queue_primary_load(q);
 	queue_tally(q, &t);

@@ -41,8 +41,8 @@
  */
 #define SMTP_TLS_RAW_HIGHWAT	(32 * 1024)
 #define SMTP_TLS_RECORD_MAX	(16 * 1024 + 2048)
-#define SMTP_TLS_INPUT_HIGHWAT	(SMTP_INPUT_HIGHWAT - SMTP_TLS_RAW_HIGHWAT - \
-				 SMTP_TLS_RECORD_MAX)
+#define SMTP_TLS_INPUT_HIGHWAT	\
+	(SMTP_INPUT_HIGHWAT - SMTP_TLS_RAW_HIGHWAT - SMTP_TLS_RECORD_MAX)
 #define SMTP_MAX_RECEIVED	50
 #define SMTP_MAX_ERRORS		20		/* then we hang up */
 #define SMTP_OUTPUT_HIGHWAT	(64 * 1024)	/* unread replies held */
@@ -96,6 +96,7 @@ enum smtp_rid {
 	SMTP_R_BAD_CHARS,
 	SMTP_R_BAD_SENDER,
 	SMTP_R_BAD_RCPT,
+	SMTP_R_NEED_UTF8,
 	SMTP_R_NEED_HELO,
 	SMTP_R_NESTED_MAIL,
 	SMTP_R_NEED_MAIL,
@@ -144,6 +145,8 @@ static const struct smtp_reply_row {
 	[SMTP_R_BAD_CHARS] = { 501, "5.5.2", "Error: invalid characters" },
 	[SMTP_R_BAD_SENDER] = { 501, "5.1.7", "Bad sender address syntax" },
 	[SMTP_R_BAD_RCPT] = { 501, "5.1.3", "Bad recipient address syntax" },
+	[SMTP_R_NEED_UTF8] = { 553, "5.6.7", "Must declare SMTPUTF8 to send "
+	    "a non-ASCII address" },
 	[SMTP_R_NEED_HELO] = { 503, "5.5.1", "Error: send HELO/EHLO first" },
 	[SMTP_R_NESTED_MAIL] = { 503, "5.5.1", "Error: nested MAIL command" },
 	[SMTP_R_NEED_MAIL] = { 503, "5.5.1", "Error: need MAIL command" },
@@ -212,6 +215,8 @@ struct smtp_session {
 	struct screen_query	*dnsblq;
 	struct event		*greet_timer;
 	bool			 screened;	/* counted by screen_connect */
+	bool			 logged;	/* "connected" written, so
+						 * "disconnected" is too */
 	bool			 wait_dns, wait_dnsbl, wait_greet;
 	unsigned		 dnsbl_weight;
 	char			 dnsbl_zone[128];
@@ -299,6 +304,7 @@ enum smtp_ll {
 	SMTP_LL_BAD_PATH,
 	SMTP_LL_BAD_RCPT,
 	SMTP_LL_ACCEPT,
+	SMTP_LL_LOST,
 	SMTP_LL_COUNT
 };
 
@@ -326,6 +332,8 @@ static struct log_limit smtp_ll[SMTP_LL_COUNT] = {
 	[SMTP_LL_BAD_PATH] = LOG_LIMIT_INIT("smtp bad sender"),
 	[SMTP_LL_BAD_RCPT] = LOG_LIMIT_INIT("smtp bad recipient"),
 	[SMTP_LL_ACCEPT] = LOG_LIMIT_INIT("smtp session setup"),
+	/* a line every such session writes: a cap only a flood reaches */
+	[SMTP_LL_LOST] = LOG_LIMIT_INIT_N("smtp lost connection", 200),
 };
 
 static void smtp_session_free(struct smtp_session *s);
@@ -523,6 +531,43 @@ smtp_value_is_xtext(const char *v)
 	return smtp_proto_xtext_decode(v, buf, sizeof(buf)) == 0;
 }
 
+/*
+ * RFC 3461 ORCPT=addr-type;xtext, addr-type an atom ("rfc822", "utf-8"):
+ * what else a peer puts before the ';' would reach the primary as it is,
+ * and a strict primary's 501 there sends the recipient to dead/.
+ */
+static bool
+smtp_is_orcpt(const char *v)
+{
+	const char *semi = strchr(v, ';');
+	size_t n;
+
+	if (semi == NULL || semi == v)
+		return false;
+	for (n = 0; v + n < semi; n++)
+		if (!((v[n] >= 'a' && v[n] <= 'z') ||
+		    (v[n] >= 'A' && v[n] <= 'Z') ||
+		    (v[n] >= '0' && v[n] <= '9') ||
+		    strchr("!#$%&'*+-/=?^_`{|}~", v[n]) != NULL))
+			return false;
+	return smtp_value_is_xtext(semi + 1);
+}
+
+/*
+ * A non-ASCII address is valid only in a transaction that declared
+ * SMTPUTF8 (RFC 6531 3.4); without it the primary's Postfix answers 553
+ * 5.6.7 (or takes raw bytes it may not route), so it is a syntax error
+ * here too, answered at once rather than found in dead/ later.
+ */
+static bool
+smtp_addr_is_ascii(const char *addr)
+{
+	for (; *addr != '\0'; addr++)
+		if ((unsigned char)*addr >= 0x80)
+			return false;
+	return true;
+}
+
 static void
 smtp_cmd_mail(struct smtp_session *s, const char *args)
 {
@@ -544,16 +589,18 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	if (screen_message(s->srv->screen, (struct sockaddr *)&s->sa, &why) ==
 	    SCREEN_DEFER) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_DEFERRED]))
-			log_info("sess=%016" PRIx64 " deferred addr=%s reason=\"%s\"",
-			    s->id, s->addr, why);
+			log_info("sess=%016" PRIx64 " deferred addr=%s "
+			    "reason=\"%s\"", s->id, s->addr, why);
 		metrics_inc(M_SCREEN_LIMIT);
 		smtp_reply(s, SMTP_R_MSG_RATE);
 		return;
 	}
 	free_bytes = spool_free_bytes(s->srv->spool);
 	if (free_bytes >= 0 && (uint64_t)free_bytes < cf->min_free) {
-		log_warnx("sess=%016" PRIx64 " deferred reason=\"spool below "
-		    "min_free\" free=%lld", s->id, (long long)free_bytes);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_DEFERRED]))
+			log_warnx("sess=%016" PRIx64 " deferred reason=\"spool "
+			    "below min_free\" free=%lld", s->id,
+			    (long long)free_bytes);
 		smtp_reply(s, SMTP_R_SPOOL_LOW);
 		return;
 	}
@@ -614,6 +661,14 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 			goto fail;
 		}
 	}
+	if (!env->smtputf8 && !smtp_addr_is_ascii(env->sender)) {
+		if (log_limit_ok(&smtp_ll[SMTP_LL_BAD_PATH]))
+			log_info("sess=%016" PRIx64 " non-ASCII sender without "
+			    "SMTPUTF8 addr=%s from=%s", s->id, s->addr,
+			    log_addr(env->sender, esc, sizeof(esc)));
+		smtp_reply(s, SMTP_R_NEED_UTF8);
+		goto fail;
+	}
 	smtp_tx_reset(s);
 	s->tx = xcalloc(1, sizeof(*s->tx));
 	s->tx->env = env;
@@ -673,19 +728,28 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		smtp_reply(s, SMTP_R_BAD_RCPT);
 		return;
 	}
+	if (!env->smtputf8 && !smtp_addr_is_ascii(path.mailbox)) {
+		if (log_limit_ok(&smtp_ll[SMTP_LL_BAD_RCPT]))
+			log_info("sess=%016" PRIx64 " non-ASCII recipient without "
+			    "SMTPUTF8 addr=%s rcpt=%s", s->id, s->addr,
+			    log_addr(path.mailbox, esc, sizeof(esc)));
+		smtp_reply(s, SMTP_R_NEED_UTF8);
+		return;
+	}
 	if (st == SMTP_PATH_ROUTED ||
 	    (!path.is_postmaster && !config_is_our_domain(cf, path.domain))) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_RELAY]))
-			log_info("sess=%016" PRIx64 " relay denied addr=%s rcpt=%s",
-			    s->id, s->addr, log_addr(path.mailbox, esc, sizeof(esc)));
+			log_info("sess=%016" PRIx64 " relay denied addr=%s "
+			    "rcpt=%s", s->id, s->addr,
+			    log_addr(path.mailbox, esc, sizeof(esc)));
 		smtp_reply(s, SMTP_R_RELAY);
 		return;
 	}
 	if (s->dnsbl_weight >= cf->dnsbl_threshold) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_DNSBL_RCPT]))
-			log_info("sess=%016" PRIx64 " deferred addr=%s reason=dnsbl "
-			    "zone=%s weight=%u", s->id, s->addr, s->dnsbl_zone,
-			    s->dnsbl_weight);
+			log_info("sess=%016" PRIx64 " deferred addr=%s "
+			    "reason=dnsbl zone=%s weight=%u", s->id, s->addr,
+			    s->dnsbl_zone, s->dnsbl_weight);
 		metrics_inc(M_SCREEN_DNSBL);
 		smtp_reply(s, SMTP_R_DNSBL);
 		return;
@@ -702,8 +766,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		    smtp_is_notify(pm->value))
 			notify = pm->value;
 		else if (strcmp(pm->keyword, "ORCPT") == 0 &&
-		    pm->has_value && strchr(pm->value, ';') != NULL &&
-		    smtp_value_is_xtext(strchr(pm->value, ';') + 1))
+		    pm->has_value && smtp_is_orcpt(pm->value))
 			orcpt = pm->value;
 		else {
 			smtp_reply(s, SMTP_R_PARAM);
@@ -824,7 +887,8 @@ smtp_bdat_refuse(struct smtp_session *s, const char *args,
 	if (smtp_bdat_parse(args, &size, &last) == -1) {
 		smtp_reply(s, SMTP_R_SYNTAX);
 		if (log_limit_ok(&smtp_ll[SMTP_LL_BDAT]))
-			log_info("sess=%016" PRIx64 " bad BDAT size, closing", s->id);
+			log_info("sess=%016" PRIx64 " bad BDAT size, closing",
+			    s->id);
 		smtp_reply(s, SMTP_R_BAD_BDAT);
 		return;
 	}
@@ -921,8 +985,9 @@ smtp_cmd_starttls(struct smtp_session *s, const char *args)
 	smtp_reply(s, SMTP_R_TLS_GO);
 	if (evbuffer_get_length(in) > 0) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_PIPELINED]))
-			log_info("sess=%016" PRIx64 " discarded %zu octets pipelined "
-			    "after STARTTLS", s->id, evbuffer_get_length(in));
+			log_info("sess=%016" PRIx64 " discarded %zu octets "
+			    "pipelined after STARTTLS", s->id,
+			    evbuffer_get_length(in));
 		evbuffer_drain(in, evbuffer_get_length(in));
 	}
 	f = bufferevent_openssl_filter_new(s->srv->base, s->bev, ssl,
@@ -960,8 +1025,8 @@ smtp_cmd_etrn(struct smtp_session *s, const char *args)
 	if (!net_cidr_list_match(cf->etrn_from.v, cf->etrn_from.n,
 	    (struct sockaddr *)&s->sa)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_ETRN]))
-			log_info("sess=%016" PRIx64 " etrn refused addr=%s", s->id,
-			    s->addr);
+			log_info("sess=%016" PRIx64 " etrn refused addr=%s",
+			    s->id, s->addr);
 		smtp_reply(s, SMTP_R_ETRN_DENIED);
 		return;
 	}
@@ -1145,8 +1210,8 @@ smtp_tx_end(struct smtp_session *s)
 		goto reset;
 	case SMTP_TX_LOOP:
 		if (log_limit_ok(&smtp_ll[SMTP_LL_LOOP]))
-			log_info("sess=%016" PRIx64 " mail loop received=%u", s->id,
-			    tx->data.received);
+			log_info("sess=%016" PRIx64 " mail loop received=%u",
+			    s->id, tx->data.received);
 		smtp_reply(s, SMTP_R_LOOP);
 		goto reset;
 	case SMTP_TX_IO:
@@ -1206,8 +1271,9 @@ smtp_content_in(struct smtp_session *s, struct evbuffer *in)
 	s->data_in += used;
 	if (smtp_too_slow(s)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_DATA_SLOW]))
-			log_info("sess=%016" PRIx64 " data too slow addr=%s octets=%"
-			    PRIu64 " seconds=%lld", s->id, s->addr, s->data_in,
+			log_info("sess=%016" PRIx64 " data too slow addr=%s "
+			    "octets=%" PRIu64 " seconds=%lld", s->id, s->addr,
+			    s->data_in,
 			    (long long)(time(NULL) - s->data_start));
 		smtp_tx_reset(s);
 		smtp_reply(s, SMTP_R_TOO_SLOW);
@@ -1268,8 +1334,8 @@ smtp_line_in(struct smtp_session *s, struct evbuffer *in)
 			evbuffer_drain(in, len);
 			if (!s->skip_line) {
 				if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LONG]))
-					log_info("sess=%016" PRIx64 " line too long",
-					    s->id);
+					log_info("sess=%016" PRIx64
+					    " line too long", s->id);
 				smtp_reply(s, SMTP_R_TOO_LONG);
 			}
 			s->skip_line = true;
@@ -1441,8 +1507,8 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		tls_bufferevent_error(s->bev, err, sizeof(err));
 		metrics_inc(M_TLS_HANDSHAKES_FAILED);
 		if (log_limit_ok(&smtp_ll[SMTP_LL_TLS_FAILED]))
-			log_info("sess=%016" PRIx64 " tls handshake failed addr=%s "
-			    "reason=\"%s\"", s->id, s->addr, err);
+			log_info("sess=%016" PRIx64 " tls handshake failed "
+			    "addr=%s reason=\"%s\"", s->id, s->addr, err);
 		/* Let the TLS alert reach the client before closing. */
 		smtp_tx_reset(s);
 		s->state = SMTP_ST_CLOSING;
@@ -1480,7 +1546,8 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 		return;
 	}
-	if (s->tx != NULL && s->tx->msg != NULL)
+	if (s->tx != NULL && s->tx->msg != NULL &&
+	    log_limit_ok(&smtp_ll[SMTP_LL_LOST]))
 		log_info("sess=%016" PRIx64 " lost connection in %s, message "
 		    "discarded", s->id, smtp_state_names[s->state]);
 	smtp_session_free(s);
@@ -1491,8 +1558,9 @@ smtp_session_free(struct smtp_session *s)
 {
 	struct smtp_server *srv = s->srv;
 
-	log_info("sess=%016" PRIx64 " disconnected addr=%s msgs=%u", s->id,
-	    s->addr, s->nmsgs);
+	if (s->logged)
+		log_info("sess=%016" PRIx64 " disconnected addr=%s msgs=%u",
+		    s->id, s->addr, s->nmsgs);
 	smtp_tx_reset(s);
 	dns_cancel(s->dnsq);
 	screen_cancel(s->dnsblq);
@@ -1527,8 +1595,8 @@ smtp_banner_maybe(struct smtp_session *s)
 	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 &&
 	    !screen_is_allowed(s->srv->screen, (struct sockaddr *)&s->sa)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_PREGREET]))
-			log_info("sess=%016" PRIx64 " pregreet addr=%s octets=%zu",
-			    s->id, s->addr,
+			log_info("sess=%016" PRIx64 " pregreet addr=%s "
+			    "octets=%zu", s->id, s->addr,
 			    evbuffer_get_length(bufferevent_get_input(s->bev)));
 		metrics_inc(M_SCREEN_PREGREET);
 		smtp_reply(s, SMTP_R_PREGREET);
@@ -1570,8 +1638,8 @@ smtp_dnsbl_cb(void *arg, unsigned weight, const char *zone)
 	if (zone != NULL) {
 		util_copy(s->dnsbl_zone, sizeof(s->dnsbl_zone), zone);
 		if (log_limit_ok(&smtp_ll[SMTP_LL_DNSBL]))
-			log_info("sess=%016" PRIx64 " dnsbl listed addr=%s zone=%s "
-			    "weight=%u", s->id, s->addr, zone, weight);
+			log_info("sess=%016" PRIx64 " dnsbl listed addr=%s "
+			    "zone=%s weight=%u", s->id, s->addr, zone, weight);
 	}
 	smtp_banner_maybe(s);
 }
@@ -1587,6 +1655,22 @@ smtp_greet_cb(evutil_socket_t fd, short what, void *arg)
 	smtp_banner_maybe(s);
 }
 
+/*
+ * The session's first line.  A session refused at connect (busy, over its
+ * address's limits, untrusted PROXY) writes it, and "disconnected", only
+ * while its refusal line is within the rate limit: a peer that opens
+ * connections as fast as it can must not write two lines for each.
+ */
+static void
+smtp_log_connected(struct smtp_session *s)
+{
+	if (s->logged)
+		return;
+	s->logged = true;
+	log_info("sess=%016" PRIx64 " smtp connected addr=%s port=%u", s->id,
+	    s->addr, s->port);
+}
+
 /* The client's address is known for good (after PROXY, if any): screen
  * it and start everything the greeting waits for. */
 static void
@@ -1598,15 +1682,18 @@ smtp_session_start(struct smtp_session *s)
 
 	smtp_enter_state(s, SMTP_ST_CONNECT);
 	if (screen_connect(srv->screen, sa, &why) == SCREEN_DEFER) {
-		if (log_limit_ok(&smtp_ll[SMTP_LL_SCREEN]))
+		if (log_limit_ok(&smtp_ll[SMTP_LL_SCREEN])) {
+			smtp_log_connected(s);
 			log_info("sess=%016" PRIx64 " deferred addr=%s reason=\"%s\"",
 			    s->id, s->addr, why);
+		}
 		metrics_inc(M_SCREEN_LIMIT);
 		smtp_reply(s, SMTP_R_LIMIT);
 		smtp_process(s);
 		return;
 	}
 	s->screened = true;
+	smtp_log_connected(s);
 	if (srv->dns != NULL) {
 		s->wait_dns = true;
 		s->dnsq = dns_rdns(srv->dns, sa, smtp_rdns_cb, s);
@@ -1652,8 +1739,8 @@ smtp_proxy_in(struct smtp_session *s, struct evbuffer *in)
 		/* FALLTHROUGH */
 	case SMTP_PROXY_BAD:
 		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_BAD]))
-			log_info("sess=%016" PRIx64 " bad PROXY header addr=%s, closing",
-			    s->id, s->addr);
+			log_info("sess=%016" PRIx64 " bad PROXY header "
+			    "addr=%s, closing", s->id, s->addr);
 		smtp_enter_state(s, SMTP_ST_CLOSING);
 		smtp_process(s);
 		return false;
@@ -1721,14 +1808,14 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	metrics_set(M_SMTP_CONNECTIONS_OPEN, (double)srv->nsessions);
 	memcpy(&s->sa, sa, (size_t)salen < sizeof(s->sa) ? (size_t)salen :
 	    sizeof(s->sa));
-	log_info("sess=%016" PRIx64 " smtp connected addr=%s port=%u", s->id,
-	    s->addr, s->port);
 	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIGHWAT);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	if (srv->stopping || srv->nsessions > srv->cf->max_sessions) {
+		if (log_limit_ok(&smtp_ll[SMTP_LL_SCREEN]))
+			smtp_log_connected(s);
 		smtp_reply(s, srv->stopping ? SMTP_R_SHUTDOWN : SMTP_R_BUSY);
 		bufferevent_disable(s->bev, EV_READ);
 		return;
@@ -1748,13 +1835,16 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	/* Nothing of a PROXY header is believed from anyone else. */
 	if (!net_cidr_list_match(srv->cf->proxy_from.v, srv->cf->proxy_from.n,
 	    sa)) {
-		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_UNTRUSTED]))
+		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_UNTRUSTED])) {
+			smtp_log_connected(s);
 			log_info("sess=%016" PRIx64 " PROXY from untrusted addr=%s, "
 			    "closing", s->id, s->addr);
+		}
 		smtp_enter_state(s, SMTP_ST_CLOSING);
 		smtp_process(s);
 		return;
 	}
+	smtp_log_connected(s);	/* the proxy's address */
 	smtp_enter_state(s, SMTP_ST_PROXY);
 	smtp_process(s);
 }

@@ -268,6 +268,13 @@ tls_server_enabled(const struct tls *tls)
 	return tls != NULL && tls->server != NULL;
 }
 
+time_t
+tls_server_not_after(const struct tls *tls)
+{
+	return tls_server_enabled(tls) ? (time_t)tls_ctx_expiry(tls->server) :
+	    0;
+}
+
 enum tls_policy
 tls_client_policy(const struct tls *tls)
 {

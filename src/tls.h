@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 #include <openssl/ssl.h>
 
 struct bufferevent;
@@ -50,6 +51,8 @@ void tls_free(struct tls *tls);
 int tls_reload(struct tls *tls);
 
 bool tls_server_enabled(const struct tls *tls);
+/* notAfter of the server certificate in use (UNIX time), 0 if none. */
+time_t tls_server_not_after(const struct tls *tls);
 enum tls_policy tls_client_policy(const struct tls *tls);
 /* A new SSL for an inbound STARTTLS; NULL if not enabled. */
 SSL *tls_server_ssl(struct tls *tls);

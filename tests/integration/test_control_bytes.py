@@ -8,6 +8,8 @@
          with the path escaped (no raw control byte in the log).  A good
          message sent afterwards in the same session is delivered, and the
          primary (a recording tap) never sees "pwned" or an ESC.
+         RCPT with an ORCPT whose addr-type is not an atom (an 8-bit
+         byte, a quote, empty) gets 555 5.5.4 and never reaches it either.
   ctl:   an envelope crafted offline in queue/ and dead/ holds ESC, BEL,
          CR, DEL, a C1 control and a byte that is not UTF-8 in its sender,
          recipient, last reply and dead reason.  holdfastctl queue, show
@@ -40,6 +42,12 @@ BAD_RCPT = [
     b"RCPT TO:<u\x1b]0;pwned\x07@example.test>",
     b"RCPT TO:<u\r@example.test>",
 ]
+# ORCPT's addr-type is an atom: anything else would reach the primary
+BAD_ORCPT = [
+    b"RCPT TO:<o@example.test> ORCPT=rfc\xff822pwned;o+40example.test",
+    b"RCPT TO:<o@example.test> ORCPT=rfc822\"pwned;o+40example.test",
+    b"RCPT TO:<o@example.test> ORCPT=;pwned",
+]
 
 
 def control_bytes(b):
@@ -67,6 +75,11 @@ def part_smtp(env):
         if not (r.code == 501 and r.lines[-1][4:9] == b"5.1.3"):
             bad.append("%r -> %r" % (line, r))
     hf.check(not bad, "not refused with 501: " + "; ".join(bad))
+    for line in BAD_ORCPT:
+        r = c.cmd(line)
+        if not (r.code == 555 and r.lines[-1][4:9] == b"5.5.4"):
+            bad.append("%r -> %r" % (line, r))
+    hf.check(not bad, "bad ORCPT not refused with 555: " + "; ".join(bad))
     c.cmd("RCPT TO:<good@example.test>", expect=250)
     content = hf.make_message("ctlgood")
     r = c.data(hf.dot_stuff(content), expect=250)

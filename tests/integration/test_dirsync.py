@@ -19,11 +19,17 @@ descriptor it shares.
     (before the fix it shared the area's descriptor and answered 250 for
     a rename whose write-back had failed).  B is not left in queue/.
   - the hold reports failure (its fsync failed), but A is in hold/ on
-    disk, and the index says so too: "holdfastctl show A" says held, and
-    the log says the index followed (before the fix the index kept A in
+    disk, and the index says so too: "holdfastctl status" counts it held,
+    and the log says the index followed (before the fix the index kept A in
     queue/ until a restart).
   - after a restart (spool suspect cleared) A is still held and new mail
-    is accepted."""
+    is accepted.
+
+Part 2 (first): the primary refuses a message; its move to dead/ renames,
+then the fsync of dead/ fails.  The index follows the disk: holdfastctl
+shows it dead and lists it under dead (before the fix the index kept it
+queued while its files were in dead/)."""
+import json
 import os
 import sys
 import threading
@@ -88,12 +94,26 @@ int renameat(int d1, const char *a, int d2, const char *b)
 	return rc;
 }
 
+static int dead_fired;
+
 int fsync(int fd)
 {
 	static int (*real)(int);
+	const char *trig = getenv("HF_DS_FILE");
 	char line[96];
 
 	if (!real) real = dlsym(RTLD_NEXT, "fsync");
+	/* part 2: the first fsync of dead/ fails (a move's, after its
+	 * rename) */
+	if (trig != NULL && access(trig, F_OK) == 0 &&
+	    same_dir(fd, getenv("HF_DS_DEAD")) &&
+	    !__atomic_exchange_n(&dead_fired, 1, __ATOMIC_SEQ_CST)) {
+		snprintf(line, sizeof(line), "dirshim: fsync dead/ fd=%d -> "
+		    "EIO\n", fd);
+		say(line);
+		errno = EIO;
+		return -1;
+	}
 	if (fd >= 0 && fd < MAXFD &&
 	    __atomic_exchange_n(&pending[fd], 0, __ATOMIC_SEQ_CST)) {
 		snprintf(line, sizeof(line), "dirshim: fsync fd=%d -> EIO\n",
@@ -123,9 +143,56 @@ def send_b(d, box):
         c.close()
 
 
+def index_counts(d):
+    """The daemon's index, by state (holdfastctl status reads the index;
+    queue, show and dead read the spool)."""
+    r = d.ctl("status", "--json")
+    hf.check(r.rc == 0, "status: %s" % r.err)
+    doc = json.loads(r.out)
+    doc = doc[0] if isinstance(doc, list) else doc
+    return {k: int(doc.get(k + "_messages", -1))
+            for k in ("queued", "deferred", "held", "dead")}
+
+
+def part_dead(env, shim):
+    """The primary refuses (550 at the final dot): the move to dead/
+    renames, then its fsync of dead/ fails.  The message is in dead/ and
+    the index must say so (before the fix it stayed 'queued')."""
+    sink = env.sink(name="refusing", options=["-f", "."]).start()
+    d = env.daemon(name="deadmove", primary_port=sink.port)
+    trig = env.path("arm-dead")
+    extra = {"HF_DS_FILE": trig,
+             "HF_DS_DEAD": os.path.join(d.spool, "dead")}
+    extra.update(hf.preload_env([shim]))
+    d.start(env=extra)
+    open(trig, "w").close()                     # arm
+    m = hf.send_ok(d.port, "dirsyncdead")
+    d.wait_log(r"^dirshim: fsync dead/ fd=\d+ -> EIO", timeout=20)
+    d.wait_log(r"msg=%s spool move failed from=queue to=dead" % m.qid,
+               timeout=10)
+    os.unlink(trig)
+    hf.check(m.qid in d.dead_ids() and m.qid not in d.queue_ids(),
+             "on disk: dead %s, queue %s" % (d.dead_ids(), d.queue_ids()))
+    hf.wait_until(lambda: index_counts(d)["dead"] == 1, 5, "the index to "
+                  "count %s dead" % m.qid)
+    st = index_counts(d)
+    hf.check(st["dead"] == 1 and st["queued"] + st["deferred"] == 0,
+             "the index after the failed move to dead/: %r" % st)
+    d.wait_log(r"msg=%s in dead after a failed spool operation; the index "
+               r"follows" % m.qid, timeout=5)
+    dead = d.ctl("dead", "--json")
+    hf.check(m.qid in dead.out, "holdfastctl dead lacks %s:\n%s"
+             % (m.qid, dead.out))
+    hf.note("dead move with a failed fsync of dead/: index says dead, as "
+            "the disk")
+    d.stop()
+    sink.stop()
+
+
 def main(env):
     shim = hf.compile_c(env, SHIM, "dirshim.so",
                         ["-shared", "-fPIC", "-ldl"])
+    part_dead(env, shim)
     d = env.daemon()            # the primary never answers
     trig = env.path("arm")
     extra = {"HF_DS_FILE": trig,
@@ -165,11 +232,10 @@ def main(env):
              "failed: %s" % r.out)
     d.wait_log(r"msg=%s in hold after a failed spool operation; the index "
                r"follows" % a.qid, timeout=5, since=mark)
-    s = d.ctl("show", a.qid, "--json")
-    hf.check(s.rc == 0 and '"state":"held"' in s.out.replace(" ", ""),
-             "show A after the failed hold: rc=%d %s %s"
-             % (s.rc, s.out[:300], s.err))
-    hf.note("A: in hold/ on disk and held in the index")
+    st = index_counts(d)
+    hf.check(st["held"] == 1 and st["queued"] + st["deferred"] == 0,
+             "the index after the failed hold: %r (A is in hold/)" % st)
+    hf.note("A: in hold/ on disk and held in the index (%r)" % st)
 
     d.stop()
     d.start(env=extra)

@@ -21,7 +21,9 @@ HTTP server (ntfy's publish API: POST /topic, Title/Priority/Tags
 headers, the summary as body) on hold-mode on; contrib/notify/
 holdfast-webhook run with an event's environment posts valid JSON.
 Part D: min_free above the disk's size: one spool-low notice (not one
-per check) with FREE_BYTES and MIN_FREE."""
+per check) with FREE_BYTES and MIN_FREE; a STARTTLS certificate valid for
+5 days: one cert-expiry notice with NOT_AFTER (the certificate's) and
+SECONDS_LEFT (part A's 30-day certificate gives none)."""
 import http.server
 import json
 import os
@@ -95,8 +97,11 @@ def part_a(env):
     # started while the daemon picks its ports (so none collides with the
     # sink's), then stopped: the primary is down
     sink = env.sink().start()
+    ca = hf.TestCA(env)
+    cert, key = ca.issue("mx2-30d", days=30)   # far from its end: no notice
     d = env.daemon(name="watched", primary_port=sink.port,
                    metrics={"listen": "auto"},
+                   tls={"cert": cert, "key": key},
                    primary={"probe_interval": "1s"},
                    notify={"exec": "%s one two" % rec,
                            "primary_down_after": "%ds" % DOWN_AFTER})
@@ -300,8 +305,11 @@ def part_d(env):
         f.write(RECORDER % out)
     os.chmod(rec, 0o755)
     sink = env.sink(name="sinkD").start()
+    ca = hf.TestCA(env, name="ca-d")
+    cert, key = ca.issue("mx2-5d", days=5)
     d = env.daemon(name="full", primary_port=sink.port,
                    spool={"min_free": "999999G"},
+                   tls={"cert": cert, "key": key},
                    notify={"exec": rec, "repeat_interval": "0"}).start()
     n = wait_notice(out, "spool-low", timeout=15)[0]
     hf.check(n.get("HOLDFAST_MIN_FREE") == str(999999 << 30),
@@ -312,6 +320,19 @@ def part_d(env):
     ns = [x for x in notices(out) if x.get("HOLDFAST_EVENT") == "spool-low"]
     hf.check(len(ns) == 1, "spool-low sent %d times" % len(ns))
     hf.note("spool-low: %s" % n.get("HOLDFAST_SUMMARY"))
+    n = wait_notice(out, "cert-expiry", timeout=5)[0]
+    left = int(n.get("HOLDFAST_SECONDS_LEFT", "0"))
+    hf.check(5 * 86400 - 120 <= left <= 5 * 86400, "SECONDS_LEFT=%d for a "
+             "5-day certificate" % left)
+    end = hf.openssl(["x509", "-in", cert, "-noout", "-enddate"]).decode()
+    import email.utils
+    want = int(email.utils.parsedate_to_datetime(
+        end.strip().split("=", 1)[1].replace(" GMT", " +0000")).timestamp())
+    hf.check(n.get("HOLDFAST_NOT_AFTER") == str(want), "NOT_AFTER=%s, cert "
+             "says %d" % (n.get("HOLDFAST_NOT_AFTER"), want))
+    ns = [x for x in notices(out) if x.get("HOLDFAST_EVENT") == "cert-expiry"]
+    hf.check(len(ns) == 1, "cert-expiry sent %d times" % len(ns))
+    hf.note("cert-expiry: %s" % n.get("HOLDFAST_SUMMARY"))
 
 
 def main(env):

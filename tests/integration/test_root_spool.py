@@ -12,7 +12,11 @@ user the daemon drops to (nobody), so that user can swap any entry:
 - a spool directory that is group-writable, or that sits below a
   directory the user owns: refused;
 - the startup purge of tmp/ runs after the drop: a root-owned directory
-  planted in tmp/ survives it, and the daemon still starts."""
+  planted in tmp/ survives it, and the daemon still starts;
+- a control socket in a directory below the spool, that directory swapped
+  for a symlink to a root-owned directory holding a stale socket: refused,
+  the stale socket kept and no socket bound there."""
+import socket
 import os
 import stat
 import sys
@@ -54,6 +58,7 @@ def refused(d, pattern, what):
     """Start d, expect it to exit non-zero with a log line matching
     pattern, before it logs that it is ready."""
     mark = d.mark()
+    d.expect_exit()              # checked here: exit 1
     d.start(wait=False)
     hf.wait_until(lambda: not d.alive(), 20, "%s: daemon to exit" % what)
     rc = d.proc.returncode
@@ -125,6 +130,25 @@ def main(env):
         hf.check(f.read() == "root's file\n", "hard-linked target rewritten")
     hf.check(os.stat(target).st_uid == 0, "hard-linked target chowned")
     os.unlink(os.path.join(sp, "lock"))
+
+    # the control socket's directory below the spool, swapped for a
+    # symlink: root would unlink a stale socket and bind one there
+    v = env.path("victim-ctldir")
+    os.mkdir(v)
+    os.chmod(v, 0o755)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(os.path.join(v, "control.sock"))
+    stale.close()                # a stale socket: nothing listens
+    before = snapshot(v)
+    os.symlink(v, os.path.join(sp, "run"))
+    d3 = env.daemon(name="ctldir", primary_port=sink.port, spool_dir=sp,
+                    control={"socket": os.path.join(sp, "run",
+                                                    "control.sock")})
+    refused(d3, r"control socket directory .*/run: a symlink",
+            "control socket directory symlink")
+    hf.check(snapshot(v) == before, "the victim directory changed: %s -> %s"
+             % (before, snapshot(v)))
+    os.unlink(os.path.join(sp, "run"))
 
     # a group-writable spool directory
     os.chmod(sp, 0o770)

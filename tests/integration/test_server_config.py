@@ -69,13 +69,15 @@ def main(env):
     took = time.monotonic() - t0
     hf.note("idle client: %r after %.1fs" % (r.text, took))
     hf.check(r.code == 421 and "4.4.2" in r.text, "idle client got %r" % r)
-    hf.check(1.5 <= took <= 10, "timeout = 2s fired after %.1fs" % took)
+    hf.check(1.5 <= took <= hf.scaled(10), "timeout = 2s fired after "
+             "%.1fs" % took)
     hf.check(c.reply(allow_eof=True) is None, "not closed after 421")
     c.close()
     d.wait_log(r"timeout state=idle", timeout=5)
 
     # ---- a bind failure is exit 1
     busy = env.daemon(name="busy", port=d.port, primary_port=sink.port)
+    busy.expect_exit()                  # checked here: exit 1
     busy.start(wait=False)
     try:
         rc = busy.proc.wait(20)

@@ -33,6 +33,7 @@ def main(env):
 
     d2 = env.daemon(name="second", primary_port=sink.port,
                     spool_dir=d.spool)
+    d2.expect_exit()                    # checked here: exit 1
     d2.start(wait=False)
     hf.wait_until(lambda: not d2.alive(), 20, "the second daemon to exit")
     text = d2.log_text()

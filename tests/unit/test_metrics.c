@@ -370,7 +370,7 @@ test_http(void)
 {
 	static const struct {
 		const char	*in;
-		int		 tail;		/* after the head; -1: incomplete */
+		int		 tail;	/* after the head; -1: incomplete */
 		int		 status;
 		bool		 body;
 	} cases[] = {

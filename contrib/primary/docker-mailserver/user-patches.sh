@@ -11,7 +11,8 @@ set -euo pipefail
 DMS_CONFIG=${DMS_CONFIG:-/tmp/docker-mailserver}
 RSPAMD_CONFDIR=${RSPAMD_CONFDIR:-/etc/rspamd}
 # The PROXY v2 postscreen listener that HAProxy's backend reaches through
-# the Kubernetes NodePort (the operator's alternate listener 2525).
+# the Kubernetes NodePort (the operator's alternate listener 2525);
+# [host:]port, also the master.cf service name.
 PROXY_PORT=${HOLDFAST_PROXY_PORT:-2525}
 cidr="cidr:$DMS_CONFIG/holdfast-backup.cidr"
 
@@ -26,7 +27,7 @@ if [ -z "$(postconf -M "$PROXY_PORT/inet" 2>/dev/null)" ]; then
 	postconf -M "$PROXY_PORT/inet=$PROXY_PORT inet n - n - 1 postscreen"
 	postconf -P "$PROXY_PORT/inet/postscreen_upstream_proxy_protocol=haproxy" \
 	    "$PROXY_PORT/inet/postscreen_upstream_proxy_timeout=5s" \
-	    "$PROXY_PORT/inet/syslog_name=postfix/smtpd-proxy$PROXY_PORT"
+	    "$PROXY_PORT/inet/syslog_name=postfix/smtpd-proxy${PROXY_PORT##*:}"
 fi
 
 # 2. The backup passes the client, HELO and sender restrictions (DMS:

@@ -31,6 +31,7 @@ locals {
     "METRICS_PORT='${var.metrics_port}'",
     "ACME_EMAIL='${var.acme_email}'",
     "DNSBL='${var.dnsbl}'",
+    "MX_EXPECT='${var.mx_expect}'",
     "",
   ])
   # The recipe with its env entry replaced by this stack's values.

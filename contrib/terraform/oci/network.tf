@@ -67,6 +67,16 @@ resource "oci_core_security_list" "mx" {
     }
   }
 
+  # node_exporter (the MX check's textfile) from home only
+  ingress_security_rules {
+    protocol = "6"
+    source   = var.home_cidr
+    tcp_options {
+      min = 9100
+      max = 9100
+    }
+  }
+
   # SSH from the management range only
   dynamic "ingress_security_rules" {
     for_each = var.mgmt_cidrs

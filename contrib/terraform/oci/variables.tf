@@ -86,7 +86,7 @@ variable "primary_port" {
 }
 
 variable "home_cidr" {
-  description = "The home WAN address (CIDR, e.g. 198.51.100.1/32) allowed to scrape the metrics port."
+  description = "The home WAN address (CIDR, e.g. 198.51.100.1/32) allowed to scrape the metrics port and node_exporter."
   type        = string
 }
 
@@ -122,4 +122,9 @@ variable "dnsbl" {
   description = "holdfast [screen] dnsbl (empty: none)."
   type        = string
   default     = "zen.spamhaus.org"
+}
+
+variable "mx_expect" {
+  description = "The MX set the first domain must have (e.g. mail.example.org:1,mx2.example.org:20), checked every 15 minutes by holdfast-check-mx.timer for alert MxSetDrift; empty: no check."
+  type        = string
 }

@@ -20,6 +20,17 @@ whatever the outcome.  All listeners bind 127.0.0.1 on ports picked by
 free_port().  Every wait has a deadline.  On failure the logs (daemon stderr,
 sink dumps and transcripts, Postfix maillogs) are copied to
 $HOLDFAST_OUT (set by tests/run-integration) or tests/out/<name>/.
+
+When main returns, every daemon still running gets SIGTERM and must exit
+0; only then are the daemon logs scanned for sanitizer reports (so
+LeakSanitizer's report at exit counts).  A daemon that ended non-zero by
+itself fails the scenario unless the test said so first: kill9(),
+stop(expect_clean=False) or expect_exit() (e.g. a start that must fail).
+raise Skip(...) only for what the environment cannot give (not root); it
+exits 77 and scripts/test fails on it unless HOLDFAST_ALLOW_SKIP names
+the scenario.  A missing tool is a fail(): scripts/setup-deps installs
+it.  Fixed deadlines and sleeps that wait for nothing to happen go
+through scaled(seconds) (HOLDFAST_SLOW; 2 for a sanitizer build).
 """
 
 import errno
@@ -493,6 +504,7 @@ class Daemon:
         self.starts = 0
         self.start_mark = 0
         self.exit_expected = False   # this process may end non-zero
+        self.expect_next = False     # expect_exit() before start()
         self.problems = []           # unexpected exits, reported at the end
         srv = {"hostname": hostname,
                "listen": "127.0.0.1:%d" % self.port,
@@ -587,7 +599,7 @@ class Daemon:
         check(self.proc is None or self.proc.poll() is not None,
               "%s started twice" % self.name)
         self._account()
-        self.exit_expected = False
+        self.exit_expected, self.expect_next = self.expect_next, False
         self.starts += 1
         with open(self.log_path, "ab") as f:
             f.write(b"=== harness: start #%d at %s ===\n"
@@ -674,10 +686,15 @@ class Daemon:
             self.proc.wait()
 
     def expect_exit(self):
-        """Declare that the current process may end with any status (the
-        test checks it itself, e.g. a start that must fail).  Otherwise a
-        process that ended non-zero by itself fails the scenario."""
+        """Declare that a process may end with any status (the test checks
+        it itself, e.g. a start that must fail): the running one, or,
+        when none runs, the one that ended last and the next one started.
+        Otherwise a process that ended non-zero by itself fails the
+        scenario."""
         self.exit_expected = True
+        if not self.alive():
+            self._account()             # the ended one: expected
+            self.expect_next = True
 
     def _account(self):
         """Record, once per process, an exit the test did not expect: a
@@ -689,7 +706,8 @@ class Daemon:
         p.hf_accounted = True
         if p.returncode != 0 and not self.exit_expected:
             self.problems.append(
-                "%s (start #%d) exited rc=%s unexpectedly; log tail:\n%s"
+                "%s (start #%d) exited rc=%s unexpectedly (if the test "
+                "expects that, call expect_exit() first); log tail:\n%s"
                 % (self.name, self.starts, p.returncode, self.tail(15)))
 
     def finish(self, timeout=15):
@@ -2245,7 +2263,8 @@ class TestCA:
                  "keyUsage=critical,keyCertSign,cRLSign"])
         os.chmod(self.cert, 0o644)
 
-    def issue(self, name, dns=("mx2.example.test",), owner="nobody"):
+    def issue(self, name, dns=("mx2.example.test",), owner="nobody",
+              days=30):
         """(cert path, key path) for a leaf with subjectAltName dns.  The
         key is 0600 and owned by owner: the daemon, after dropping root,
         reads it again on SIGHUP."""
@@ -2264,7 +2283,7 @@ class TestCA:
                  "-out", csr, "-subj", "/CN=%s" % dns[0]])
         self.serial += 1
         openssl(["x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey",
-                 self.key, "-set_serial", str(self.serial), "-days", "30",
+                 self.key, "-set_serial", str(self.serial), "-days", str(days),
                  "-extfile", ext, "-out", cert])
         os.chmod(cert, 0o644)
         os.chmod(key, 0o600)

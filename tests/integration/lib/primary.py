@@ -25,9 +25,18 @@ The backup's address placeholder 203.0.113.25 in the contrib files becomes
 /tmp/docker-mailserver becomes the test's copy of it.  Nothing else is
 changed, so what the test applies is what the operator applies.
 
-Loopback stands for the Internet here: mynetworks is 127.0.0.1/32 only and
-rspamd's local_networks holds no 127/8 address but the backup's, so mail
-that holdfast took from 127.0.0.3 is scored as coming from 127.0.0.3.
+The primary's own listeners bind `addr` (default 127.0.0.10: ports picked
+at random on 127.0.0.1 by tests running beside this one cannot collide
+with them); holdfast's [primary] host is pr.addr, port pr.port.
+
+Loopback stands for the Internet here: mynetworks is addr/32 only.  But
+rspamd takes every 127/8 address for a local one whatever local_networks
+says (and skips SPF, the milter headers and more for it): a test that
+wants to see which address rspamd scored gives holdfast a client outside
+127/8 (test_failover_drill: PROXY v2 carrying 198.51.100.7) and names it
+in mark_ips.  rspamd 3.4's proxy worker sometimes crashes scanning a
+multi-megabyte plain-text body (a slow-rule timer); the milter then fails
+open and the message arrives unscanned: send big messages as attachments.
 
 Start/stop: start() brings everything up (router last); stop_mailserver()
 and start_mailserver() stop and start Postfix alone, the way an outage of
@@ -38,9 +47,11 @@ by PID when the test ends.  Tests skip (hf.Skip) when a package is missing.
 
 import glob
 import os
+import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -153,7 +164,7 @@ class Primary:
     def __init__(self, env, name="primary", backup="127.0.0.2",
                  size_limit=25 * 1024 * 1024, domain="example.org",
                  users=("user",), hostname="mail.example.org",
-                 mark_ips=None):
+                 mark_ips=None, addr="127.0.0.10"):
         missing = missing_packages()
         if missing:
             raise hf.Skip("Debian packages missing: " + " ".join(missing))
@@ -168,15 +179,21 @@ class Primary:
         # 0.01) that fires when rspamd scores a message as coming from
         # that address, so the milter headers show which one it used
         self.mark_ips = dict(mark_ips or {})
+        # every listener of the primary binds addr, not 127.0.0.1: tests
+        # running beside this one (other worktrees, other engineers) take
+        # random ports on 127.0.0.1, and a port picked here could be taken
+        # there before the primary binds it
+        self.addr = addr
         self.base = env.path(name)
         os.makedirs(self.base)
         os.chmod(self.base, 0o755)
-        self.port = hf.free_port()            # HAProxy frontend (drain)
-        self.proxy_port = hf.free_port()      # postscreen, PROXY v2
-        self.lmtp_port = hf.free_port()
-        self.milter_port = hf.free_port()     # rspamd proxy worker
-        self.controller_port = hf.free_port()
-        self.dns_port = hf.free_port()        # nothing listens there
+        self.port = self.free_port()          # HAProxy frontend (drain)
+        self.proxy_port = self.free_port()    # postscreen, PROXY v2
+        self.lmtp_port = self.free_port()
+        self.milter_port = self.free_port()   # rspamd proxy worker
+        self.controller_port = self.free_port()
+        self.normal_port = self.free_port()   # rspamd normal worker (off)
+        self.dns_port = self.free_port()      # nothing listens there
         self.volume = os.path.join(self.base, "dms-config")
         self.pf_etc = os.path.join(self.base, "postfix", "etc")
         self.pf_queue = os.path.join(self.base, "postfix", "queue")
@@ -193,15 +210,55 @@ class Primary:
         self.hap_cfg = env.artifact(os.path.join(self.base, "haproxy.cfg"))
         self.subst = {BACKUP_PLACEHOLDER: backup, DMS_VOLUME: self.volume}
         self.procs = {}
+        self.set_up = False
         self.postfix_up = False
+        self.started_at = None    # time.monotonic() of the last start
         self.applied = []     # postconf commands run, for the test's notes
         env.own(self)
 
     def __repr__(self):
         return "Primary(%s drain port %d)" % (self.name, self.port)
 
+    # ------------------------------------------------------------ ports
+    def free_port(self):
+        """A TCP port free on self.addr a moment ago, never one used
+        before in this test process."""
+        for _ in range(200):
+            s = socket.socket()
+            try:
+                s.bind((self.addr, random.randint(20000, 60000)))
+                port = s.getsockname()[1]
+            except OSError:
+                continue
+            finally:
+                s.close()
+            if port in hf._used_ports or self.port_open(port, 0.2):
+                continue
+            hf._used_ports.add(port)
+            return port
+        hf.fail("no free port on %s" % self.addr)
+
+    def port_open(self, port, timeout=1.0):
+        try:
+            with socket.create_connection((self.addr, port), timeout=timeout):
+                return True
+        except OSError:
+            return False
+
+    def wait_port(self, port, timeout, proc=None, what="listener"):
+        def ok():
+            if proc is not None and proc.poll() is not None:
+                hf.fail("%s exited (rc=%s) before listening on %s:%d"
+                        % (what, proc.returncode, self.addr, port))
+            return self.port_open(port, 0.5)
+        hf.wait_until(ok, timeout, "%s on %s:%d" % (what, self.addr, port))
+
     # ------------------------------------------------------------ setup
     def setup(self):
+        """Write every config (once); start() calls it."""
+        if self.set_up:
+            return
+        self.set_up = True
         self._setup_volume()
         self._setup_dovecot()
         self._setup_rspamd()
@@ -243,7 +300,7 @@ instance_name = hf-%(name)s
 base_dir = %(d)s/base
 state_dir = %(d)s/state
 protocols = lmtp
-listen = 127.0.0.1
+listen = %(addr)s
 ssl = no
 log_path = %(log)s
 info_log_path = %(log)s
@@ -264,7 +321,7 @@ userdb {
 }
 service lmtp {
   inet_listener lmtp {
-    address = 127.0.0.1
+    address = %(addr)s
     port = %(port)d
   }
   unix_listener lmtp {
@@ -275,7 +332,7 @@ service anvil {
   chroot =
 }
 """ % {"name": self.name, "d": d, "log": self.dc_log, "mail": self.mail_dir,
-       "port": self.lmtp_port}
+       "port": self.lmtp_port, "addr": self.addr}
         self.dc_conf = os.path.join(d, "dovecot.conf")
         with open(self.dc_conf, "w") as f:
             f.write(conf)
@@ -297,27 +354,30 @@ service anvil {
                              "  apply {\n    groups_enabled = [dkim];\n"
                              "  }\n}\n",
             # DMS: local_networks = 127.0.0.1/8, 10/8, ...; on loopback
-            # 127/8 is "the Internet", so only the pod's own address.
+            # 127/8 is "the Internet", so only the pod's own address
+            # (rspamd takes all of 127/8 for local anyway).
             "options.inc": 'pidfile = false;\nsoft_reject_on_timeout = true;\n'
-                           'local_networks = "127.0.0.1/32";\n'
+                           'local_networks = "%s/32";\n'
                            'disable_hyperscan = true;\n'
             'hs_cache_dir = "%s";\n'
-                           'dns {\n  nameserver = ["127.0.0.1:%d"];\n'
+                           'dns {\n  nameserver = ["%s:%d"];\n'
                            '  timeout = 0.2s;\n  retransmits = 1;\n}\n'
-                           % (HS_CACHE, self.dns_port),
-            "worker-proxy.inc": 'bind_socket = "127.0.0.1:%d";\n'
+                           % (self.addr, HS_CACHE, self.addr,
+                              self.dns_port),
+            "worker-proxy.inc": 'bind_socket = "%s:%d";\n'
                                 'milter = yes;\ntimeout = 120s;\n'
                                 'upstream "local" {\n  default = yes;\n'
                                 '  self_scan = yes;\n}\n'
                                 'count = 1;\nmax_retries = 5;\n'
                                 'discard_on_reject = false;\n'
                                 'quarantine_on_reject = false;\n'
-                                'spam_header = "X-Spam";\n' % self.milter_port,
+                                'spam_header = "X-Spam";\n'
+                                % (self.addr, self.milter_port),
             "worker-normal.inc": 'enabled = false;\n'
-                                 'bind_socket = "127.0.0.1:%d";\n'
-                                 % hf.free_port(),
-            "worker-controller.inc": 'bind_socket = "127.0.0.1:%d";\n'
-                                     % self.controller_port,
+                                 'bind_socket = "%s:%d";\n'
+                                 % (self.addr, self.normal_port),
+            "worker-controller.inc": 'bind_socket = "%s:%d";\n'
+                                     % (self.addr, self.controller_port),
             "worker-fuzzy.inc": "count = -1;\n",
             "fuzzy_check.conf": "enabled = false;\n",
             "logging.inc": "level = \"info\";\n",
@@ -330,7 +390,8 @@ service anvil {
         for fn, text in local.items():
             with open(os.path.join(r, "local.d", fn), "w") as f:
                 f.write(text)
-        # DMS: cp /tmp/docker-mailserver/rspamd/override.d/* /etc/rspamd/override.d
+        # DMS: cp /tmp/docker-mailserver/rspamd/override.d/* \
+        #    /etc/rspamd/override.d
         src = os.path.join(self.volume, "rspamd", "override.d")
         for fn in sorted(os.listdir(src)) if os.path.isdir(src) else []:
             shutil.copy(os.path.join(src, fn), os.path.join(r, "override.d"))
@@ -355,6 +416,8 @@ service anvil {
             ("mydomain", self.domain),
             ("maillog_file", self.maillog),
             ("maillog_file_prefixes", self.base),
+            # Postfix wants an interface's own address here; the listener
+            # binds addr explicitly (user-patches.sh: service addr:port)
             ("inet_interfaces", "127.0.0.1"),
             ("inet_protocols", "ipv4"),
             ("alias_maps", ""),
@@ -370,7 +433,7 @@ service anvil {
             ("relayhost", ""),
             # DMS: 127.0.0.0/8 [::1]/128 [fe80::]/64; 127/8 stands for the
             # Internet here
-            ("mynetworks", "127.0.0.1/32"),
+            ("mynetworks", self.addr + "/32"),
             ("mailbox_size_limit", "0"),
             ("recipient_delimiter", "+"),
             ("smtpd_tls_security_level", "none"),
@@ -402,12 +465,14 @@ service anvil {
             ("smtpd_sasl_auth_enable", "no"),
             ("virtual_mailbox_domains", self.domain),
             ("virtual_mailbox_maps", "texthash:%s/vmailbox" % self.pf_etc),
-            ("virtual_transport", "lmtp:inet:127.0.0.1:%d" % self.lmtp_port),
+            ("virtual_transport", "lmtp:inet:%s:%d" % (self.addr,
+                                                       self.lmtp_port)),
             ("milter_protocol", "6"),
             ("milter_default_action", "accept"),
             # DMS's rspamd setup: __rspamd__setup_postfix
-            ("smtpd_milters", "inet:127.0.0.1:%d" % self.milter_port),
-            ("non_smtpd_milters", "inet:127.0.0.1:%d" % self.milter_port),
+            ("smtpd_milters", "inet:%s:%d" % (self.addr, self.milter_port)),
+            ("non_smtpd_milters", "inet:%s:%d" % (self.addr,
+                                                  self.milter_port)),
             ("message_size_limit", str(self.size_limit)),
             # the tests' pace
             ("queue_run_delay", "1s"),
@@ -461,7 +526,8 @@ service anvil {
             ["/bin/bash", os.path.join(self.volume, "user-patches.sh")],
             env=dict(os.environ, MAIL_CONFIG=self.pf_etc,
                      DMS_CONFIG=self.volume, RSPAMD_CONFDIR=self.rs_dir,
-                     HOLDFAST_PROXY_PORT=str(self.proxy_port)),
+                     HOLDFAST_PROXY_PORT="%s:%d" % (self.addr,
+                                                    self.proxy_port)),
             stdin=subprocess.DEVNULL, capture_output=True, text=True,
             timeout=60)
         hf.check(p.returncode == 0, "user-patches.sh failed: %s%s"
@@ -478,9 +544,10 @@ service anvil {
         postscreen port."""
         with open(os.path.join(CONTRIB, "haproxy.cfg")) as f:
             text = _fill(f.read(), self.subst)
-        text = text.replace("bind :2526", "bind 127.0.0.1:%d" % self.port)
+        text = text.replace("bind :2526", "bind %s:%d" % (self.addr,
+                                                           self.port))
         text = re.sub(r"\b192\.0\.2\.10:30125\b",
-                      "127.0.0.1:%d" % self.proxy_port, text)
+                      "%s:%d" % (self.addr, self.proxy_port), text)
         hf.check(str(self.port) in text and str(self.proxy_port) in text,
                  "haproxy.cfg: placeholders not found")
         glob_cfg = ("global\n    pidfile %s/haproxy.pid\n    log stdout "
@@ -493,8 +560,7 @@ service anvil {
     def start(self, timeout=60):
         """Set up (once) and start Dovecot, rspamd, Postfix and HAProxy;
         returns when each one answers."""
-        if not self.procs:
-            self.setup()
+        self.setup()
         self.start_dovecot()
         self.start_rspamd()
         self.wait_rspamd(timeout)
@@ -506,7 +572,7 @@ service anvil {
         p = Proc("dovecot", [DOVECOT, "-F", "-c", self.dc_conf],
                  os.path.join(self.dc_dir, "stdout.log")).start()
         self.procs["dovecot"] = p
-        hf.wait_port(self.lmtp_port, 20, proc=p.proc, what="dovecot lmtp")
+        self.wait_port(self.lmtp_port, 20, proc=p.proc, what="dovecot lmtp")
 
     def start_rspamd(self):
         r = self.rs_dir
@@ -527,10 +593,10 @@ service anvil {
             if not p.alive():
                 hf.fail("rspamd exited rc=%s: %s" % (
                     p.proc.returncode, self._tail(self.rs_log)))
-            if not hf.port_open(self.milter_port, 0.3):
+            if not self.port_open(self.milter_port, 0.3):
                 return False
             try:
-                st, _, body = hf.http_get("127.0.0.1", self.controller_port,
+                st, _, body = hf.http_get(self.addr, self.controller_port,
                                           "/ping", timeout=2)
             except OSError:
                 return False
@@ -546,11 +612,14 @@ service anvil {
                              timeout=60)
         hf.check(rc == 0, "postfix check: %s" % out)
         for attempt in (1, 2):
+            # at or before the primary's return: Postfix's listeners
+            # are bound while `postfix start` runs
+            self.started_at = time.monotonic()
             rc, out = hf.run_pty([hf.POSTFIX, "-c", self.pf_etc, "start"],
                                  timeout=60)
             if rc == 0:
                 break
-            busy = [p for p in (self.proxy_port,) if hf.port_open(p, 0.3)]
+            busy = [p for p in (self.proxy_port,) if self.port_open(p, 0.3)]
             hf.note("postfix start failed (rc=%d, attempt %d)%s: %s"
                     % (rc, attempt, " port %r is taken" % busy if busy
                        else "", out.strip()))
@@ -561,7 +630,7 @@ service anvil {
         hf.check(rc == 0, "postfix start failed (rc=%d): %s %s"
                  % (rc, out, self._tail(self.maillog)))
         self.postfix_up = True
-        hf.wait_port(self.proxy_port, 20, what="postscreen (PROXY listener)")
+        self.wait_port(self.proxy_port, 20, what="postscreen (PROXY listener)")
 
     def master_pid(self):
         try:
@@ -579,14 +648,14 @@ service anvil {
         if pid and not hf.wait_pid_gone(pid, 15):
             hf.stop_pid(pid, 5, signal.SIGKILL)
         self.postfix_up = False
-        hf.wait_until(lambda: not hf.port_open(self.proxy_port, 0.2), 10,
+        hf.wait_until(lambda: not self.port_open(self.proxy_port, 0.2), 10,
                       "postscreen to stop listening")
 
     def start_router(self):
         p = Proc("haproxy", [HAPROXY, "-db", "-f", self.hap_cfg],
                  self.hap_log).start()
         self.procs["haproxy"] = p
-        hf.wait_port(self.port, 20, proc=p.proc, what="haproxy frontend")
+        self.wait_port(self.port, 20, proc=p.proc, what="haproxy frontend")
 
     def cleanup(self):
         for name in ("haproxy",):

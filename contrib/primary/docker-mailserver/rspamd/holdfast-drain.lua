@@ -1,7 +1,7 @@
 --[[
 rspamd on the primary: mail drained from the holdfast backup MX is tagged,
-never refused.  Loaded from rspamd.local.lua (DMS: user-patches.sh adds
-the dofile line; plain rspamd: add it yourself).
+never refused.  Loaded from rspamd.local.lua (user-patches.sh adds the
+dofile line, in DMS and when plain-postfix.sh runs it).
 
 Why: holdfast sends no bounces, so a reject from the primary parks real
 mail (a false positive) in the backup's dead/ where nobody reads it.
