@@ -383,6 +383,11 @@ hctl_text_queue(const struct ctl_rec *rec, uint64_t *nmsgs, uint64_t *bytes)
 			hctl_put(rec->val[i]);
 			putchar('\n');
 		}
+	if ((v = ctl_proto_rec_get(rec, "rcpt_more")) != NULL) {
+		printf("%18s(and ", "");
+		hctl_put(v);
+		printf(" more: holdfastctl show ID lists them all)\n");
+	}
 	if ((v = ctl_proto_rec_get(rec, "primary_reply")) != NULL) {
 		printf("%18s(primary down: ", "");
 		hctl_put(v);
@@ -408,7 +413,7 @@ hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json)
 	char *line, *first;
 	size_t len;
 	uint64_t nmsgs = 0, bytes = 0;
-	bool any = false;
+	bool any = false, sep = false;
 	int rc;
 
 	if ((first = evbuffer_readln(ans, &len, EVBUFFER_EOL_LF)) == NULL) {
@@ -445,6 +450,13 @@ hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json)
 		} else if (cmd->output == HCTL_OUT_QUEUE)
 			hctl_text_queue(&rec, &nmsgs, &bytes);
 		else {
+			/* A blank line ends the envelope (and the records of
+			 * its further recipients). */
+			if (cmd->output == HCTL_OUT_SHOW && any && !sep &&
+			    rec.n > 0 && strcmp(rec.key[0], "rcpt") != 0) {
+				printf("\n");
+				sep = true;
+			}
 			for (size_t i = 0; i < rec.n; i++) {
 				if (strcmp(rec.key[i], "line") != 0 &&
 				    strcmp(rec.key[i], "header") != 0) {
@@ -454,8 +466,6 @@ hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json)
 				hctl_put(rec.val[i]);
 				putchar('\n');
 			}
-			if (cmd->output == HCTL_OUT_SHOW && !any)
-				printf("\n");
 		}
 		any = true;
 		free(line);
