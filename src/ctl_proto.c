@@ -11,8 +11,9 @@
 #include "util.h"
 #include "xmalloc.h"
 
-/* The other keys of an envelope record number fewer than 20. */
-_Static_assert(CTL_REC_RCPTS + 20 <= CTL_REC_MAX, "a record holds its pairs");
+/* Two pairs per recipient at most; the other keys number fewer than 20. */
+_Static_assert(2 * CTL_REC_RCPTS + 20 <= CTL_REC_MAX,
+    "a record holds its pairs");
 
 static bool
 ctl_proto_must_escape(unsigned char c)
@@ -158,7 +159,9 @@ ctl_proto_env_rec(struct evbuffer *out, enum spool_area area,
 	ctl_proto_env_rec_live(out, area, env, NULL);
 }
 
-/* " rcpt=STATE:ADDR" for env's recipients [from, from + n). */
+/* " rcpt=STATE:ADDR" for env's recipients [from, from + n), each dead one
+ * followed by " rcpt_reply=<ADDR> REPLY" (the primary's refusal, or
+ * "expired"). */
 static void
 ctl_proto_rcpts(struct evbuffer *out, const struct envelope *env,
     size_t from, size_t n)
@@ -171,11 +174,17 @@ ctl_proto_rcpts(struct evbuffer *out, const struct envelope *env,
 	size_t i;
 
 	for (i = from; i < from + n && i < env->nrcpt; i++) {
-		char buf[600];
+		char buf[1024];	/* path 256, reply 512 */
 
 		snprintf(buf, sizeof(buf), "%s:%s", rstates[env->rcpts[i].state],
 		    env->rcpts[i].addr);
 		ctl_proto_kv(out, "rcpt", buf);
+		if (env->rcpts[i].state != ENVELOPE_RCPT_DEAD ||
+		    env->rcpts[i].reply == NULL)
+			continue;
+		snprintf(buf, sizeof(buf), "<%s> %s", env->rcpts[i].addr,
+		    env->rcpts[i].reply);
+		ctl_proto_kv(out, "rcpt_reply", buf);
 	}
 }
 

@@ -287,7 +287,7 @@ static bool
 hctl_is_list_key(const char *key)
 {
 	return strcmp(key, "rcpt") == 0 || strcmp(key, "header") == 0 ||
-	    strcmp(key, "line") == 0;
+	    strcmp(key, "line") == 0 || strcmp(key, "rcpt_reply") == 0;
 }
 
 /* One record as a JSON object; repeatable keys become arrays. */
@@ -402,6 +402,12 @@ hctl_text_queue(const struct ctl_rec *rec, uint64_t *nmsgs, uint64_t *bytes)
 		hctl_put(v);
 		putchar('\n');
 	}
+	for (i = 0; i < rec->n; i++)
+		if (strcmp(rec->key[i], "rcpt_reply") == 0) {
+			printf("%20s", "");
+			hctl_put(rec->val[i]);
+			putchar('\n');
+		}
 	(*nmsgs)++;
 	*bytes += size;
 }

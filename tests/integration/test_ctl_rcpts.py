@@ -7,8 +7,13 @@ queue (text and --json) lists the message with its first 100 recipients
 and says how many more there are; show (text and --json) lists all 300.
 The primary then refuses every recipient: dead lists the dead letter the
 same way, show lists all 300 dead recipients.  The same holds for the
-read-only view of a stopped daemon's spool."""
+read-only view of a stopped daemon's spool.
+
+Each dead recipient comes with the primary's reply (rcpt_reply=<ADDR>
+REPLY, in text under 'dead: refused'), escaped: a control byte planted in
+a stored reply is shown as \\x1b in text and \\u001b in JSON."""
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -70,6 +75,45 @@ def check_lists(d, s, state, cmd, where):
              "%s show --json lacks the header" % where)
 
 
+def reply(a):
+    return "<%s> 550 5.1.1 <%s>: no such user" % (a, a)
+
+
+def check_replies(d, s, where, planted=None):
+    """Every dead recipient's reply in dead (first SHOWN) and show (all);
+    planted: (address, reply) with an ESC byte in the stored reply."""
+    want = {a: reply(a) for a in s.rcpts}
+    if planted:
+        want[planted[0]] = planted[1]
+    r = d.ctl("dead")
+    hf.check(r.rc == 0, "%s dead: %r" % (where, r))
+    hf.check("\x1b" not in r.out, "%s dead text has a raw ESC" % where)
+    for a in s.rcpts[:SHOWN]:
+        w = want[a].replace("\x1b", "\\x1b")
+        hf.check(re.search(r"^ +%s$" % re.escape(w), r.out, re.M),
+                 "%s dead text lacks the reply %r:\n%s"
+                 % (where, w, r.out[:3000]))
+    hf.check(re.search(r"^\s+dead: refused$", r.out, re.M),
+             "%s dead text lacks 'dead: refused'" % where)
+    lst = d.ctl("dead", "--json").ok().json()
+    hf.check(lst[0].get("rcpt_reply") == [want[a] for a in s.rcpts[:SHOWN]],
+             "%s dead --json rcpt_reply %r" % (where,
+                                               lst[0].get("rcpt_reply")))
+    r = d.ctl("show", s.qid).ok()
+    got = [l.split(": ", 1)[1] for l in r.out.splitlines()
+           if l.startswith("rcpt_reply: ")]
+    hf.check(got == [want[a].replace("\x1b", "\\x1b") for a in s.rcpts],
+             "%s show text: %d rcpt_reply lines, want %d: %r"
+             % (where, len(got), NRCPT, got[:3]))
+    r = d.ctl("show", s.qid, "--json").ok()
+    if planted:
+        hf.check("\\u001b" in r.out, "%s show --json: the ESC is not "
+                 "\\u001b" % where)
+    got = [x for rec in r.json() for x in rec.get("rcpt_reply", [])]
+    hf.check(got == [want[a] for a in s.rcpts], "%s show --json: %d "
+             "rcpt_reply, want %d" % (where, len(got), NRCPT))
+
+
 def main(env):
     p = env.own(pyprimary.Primary(env))       # not started: primary down
     d = env.daemon(primary_port=p.port, server={"max_recipients": "400"})
@@ -87,9 +131,23 @@ def main(env):
     hf.wait_until(lambda: s.qid in d.dead_ids(), 30, "%s in dead/" % s.qid)
     check_lists(d, s, "dead", "dead", "running")
     hf.note("dead and show of %d dead recipients ok" % NRCPT)
+    check_replies(d, s, "running")
+    hf.note("the primary's replies ok")
 
     d.stop()
     check_lists(d, s, "dead", "dead", "stopped")
+    # a control byte in a stored reply (the drain keeps only printable
+    # ASCII of the primary's reply; the spool is the other source)
+    path = os.path.join(d.spool, "dead", s.qid, "env")
+    with open(path) as f:
+        text = f.read()
+    old = "<r000@example.test>:\\x20no\\x20such"
+    hf.check(old in text, "stored reply not as expected:\n%s" % text[:2000])
+    with open(path, "w") as f:
+        f.write(text.replace(old, old + "\\x1b[31m"))
+    check_replies(d, s, "stopped", planted=(
+        s.rcpts[0], reply(s.rcpts[0]).replace("no such",
+                                              "no such\x1b[31m")))
     hf.note("the read-only view too")
 
 
