@@ -46,6 +46,10 @@ ctl_proto_commands(size_t *n)
 	return ctl_proto_table;
 }
 
+/* Two pairs per recipient at most; the other keys number fewer than 20. */
+_Static_assert(2 * CTL_REC_RCPTS + 20 <= CTL_REC_MAX,
+    "a record holds its pairs");
+
 static bool
 ctl_proto_must_escape(unsigned char c)
 {
@@ -190,9 +194,12 @@ ctl_proto_env_rec(struct evbuffer *out, enum spool_area area,
 	ctl_proto_env_rec_live(out, area, env, NULL);
 }
 
-void
-ctl_proto_env_rec_live(struct evbuffer *out, enum spool_area area,
-    const struct envelope *env, const char *primary_down)
+/* " rcpt=STATE:ADDR" for env's recipients [from, from + n), each dead one
+ * followed by " rcpt_reply=<ADDR> REPLY" (the primary's refusal, or
+ * "expired"). */
+static void
+ctl_proto_rcpts(struct evbuffer *out, const struct envelope *env,
+    size_t from, size_t n)
 {
 	static const char *const rstates[] = {
 		[ENVELOPE_RCPT_PENDING] = "pending",
@@ -200,6 +207,26 @@ ctl_proto_env_rec_live(struct evbuffer *out, enum spool_area area,
 		[ENVELOPE_RCPT_DEAD] = "dead",
 	};
 	size_t i;
+
+	for (i = from; i < from + n && i < env->nrcpt; i++) {
+		char buf[1024];	/* path 256, reply 512 */
+
+		snprintf(buf, sizeof(buf), "%s:%s", rstates[env->rcpts[i].state],
+		    env->rcpts[i].addr);
+		ctl_proto_kv(out, "rcpt", buf);
+		if (env->rcpts[i].state != ENVELOPE_RCPT_DEAD ||
+		    env->rcpts[i].reply == NULL)
+			continue;
+		snprintf(buf, sizeof(buf), "<%s> %s", env->rcpts[i].addr,
+		    env->rcpts[i].reply);
+		ctl_proto_kv(out, "rcpt_reply", buf);
+	}
+}
+
+void
+ctl_proto_env_rec_live(struct evbuffer *out, enum spool_area area,
+    const struct envelope *env, const char *primary_down)
+{
 
 	ctl_proto_kv(out, "id", env->id);
 	ctl_proto_kv(out, "state", primary_down != NULL &&
@@ -220,13 +247,9 @@ ctl_proto_env_rec_live(struct evbuffer *out, enum spool_area area,
 		ctl_proto_kv(out, "dead_reason", env->dead_reason);
 	if (env->client_addr != NULL)
 		ctl_proto_kv(out, "client_addr", env->client_addr);
-	for (i = 0; i < env->nrcpt; i++) {
-		char buf[600];
-
-		snprintf(buf, sizeof(buf), "%s:%s", rstates[env->rcpts[i].state],
-		    env->rcpts[i].addr);
-		ctl_proto_kv(out, "rcpt", buf);
-	}
+	ctl_proto_rcpts(out, env, 0, CTL_REC_RCPTS);
+	if (env->nrcpt > CTL_REC_RCPTS)
+		ctl_proto_kvu(out, "rcpt_more", env->nrcpt - CTL_REC_RCPTS);
 	ctl_proto_rec_end(out);
 }
 
@@ -356,7 +379,7 @@ ctl_proto_show_live(struct spool *sp, const char *id, bool body,
 	enum spool_area area;
 	struct envelope *env;
 	char buf[8192], *line = NULL;
-	size_t cap = 0, used = 0, total = 0;
+	size_t cap = 0, used = 0, total = 0, r;
 	int fd;
 
 	if (spool_find(sp, id, &area) == -1) {
@@ -368,6 +391,11 @@ ctl_proto_show_live(struct spool *sp, const char *id, bool body,
 		return -1;
 	}
 	ctl_proto_env_rec_live(out, area, env, primary_down);
+	/* The recipients the envelope record had no room for. */
+	for (r = CTL_REC_RCPTS; r < env->nrcpt; r += CTL_REC_RCPTS) {
+		ctl_proto_rcpts(out, env, r, CTL_REC_RCPTS);
+		ctl_proto_rec_end(out);
+	}
 	envelope_free(env);
 	if ((fd = spool_body_open(sp, area, id)) == -1) {
 		snprintf(err, errlen, "cannot open the body of %s", id);

@@ -7,6 +7,9 @@
  * then ".\n".  A record is space-separated key=value pairs; values are
  * escaped (%XX for bytes <= 0x20, >= 0x7f, '%' and '='), so a record is one
  * line and splits on spaces.  Keys may repeat (one "rcpt" per recipient).
+ * A record carries at most CTL_REC_RCPTS recipients and then "rcpt_more=N"
+ * for the ones left out (a message may have up to 100000), so that it
+ * always fits in CTL_REC_MAX pairs.
  *
  * It also renders spool entries as records, for the daemon and for the
  * CLI's read-only view of a stopped daemon's spool.  Pure apart from
@@ -23,6 +26,7 @@
 #define CTL_LINE_MAX	4096
 #define CTL_ARGS_MAX	64
 #define CTL_REC_MAX	256		/* pairs in one record */
+#define CTL_REC_RCPTS	100		/* recipients in one record */
 #define CTL_BODY_MAX	(8 * 1024 * 1024)	/* show --body through ctl */
 
 struct envelope;
@@ -99,8 +103,10 @@ typedef void (*ctl_proto_each_cb)(void *arg, enum spool_area area,
 int ctl_proto_each(struct spool *sp, enum spool_area area,
     const char *primary_down, ctl_proto_each_cb cb, void *arg);
 /*
- * The "show" answer for id: one record with the envelope, then one record
- * per header line (key "header"), or per body line with body (key "line",
+ * The "show" answer for id: one record with the envelope, then records of
+ * only "rcpt" for the recipients beyond its first CTL_REC_RCPTS (all of
+ * them: show lists every recipient), then one record per header line
+ * (key "header"), or per body line with body (key "line",
  * at most CTL_BODY_MAX octets, then a record "truncated=yes").  0, or -1
  * with a reason in err.
  */

@@ -470,7 +470,7 @@ static bool
 hctl_is_list_key(const char *key)
 {
 	return strcmp(key, "rcpt") == 0 || strcmp(key, "header") == 0 ||
-	    strcmp(key, "line") == 0;
+	    strcmp(key, "line") == 0 || strcmp(key, "rcpt_reply") == 0;
 }
 
 /* One record as a JSON object; repeatable keys become arrays. */
@@ -673,6 +673,11 @@ hctl_text_queue(const struct ctl_rec *rec, time_t now, uint64_t *nmsgs,
 			hctl_put(rec->val[i]);
 			putchar('\n');
 		}
+	if ((v = ctl_proto_rec_get(rec, "rcpt_more")) != NULL) {
+		printf("%18s(and ", "");
+		hctl_put(v);
+		printf(" more: holdfastctl show ID lists them all)\n");
+	}
 	if ((v = ctl_proto_rec_get(rec, "primary_reply")) != NULL) {
 		printf("%18s(primary down: ", "");
 		hctl_put(v);
@@ -687,6 +692,12 @@ hctl_text_queue(const struct ctl_rec *rec, time_t now, uint64_t *nmsgs,
 		hctl_put(v);
 		putchar('\n');
 	}
+	for (i = 0; i < rec->n; i++)
+		if (strcmp(rec->key[i], "rcpt_reply") == 0) {
+			printf("%20s", "");
+			hctl_put(rec->val[i]);
+			putchar('\n');
+		}
 	(*nmsgs)++;
 	*bytes += size;
 }
@@ -869,8 +880,8 @@ hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json,
 	size_t len, i;
 	uint64_t nmsgs = 0, bytes = 0;
 	time_t now = util_now();
-	bool any = false, list = json && cmd->output != HCTL_OUT_STATUS &&
-	    cmd->output != HCTL_OUT_SHAPE;
+	bool any = false, sep = false, list = json &&
+	    cmd->output != HCTL_OUT_STATUS && cmd->output != HCTL_OUT_SHAPE;
 	int rc;
 
 	memset(&sh, 0, sizeof(sh));
@@ -918,6 +929,13 @@ hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json,
 		else if (cmd->output == HCTL_OUT_BULK)
 			hctl_text_bulk(cmd->name, &rec);
 		else {
+			/* A blank line ends the envelope (and the records of
+			 * its further recipients). */
+			if (cmd->output == HCTL_OUT_SHOW && any && !sep &&
+			    rec.n > 0 && strcmp(rec.key[0], "rcpt") != 0) {
+				printf("\n");
+				sep = true;
+			}
 			for (i = 0; i < rec.n; i++) {
 				char val[128];
 
@@ -934,8 +952,6 @@ hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json,
 					hctl_put(rec.val[i]);
 				putchar('\n');
 			}
-			if (cmd->output == HCTL_OUT_SHOW && !any)
-				printf("\n");
 		}
 		any = true;
 		free(line);

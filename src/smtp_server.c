@@ -209,6 +209,8 @@ struct smtp_session {
 	struct bufferevent	*bev;
 	char			 addr[NET_ADDR_MAX];
 	unsigned		 port;
+	char			 via[NET_ADDR_MAX];	/* the proxy, or "" */
+	unsigned		 via_port;
 	struct sockaddr_storage	 sa;		/* the client */
 	char			*rdns;		/* verified name or NULL */
 	struct dns_query	*dnsq;
@@ -305,6 +307,7 @@ enum smtp_ll {
 	SMTP_LL_BAD_RCPT,
 	SMTP_LL_ACCEPT,
 	SMTP_LL_LOST,
+	SMTP_LL_PROXY_GONE,
 	SMTP_LL_COUNT
 };
 
@@ -334,11 +337,13 @@ static struct log_limit smtp_ll[SMTP_LL_COUNT] = {
 	[SMTP_LL_ACCEPT] = LOG_LIMIT_INIT("smtp session setup"),
 	/* a line every such session writes: a cap only a flood reaches */
 	[SMTP_LL_LOST] = LOG_LIMIT_INIT_N("smtp lost connection", 200),
+	[SMTP_LL_PROXY_GONE] = LOG_LIMIT_INIT("smtp proxy unfinished"),
 };
 
 static void smtp_session_free(struct smtp_session *s);
 static void smtp_close_flushed(struct smtp_session *s);
 static bool smtp_proxy_in(struct smtp_session *s, struct evbuffer *in);
+static void smtp_log_connected(struct smtp_session *s);
 static void smtp_process(struct smtp_session *s);
 
 /* Whether s is traced now (holdfastctl trace); a trace past its end
@@ -1521,9 +1526,12 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		if (log_limit_ok(&smtp_ll[SMTP_LL_TIMEOUT]))
+		if (log_limit_ok(&smtp_ll[SMTP_LL_TIMEOUT])) {
+			if (s->state == SMTP_ST_PROXY)
+				smtp_log_connected(s);
 			log_info("sess=%016" PRIx64 " timeout state=%s", s->id,
 			    smtp_state_names[s->state]);
+		}
 		if (s->state == SMTP_ST_COMMIT)
 			return;	/* the commit answers soon */
 		if (s->state == SMTP_ST_PROXY) {
@@ -1541,6 +1549,10 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_ERROR)
 		log_debug("sess=%016" PRIx64 " socket error: %s", s->id,
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	/* Gone before the PROXY header ended: limited as a bad one. */
+	if (s->state == SMTP_ST_PROXY &&
+	    log_limit_ok(&smtp_ll[SMTP_LL_PROXY_GONE]))
+		smtp_log_connected(s);
 	if (s->state == SMTP_ST_COMMIT) {
 		s->gone = true;
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
@@ -1656,10 +1668,12 @@ smtp_greet_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * The session's first line.  A session refused at connect (busy, over its
- * address's limits, untrusted PROXY) writes it, and "disconnected", only
- * while its refusal line is within the rate limit: a peer that opens
- * connections as fast as it can must not write two lines for each.
+ * The session's first line (two through a proxy: the proxy's address,
+ * then the client's).  A session refused at connect (busy, over its
+ * address's limits, a bad or untrusted PROXY) writes it, and
+ * "disconnected", only while its refusal line is within the rate limit: a
+ * peer that opens connections as fast as it can, directly or through the
+ * load balancer, must not write two lines for each.
  */
 static void
 smtp_log_connected(struct smtp_session *s)
@@ -1667,8 +1681,15 @@ smtp_log_connected(struct smtp_session *s)
 	if (s->logged)
 		return;
 	s->logged = true;
+	if (s->via[0] == '\0') {
+		log_info("sess=%016" PRIx64 " smtp connected addr=%s port=%u",
+		    s->id, s->addr, s->port);
+		return;
+	}
 	log_info("sess=%016" PRIx64 " smtp connected addr=%s port=%u", s->id,
-	    s->addr, s->port);
+	    s->via, s->via_port);
+	log_info("sess=%016" PRIx64 " proxy addr=%s via=%s port=%u", s->id,
+	    s->addr, s->via, s->port);
 }
 
 /* The client's address is known for good (after PROXY, if any): screen
@@ -1738,9 +1759,11 @@ smtp_proxy_in(struct smtp_session *s, struct evbuffer *in)
 		/* too long to be a header */
 		/* FALLTHROUGH */
 	case SMTP_PROXY_BAD:
-		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_BAD]))
+		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_BAD])) {
+			smtp_log_connected(s);
 			log_info("sess=%016" PRIx64 " bad PROXY header "
 			    "addr=%s, closing", s->id, s->addr);
+		}
 		smtp_enter_state(s, SMTP_ST_CLOSING);
 		smtp_process(s);
 		return false;
@@ -1763,15 +1786,12 @@ smtp_proxy_in(struct smtp_session *s, struct evbuffer *in)
 			memcpy(&sin6->sin6_addr, px.addr, 16);
 			sin6->sin6_port = htons((uint16_t)px.port);
 		}
-		{
-			char peer[NET_ADDR_MAX];
-
-			util_copy(peer, sizeof(peer), s->addr);
-			net_addr_fmt((struct sockaddr *)&s->sa, s->addr,
-			    sizeof(s->addr), &s->port);
-			log_info("sess=%016" PRIx64 " proxy addr=%s via=%s "
-			    "port=%u", s->id, s->addr, peer, s->port);
-		}
+		/* Logged with "connected" once the session is served, or
+		 * within the limit if it is refused. */
+		util_copy(s->via, sizeof(s->via), s->addr);
+		s->via_port = s->port;
+		net_addr_fmt((struct sockaddr *)&s->sa, s->addr,
+		    sizeof(s->addr), &s->port);
 		break;
 	}
 	smtp_session_start(s);
@@ -1844,7 +1864,7 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		smtp_process(s);
 		return;
 	}
-	smtp_log_connected(s);	/* the proxy's address */
+	/* "connected" waits for the header: a bad one is rate-limited. */
 	smtp_enter_state(s, SMTP_ST_PROXY);
 	smtp_process(s);
 }

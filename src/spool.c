@@ -703,11 +703,26 @@ int
 spool_state_read(struct spool *sp, const char *name, char *buf,
     size_t buflen)
 {
+	struct stat st;
 	ssize_t n;
 	int fd;
 
-	if ((fd = openat(sp->rootfd, name, O_RDONLY | O_CLOEXEC)) == -1)
+	/* No symlink to follow elsewhere, no FIFO to block on: a regular
+	 * file or nothing. */
+	if ((fd = openat(sp->rootfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC)) == -1) {
+		if (errno != ENOENT)
+			log_warn("spool state file ignored op=open file=%s",
+			    name);
 		return -1;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		log_warnx("spool state file ignored file=%s "
+		    "reason=not-a-regular-file", name);
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
 	n = read(fd, buf, buflen - 1);
 	close(fd);
 	if (n == -1)

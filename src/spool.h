@@ -64,7 +64,8 @@ int spool_list(struct spool *sp, enum spool_area area,
 int spool_find(struct spool *sp, const char *id, enum spool_area *area);
 /* Small durable state files at the spool's top (e.g. "hold-mode"):
  * written atomically, read into buf (NUL-terminated, truncated), removed.
- * 0 or -1 with errno (ENOENT when absent). */
+ * 0 or -1 with errno (ENOENT when absent); a symlink, FIFO or anything
+ * else that is not a regular file is not read, but logged and -1. */
 int spool_state_write(struct spool *sp, const char *name, const char *text);
 int spool_state_read(struct spool *sp, const char *name, char *buf,
     size_t buflen);

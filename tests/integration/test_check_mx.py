@@ -17,8 +17,10 @@ import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -78,6 +80,46 @@ class SilentUDP:
         self.port = self.sock.getsockname()[1]
 
     def cleanup(self):
+        self.sock.close()
+
+
+class HostileUDP:
+    """A UDP server on 127.0.0.1 that answers every query with one MX whose
+    host name holds ESC, BEL, a quote, a backslash and a space."""
+
+    LABELS = [b"evil\x1b[31m\"\\ x", b"ex\x07ample", b"test"]
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.5)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        deadline = time.monotonic() + 120
+        while not self.stopping and time.monotonic() < deadline:
+            try:
+                q, addr = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            i = 12
+            while i < len(q) and q[i] != 0:
+                i += 1 + q[i]
+            name = b"".join(bytes([len(l)]) + l for l in self.LABELS)
+            rdata = struct.pack("!H", 10) + name + b"\0"
+            ans = (b"\xc0\x0c" + struct.pack("!HHIH", 15, 1, 60, len(rdata))
+                   + rdata)
+            hdr = q[:2] + struct.pack("!HHHHH", 0x8180, 1, 1, 0, 0)
+            self.sock.sendto(hdr + q[12:i + 5] + ans, addr)
+
+    def cleanup(self):
+        self.stopping = True
+        self.thread.join(5)
         self.sock.close()
 
 
@@ -238,6 +280,23 @@ def main(env):
              "silent server output: %r" % r)
     hf.check(1.5 <= r.secs <= 6, "silent server took %.1fs with --timeout 2"
              % r.secs)
+
+    # a hostile answer: nothing but printable ASCII reaches the terminal
+    # (c-ares writes such bytes as \\DDD; what is left of odd bytes
+    # shows as '?'), and the textfile stays valid
+    hostile = env.own(HostileUDP())
+    for extra in ((), ("--prom", env.path("hostile.prom"))):
+        t0 = time.time()
+        r = check_mx("example.test", "--expect", EXPECT_OK, "--server",
+                     "127.0.0.1:%d" % hostile.port, "--timeout", "2", *extra)
+        expect_rc(r, 0 if extra else 1, "hostile answer %r" % (extra,))
+        hf.check(all(" " <= c <= "~" for c in r.out + r.err.rstrip("\n")),
+                 "hostile answer: a byte outside printable ASCII: %r" % r)
+        if extra:
+            check_prom(extra[1], 0, 1, t0)
+        else:
+            hf.check("drift" in r.err and "\\027[31m" in r.err,
+                     "hostile answer: %r" % r)
 
     # -- bad usage: exit 2 with the usage line, no lookup
     for args in ((),

@@ -11,6 +11,11 @@
             "smtp connected" and "disconnected" lines of sessions refused
             at connect are limited with the refusal (and still come in
             pairs); sessions that are served are all logged.
+  proxy:    the same through a trusted proxy (proxy_from): 300 sessions
+            whose PROXY header carries an address over its conn_rate, then
+            300 with a bad header, and 300 that end before the header does:
+            their "smtp connected" and "proxy addr=... via=..." lines are
+            limited too.
 
 Each site writes at most 10 lines a second and a "log suppressed" summary
 counts the rest.  Without the limit every command wrote a line: a peer
@@ -94,6 +99,46 @@ def pairs_within(d, what, mark, limit, served):
     hf.note("%s: %d connected/disconnected pairs for 300 refused" % (what, n))
 
 
+def proxy_flood(env, sink):
+    pport = hf.free_port()
+    port = hf.free_port()
+    d = env.daemon(name="proxy", primary_port=sink.port, port=port,
+                   server={"listen": ["127.0.0.1:%d" % port,
+                                      "127.0.0.1:%d proxy" % pport],
+                           "proxy_from": "127.0.0.1/32"},
+                   screen={"allow": "", "conn_rate": "3"}).start()
+    hf.wait_port(pport, 5, what="proxy listener")
+    for what, header, want in (
+            ("proxied over conn_rate",
+             b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 25\r\n", b"421"),
+            ("bad PROXY header", b"garbage\r\n", b""),
+            ("unfinished PROXY header", b"PROXY TCP4 192.0.2.7 ", b"")):
+        mark = d.mark()
+        t0 = time.monotonic()
+        codes = []
+        for _ in range(300):
+            s = socket.create_connection(("127.0.0.1", pport), timeout=5)
+            try:
+                s.sendall(header)
+                if not want:
+                    s.shutdown(socket.SHUT_WR)
+                codes.append(s.recv(64)[:3])
+            except ConnectionResetError:
+                codes.append(b"")
+            finally:
+                s.close()
+        hf.check(codes.count(want) >= 297, "%s: %d of 300 got %r"
+                 % (what, codes.count(want), want))
+        limit = bound(t0)
+        # served: at most conn_rate (3) in the minute
+        pairs_within(d, what, mark, limit, 3)
+        n = len(d.grep(r" proxy addr=", since=mark))
+        hf.check(n <= 3 + limit, "%s: %d 'proxy addr=' lines for 300 "
+                 "refused connections (want at most %d)"
+                 % (what, n, 3 + limit))
+    d.stop()
+
+
 def connect_flood(env, sink):
     d = env.daemon(name="rate", primary_port=sink.port,
                    screen={"allow": "", "conn_rate": "3"}).start()
@@ -127,6 +172,7 @@ def main(env):
     min_free(env, sink)
     size_claim(env, sink)
     connect_flood(env, sink)
+    proxy_flood(env, sink)
 
 
 hf.run(main)

@@ -138,6 +138,40 @@ test_commands(void)
 	T_CHECK(ctl_proto_command_find("") == NULL);
 }
 
+/* 300 dead recipients: the record stays within CTL_REC_MAX pairs. */
+static void
+test_env_rec_many(void)
+{
+	struct envelope *env = envelope_new();
+	struct evbuffer *b = evbuffer_new();
+	struct ctl_rec rec;
+	char *line, addr[64];
+	size_t i, nrcpt = 0, nreply = 0;
+
+	memcpy(env->id, "0123456789abcdef", 17);
+	envelope_set_str(&env->sender, "s@x.example");
+	for (i = 0; i < 300; i++) {
+		snprintf(addr, sizeof(addr), "r%03zu@ours.example", i);
+		envelope_add_rcpt(env, addr, NULL, NULL);
+		env->rcpts[i].state = ENVELOPE_RCPT_DEAD;
+		envelope_set_str(&env->rcpts[i].reply, "550 5.1.1 no");
+	}
+	ctl_proto_env_rec(b, SPOOL_DEAD, env);
+	line = take_line(b);
+	T_CHECK(line != NULL && ctl_proto_rec_parse(line, &rec) == 0);
+	for (i = 0; line != NULL && i < rec.n; i++) {
+		nrcpt += strcmp(rec.key[i], "rcpt") == 0;
+		nreply += strcmp(rec.key[i], "rcpt_reply") == 0;
+	}
+	T_CHECK(nrcpt == CTL_REC_RCPTS && nreply == CTL_REC_RCPTS);
+	T_STREQ(ctl_proto_rec_get(&rec, "rcpt_more"), "200");
+	T_STREQ(ctl_proto_rec_get(&rec, "rcpt_reply"),
+	    "<r000@ours.example> 550 5.1.1 no");
+	free(line);
+	evbuffer_free(b);
+	envelope_free(env);
+}
+
 int
 main(void)
 {
@@ -147,6 +181,7 @@ main(void)
 		{ "ctl_proto_split", test_split },
 		{ "ctl_proto_env_rec", test_env_rec },
 		{ "ctl_proto_commands", test_commands },
+		{ "ctl_proto_env_rec_many", test_env_rec_many },
 	};
 
 	return T_RUN(cases);
