@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "commit.h"
 #include "config.h"
 #include "ctl_proto.h"
 #include "drain.h"
@@ -75,10 +76,7 @@ struct queue {
 	size_t			 nstreak;
 	time_t			 refusing_until;	/* 0: not refusing */
 	struct event		*tick;
-	/* commits wait here while a batch is being made durable */
-	struct queue_job	**commit_wait;
-	size_t			 ncommit_wait;
-	bool			 commit_busy;
+	struct commit		*commit;	/* the commit pipeline */
 	/* [notify]: what the notices are about (see queue_watch) */
 	struct notify		*notify;
 	bool			 outage_noticed; /* primary-down sent */
@@ -89,20 +87,6 @@ struct queue {
 };
 
 #define QUEUE_SPOOL_CHECK_SEC	10	/* free space, for the notice */
-
-/*
- * Received messages are committed in batches: every message that arrived
- * while the previous batch was being synced goes in the next one, so the
- * filesystem sync is shared (one syncfs and one queue/ fsync per batch
- * instead of four fsyncs per message).
- */
-#define QUEUE_COMMIT_BATCH	512
-
-struct queue_batch {
-	struct queue		*q;
-	struct queue_job	**jobs;
-	size_t			 n;
-};
 
 #define QUEUE_HOLD_MODE_FILE	"hold-mode"
 #define QUEUE_PRIMARY_FILE	"primary-ehlo"
@@ -119,9 +103,8 @@ enum queue_where {
 	QUEUE_WHERE_GONE,	/* in no area (a delete's rename into tmp/) */
 };
 
-/* A job for the workpool: commit, or an envelope rewrite plus a fate. */
+/* A job for the workpool: an envelope rewrite plus a fate. */
 enum queue_op {
-	QUEUE_OP_COMMIT,
 	QUEUE_OP_REWRITE,	/* deferred: new env in place */
 	QUEUE_OP_SPLIT,		/* refused rcpts to a dead/ copy, rewrite */
 	QUEUE_OP_DELETE,	/* delivered */
@@ -133,7 +116,6 @@ struct queue_job {
 	enum queue_op		 op;
 	struct queue		*q;
 	struct queue_entry	*qe;
-	struct spool_msg	*msg;
 	struct envelope		*env;
 	char			*envtext;
 	size_t			 envlen;
@@ -143,6 +125,12 @@ struct queue_job {
 	/* after a failed move or delete: where the message really is */
 	enum queue_where	 where;
 	enum spool_area		 where_area;
+};
+
+/* A received message in the commit pipeline. */
+struct queue_commit {
+	struct queue		*q;
+	struct envelope		*env;
 	void			(*cb)(void *, int, const struct envelope *);
 	void			*arg;
 };
@@ -323,8 +311,6 @@ queue_job_work(void *arg)
 
 	errno = 0;
 	switch (job->op) {
-	case QUEUE_OP_COMMIT:
-		fatalx("%s: commits go in batches", __func__);
 	case QUEUE_OP_REWRITE:
 		job->rc = spool_env_write(sp, SPOOL_QUEUE, id, job->envtext,
 		    job->envlen);
@@ -368,16 +354,6 @@ queue_job_done(void *arg)
 	const char *id = qe != NULL ? qe->id : job->env->id;
 
 	switch (job->op) {
-	case QUEUE_OP_COMMIT:
-		if (job->rc == 0) {
-			qe = queue_entry_new(job->env, SPOOL_QUEUE);
-			qe->next_due = 0;
-			TAILQ_INSERT_TAIL(&q->entries, qe, entry);
-			q->n++;
-			metrics_inc(M_MSGS_ACCEPTED);
-		}
-		job->cb(job->arg, job->err, job->env);
-		break;
 	case QUEUE_OP_REWRITE:
 		/* On failure the old envelope stands: recipients delivered
 		 * since may be sent again, nothing is lost. */
@@ -471,100 +447,42 @@ queue_job_start(struct queue *q, enum queue_op op, struct queue_entry *qe,
 	workpool_submit(q->wp, queue_job_work, queue_job_done, job);
 }
 
-/* Worker: stage every message, one sync for all, then publish each. */
+/* Loop: a commit is over; index the message if it is durable. */
 static void
-queue_batch_work(void *arg)
+queue_commit_done(void *arg, int err)
 {
-	struct queue_batch *b = arg;
-	struct spool *sp = b->q->spool;
-	size_t i, staged = 0;
-	int err = 0;
+	struct queue_commit *qc = arg;
+	struct queue *q = qc->q;
+	struct queue_entry *qe;
 
-	for (i = 0; i < b->n; i++) {
-		struct queue_job *job = b->jobs[i];
-
-		job->rc = spool_msg_stage(job->msg, job->envtext, job->envlen);
-		if (job->rc == -1) {
-			job->err = errno;
-			job->msg = NULL;	/* consumed */
-		} else
-			staged++;
+	if (err == 0) {
+		qe = queue_entry_new(qc->env, SPOOL_QUEUE);
+		qe->next_due = 0;
+		TAILQ_INSERT_TAIL(&q->entries, qe, entry);
+		q->n++;
+		metrics_inc(M_MSGS_ACCEPTED);
 	}
-	if (staged > 0 && spool_sync(sp) == -1)
-		err = errno;
-	for (i = 0; i < b->n; i++) {
-		struct queue_job *job = b->jobs[i];
-
-		if (job->msg == NULL)
-			continue;
-		if (err != 0) {
-			spool_msg_abort(job->msg);
-			job->rc = -1;
-			job->err = err;
-		} else if ((job->rc = spool_msg_publish(job->msg)) == -1)
-			job->err = errno;
-		job->msg = NULL;
-	}
-}
-
-static void queue_commit_kick(struct queue *q);
-
-static void
-queue_batch_done(void *arg)
-{
-	struct queue_batch *b = arg;
-	struct queue *q = b->q;
-	size_t i;
-
-	q->commit_busy = false;
-	for (i = 0; i < b->n; i++)
-		queue_job_done(b->jobs[i]);
-	free(b->jobs);
-	free(b);
-	queue_commit_kick(q);
-}
-
-/* Start the next batch if none is running. */
-static void
-queue_commit_kick(struct queue *q)
-{
-	struct queue_batch *b;
-	size_t n;
-
-	if (q->commit_busy || q->ncommit_wait == 0)
-		return;
-	n = q->ncommit_wait < QUEUE_COMMIT_BATCH ? q->ncommit_wait :
-	    QUEUE_COMMIT_BATCH;
-	b = xcalloc(1, sizeof(*b));
-	b->q = q;
-	b->n = n;
-	b->jobs = xreallocarray(NULL, n, sizeof(*b->jobs));
-	memcpy(b->jobs, q->commit_wait, n * sizeof(*b->jobs));
-	memmove(q->commit_wait, q->commit_wait + n,
-	    (q->ncommit_wait - n) * sizeof(*q->commit_wait));
-	q->ncommit_wait -= n;
-	q->commit_busy = true;
-	workpool_submit(q->wp, queue_batch_work, queue_batch_done, b);
+	qc->cb(qc->arg, err, qc->env);
+	envelope_free(qc->env);
+	free(qc);
+	queue_dispatch(q);
 }
 
 void
 queue_submit(struct queue *q, struct spool_msg *msg, struct envelope *env,
     void (*cb)(void *arg, int err, const struct envelope *env), void *arg)
 {
-	struct queue_job *job = xcalloc(1, sizeof(*job));
+	struct queue_commit *qc = xcalloc(1, sizeof(*qc));
+	char *text;
+	size_t len;
 
 	env->next_attempt = env->arrival;
-	job->op = QUEUE_OP_COMMIT;
-	job->q = q;
-	job->msg = msg;
-	job->env = env;
-	job->envtext = envelope_dump(env, &job->envlen);
-	job->cb = cb;
-	job->arg = arg;
-	q->commit_wait = xreallocarray(q->commit_wait, q->ncommit_wait + 1,
-	    sizeof(*q->commit_wait));
-	q->commit_wait[q->ncommit_wait++] = job;
-	queue_commit_kick(q);
+	qc->q = q;
+	qc->env = env;
+	qc->cb = cb;
+	qc->arg = arg;
+	text = envelope_dump(env, &len);
+	commit_submit(q->commit, msg, text, len, queue_commit_done, qc);
 }
 
 /* ---- the primary's state ---- */
@@ -1706,6 +1624,7 @@ queue_new(struct event_base *base, const struct config *cf, struct spool *sp,
 	q->spool = sp;
 	q->wp = wp;
 	TAILQ_INIT(&q->entries);
+	q->commit = commit_new(sp, wp);
 	/* Assume up: the first attempt finds out. */
 	q->primary_up = true;
 	q->primary_since = q->started = util_now();
@@ -1769,7 +1688,7 @@ queue_free(struct queue *q)
 	while ((qe = TAILQ_FIRST(&q->entries)) != NULL)
 		queue_entry_remove(q, qe);
 	free(q->streak_ids);
-	free(q->commit_wait);
+	commit_free(q->commit);
 	free(q);
 }
 
