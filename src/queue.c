@@ -4,6 +4,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "dueheap.h"
 #include "smtp_proto.h"
 #include "spool.h"
 #include "util.h"
@@ -33,15 +35,21 @@ struct queue_entry {
 	enum spool_area		 area;	/* queue, hold or dead */
 	time_t			 arrival;
 	time_t			 age_base;	/* lifetimes count from here */
-	time_t			 next_due;
+	/* while sendable (queued, not busy): in q->sched by next due time,
+	 * and in q->expiry by the time its lifetime ends */
+	struct dueheap_item	 si, si_exp;
 	uint64_t		 size;
 	uint64_t		 attempts;
 	bool			 null_sender;
 	bool			 busy;	/* with drain or a disk job */
 	bool			 site_wait;	/* waits only for the primary */
 	bool			 refused;	/* dead by a 5xx */
-	TAILQ_ENTRY(queue_entry) entry;	/* oldest first */
+	TAILQ_ENTRY(queue_entry) entry;	/* in q->areas[area] */
+	struct queue_entry	*hnext;	/* q->hash chain */
 };
+
+#define queue_entry_of(it, member) ((struct queue_entry *)(void *) \
+	((char *)(it) - offsetof(struct queue_entry, member)))
 
 TAILQ_HEAD(queue_list, queue_entry);
 
@@ -53,8 +61,21 @@ struct queue {
 	struct drain		*drain;
 	struct dns		*dns;
 	struct tls		*tls;
-	struct queue_list	 entries;	/* every area, oldest first */
+	/*
+	 * The index: one list per area (held and dead are never walked by
+	 * the scheduler), a hash by ID, and the due-heap of the queued
+	 * messages that are not busy.  Nothing on the per-message path
+	 * walks a whole list.
+	 */
+	struct queue_list	 areas[SPOOL_NAREAS];
+	size_t			 count[SPOOL_NAREAS];
+	struct queue_entry	**hash;
+	size_t			 hsize, hcount;
+	struct dueheap		 sched, expiry;
+	uint64_t		 seq;		/* indexing order */
 	size_t			 n;		/* entries in queue/ */
+	struct event		*dispatch_ev;	/* one dispatch per turn */
+	bool			 dispatch_queued;
 	bool			 primary_up;
 	time_t			 primary_since;
 	char			 primary_reply[DRAIN_REPLY_MAX]; /* why down */
@@ -136,6 +157,7 @@ struct queue_commit {
 };
 
 static void queue_dispatch(struct queue *q);
+static void queue_dispatch_soon(struct queue *q);
 static void queue_breaker_trip(struct queue *q);
 static void queue_breaker_reset(struct queue *q, const char *why);
 static void queue_hold_mode_end(struct queue *q, const char *why);
@@ -169,40 +191,131 @@ queue_rand(void)
 	return (double)r / 4294967296.0;
 }
 
-/* Move an entry between areas in the index (the files moved already). */
+/* When qe's lifetime ends (it goes to dead/ as expired). */
+static time_t
+queue_entry_expiry(const struct queue *q, const struct queue_entry *qe)
+{
+	uint64_t life = qe->null_sender ? q->cf->bounce_lifetime :
+	    q->cf->queue_lifetime;
+
+	return qe->age_base + (time_t)life;
+}
+
+/* Sendable: queued and not with the drain or a disk job. */
+static void
+queue_entry_place(struct queue *q, struct queue_entry *qe)
+{
+	bool want = qe->area == SPOOL_QUEUE && !qe->busy;
+
+	if (want && !dueheap_has(&qe->si)) {
+		dueheap_add(&q->sched, &qe->si);
+		qe->si_exp.due = queue_entry_expiry(q, qe);
+		dueheap_add(&q->expiry, &qe->si_exp);
+	} else if (!want) {
+		dueheap_del(&q->sched, &qe->si);
+		dueheap_del(&q->expiry, &qe->si_exp);
+	}
+}
+
+/* qe's lifetime starts from base now. */
+static void
+queue_entry_age_base(struct queue *q, struct queue_entry *qe, time_t base)
+{
+	qe->age_base = base;
+	dueheap_set_due(&q->expiry, &qe->si_exp, queue_entry_expiry(q, qe));
+}
+
+static void
+queue_entry_due(struct queue *q, struct queue_entry *qe, time_t due)
+{
+	dueheap_set_due(&q->sched, &qe->si, due);
+}
+
+static void
+queue_entry_busy(struct queue *q, struct queue_entry *qe, bool busy)
+{
+	qe->busy = busy;
+	queue_entry_place(q, qe);
+}
+
+/* Move an entry between areas in the index (the files moved already);
+ * SPOOL_TMP stands for "in no area". */
 static void
 queue_entry_set_area(struct queue *q, struct queue_entry *qe,
     enum spool_area area)
 {
-	if (qe->area == SPOOL_QUEUE)
-		q->n--;
+	if (qe->area != SPOOL_TMP) {
+		TAILQ_REMOVE(&q->areas[qe->area], qe, entry);
+		q->count[qe->area]--;
+	}
 	qe->area = area;
-	if (area == SPOOL_QUEUE)
-		q->n++;
+	if (area != SPOOL_TMP) {
+		TAILQ_INSERT_TAIL(&q->areas[area], qe, entry);
+		q->count[area]++;
+	}
+	q->n = q->count[SPOOL_QUEUE];
+	queue_entry_place(q, qe);
+}
+
+static size_t
+queue_hash_slot(const struct queue *q, const char *id)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *id != '\0'; id++)
+		h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+	return (size_t)(h & (q->hsize - 1));
 }
 
 static void
-queue_entry_insert_sorted(struct queue *q, struct queue_entry *qe)
+queue_hash_grow(struct queue *q)
 {
-	struct queue_entry *it;
-	enum spool_area area = qe->area;
+	struct queue_entry **old = q->hash, *qe, *next;
+	size_t i, oldsize = q->hsize;
 
-	/* New mail is the newest; only the scan inserts out of order. */
+	q->hsize = oldsize == 0 ? 1024 : oldsize * 2;
+	q->hash = xcalloc(q->hsize, sizeof(*q->hash));
+	for (i = 0; i < oldsize; i++)
+		for (qe = old[i]; qe != NULL; qe = next) {
+			size_t k = queue_hash_slot(q, qe->id);
+
+			next = qe->hnext;
+			qe->hnext = q->hash[k];
+			q->hash[k] = qe;
+		}
+	free(old);
+}
+
+/* Index a new entry (its area set, not yet linked anywhere). */
+static void
+queue_entry_add(struct queue *q, struct queue_entry *qe)
+{
+	enum spool_area area = qe->area;
+	size_t k;
+
+	if (q->hcount >= q->hsize)
+		queue_hash_grow(q);
+	k = queue_hash_slot(q, qe->id);
+	qe->hnext = q->hash[k];
+	q->hash[k] = qe;
+	q->hcount++;
+	qe->si.seq = qe->si_exp.seq = ++q->seq;
 	qe->area = SPOOL_TMP;
 	queue_entry_set_area(q, qe, area);
-	TAILQ_FOREACH_REVERSE(it, &q->entries, queue_list, entry)
-		if (it->arrival <= qe->arrival) {
-			TAILQ_INSERT_AFTER(&q->entries, it, qe, entry);
-			return;
-		}
-	TAILQ_INSERT_HEAD(&q->entries, qe, entry);
 }
 
 static void
 queue_entry_remove(struct queue *q, struct queue_entry *qe)
 {
+	struct queue_entry **pp = &q->hash[queue_hash_slot(q, qe->id)];
+
 	queue_entry_set_area(q, qe, SPOOL_TMP);
-	TAILQ_REMOVE(&q->entries, qe, entry);
+	while (*pp != NULL && *pp != qe)
+		pp = &(*pp)->hnext;
+	if (*pp == NULL)
+		fatalx("%s: msg=%s not in the hash", __func__, qe->id);
+	*pp = qe->hnext;
+	q->hcount--;
 	free(qe);
 }
 
@@ -215,7 +328,8 @@ queue_entry_new(const struct envelope *env, enum spool_area area)
 	qe->area = area;
 	qe->arrival = env->arrival;
 	qe->age_base = env->age_base != 0 ? env->age_base : env->arrival;
-	qe->next_due = env->next_attempt;
+	dueheap_item_init(&qe->si, env->next_attempt, env->arrival, 0);
+	dueheap_item_init(&qe->si_exp, 0, env->arrival, 0);
 	qe->size = env->size;
 	qe->attempts = env->attempts;
 	qe->null_sender = env->sender[0] == '\0';
@@ -229,7 +343,9 @@ queue_entry_find(struct queue *q, const char *id)
 {
 	struct queue_entry *qe;
 
-	TAILQ_FOREACH(qe, &q->entries, entry)
+	if (q->hsize == 0)
+		return NULL;
+	for (qe = q->hash[queue_hash_slot(q, id)]; qe != NULL; qe = qe->hnext)
 		if (strcmp(qe->id, id) == 0)
 			return qe;
 	return NULL;
@@ -357,10 +473,10 @@ queue_job_done(void *arg)
 	case QUEUE_OP_REWRITE:
 		/* On failure the old envelope stands: recipients delivered
 		 * since may be sent again, nothing is lost. */
-		qe->busy = false;
+		queue_entry_busy(q, qe, false);
 		break;
 	case QUEUE_OP_SPLIT:
-		qe->busy = false;
+		queue_entry_busy(q, qe, false);
 		if (job->rc != 0) {
 			log_warnx("msg=%s refused recipients not split off; "
 			    "they stay queued", id);
@@ -371,7 +487,7 @@ queue_job_done(void *arg)
 		util_copy(job->deadenv->id, sizeof(job->deadenv->id),
 		    job->deadid);
 		copy = queue_entry_new(job->deadenv, SPOOL_DEAD);
-		queue_entry_insert_sorted(q, copy);
+		queue_entry_add(q, copy);
 		queue_refused_dead(q, copy);
 		queue_notify_dead(q, job->deadid, "refused");
 		break;
@@ -383,8 +499,9 @@ queue_job_done(void *arg)
 			log_warnx("msg=%s quarantined reason=unreadable", id);
 			queue_entry_remove(q, qe);
 		} else {
-			qe->busy = false;
-			qe->next_due = util_now() + (time_t)q->cf->retry_max;
+			queue_entry_busy(q, qe, false);
+			queue_entry_due(q, qe, util_now() +
+			    (time_t)q->cf->retry_max);
 		}
 		break;
 	case QUEUE_OP_DELETE:
@@ -399,11 +516,11 @@ queue_job_done(void *arg)
 			 * loss. */
 			log_warnx("msg=%s delivered but not removed; it may "
 			    "be delivered twice", id);
-			qe->busy = false;
+			queue_entry_busy(q, qe, false);
 		}
 		break;
 	case QUEUE_OP_DEAD:
-		qe->busy = false;
+		queue_entry_busy(q, qe, false);
 		if (job->rc != 0 && (queue_entry_relocate(q, qe, job->where,
 		    job->where_area) || qe->area != SPOOL_DEAD))
 			break;
@@ -420,7 +537,7 @@ queue_job_done(void *arg)
 	envelope_free(job->deadenv);
 	free(job->envtext);
 	free(job);
-	queue_dispatch(q);
+	queue_dispatch_soon(q);
 }
 
 static void
@@ -443,7 +560,7 @@ queue_job_start(struct queue *q, enum queue_op op, struct queue_entry *qe,
 	if (env != NULL && op != QUEUE_OP_DELETE && op != QUEUE_OP_QUARANTINE)
 		job->envtext = envelope_dump(env, &job->envlen);
 	if (qe != NULL)
-		qe->busy = true;
+		queue_entry_busy(q, qe, true);
 	workpool_submit(q->wp, queue_job_work, queue_job_done, job);
 }
 
@@ -457,15 +574,14 @@ queue_commit_done(void *arg, int err)
 
 	if (err == 0) {
 		qe = queue_entry_new(qc->env, SPOOL_QUEUE);
-		qe->next_due = 0;
-		TAILQ_INSERT_TAIL(&q->entries, qe, entry);
-		q->n++;
+		qe->si.due = 0;
+		queue_entry_add(q, qe);
 		metrics_inc(M_MSGS_ACCEPTED);
 	}
 	qc->cb(qc->arg, err, qc->env);
 	envelope_free(qc->env);
 	free(qc);
-	queue_dispatch(q);
+	queue_dispatch_soon(q);
 }
 
 void
@@ -497,15 +613,21 @@ queue_primary_set(struct queue *q, bool up, const char *reply)
 	q->primary_up = up;
 	q->primary_since = util_now();
 	if (up) {
-		struct queue_entry *qe;
+		size_t i;
 
 		log_info("primary up host=%s port=%" PRIu64, q->cf->primary_host,
 		    q->cf->primary_port);
-		TAILQ_FOREACH(qe, &q->entries, entry)
+		/* Once per outage: what waited for the primary is due now. */
+		for (i = 0; i < dueheap_count(&q->sched); i++) {
+			struct queue_entry *qe = queue_entry_of(dueheap_at(
+			    &q->sched, i), si);
+
 			if (qe->site_wait) {
 				qe->site_wait = false;
-				qe->next_due = 0;
+				qe->si.due = 0;
 			}
+		}
+		dueheap_fix(&q->sched);
 	}
 	else {
 		util_copy(q->primary_reply, sizeof(q->primary_reply),
@@ -684,9 +806,9 @@ queue_drain_done(void *arg, struct drain_job *job)
 		 * breaks sessions cannot be the only one ever probed with; the
 		 * primary's return makes it due again at once.
 		 */
-		qe->next_due = q->next_probe;
+		queue_entry_due(q, qe, q->next_probe);
 		qe->site_wait = true;
-		qe->busy = false;
+		queue_entry_busy(q, qe, false);
 		envelope_free(env);
 		free(job->results);
 		free(job);
@@ -762,7 +884,7 @@ queue_drain_done(void *arg, struct drain_job *job)
 		wait = queue_backoff(env->attempts, q->cf->retry_min,
 		    q->cf->retry_max, queue_rand());
 		env->next_attempt = now + (time_t)wait;
-		qe->next_due = env->next_attempt;
+		queue_entry_due(q, qe, env->next_attempt);
 		envelope_set_str(&env->last_reply, job->reply[0] != '\0' ?
 		    job->reply : "deferred");
 		for (i = 0; i < env->nrcpt; i++)
@@ -803,7 +925,8 @@ queue_env_get(struct queue *q, struct queue_entry *qe)
 			log_warnx("msg=%s vanished from the spool", qe->id);
 			queue_entry_remove(q, qe);
 		} else
-			qe->next_due = util_now() + (time_t)q->cf->retry_min;
+			queue_entry_due(q, qe, util_now() +
+			    (time_t)q->cf->retry_min);
 		return NULL;
 	}
 	env = envelope_load(text, len, err, sizeof(err));
@@ -834,7 +957,8 @@ queue_send(struct queue *q, struct queue_entry *qe)
 		return 0;
 	if ((fd = spool_body_open(q->spool, SPOOL_QUEUE, qe->id)) == -1) {
 		envelope_free(env);
-		qe->next_due = util_now() + (time_t)q->cf->retry_min;
+		queue_entry_due(q, qe, util_now() +
+			    (time_t)q->cf->retry_min);
 		return 0;
 	}
 	job = xcalloc(1, sizeof(*job));
@@ -843,9 +967,9 @@ queue_send(struct queue *q, struct queue_entry *qe)
 	job->owner = qe;
 	job->results = xcalloc(env->nrcpt, sizeof(*job->results));
 	/* Busy before the call: drain may report back synchronously. */
-	qe->busy = true;
+	queue_entry_busy(q, qe, true);
 	if (drain_send(q->drain, job) == -1) {
-		qe->busy = false;
+		queue_entry_busy(q, qe, false);
 		close(fd);
 		envelope_free(env);
 		free(job->results);
@@ -899,10 +1023,16 @@ queue_health_probe(struct queue *q, time_t now)
 	}
 }
 
+/*
+ * Send what is due, oldest first, up to the drain's limit; expire what
+ * outlived its lifetime.  Its cost is that of the messages it acts on
+ * (each O(log n)), never of the backlog: while the primary is down and
+ * not to be probed yet it looks at one heap top and stops.
+ */
 static void
 queue_dispatch(struct queue *q)
 {
-	struct queue_entry *qe, *next;
+	struct dueheap_item *it;
 	time_t now = util_now();
 
 	if (q->drain == NULL)
@@ -917,30 +1047,51 @@ queue_dispatch(struct queue *q)
 			return;
 		queue_breaker_reset(q, "pause-over");
 	}
-	for (qe = TAILQ_FIRST(&q->entries); qe != NULL; qe = next) {
-		uint64_t life = qe->null_sender ? q->cf->bounce_lifetime :
-		    q->cf->queue_lifetime;
+	while ((it = dueheap_first(&q->expiry)) != NULL && it->due <= now) {
+		queue_expire(q, queue_entry_of(it, si_exp));
+		if (dueheap_first(&q->expiry) == it)
+			break;		/* could not be read: later */
+	}
+	while ((it = dueheap_first(&q->sched)) != NULL && it->due <= now) {
+		struct queue_entry *qe = queue_entry_of(it, si);
 
-		next = TAILQ_NEXT(qe, entry);
-		if (qe->area != SPOOL_QUEUE || qe->busy || qe->next_due > now)
-			continue;
-		if (now - qe->age_base >= (time_t)life) {
-			queue_expire(q, qe);
-			continue;
-		}
 		if (!q->primary_up) {
 			/* One message at a time probes a down primary. */
 			if (q->probing || now < q->next_probe)
-				continue;
+				break;
 			q->probing = true;	/* drain may answer at once */
 			if (queue_send(q, qe) != 1)
 				q->probing = false;
-			continue;
-		}
-		if (queue_send(q, qe) == -1)
+		} else if (queue_send(q, qe) == -1)
 			break;
+		if (dueheap_first(&q->sched) == it && it->due <= now)
+			break;		/* neither sent nor rescheduled */
 	}
 	queue_health_probe(q, now);
+}
+
+static void
+queue_dispatch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+
+	(void)fd;
+	(void)what;
+	q->dispatch_queued = false;
+	queue_dispatch(q);
+}
+
+/*
+ * Dispatch on the next loop turn: however many results and commits come
+ * back in one turn, the queue is looked at once.
+ */
+static void
+queue_dispatch_soon(struct queue *q)
+{
+	if (q->dispatch_queued || q->dispatch_ev == NULL)
+		return;
+	q->dispatch_queued = true;
+	event_active(q->dispatch_ev, EV_TIMEOUT, 0);
 }
 
 /* ---- notices ([notify] exec) ---- */
@@ -954,9 +1105,8 @@ queue_notify_dead(struct queue *q, const char *id, const char *reason)
 
 	if (q->notify == NULL)
 		return;
-	TAILQ_FOREACH(qe, &q->entries, entry)
-		if (qe->area == SPOOL_DEAD)
-			n++;
+	(void)qe;
+	n = q->count[SPOOL_DEAD];
 	snprintf(ndead, sizeof(ndead), "%zu", n);
 	snprintf(summary, sizeof(summary), "%s: message %s moved to dead/ "
 	    "(%s); %zu dead letters wait for an operator", q->cf->hostname,
@@ -1155,9 +1305,9 @@ queue_requeue_entry(struct queue *q, struct queue_entry *qe,
 		return -1;
 	}
 	envelope_free(env);
-	qe->age_base = now;
+	queue_entry_age_base(q, qe, now);
 	qe->attempts = 0;
-	qe->next_due = 0;
+	queue_entry_due(q, qe, 0);
 	qe->refused = false;
 	log_info("msg=%s requeued reason=%s", qe->id, reason);
 	return 0;
@@ -1172,7 +1322,7 @@ queue_requeue(struct queue *q, const char *id)
 	if (qe == NULL)
 		return -1;
 	rc = queue_requeue_entry(q, qe, "operator");
-	queue_dispatch(q);
+	queue_dispatch_soon(q);
 	return rc;
 }
 
@@ -1221,8 +1371,8 @@ queue_release_entry(struct queue *q, struct queue_entry *qe)
 		return -1;
 	}
 	envelope_free(env);
-	qe->age_base = base;
-	qe->next_due = 0;
+	queue_entry_age_base(q, qe, base);
+	queue_entry_due(q, qe, 0);
 	log_info("msg=%s released", qe->id);
 	return 0;
 }
@@ -1240,13 +1390,14 @@ queue_each(struct queue *q, const char *id, enum spool_area area,
 			return -1;
 		rc = fn(q, qe);
 	} else
-		for (qe = TAILQ_FIRST(&q->entries); qe != NULL; qe = next) {
+		for (qe = TAILQ_FIRST(&q->areas[area]); qe != NULL;
+		    qe = next) {
 			next = TAILQ_NEXT(qe, entry);
 			if (qe->area == area && !qe->busy &&
 			    fn(q, qe) == -1)
 				rc = -1;
 		}
-	queue_dispatch(q);
+	queue_dispatch_soon(q);
 	return rc;
 }
 
@@ -1306,17 +1457,17 @@ queue_flush(struct queue *q, const char *id)
 			errno = qe == NULL ? ENOENT : EINVAL;
 			return -1;
 		}
-		qe->next_due = 0;
+		queue_entry_due(q, qe, 0);
 		log_info("msg=%s flush", qe->id);
 	} else {
-		TAILQ_FOREACH(qe, &q->entries, entry)
-			if (qe->area == SPOOL_QUEUE)
-				qe->next_due = 0;
+		TAILQ_FOREACH(qe, &q->areas[SPOOL_QUEUE], entry)
+			qe->si.due = 0;
+		dueheap_fix(&q->sched);
 		q->next_probe = 0;
 		queue_breaker_reset(q, "flush");
 		log_info("queue flush messages=%zu", q->n);
 	}
-	queue_dispatch(q);
+	queue_dispatch_soon(q);
 	return 0;
 }
 
@@ -1392,15 +1543,15 @@ queue_hold_mode_end(struct queue *q, const char *why)
 		    (struct notify_var[]){ { "REASON", why },
 		    { "HELD_SECONDS", held } }, 2);
 	}
-	for (qe = TAILQ_FIRST(&q->entries); qe != NULL; qe = next) {
+	for (qe = TAILQ_FIRST(&q->areas[SPOOL_QUEUE]); qe != NULL; qe = next) {
 		struct envelope *env;
 		time_t from = qe->age_base > since ? qe->age_base : since;
 
 		next = TAILQ_NEXT(qe, entry);	/* qe may go (unreadable) */
-		if (qe->area != SPOOL_QUEUE || qe->busy || from >= now)
+		if (qe->busy || from >= now)
 			continue;
-		qe->age_base += now - from;
-		qe->next_due = 0;
+		queue_entry_age_base(q, qe, qe->age_base + (now - from));
+		queue_entry_due(q, qe, 0);
 		if ((env = queue_env_get(q, qe)) == NULL)
 			continue;
 		env->age_base = qe->age_base;
@@ -1416,7 +1567,7 @@ queue_hold_mode_set(struct queue *q, bool on, uint64_t seconds)
 	if (!on) {
 		if (q->hold_until != 0)
 			queue_hold_mode_end(q, "operator");
-		queue_dispatch(q);
+		queue_dispatch_soon(q);
 		return 0;
 	}
 	bool was_on = q->hold_until != 0;
@@ -1473,9 +1624,11 @@ static void
 queue_tally(const struct queue *q, struct queue_tally *t)
 {
 	const struct queue_entry *qe;
+	size_t a;
 
 	memset(t, 0, sizeof(*t));
-	TAILQ_FOREACH(qe, &q->entries, entry) {
+	for (a = 0; a < SPOOL_NAREAS; a++)
+	TAILQ_FOREACH(qe, &q->areas[a], entry) {
 		size_t k = qe->area == SPOOL_QUEUE && qe->attempts > 0 ?
 		    SPOOL_NAREAS : qe->area;
 
@@ -1606,7 +1759,7 @@ queue_scan_cb(void *arg, enum spool_area area, const char *id)
 		envelope_free(env);
 		return -1;
 	}
-	queue_entry_insert_sorted(q, queue_entry_new(env, area));
+	queue_entry_add(q, queue_entry_new(env, area));
 	envelope_free(env);
 	return 0;
 }
@@ -1623,7 +1776,13 @@ queue_new(struct event_base *base, const struct config *cf, struct spool *sp,
 	q->cf = cf;
 	q->spool = sp;
 	q->wp = wp;
-	TAILQ_INIT(&q->entries);
+	for (size_t a = 0; a < SPOOL_NAREAS; a++)
+		TAILQ_INIT(&q->areas[a]);
+	dueheap_init(&q->sched);
+	dueheap_init(&q->expiry);
+	q->dispatch_ev = event_new(base, -1, 0, queue_dispatch_cb, q);
+	if (q->dispatch_ev == NULL)
+		fatalx("queue dispatch event");
 	q->commit = commit_new(sp, wp);
 	/* Assume up: the first attempt finds out. */
 	q->primary_up = true;
@@ -1685,8 +1844,13 @@ queue_free(struct queue *q)
 	if (q == NULL)
 		return;
 	queue_stop(q);
-	while ((qe = TAILQ_FIRST(&q->entries)) != NULL)
-		queue_entry_remove(q, qe);
+	for (size_t a = 0; a < SPOOL_NAREAS; a++)
+		while ((qe = TAILQ_FIRST(&q->areas[a])) != NULL)
+			queue_entry_remove(q, qe);
+	dueheap_fini(&q->sched);
+	dueheap_fini(&q->expiry);
+	event_free(q->dispatch_ev);
+	free(q->hash);
 	free(q->streak_ids);
 	commit_free(q->commit);
 	free(q);
