@@ -12,6 +12,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "bulk.h"
 #include "commit.h"
 #include "config.h"
 #include "ctl_proto.h"
@@ -44,6 +45,7 @@ struct queue_entry {
 	bool			 busy;	/* with drain or a disk job */
 	bool			 site_wait;	/* waits only for the primary */
 	bool			 refused;	/* dead by a 5xx */
+	bool			 rewrite;	/* age_base to be persisted */
 	TAILQ_ENTRY(queue_entry) entry;	/* in q->areas[area] */
 	struct queue_entry	*hnext;	/* q->hash chain */
 };
@@ -98,6 +100,12 @@ struct queue {
 	time_t			 refusing_until;	/* 0: not refusing */
 	struct event		*tick;
 	struct commit		*commit;	/* the commit pipeline */
+	struct bulk		*bulk;		/* hold all, release all, ... */
+	struct queue_bulk {
+		struct queue	*q;
+		enum spool_area	 area;
+		int		(*fn)(struct queue *, struct queue_entry *);
+	}			 bulk_hold, bulk_release, bulk_rewrite;
 	/* [notify]: what the notices are about (see queue_watch) */
 	struct notify		*notify;
 	bool			 outage_noticed; /* primary-down sent */
@@ -955,6 +963,7 @@ queue_send(struct queue *q, struct queue_entry *qe)
 
 	if ((env = queue_env_get(q, qe)) == NULL)
 		return 0;
+	env->age_base = qe->age_base;	/* the index's, see hold-mode */
 	if ((fd = spool_body_open(q->spool, SPOOL_QUEUE, qe->id)) == -1) {
 		envelope_free(env);
 		queue_entry_due(q, qe, util_now() +
@@ -1377,26 +1386,69 @@ queue_release_entry(struct queue *q, struct queue_entry *qe)
 	return 0;
 }
 
-/* Apply fn to id, or with id NULL to every message it applies to. */
+/* One message of a bulk operation: still there, in that area, idle? */
 static int
-queue_each(struct queue *q, const char *id, enum spool_area area,
-    int (*fn)(struct queue *, struct queue_entry *))
+queue_bulk_apply(void *arg, const char *id)
 {
-	struct queue_entry *qe, *next;
+	struct queue_bulk *qb = arg;
+	struct queue_entry *qe = queue_entry_find(qb->q, id);
+
+	if (qe == NULL) {
+		errno = ENOENT;
+		return -1;
+	}
+	if (qe->busy || qe->area != qb->area) {
+		errno = qe->busy ? EBUSY : EINVAL;
+		return -1;
+	}
+	return qb->fn(qb->q, qe);
+}
+
+static void
+queue_bulk_after(void *arg)
+{
+	struct queue_bulk *qb = arg;
+
+	queue_dispatch_soon(qb->q);
+}
+
+/* Queue a bulk operation over every idle message in qb's area now.  For
+ * a hold-mode rewrite, only those whose lifetime moved (age_base set). */
+static int
+queue_bulk_start(struct queue *q, struct queue_bulk *qb, const char *verb)
+{
+	struct queue_entry *qe;
+	const char **ids;
+	size_t n = 0;
+	int rc;
+
+	ids = xreallocarray(NULL, q->count[qb->area] + 1, sizeof(*ids));
+	TAILQ_FOREACH(qe, &q->areas[qb->area], entry)
+		if (!qe->busy)
+			ids[n++] = qe->id;
+	rc = bulk_start(q->bulk, verb, ids, n, queue_bulk_apply,
+	    queue_bulk_after, qb);
+	free(ids);
+	return rc;
+}
+
+/*
+ * Apply fn to id, or with id NULL to every message it applies to: that
+ * runs in slices on later loop turns (bulk.c), so the command returns at
+ * once and the loop is never blocked for long; the log shows progress.
+ */
+static int
+queue_each(struct queue *q, const char *id, struct queue_bulk *qb,
+    const char *verb)
+{
+	struct queue_entry *qe;
 	int rc = 0;
 
-	if (id != NULL) {
-		if ((qe = queue_op_entry(q, id)) == NULL)
-			return -1;
-		rc = fn(q, qe);
-	} else
-		for (qe = TAILQ_FIRST(&q->areas[area]); qe != NULL;
-		    qe = next) {
-			next = TAILQ_NEXT(qe, entry);
-			if (qe->area == area && !qe->busy &&
-			    fn(q, qe) == -1)
-				rc = -1;
-		}
+	if (id == NULL)
+		return queue_bulk_start(q, qb, verb);
+	if ((qe = queue_op_entry(q, id)) == NULL)
+		return -1;
+	rc = qb->fn(q, qe);
 	queue_dispatch_soon(q);
 	return rc;
 }
@@ -1404,13 +1456,13 @@ queue_each(struct queue *q, const char *id, enum spool_area area,
 int
 queue_hold(struct queue *q, const char *id)
 {
-	return queue_each(q, id, SPOOL_QUEUE, queue_hold_entry);
+	return queue_each(q, id, &q->bulk_hold, "hold");
 }
 
 int
 queue_release(struct queue *q, const char *id)
 {
-	return queue_each(q, id, SPOOL_HOLD, queue_release_entry);
+	return queue_each(q, id, &q->bulk_release, "release");
 }
 
 int
@@ -1522,6 +1574,24 @@ queue_hold_mode_store(struct queue *q)
 
 /* Hold-mode ends: every queued message's lifetime moves on by the time it
  * spent held, on disk too. */
+/* Bulk: persist the age_base hold-mode's end gave qe. */
+static int
+queue_rewrite_entry(struct queue *q, struct queue_entry *qe)
+{
+	struct envelope *env;
+
+	if (!qe->rewrite)
+		return 0;
+	qe->rewrite = false;
+	if ((env = queue_env_get(q, qe)) == NULL) {
+		errno = EIO;
+		return -1;
+	}
+	env->age_base = qe->age_base;
+	queue_job_start(q, QUEUE_OP_REWRITE, qe, env);
+	return 0;
+}
+
 static void
 queue_hold_mode_end(struct queue *q, const char *why)
 {
@@ -1543,20 +1613,28 @@ queue_hold_mode_end(struct queue *q, const char *why)
 		    (struct notify_var[]){ { "REASON", why },
 		    { "HELD_SECONDS", held } }, 2);
 	}
+	/*
+	 * In memory at once (O(n), no I/O); the envelopes follow in slices
+	 * (bulk.c).  Until one is rewritten the index is the truth: a
+	 * delivery attempt carries the index's age_base (queue_send).
+	 */
 	for (qe = TAILQ_FIRST(&q->areas[SPOOL_QUEUE]); qe != NULL; qe = next) {
-		struct envelope *env;
 		time_t from = qe->age_base > since ? qe->age_base : since;
 
-		next = TAILQ_NEXT(qe, entry);	/* qe may go (unreadable) */
+		next = TAILQ_NEXT(qe, entry);
+		qe->rewrite = false;
 		if (qe->busy || from >= now)
 			continue;
-		queue_entry_age_base(q, qe, qe->age_base + (now - from));
-		queue_entry_due(q, qe, 0);
-		if ((env = queue_env_get(q, qe)) == NULL)
-			continue;
-		env->age_base = qe->age_base;
-		queue_job_start(q, QUEUE_OP_REWRITE, qe, env);
+		qe->age_base += now - from;
+		qe->si_exp.due = queue_entry_expiry(q, qe);
+		qe->si.due = 0;
+		qe->rewrite = true;
 	}
+	dueheap_fix(&q->sched);
+	dueheap_fix(&q->expiry);
+	if (queue_bulk_start(q, &q->bulk_rewrite, "hold-mode-rewrite") == -1)
+		log_warnx("hold-mode off: lifetimes not persisted; a restart "
+		    "counts the held time against them");
 }
 
 int
@@ -1691,6 +1769,7 @@ queue_status(struct queue *q, struct evbuffer *out)
 	struct queue_tally t;
 	time_t now = util_now();
 	int64_t free_bytes = spool_free_bytes(q->spool);
+	struct bulk_state bs;
 	size_t i;
 	char key[32];
 
@@ -1727,6 +1806,11 @@ queue_status(struct queue *q, struct evbuffer *out)
 	    "no");
 	ctl_proto_kv(out, "version", HOLDFAST_VERSION);
 	ctl_proto_kvu(out, "uptime", (unsigned long long)(now - q->started));
+	bulk_state(q->bulk, &bs);
+	ctl_proto_kv(out, "bulk", bs.verb != NULL ? bs.verb : "none");
+	ctl_proto_kvu(out, "bulk_done", bs.done);
+	ctl_proto_kvu(out, "bulk_total", bs.total);
+	ctl_proto_kvu(out, "bulk_waiting", bs.waiting);
 	ctl_proto_rec_end(out);
 }
 
@@ -1784,6 +1868,12 @@ queue_new(struct event_base *base, const struct config *cf, struct spool *sp,
 	if (q->dispatch_ev == NULL)
 		fatalx("queue dispatch event");
 	q->commit = commit_new(sp, wp);
+	q->bulk = bulk_new(base);
+	q->bulk_hold = (struct queue_bulk){ q, SPOOL_QUEUE, queue_hold_entry };
+	q->bulk_release = (struct queue_bulk){ q, SPOOL_HOLD,
+	    queue_release_entry };
+	q->bulk_rewrite = (struct queue_bulk){ q, SPOOL_QUEUE,
+	    queue_rewrite_entry };
 	/* Assume up: the first attempt finds out. */
 	q->primary_up = true;
 	q->primary_since = q->started = util_now();
@@ -1844,6 +1934,7 @@ queue_free(struct queue *q)
 	if (q == NULL)
 		return;
 	queue_stop(q);
+	bulk_free(q->bulk);
 	for (size_t a = 0; a < SPOOL_NAREAS; a++)
 		while ((qe = TAILQ_FIRST(&q->areas[a])) != NULL)
 			queue_entry_remove(q, qe);
