@@ -32,6 +32,7 @@ struct commit {
 	size_t			 nwait, await;
 	size_t			 inflight;	/* batches on the workpool */
 	size_t			 pending;	/* messages not yet done */
+	size_t			 batches;	/* started so far */
 };
 
 /*
@@ -127,6 +128,7 @@ commit_kick(struct commit *c)
 	memmove(c->wait, c->wait + n, (c->nwait - n) * sizeof(*c->wait));
 	c->nwait -= n;
 	c->inflight++;
+	c->batches++;
 	workpool_submit(c->wp, commit_batch_work, commit_batch_done, b);
 }
 
@@ -184,4 +186,10 @@ size_t
 commit_pending(const struct commit *c)
 {
 	return c->pending;
+}
+
+size_t
+commit_batches(const struct commit *c)
+{
+	return c->batches;
 }

@@ -43,5 +43,7 @@ void commit_submit(struct commit *c, struct spool_msg *msg, char *envtext,
     size_t envlen, void (*done)(void *arg, int err), void *arg);
 /* Messages submitted and not yet done (waiting or in a batch). */
 size_t commit_pending(const struct commit *c);
+/* Batches started so far (for tests and metrics). */
+size_t commit_batches(const struct commit *c);
 
 #endif
