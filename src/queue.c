@@ -1108,14 +1108,11 @@ queue_dispatch_soon(struct queue *q)
 static void
 queue_notify_dead(struct queue *q, const char *id, const char *reason)
 {
-	struct queue_entry *qe;
 	char summary[256], ndead[32];
-	size_t n = 0;
+	size_t n = q->count[SPOOL_DEAD];
 
 	if (q->notify == NULL)
 		return;
-	(void)qe;
-	n = q->count[SPOOL_DEAD];
 	snprintf(ndead, sizeof(ndead), "%zu", n);
 	snprintf(summary, sizeof(summary), "%s: message %s moved to dead/ "
 	    "(%s); %zu dead letters wait for an operator", q->cf->hostname,
