@@ -105,7 +105,8 @@ struct queue {
 		struct queue	*q;
 		enum spool_area	 area;
 		int		(*fn)(struct queue *, struct queue_entry *);
-	}			 bulk_hold, bulk_release, bulk_rewrite;
+	}			 bulk_hold, bulk_release, bulk_rewrite,
+				 bulk_requeue;
 	/* [notify]: what the notices are about (see queue_watch) */
 	struct notify		*notify;
 	bool			 outage_noticed; /* primary-down sent */
@@ -1537,23 +1538,35 @@ queue_refused_dead(struct queue *q, struct queue_entry *qe)
 		    qe->id);
 }
 
+/* Bulk: one of the streak's dead letters back into the queue. */
+static int
+queue_breaker_requeue_entry(struct queue *q, struct queue_entry *qe)
+{
+	return queue_requeue_entry(q, qe, "primary-refusing");
+}
+
 /* refuse_limit messages refused in a row: a misconfigured primary, most
  * likely.  Pause, and put the streak's dead letters back. */
 static void
 queue_breaker_trip(struct queue *q)
 {
+	const char **ids;
 	size_t i;
 
 	q->refusing_until = util_now() + (time_t)q->cf->refuse_pause;
 	log_warnx("primary refusing host=%s messages=%" PRIu64 " pause=%" PRIu64
 	    "s; refused mail stays queued", q->cf->primary_host,
 	    q->refuse_streak, q->cf->refuse_pause);
-	for (i = 0; i < q->nstreak; i++) {
-		struct queue_entry *qe = queue_entry_find(q, q->streak_ids[i]);
-
-		if (qe != NULL && qe->area == SPOOL_DEAD && !qe->busy)
-			queue_requeue_entry(q, qe, "primary-refusing");
-	}
+	/* Up to refuse_limit (10000) of them: in slices (bulk.c).  One
+	 * still busy moving to dead/ is requeued when the move is done. */
+	ids = xreallocarray(NULL, q->nstreak + 1, sizeof(*ids));
+	for (i = 0; i < q->nstreak; i++)
+		ids[i] = q->streak_ids[i];
+	if (bulk_start(q->bulk, "breaker-requeue", ids, q->nstreak,
+	    queue_bulk_apply, queue_bulk_after, &q->bulk_requeue) == -1)
+		log_warnx("primary refusing: the streak's dead letters stay "
+		    "in dead/ (too many bulk operations waiting)");
+	free(ids);
 	q->nstreak = 0;
 }
 
@@ -1871,6 +1884,8 @@ queue_new(struct event_base *base, const struct config *cf, struct spool *sp,
 	    queue_release_entry };
 	q->bulk_rewrite = (struct queue_bulk){ q, SPOOL_QUEUE,
 	    queue_rewrite_entry };
+	q->bulk_requeue = (struct queue_bulk){ q, SPOOL_DEAD,
+	    queue_breaker_requeue_entry };
 	/* Assume up: the first attempt finds out. */
 	q->primary_up = true;
 	q->primary_since = q->started = util_now();
