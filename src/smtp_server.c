@@ -196,7 +196,7 @@ enum smtp_tx_error {
 struct smtp_tx {
 	struct envelope		*env;
 	struct spool_msg	*msg;		/* from DATA/first BDAT */
-	struct smtp_data	 data;
+	struct smtp_proto_data	 data;
 	enum smtp_tx_error	 error;
 	int			 io_errno;
 	uint64_t		 bdat_left;	/* bytes of this chunk */
@@ -916,7 +916,7 @@ smtp_cmd_data(struct smtp_session *s, const char *args)
 	(void)args;
 	if (smtp_tx_open(s) == -1)
 		return errno == ENOSPC ? SMTP_R_NOSPACE : SMTP_R_IO;
-	smtp_data_init(&s->tx->data, true);
+	smtp_proto_data_init(&s->tx->data, true);
 	s->data_start = time(NULL);
 	s->data_in = 0;
 	smtp_enter_state(s, SMTP_ST_DATA);
@@ -956,7 +956,7 @@ smtp_cmd_bdat(struct smtp_session *s, const char *args)
 			s->tx->error = SMTP_TX_IO;
 			s->tx->io_errno = errno;
 		}
-		smtp_data_init(&s->tx->data, false);
+		smtp_proto_data_init(&s->tx->data, false);
 		s->tx->bdat = true;
 		s->data_start = time(NULL);
 		s->data_in = 0;
@@ -1364,8 +1364,8 @@ smtp_content_in(struct smtp_session *s, struct evbuffer *in)
 	if (s->state == SMTP_ST_BDAT && take > tx->bdat_left)
 		take = (size_t)tx->bdat_left;
 	p = evbuffer_pullup(in, (ssize_t)take);
-	used = smtp_data_feed(&tx->data, (const char *)p, take, s->srv->scratch,
-	    &outlen);
+	used = smtp_proto_data_feed(&tx->data, (const char *)p, take,
+	    s->srv->scratch, &outlen);
 	evbuffer_drain(in, used);
 	s->data_in += used;
 	if (smtp_too_slow(s)) {
@@ -1399,7 +1399,7 @@ smtp_content_in(struct smtp_session *s, struct evbuffer *in)
 			smtp_tx_end(s);	/* answers the error, resets */
 		return true;
 	}
-	outlen = smtp_data_finish(&tx->data, s->srv->scratch);
+	outlen = smtp_proto_data_finish(&tx->data, s->srv->scratch);
 	smtp_tx_write(s, s->srv->scratch, outlen);
 	smtp_tx_end(s);
 	return true;
