@@ -3,8 +3,12 @@
  * decision: next-due times, backoff, lifetimes, the primary's up/down state
  * with its probe timer, and drain concurrency.
  *
- * It is the only caller of spool's mutating functions (from its workpool
- * jobs) and of drain_send().  Delivered means delete; deferred means
+ * Once a message is handed over by queue_submit(), the queue is the only
+ * caller of what changes it in the spool (commit, stage/publish,
+ * env_write, move, delete) and of drain_send().  Before that, smtp_server
+ * writes and aborts the uncommitted message itself (spool_msg_new, _write,
+ * _abort); pause.c keeps its own state file (spool_state_*), the queue the
+ * primary's and hold-mode's.  Delivered means delete; deferred means
  * persist and reschedule; refused or expired means dead/.  Every fate is a
  * log line with the message ID.  No network I/O.
  */
