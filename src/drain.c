@@ -720,7 +720,11 @@ drain_tls_missing(struct drain_conn *c)
 	return true;
 }
 
-/* Every complete reply comes here; one switch on the state. */
+/*
+ * Every complete reply comes here; one switch on the state.  It is long
+ * (~100 lines) on purpose: one short case per state, in the order a
+ * session goes through them, so the whole conversation reads in one place.
+ */
 static void
 drain_reply_state(struct drain_conn *c)
 {
