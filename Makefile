@@ -94,7 +94,7 @@ $(FUZZBIN): $(FUZZDIR)/%: tests/fuzz/%.c $(FUZZLIB) $(wildcard src/*.h)
 	    -o $@ $< $(FUZZLIB) $(LDLIBS)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san $(FUZZDIR)
 
 # Install: `make install PREFIX=/usr DESTDIR=/tmp/stage`.  The daemon and
 # holdfastctl read /etc/holdfast/holdfast.conf by default, so SYSCONFDIR

@@ -435,18 +435,17 @@ ctl_cmd_hold_mode(struct ctl_conn *c, int argc, char **argv,
     struct evbuffer *out, char *err, size_t errlen)
 {
 	uint64_t secs = 86400;
+	bool on;
 
 	(void)out;
-	if (strcmp(argv[1], "off") == 0 && argc == 2) {
+	if (ctl_proto_hold_mode_args(argc, argv, &on, &secs) == -1) {
+		snprintf(err, errlen, "usage: hold-mode %s",
+		    ctl_proto_command_find("hold-mode")->usage);
+		return -1;
+	}
+	if (!on) {
 		log_info("ctl hold-mode off uid=%u", (unsigned)c->uid);
 		return queue_hold_mode_set(c->ctl->queue, false, 0);
-	}
-	if (strcmp(argv[1], "on") != 0 || (argc != 2 && argc != 4) ||
-	    (argc == 4 && (strcmp(argv[2], "--for") != 0 ||
-	    util_parse_duration(argv[3], &secs) == -1 || secs == 0))) {
-		snprintf(err, errlen, "usage: hold-mode on [--for DURATION] | "
-		    "hold-mode off");
-		return -1;
 	}
 	log_info("ctl hold-mode on for=%llus uid=%u",
 	    (unsigned long long)secs, (unsigned)c->uid);

@@ -46,6 +46,25 @@ ctl_proto_commands(size_t *n)
 	return ctl_proto_table;
 }
 
+int
+ctl_proto_hold_mode_args(int argc, char **argv, bool *on, uint64_t *secs)
+{
+	uint64_t n;
+
+	if (argc < 2)
+		return -1;
+	*on = strcmp(argv[1], "on") == 0;
+	if (!*on)
+		return strcmp(argv[1], "off") == 0 && argc == 2 ? 0 : -1;
+	if (argc == 2)
+		return 0;
+	if (argc != 4 || strcmp(argv[2], "--for") != 0 ||
+	    util_parse_duration(argv[3], &n) == -1 || n == 0)
+		return -1;
+	*secs = n;
+	return 0;
+}
+
 /* Two pairs per recipient at most; the other keys number fewer than 20. */
 _Static_assert(2 * CTL_REC_RCPTS + 20 <= CTL_REC_MAX,
     "a record holds its pairs");

@@ -47,6 +47,13 @@ struct ctl_proto_command {
 const struct ctl_proto_command *ctl_proto_command_find(const char *name);
 /* The whole table (*n entries), for iteration. */
 const struct ctl_proto_command *ctl_proto_commands(size_t *n);
+/*
+ * "hold-mode" argv (argv[0] the verb): on [--for DURATION] | off.  0 with
+ * *on set and, with --for, *secs (untouched otherwise); -1 when malformed.
+ * Both holdfastctl and the daemon check requests with it.
+ */
+int ctl_proto_hold_mode_args(int argc, char **argv, bool *on,
+    uint64_t *secs);
 
 struct ctl_rec {
 	size_t	 n;

@@ -90,6 +90,8 @@ struct drain_conn {
 	struct event		*idle;
 	struct dns_query	*dnsq;		/* resolving the primary */
 	bool			 tls;		/* STARTTLS done */
+	bool			 in_reply;	/* drain_reply() is running */
+	bool			 closed;	/* freed there: free(c) after */
 	char			 xfwd_attrs[128];	/* the primary's list */
 	char			*xfwd[DRAIN_XFWD_LINES];	/* to send */
 	size_t			 nxfwd, xfwd_next;
@@ -245,6 +247,66 @@ drain_xfwd_free(struct drain_conn *c)
 }
 
 /*
+ * Postfix's XFORWARD attributes, one row each: the value from the envelope
+ * (NULL: not sent), written into buf when it must be built.
+ */
+static const char *
+drain_xfwd_name(const struct envelope *env, char *buf, size_t len)
+{
+	(void)buf;
+	(void)len;
+	return env->client_name != NULL ? env->client_name : "[UNAVAILABLE]";
+}
+
+static const char *
+drain_xfwd_addr(const struct envelope *env, char *buf, size_t len)
+{
+	int n;
+
+	if (strchr(env->client_addr, ':') == NULL)
+		return env->client_addr;
+	n = snprintf(buf, len, "IPV6:%s", env->client_addr);
+	return n < 0 || (size_t)n >= len ? NULL : buf;
+}
+
+static const char *
+drain_xfwd_port(const struct envelope *env, char *buf, size_t len)
+{
+	snprintf(buf, len, "%llu", (unsigned long long)env->client_port);
+	return buf;
+}
+
+static const char *
+drain_xfwd_proto(const struct envelope *env, char *buf, size_t len)
+{
+	(void)buf;
+	(void)len;
+	/* Postfix knows SMTP and ESMTP; TLS is not part of it. */
+	return env->proto != NULL && strncmp(env->proto, "ESMTP", 5) == 0 ?
+	    "ESMTP" : "SMTP";
+}
+
+static const char *
+drain_xfwd_helo(const struct envelope *env, char *buf, size_t len)
+{
+	(void)buf;
+	(void)len;
+	return env->client_helo != NULL && *env->client_helo != '\0' ?
+	    env->client_helo : "[UNAVAILABLE]";
+}
+
+static const struct {
+	const char	*name;
+	const char	*(*value)(const struct envelope *, char *, size_t);
+} drain_xfwd_attrs[] = {
+	{ "NAME", drain_xfwd_name },
+	{ "ADDR", drain_xfwd_addr },
+	{ "PORT", drain_xfwd_port },
+	{ "PROTO", drain_xfwd_proto },
+	{ "HELO", drain_xfwd_helo },
+};
+
+/*
  * Postfix's XFORWARD: the original client's name, address, port, protocol
  * and HELO, so the primary judges the real sender.  Values are xtext;
  * attributes are packed into commands of at most 512 octets.
@@ -253,41 +315,27 @@ static void
 drain_xfwd_build(struct drain_conn *c)
 {
 	const struct envelope *env = c->job->env;
-	char port[8], val[SMTP_PATH_MAX * 2], attr[600], line[512];
-	const char *v[5];
-	static const char *const names[5] = { "NAME", "ADDR", "PORT",
-		"PROTO", "HELO" };
+	char val[SMTP_PATH_MAX * 2], attr[600], line[512];
+	const char *name, *v;
 	size_t i, used = 0;
 
 	drain_xfwd_free(c);
 	if (!(c->caps & DRAIN_F_XFORWARD) || env->client_addr == NULL)
 		return;
-	snprintf(port, sizeof(port), "%llu",
-	    (unsigned long long)env->client_port);
-	v[0] = env->client_name != NULL ? env->client_name : "[UNAVAILABLE]";
-	v[1] = env->client_addr;
-	v[2] = port;
-	/* Postfix knows SMTP and ESMTP; TLS is not part of it. */
-	v[3] = env->proto != NULL && strncmp(env->proto, "ESMTP", 5) == 0 ?
-	    "ESMTP" : "SMTP";
-	v[4] = env->client_helo != NULL && *env->client_helo != '\0' ?
-	    env->client_helo : "[UNAVAILABLE]";
 	line[0] = '\0';
-	for (i = 0; i < 5; i++) {
+	for (i = 0; i < UTIL_ARRAY_LEN(drain_xfwd_attrs); i++) {
 		int n;
 
-		if (!drain_xfwd_offered(c, names[i]))
+		name = drain_xfwd_attrs[i].name;
+		if (!drain_xfwd_offered(c, name))
 			continue;
-		if (i == 1 && strchr(v[1], ':') != NULL)
-			n = snprintf(val, sizeof(val), "IPV6:%s", v[1]);
-		else
-			n = snprintf(val, sizeof(val), "%s", v[i]);
-		if (n < 0 || (size_t)n >= sizeof(val))
+		if ((v = drain_xfwd_attrs[i].value(env, val, sizeof(val))) ==
+		    NULL)
 			continue;
-		if (smtp_proto_xtext_encode(val, attr, sizeof(attr)) == -1)
+		if (smtp_proto_xtext_encode(v, attr, sizeof(attr)) == -1)
 			continue;
 		/* "XFORWARD " + attrs + CRLF within 512 */
-		if (used > 0 && used + 1 + strlen(names[i]) + 1 + strlen(attr) >
+		if (used > 0 && used + 1 + strlen(name) + 1 + strlen(attr) >
 		    512 - 11) {
 			if (c->nxfwd < DRAIN_XFWD_LINES)
 				c->xfwd[c->nxfwd++] = xstrdup(line);
@@ -295,7 +343,7 @@ drain_xfwd_build(struct drain_conn *c)
 			line[0] = '\0';
 		}
 		n = snprintf(line + used, sizeof(line) - used, "%s%s=%s",
-		    used ? " " : "", names[i], attr);
+		    used ? " " : "", name, attr);
 		if (n < 0 || (size_t)n >= sizeof(line) - used) {
 			line[used] = '\0';	/* too long alone: skip it */
 			continue;
@@ -661,9 +709,24 @@ drain_tls_start(struct drain_conn *c)
 	drain_enter_state(c, DRAIN_ST_TLS);
 }
 
-/* Every complete reply comes here; one switch on the state. */
+/* Greeted in plaintext while the policy wants TLS: a site failure. */
+static bool
+drain_tls_missing(struct drain_conn *c)
+{
+	if (c->tls || tls_client_policy(c->d->tls) < TLS_POLICY_ENCRYPT)
+		return false;
+	drain_site_failure(c, "the primary offers no STARTTLS and [primary] "
+	    "tls requires it");
+	return true;
+}
+
+/*
+ * Every complete reply comes here; one switch on the state.  It is long
+ * (~100 lines) on purpose: one short case per state, in the order a
+ * session goes through them, so the whole conversation reads in one place.
+ */
 static void
-drain_reply(struct drain_conn *c)
+drain_reply_state(struct drain_conn *c)
 {
 	const struct config *cf = c->d->cf;
 	char text[DRAIN_REPLY_MAX], esc[LOG_ESCAPE_MAX];
@@ -701,12 +764,8 @@ drain_reply(struct drain_conn *c)
 		drain_ehlo_done(c);
 		if (!c->tls && drain_want_tls(c))
 			return;
-		if (!c->tls && tls_client_policy(c->d->tls) >=
-		    TLS_POLICY_ENCRYPT) {
-			drain_site_failure(c, "the primary offers no STARTTLS "
-			    "and [primary] tls requires it");
+		if (drain_tls_missing(c))
 			return;
-		}
 		break;
 	case DRAIN_ST_STARTTLS:
 		if (c->reply.code == 220) {
@@ -729,12 +788,8 @@ drain_reply(struct drain_conn *c)
 		c->caps = 0;	/* no ESMTP: no SIZE, 8BITMIME, SMTPUTF8 */
 		c->size = 0;
 		c->greeted = true;
-		if (!c->tls && tls_client_policy(c->d->tls) >=
-		    TLS_POLICY_ENCRYPT) {
-			drain_site_failure(c, "the primary offers no STARTTLS "
-			    "and [primary] tls requires it");
+		if (drain_tls_missing(c))
 			return;
-		}
 		break;
 	case DRAIN_ST_XFORWARD:
 		drain_xfwd_reply(c);
@@ -770,6 +825,24 @@ drain_reply(struct drain_conn *c)
 		drain_tx_start(c);
 	else
 		drain_go_idle(c);
+}
+
+/*
+ * One complete reply; false when it closed the connection (c is freed).
+ * The handlers free c wherever they end a session: drain_conn_free only
+ * marks it here, and the memory goes once they have all returned.
+ */
+static bool
+drain_reply(struct drain_conn *c)
+{
+	c->in_reply = true;
+	drain_reply_state(c);
+	c->in_reply = false;
+	if (c->closed) {
+		free(c);
+		return false;
+	}
+	return true;
 }
 
 static void
@@ -809,25 +882,11 @@ drain_read_cb(struct bufferevent *bev, void *arg)
 		if (rc == 0)
 			continue;
 		/* drain_reply may free c or hand it a new job. */
-		{
-			struct drain *d = c->d;
-			uint64_t id = c->id;
-			bool alive;
-			struct drain_conn *it;
-
-			drain_reply(c);
-			alive = false;
-			TAILQ_FOREACH(it, &d->conns, entry)
-				if (it == c && it->id == id)
-					alive = true;
-			if (!alive)
-				return;
-			if (c->bev != bev) {	/* STARTTLS: a new stream */
-				smtp_proto_reply_init(&c->reply);
-				return;
-			}
-		}
+		if (!drain_reply(c))
+			return;
 		smtp_proto_reply_init(&c->reply);
+		if (c->bev != bev)	/* STARTTLS: a new stream */
+			return;
 	}
 }
 
@@ -915,7 +974,10 @@ drain_conn_free(struct drain_conn *c)
 	bufferevent_free(c->bev);
 	free(c->stuffbuf);
 	free(c->rcpt_idx);
-	free(c);
+	if (c->in_reply)
+		c->closed = true;	/* drain_reply frees it on return */
+	else
+		free(c);
 }
 
 static struct drain_conn *

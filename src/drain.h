@@ -4,9 +4,12 @@
  * Connect, EHLO (HELO fallback), MAIL/RCPT/DATA (pipelined when offered)
  * with the body streamed from the spool and dot-stuffed, several messages
  * per connection, at most [primary] connections of them, then QUIT.  It
- * reports one result per recipient through the done callback and
- * classifies every reply and failure in one function.  It never edits the
- * spool and never decides when to retry.
+ * reports the primary's reply per recipient (code and text) through the
+ * done callback, and a failure of the whole site (connect, timeout, 421,
+ * broken session) in one function, drain_site_failure().  It does not
+ * classify replies into fates: the queue turns 2xx/4xx/5xx into delivered,
+ * deferred and dead (queue_drain_done).  It never edits the spool and never
+ * decides when to retry.
  */
 #ifndef HOLDFAST_DRAIN_H
 #define HOLDFAST_DRAIN_H

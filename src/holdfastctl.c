@@ -976,20 +976,6 @@ hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json,
 	return rc;
 }
 
-/* hold-mode on [--for DURATION] | off */
-static bool
-hctl_hold_mode_ok(int argc, char **argv)
-{
-	uint64_t secs;
-
-	if (strcmp(argv[1], "off") == 0)
-		return argc == 2;
-	if (strcmp(argv[1], "on") != 0)
-		return false;
-	return argc == 2 || (argc == 4 && strcmp(argv[2], "--for") == 0 &&
-	    util_parse_duration(argv[3], &secs) == 0 && secs > 0);
-}
-
 /*
  * The request line's words cannot hold a space: in a selector's pattern
  * a space becomes '?', the glob for any one character (a reply such as
@@ -1021,8 +1007,8 @@ main(int argc, char **argv)
 	struct evbuffer *req, *ans;
 	struct config *cf;
 	char err[512], *line;
-	bool json = false;
-	uint64_t top = 10;
+	bool json = false, on;
+	uint64_t top = 10, secs;
 	int ch, i, n, rc, min, max;
 
 	while ((ch = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
@@ -1094,8 +1080,8 @@ main(int argc, char **argv)
 		if (strchr(argv[i], ' ') != NULL || strchr(argv[i], '\n'))
 			return hctl_bad_usage(cmd, "an argument has a "
 			    "newline or a space");
-	if (strcmp(cmd->name, "hold-mode") == 0 && !hctl_hold_mode_ok(argc,
-	    argv))
+	if (strcmp(cmd->name, "hold-mode") == 0 &&
+	    ctl_proto_hold_mode_args(argc, argv, &on, &secs) == -1)
 		return hctl_bad_usage(cmd, "%s", "on [--for DURATION] or off");
 	if (cmd->output == HCTL_OUT_BULK) {
 		const char *ids[CTL_ARGS_MAX];

@@ -3,13 +3,17 @@
  * decision: next-due times, backoff, lifetimes, the primary's up/down state
  * with its probe timer, and drain concurrency.
  *
- * It is the only caller of spool's mutating functions (from its workpool
- * jobs; received messages through its commit pipeline, commit.c) and of
- * drain_send().  Delivered means delete; deferred means persist and
- * reschedule; refused or expired means dead/.  Every fate is a log line
- * with the message ID.  No network I/O.  The index is one list per area,
- * an ID hash and the due-heaps of dueheap.c; operator commands over many
- * messages run in slices through bulk.c.
+ * Once a message is handed over by queue_submit(), the queue is the only
+ * caller of what changes it in the spool (commit, stage/publish,
+ * env_write, move, delete: received messages through its commit pipeline,
+ * commit.c) and of drain_send().  Before that, smtp_server writes and
+ * aborts the uncommitted message itself (spool_msg_new, _write, _abort);
+ * pause.c keeps its own state file (spool_state_*), the queue the
+ * primary's and hold-mode's.  Delivered means delete; deferred means
+ * persist and reschedule; refused or expired means dead/.  Every fate is a
+ * log line with the message ID.  No network I/O.  The index is one list
+ * per area, an ID hash and the due-heaps of dueheap.c; operator commands
+ * over many messages run in slices through bulk.c.
  */
 #ifndef HOLDFAST_QUEUE_H
 #define HOLDFAST_QUEUE_H

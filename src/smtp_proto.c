@@ -505,35 +505,35 @@ smtp_proto_reply_fmt(const struct smtp_reply *reply, char *out,
  * ended with a real CRLF: only then can ".\r\n" end the data, which is what
  * keeps "\n.\r\n" and friends from smuggling a second message past us.
  */
-enum smtp_data_state {
-	SMTP_DATA_ST_BOL,	/* at the start of a line */
-	SMTP_DATA_ST_TEXT,	/* inside a line */
-	SMTP_DATA_ST_CR,	/* CR held */
-	SMTP_DATA_ST_DOT,	/* '.' held at the start of a line */
-	SMTP_DATA_ST_DOT_CR,	/* '.' CR held */
+enum smtp_proto_data_state {
+	SMTP_PROTO_DATA_ST_BOL,	/* at the start of a line */
+	SMTP_PROTO_DATA_ST_TEXT,	/* inside a line */
+	SMTP_PROTO_DATA_ST_CR,	/* CR held */
+	SMTP_PROTO_DATA_ST_DOT,	/* '.' held at the start of a line */
+	SMTP_PROTO_DATA_ST_DOT_CR,	/* '.' CR held */
 };
 
 void
-smtp_data_init(struct smtp_data *d, bool dot_mode)
+smtp_proto_data_init(struct smtp_proto_data *d, bool dot_mode)
 {
 	memset(d, 0, sizeof(*d));
 	d->dot_mode = dot_mode;
-	d->state = SMTP_DATA_ST_BOL;
+	d->state = SMTP_PROTO_DATA_ST_BOL;
 	d->prev_crlf = true;	/* the DATA command's own CRLF */
 	d->in_headers = true;
 }
 
 static void
-smtp_data_put(struct smtp_data *d, char *out, size_t *o, char c)
+smtp_proto_data_put(struct smtp_proto_data *d, char *out, size_t *o, char c)
 {
 	out[(*o)++] = c;
 	if (d->in_headers && d->hdrlen < sizeof(d->hdr))
 		d->hdr[d->hdrlen++] = c;
-	d->state = SMTP_DATA_ST_TEXT;
+	d->state = SMTP_PROTO_DATA_ST_TEXT;
 }
 
 static void
-smtp_data_eol(struct smtp_data *d, char *out, size_t *o, bool crlf)
+smtp_proto_data_eol(struct smtp_proto_data *d, char *out, size_t *o, bool crlf)
 {
 	static const char received[] = "Received:";
 
@@ -549,74 +549,75 @@ smtp_data_eol(struct smtp_data *d, char *out, size_t *o, bool crlf)
 	}
 	d->hdrlen = 0;
 	d->prev_crlf = crlf;
-	d->state = SMTP_DATA_ST_BOL;
+	d->state = SMTP_PROTO_DATA_ST_BOL;
 }
 
 /* Byte c as line content: CR is held, LF ends the line, NUL is a space. */
 static void
-smtp_data_text(struct smtp_data *d, char *out, size_t *o, char c)
+smtp_proto_data_text(struct smtp_proto_data *d, char *out, size_t *o, char c)
 {
 	if (c == '\r')
-		d->state = SMTP_DATA_ST_CR;
+		d->state = SMTP_PROTO_DATA_ST_CR;
 	else if (c == '\n')
-		smtp_data_eol(d, out, o, false);
+		smtp_proto_data_eol(d, out, o, false);
 	else
-		smtp_data_put(d, out, o, c == '\0' ? ' ' : c);
+		smtp_proto_data_put(d, out, o, c == '\0' ? ' ' : c);
 }
 
 size_t
-smtp_data_feed(struct smtp_data *d, const char *in, size_t inlen, char *out,
-    size_t *outlen)
+smtp_proto_data_feed(struct smtp_proto_data *d, const char *in, size_t inlen,
+    char *out, size_t *outlen)
 {
 	size_t i, o = 0;
 	char c;
 
 	for (i = 0; i < inlen && !d->done; i++) {
 		c = in[i];
-		switch ((enum smtp_data_state)d->state) {
-		case SMTP_DATA_ST_BOL:
+		switch ((enum smtp_proto_data_state)d->state) {
+		case SMTP_PROTO_DATA_ST_BOL:
 			if (d->dot_mode && c == '.') {
-				d->state = SMTP_DATA_ST_DOT;
+				d->state = SMTP_PROTO_DATA_ST_DOT;
 				continue;
 			}
 			break;
-		case SMTP_DATA_ST_TEXT:
+		case SMTP_PROTO_DATA_ST_TEXT:
 			break;
-		case SMTP_DATA_ST_CR:
+		case SMTP_PROTO_DATA_ST_CR:
 			if (c == '\n') {
-				smtp_data_eol(d, out, &o, true);
+				smtp_proto_data_eol(d, out, &o, true);
 				continue;
 			}
-			smtp_data_put(d, out, &o, ' ');
+			smtp_proto_data_put(d, out, &o, ' ');
 			break;
-		case SMTP_DATA_ST_DOT:
+		case SMTP_PROTO_DATA_ST_DOT:
 			if (c == '\r') {
-				d->state = SMTP_DATA_ST_DOT_CR;
+				d->state = SMTP_PROTO_DATA_ST_DOT_CR;
 				continue;
 			}
 			if (c == '\n') {
 				/* ".\n" is content, never the end. */
-				smtp_data_put(d, out, &o, '.');
-				smtp_data_eol(d, out, &o, false);
+				smtp_proto_data_put(d, out, &o, '.');
+				smtp_proto_data_eol(d, out, &o, false);
 				continue;
 			}
-			d->state = SMTP_DATA_ST_TEXT;	/* un-stuff */
+			/* un-stuff */
+			d->state = SMTP_PROTO_DATA_ST_TEXT;
 			break;
-		case SMTP_DATA_ST_DOT_CR:
+		case SMTP_PROTO_DATA_ST_DOT_CR:
 			if (c == '\n') {
 				if (d->prev_crlf) {
 					d->done = true;
 					continue;
 				}
-				smtp_data_put(d, out, &o, '.');
-				smtp_data_eol(d, out, &o, true);
+				smtp_proto_data_put(d, out, &o, '.');
+				smtp_proto_data_eol(d, out, &o, true);
 				continue;
 			}
 			/* Dot un-stuffed, the held CR was not a line end. */
-			smtp_data_put(d, out, &o, ' ');
+			smtp_proto_data_put(d, out, &o, ' ');
 			break;
 		}
-		smtp_data_text(d, out, &o, c);
+		smtp_proto_data_text(d, out, &o, c);
 	}
 	*outlen = o;
 	d->out_total += o;
@@ -624,26 +625,26 @@ smtp_data_feed(struct smtp_data *d, const char *in, size_t inlen, char *out,
 }
 
 size_t
-smtp_data_finish(struct smtp_data *d, char *out)
+smtp_proto_data_finish(struct smtp_proto_data *d, char *out)
 {
 	size_t o = 0;
 
 	if (d->done)
 		return 0;
-	switch ((enum smtp_data_state)d->state) {
-	case SMTP_DATA_ST_BOL:
+	switch ((enum smtp_proto_data_state)d->state) {
+	case SMTP_PROTO_DATA_ST_BOL:
 		break;
-	case SMTP_DATA_ST_TEXT:
-		smtp_data_eol(d, out, &o, true);
+	case SMTP_PROTO_DATA_ST_TEXT:
+		smtp_proto_data_eol(d, out, &o, true);
 		break;
-	case SMTP_DATA_ST_CR:
-	case SMTP_DATA_ST_DOT_CR:
-		smtp_data_put(d, out, &o, ' ');
-		smtp_data_eol(d, out, &o, true);
+	case SMTP_PROTO_DATA_ST_CR:
+	case SMTP_PROTO_DATA_ST_DOT_CR:
+		smtp_proto_data_put(d, out, &o, ' ');
+		smtp_proto_data_eol(d, out, &o, true);
 		break;
-	case SMTP_DATA_ST_DOT:
-		smtp_data_put(d, out, &o, '.');
-		smtp_data_eol(d, out, &o, true);
+	case SMTP_PROTO_DATA_ST_DOT:
+		smtp_proto_data_put(d, out, &o, '.');
+		smtp_proto_data_eol(d, out, &o, true);
 		break;
 	}
 	d->out_total += o;

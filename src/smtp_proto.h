@@ -128,7 +128,7 @@ void smtp_proto_reply_fmt(const struct smtp_reply *reply, char *out,
  * counts Received: header fields in the header section (up to the first
  * empty line).
  */
-struct smtp_data {
+struct smtp_proto_data {
 	bool		dot_mode;
 	bool		done;		/* end of data seen (dot_mode) */
 	int		state;		/* private */
@@ -140,21 +140,21 @@ struct smtp_data {
 	uint64_t	out_total;	/* bytes written to out so far */
 };
 
-void smtp_data_init(struct smtp_data *d, bool dot_mode);
+void smtp_proto_data_init(struct smtp_proto_data *d, bool dot_mode);
 /*
  * Decode in[0..inlen) into out, which must hold 2 * inlen + 4 bytes; set
  * *outlen.  Returns the number of input bytes consumed: all of them, unless
  * the end of data was found (d->done), after which the rest is the next
  * command's.
  */
-size_t smtp_data_feed(struct smtp_data *d, const char *in, size_t inlen,
-    char *out, size_t *outlen);
+size_t smtp_proto_data_feed(struct smtp_proto_data *d, const char *in,
+    size_t inlen, char *out, size_t *outlen);
 /*
  * After the last BDAT chunk: flush a held CR (as a space) and end the last
  * line with CRLF if it is unterminated.  out holds 4 bytes.  Returns the
  * bytes written.  In dot_mode after done it writes nothing.
  */
-size_t smtp_data_finish(struct smtp_data *d, char *out);
+size_t smtp_proto_data_finish(struct smtp_proto_data *d, char *out);
 
 /*
  * Dot-stuffer for sending a stored (canonical CRLF) body with DATA: a '.'

@@ -128,6 +128,7 @@ enum smtp_rid {
 	SMTP_R_DNSBL,
 	SMTP_R_TOO_SLOW,
 	SMTP_R_SPOOL_LOW,
+	SMTP_R_NONE,		/* not a reply: the handler has answered */
 };
 
 static const struct smtp_reply_row {
@@ -199,7 +200,7 @@ enum smtp_tx_error {
 struct smtp_tx {
 	struct envelope		*env;
 	struct spool_msg	*msg;		/* from DATA/first BDAT */
-	struct smtp_data	 data;
+	struct smtp_proto_data	 data;
 	enum smtp_tx_error	 error;
 	int			 io_errno;
 	uint64_t		 bdat_left;	/* bytes of this chunk */
@@ -275,11 +276,28 @@ struct smtp_listener {
 	bool			 proxy;	/* a PROXY header comes first */
 };
 
+/* What a command's arguments must be; anything else is a 501. */
+enum smtp_args {
+	SMTP_ARGS_ANY,
+	SMTP_ARGS_NONE,
+	SMTP_ARGS_SOME,		/* non-empty */
+	SMTP_ARGS_KEYWORD,	/* start with .keyword, handler gets the rest */
+	SMTP_ARGS_CHUNK,	/* "size [LAST]" (RFC 3030) */
+};
+
+/*
+ * A handler returns the reply dispatch sends, or SMTP_R_NONE when it has
+ * answered itself (several lines, or nothing until the chunk is read).
+ */
 struct smtp_command {
 	const char	*verb;
 	unsigned	 states;	/* ST() mask where it is allowed */
-	enum smtp_rid	 wrong_state;	/* reply elsewhere */
-	void		(*handler)(struct smtp_session *, const char *args);
+	enum smtp_rid	 wrong_state;	/* reply elsewhere (greeted, no BDAT) */
+	enum smtp_rid	 in_bdat_tx;	/* reply inside a BDAT transaction */
+	enum smtp_rid	 nul;		/* reply to a line with a NUL in it */
+	enum smtp_args	 args;
+	const char	*keyword;	/* with SMTP_ARGS_KEYWORD */
+	enum smtp_rid	(*handler)(struct smtp_session *, const char *args);
 };
 
 /*
@@ -407,6 +425,10 @@ smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 	s->state = state;
 }
 
+/*
+ * Every reply goes out here, counted once by class; a multi-line reply
+ * comes as one string, its lines joined by CRLF.
+ */
 static void
 smtp_reply_raw(struct smtp_session *s, const char *line)
 {
@@ -467,29 +489,23 @@ smtp_tx_reset(struct smtp_session *s)
 
 /* ---- commands ---- */
 
-static void
+/* EHLO/HELO (SMTP_ARGS_SOME: the name is there). */
+static enum smtp_rid
 smtp_greet(struct smtp_session *s, const char *args, bool esmtp)
 {
 	const struct config *cf = s->srv->cf;
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char lines[1024];
 
-	if (*args == '\0') {
-		smtp_reply(s, SMTP_R_SYNTAX);
-		return;
-	}
 	/* Kept raw (bounded); escaped wherever it is shown. */
 	util_copy(s->helo, sizeof(s->helo), args);
 	s->esmtp = esmtp;
 	smtp_tx_reset(s);
 	smtp_enter_state(s, SMTP_ST_IDLE);
-	metrics_inc(M_SMTP_REPLIES_2XX);	/* written here, not by smtp_reply */
 	if (!esmtp) {
-		evbuffer_add_printf(out, "250 %s\r\n", cf->hostname);
-		return;
+		snprintf(lines, sizeof(lines), "250 %s", cf->hostname);
+		smtp_reply_raw(s, lines);
+		return SMTP_R_NONE;
 	}
-	evbuffer_add_printf(out, "250-%s\r\n", cf->hostname);
-	if (tls_server_enabled(s->srv->tls) && !s->tls)
-		evbuffer_add_printf(out, "250-STARTTLS\r\n");
 	/*
 	 * SIZE is never above what the primary takes; SMTPUTF8 only while
 	 * the primary is not known to lack it (its addresses would be
@@ -497,7 +513,9 @@ smtp_greet(struct smtp_session *s, const char *args, bool esmtp)
 	 * 8BITMIME stays: 8-bit bodies pass everywhere in practice.
 	 */
 	s->utf8_offered = queue_primary_has_smtputf8(s->srv->queue);
-	evbuffer_add_printf(out,
+	snprintf(lines, sizeof(lines),
+	    "250-%s\r\n"
+	    "%s"
 	    "250-PIPELINING\r\n"
 	    "250-SIZE %" PRIu64 "\r\n"
 	    "250-ENHANCEDSTATUSCODES\r\n"
@@ -505,20 +523,24 @@ smtp_greet(struct smtp_session *s, const char *args, bool esmtp)
 	    "%s"
 	    "250-DSN\r\n"
 	    "250-ETRN\r\n"
-	    "250 CHUNKING\r\n", queue_size_limit(s->srv->queue),
+	    "250 CHUNKING", cf->hostname,
+	    tls_server_enabled(s->srv->tls) && !s->tls ?
+	    "250-STARTTLS\r\n" : "", queue_size_limit(s->srv->queue),
 	    s->utf8_offered ? "250-SMTPUTF8\r\n" : "");
+	smtp_reply_raw(s, lines);
+	return SMTP_R_NONE;
 }
 
-static void
+static enum smtp_rid
 smtp_cmd_ehlo(struct smtp_session *s, const char *args)
 {
-	smtp_greet(s, args, true);
+	return smtp_greet(s, args, true);
 }
 
-static void
+static enum smtp_rid
 smtp_cmd_helo(struct smtp_session *s, const char *args)
 {
-	smtp_greet(s, args, false);
+	return smtp_greet(s, args, false);
 }
 
 /* Find "FROM:" / "TO:" (any case, spaces allowed before the path). */
@@ -577,32 +599,123 @@ smtp_addr_is_ascii(const char *addr)
 	return true;
 }
 
-static void
-smtp_cmd_mail(struct smtp_session *s, const char *args)
+/*
+ * MAIL FROM parameters, one row each: whether a value must be there (and
+ * the reply when it is not as the row says), then a check that applies it
+ * to the envelope and returns SMTP_R_OK or the refusal.
+ */
+enum smtp_value { SMTP_VALUE_ANY, SMTP_VALUE_NONE, SMTP_VALUE_NEEDED };
+
+struct smtp_mail_param {
+	const char	*keyword;
+	enum smtp_value	 value;
+	enum smtp_rid	 bad_value;
+	enum smtp_rid	(*apply)(struct smtp_session *, struct envelope *,
+			    const char *value);
+};
+
+static enum smtp_rid
+smtp_mail_size(struct smtp_session *s, struct envelope *env, const char *v)
+{
+	uint64_t size, limit = queue_size_limit(s->srv->queue);
+
+	(void)env;
+	if (util_parse_u64(v, &size) == -1)
+		return SMTP_R_SYNTAX;
+	if (size > limit) {
+		if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LARGE]))
+			log_info("sess=%016" PRIx64 " message too large "
+			    "claim=%" PRIu64 " limit=%" PRIu64, s->id, size,
+			    limit);
+		return SMTP_R_SIZE;
+	}
+	return SMTP_R_OK;
+}
+
+static enum smtp_rid
+smtp_mail_body(struct smtp_session *s, struct envelope *env, const char *v)
+{
+	(void)s;
+	if (util_strcaseeq(v, "8BITMIME"))
+		env->body_8bit = true;
+	else if (!util_strcaseeq(v, "7BIT"))
+		return SMTP_R_BODY_TYPE;
+	return SMTP_R_OK;
+}
+
+static enum smtp_rid
+smtp_mail_utf8(struct smtp_session *s, struct envelope *env, const char *v)
+{
+	(void)v;
+	if (!s->utf8_offered)
+		return SMTP_R_PARAM;
+	env->smtputf8 = true;
+	return SMTP_R_OK;
+}
+
+static enum smtp_rid
+smtp_mail_ret(struct smtp_session *s, struct envelope *env, const char *v)
+{
+	(void)s;
+	if (!util_strcaseeq(v, "FULL") && !util_strcaseeq(v, "HDRS"))
+		return SMTP_R_PARAM;
+	envelope_set_str(&env->ret, v);
+	return SMTP_R_OK;
+}
+
+static enum smtp_rid
+smtp_mail_envid(struct smtp_session *s, struct envelope *env, const char *v)
+{
+	(void)s;
+	if (strlen(v) > 100 || !smtp_value_is_xtext(v))	/* RFC 3461 4.4 */
+		return SMTP_R_PARAM;
+	envelope_set_str(&env->envid, v);
+	return SMTP_R_OK;
+}
+
+static const struct smtp_mail_param smtp_mail_params[] = {
+	{ "SIZE", SMTP_VALUE_NEEDED, SMTP_R_SYNTAX, smtp_mail_size },
+	{ "BODY", SMTP_VALUE_ANY, SMTP_R_BODY_TYPE, smtp_mail_body },
+	{ "SMTPUTF8", SMTP_VALUE_NONE, SMTP_R_PARAM, smtp_mail_utf8 },
+	{ "RET", SMTP_VALUE_ANY, SMTP_R_PARAM, smtp_mail_ret },
+	{ "ENVID", SMTP_VALUE_NEEDED, SMTP_R_PARAM, smtp_mail_envid },
+};
+
+/* One parameter: its row, its value's presence, then the row's check. */
+static enum smtp_rid
+smtp_mail_param(struct smtp_session *s, struct envelope *env,
+    const struct smtp_param *pm)
+{
+	const struct smtp_mail_param *row;
+	size_t i;
+
+	for (i = 0; i < UTIL_ARRAY_LEN(smtp_mail_params); i++) {
+		row = &smtp_mail_params[i];
+		if (strcmp(pm->keyword, row->keyword) != 0)
+			continue;
+		if ((row->value == SMTP_VALUE_NONE && pm->has_value) ||
+		    (row->value == SMTP_VALUE_NEEDED && !pm->has_value))
+			return row->bad_value;
+		return row->apply(s, env, pm->value);
+	}
+	return SMTP_R_PARAM;
+}
+
+/* Screening and spool space first: a deferred sender learns nothing. */
+static enum smtp_rid
+smtp_mail_admit(struct smtp_session *s)
 {
 	const struct config *cf = s->srv->cf;
-	struct smtp_param params[SMTP_PARAMS_MAX];
-	struct smtp_path path;
-	struct envelope *env;
-	const char *p, *rest;
-	char esc[LOG_ESCAPE_MAX];
-	int i, n;
-
 	const char *why;
 	int64_t free_bytes;
 
-	if ((p = smtp_after_keyword(args, "FROM:")) == NULL) {
-		smtp_reply(s, SMTP_R_SYNTAX);
-		return;
-	}
 	if (screen_message(s->srv->screen, (struct sockaddr *)&s->sa, &why) ==
 	    SCREEN_DEFER) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_DEFERRED]))
 			log_info("sess=%016" PRIx64 " deferred addr=%s "
 			    "reason=\"%s\"", s->id, s->addr, why);
 		metrics_inc(M_SCREEN_LIMIT);
-		smtp_reply(s, SMTP_R_MSG_RATE);
-		return;
+		return SMTP_R_MSG_RATE;
 	}
 	free_bytes = spool_free_bytes(s->srv->spool);
 	if (free_bytes >= 0 && (uint64_t)free_bytes < cf->min_free) {
@@ -610,84 +723,58 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 			log_warnx("sess=%016" PRIx64 " deferred reason=\"spool "
 			    "below min_free\" free=%lld", s->id,
 			    (long long)free_bytes);
-		smtp_reply(s, SMTP_R_SPOOL_LOW);
-		return;
+		return SMTP_R_SPOOL_LOW;
 	}
+	return SMTP_R_OK;
+}
+
+/* MAIL, args after "FROM:". */
+static enum smtp_rid
+smtp_cmd_mail(struct smtp_session *s, const char *p)
+{
+	struct smtp_param params[SMTP_PARAMS_MAX];
+	struct smtp_path path;
+	struct envelope *env;
+	const char *rest;
+	char esc[LOG_ESCAPE_MAX];
+	enum smtp_rid rid;
+	int i, n;
+
+	if ((rid = smtp_mail_admit(s)) != SMTP_R_OK)
+		return rid;
 	if (smtp_proto_parse_path(p, &path, &rest) == SMTP_PATH_SYNTAX) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_BAD_PATH]))
 			log_info("sess=%016" PRIx64 " bad sender addr=%s "
 			    "path=%s", s->id, s->addr,
 			    log_escape(p, strlen(p), esc, sizeof(esc)));
-		smtp_reply(s, SMTP_R_BAD_SENDER);
-		return;
+		return SMTP_R_BAD_SENDER;
 	}
 	if ((n = smtp_proto_parse_params(rest, params, SMTP_PARAMS_MAX)) ==
-	    -1) {
-		smtp_reply(s, SMTP_R_SYNTAX);
-		return;
-	}
+	    -1)
+		return SMTP_R_SYNTAX;
 	env = envelope_new();
 	envelope_set_str(&env->sender, path.is_null ? "" : path.mailbox);
-	for (i = 0; i < n; i++) {
-		const struct smtp_param *pm = &params[i];
-		uint64_t size;
-
-		if (strcmp(pm->keyword, "SIZE") == 0) {
-			if (!pm->has_value ||
-			    util_parse_u64(pm->value, &size) == -1) {
-				smtp_reply(s, SMTP_R_SYNTAX);
-				goto fail;
-			}
-			if (size > queue_size_limit(s->srv->queue)) {
-				if (log_limit_ok(&smtp_ll[SMTP_LL_TOO_LARGE]))
-					log_info("sess=%016" PRIx64 " message "
-					    "too large claim=%" PRIu64
-					    " limit=%" PRIu64, s->id, size,
-					    queue_size_limit(s->srv->queue));
-				smtp_reply(s, SMTP_R_SIZE);
-				goto fail;
-			}
-		} else if (strcmp(pm->keyword, "BODY") == 0) {
-			if (util_strcaseeq(pm->value, "8BITMIME"))
-				env->body_8bit = true;
-			else if (!util_strcaseeq(pm->value, "7BIT")) {
-				smtp_reply(s, SMTP_R_BODY_TYPE);
-				goto fail;
-			}
-		} else if (strcmp(pm->keyword, "SMTPUTF8") == 0 &&
-		    !pm->has_value && s->utf8_offered) {
-			env->smtputf8 = true;
-		} else if (strcmp(pm->keyword, "RET") == 0 &&
-		    (util_strcaseeq(pm->value, "FULL") ||
-		    util_strcaseeq(pm->value, "HDRS"))) {
-			envelope_set_str(&env->ret, pm->value);
-		} else if (strcmp(pm->keyword, "ENVID") == 0 &&
-		    pm->has_value && strlen(pm->value) <= 100 &&
-		    smtp_value_is_xtext(pm->value)) {
-			envelope_set_str(&env->envid, pm->value);
-		} else {
-			smtp_reply(s, SMTP_R_PARAM);
-			goto fail;
-		}
-	}
-	if (!env->smtputf8 && !smtp_addr_is_ascii(env->sender)) {
+	for (i = 0; i < n && rid == SMTP_R_OK; i++)
+		rid = smtp_mail_param(s, env, &params[i]);
+	if (rid == SMTP_R_OK && !env->smtputf8 &&
+	    !smtp_addr_is_ascii(env->sender)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_BAD_PATH]))
 			log_info("sess=%016" PRIx64 " non-ASCII sender without "
 			    "SMTPUTF8 addr=%s from=%s", s->id, s->addr,
 			    log_addr(env->sender, esc, sizeof(esc)));
-		smtp_reply(s, SMTP_R_NEED_UTF8);
-		goto fail;
+		rid = SMTP_R_NEED_UTF8;
+	}
+	if (rid != SMTP_R_OK) {
+		envelope_free(env);
+		return rid;
 	}
 	smtp_tx_reset(s);
 	s->tx = xcalloc(1, sizeof(*s->tx));
 	s->tx->env = env;
 	smtp_enter_state(s, SMTP_ST_MAIL);
-	smtp_reply(s, SMTP_R_SENDER_OK);
 	smtp_trace(s, "mail from=%s", log_addr(env->sender, esc,
 	    sizeof(esc)));
-	return;
-fail:
-	envelope_free(env);
+	return SMTP_R_SENDER_OK;
 }
 
 static bool
@@ -711,39 +798,33 @@ smtp_is_notify(const char *v)
 	return !(never && other);
 }
 
-static void
-smtp_cmd_rcpt(struct smtp_session *s, const char *args)
+static enum smtp_rid
+smtp_cmd_rcpt(struct smtp_session *s, const char *p)
 {
 	const struct config *cf = s->srv->cf;
 	struct smtp_param params[SMTP_PARAMS_MAX];
 	struct envelope *env = s->tx->env;
 	struct smtp_path path;
-	const char *p, *rest, *notify = NULL, *orcpt = NULL;
+	const char *rest, *notify = NULL, *orcpt = NULL;
 	char esc[LOG_ESCAPE_MAX];
 	enum smtp_path_status st;
 	size_t i;
 	int n, k;
 
-	if ((p = smtp_after_keyword(args, "TO:")) == NULL) {
-		smtp_reply(s, SMTP_R_SYNTAX);
-		return;
-	}
 	st = smtp_proto_parse_path(p, &path, &rest);
 	if (st == SMTP_PATH_SYNTAX || path.is_null) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_BAD_RCPT]))
 			log_info("sess=%016" PRIx64 " bad recipient addr=%s "
 			    "path=%s", s->id, s->addr,
 			    log_escape(p, strlen(p), esc, sizeof(esc)));
-		smtp_reply(s, SMTP_R_BAD_RCPT);
-		return;
+		return SMTP_R_BAD_RCPT;
 	}
 	if (!env->smtputf8 && !smtp_addr_is_ascii(path.mailbox)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_BAD_RCPT]))
 			log_info("sess=%016" PRIx64 " non-ASCII recipient without "
 			    "SMTPUTF8 addr=%s rcpt=%s", s->id, s->addr,
 			    log_addr(path.mailbox, esc, sizeof(esc)));
-		smtp_reply(s, SMTP_R_NEED_UTF8);
-		return;
+		return SMTP_R_NEED_UTF8;
 	}
 	if (st == SMTP_PATH_ROUTED ||
 	    (!path.is_postmaster && !config_is_our_domain(cf, path.domain))) {
@@ -751,8 +832,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 			log_info("sess=%016" PRIx64 " relay denied addr=%s "
 			    "rcpt=%s", s->id, s->addr,
 			    log_addr(path.mailbox, esc, sizeof(esc)));
-		smtp_reply(s, SMTP_R_RELAY);
-		return;
+		return SMTP_R_RELAY;
 	}
 	if (s->dnsbl_weight >= cf->dnsbl_threshold) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_DNSBL_RCPT]))
@@ -760,14 +840,11 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 			    "reason=dnsbl zone=%s weight=%u", s->id, s->addr,
 			    s->dnsbl_zone, s->dnsbl_weight);
 		metrics_inc(M_SCREEN_DNSBL);
-		smtp_reply(s, SMTP_R_DNSBL);
-		return;
+		return SMTP_R_DNSBL;
 	}
 	if ((n = smtp_proto_parse_params(rest, params, SMTP_PARAMS_MAX)) ==
-	    -1) {
-		smtp_reply(s, SMTP_R_SYNTAX);
-		return;
-	}
+	    -1)
+		return SMTP_R_SYNTAX;
 	for (k = 0; k < n; k++) {
 		const struct smtp_param *pm = &params[k];
 
@@ -777,27 +854,21 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		else if (strcmp(pm->keyword, "ORCPT") == 0 &&
 		    pm->has_value && smtp_is_orcpt(pm->value))
 			orcpt = pm->value;
-		else {
-			smtp_reply(s, SMTP_R_PARAM);
-			return;
-		}
+		else
+			return SMTP_R_PARAM;
 	}
 	/* The primary gets the canonical form: no trailing root dot. */
 	if (!path.is_postmaster && (i = strlen(path.mailbox)) > 0 &&
 	    path.mailbox[i - 1] == '.')
 		path.mailbox[i - 1] = '\0';
 	for (i = 0; i < env->nrcpt; i++)
-		if (strcmp(env->rcpts[i].addr, path.mailbox) == 0) {
-			smtp_reply(s, SMTP_R_RCPT_OK);	/* duplicate: once */
-			return;
-		}
-	if (env->nrcpt >= cf->max_recipients) {
-		smtp_reply(s, SMTP_R_TOO_MANY_RCPT);
-		return;
-	}
+		if (strcmp(env->rcpts[i].addr, path.mailbox) == 0)
+			return SMTP_R_RCPT_OK;	/* duplicate: once is enough */
+	if (env->nrcpt >= cf->max_recipients)
+		return SMTP_R_TOO_MANY_RCPT;
 	envelope_add_rcpt(env, path.mailbox, notify, orcpt);
 	smtp_enter_state(s, SMTP_ST_RCPT);
-	smtp_reply(s, SMTP_R_RCPT_OK);
+	return SMTP_R_RCPT_OK;
 }
 
 /* Open the spool handle and write our Received header first. */
@@ -843,22 +914,17 @@ smtp_tx_open(struct smtp_session *s)
 	return 0;
 }
 
-static void
+static enum smtp_rid
 smtp_cmd_data(struct smtp_session *s, const char *args)
 {
-	if (*args != '\0') {
-		smtp_reply(s, SMTP_R_SYNTAX);
-		return;
-	}
-	if (smtp_tx_open(s) == -1) {
-		smtp_reply(s, errno == ENOSPC ? SMTP_R_NOSPACE : SMTP_R_IO);
-		return;
-	}
-	smtp_data_init(&s->tx->data, true);
+	(void)args;
+	if (smtp_tx_open(s) == -1)
+		return errno == ENOSPC ? SMTP_R_NOSPACE : SMTP_R_IO;
+	smtp_proto_data_init(&s->tx->data, true);
 	s->data_start = time(NULL);
 	s->data_in = 0;
 	smtp_enter_state(s, SMTP_ST_DATA);
-	smtp_reply(s, SMTP_R_DATA_GO);
+	return SMTP_R_DATA_GO;
 }
 
 /* Parse "size [LAST]"; -1 on bad syntax. */
@@ -881,46 +947,20 @@ smtp_bdat_parse(const char *args, uint64_t *size, bool *last)
 	return util_parse_u64(sizestr, size);
 }
 
-/*
- * A BDAT we refuse still has its chunk on the wire: it must be read and
- * dropped, or its bytes would be taken as commands (smuggling).  When even
- * the size is unreadable, the stream cannot be resynchronised: hang up.
- */
-static void
-smtp_bdat_refuse(struct smtp_session *s, const char *args,
-    enum smtp_rid rid)
-{
-	uint64_t size;
-	bool last;
-
-	if (smtp_bdat_parse(args, &size, &last) == -1) {
-		smtp_reply(s, SMTP_R_SYNTAX);
-		if (log_limit_ok(&smtp_ll[SMTP_LL_BDAT]))
-			log_info("sess=%016" PRIx64 " bad BDAT size, closing",
-			    s->id);
-		smtp_reply(s, SMTP_R_BAD_BDAT);
-		return;
-	}
-	s->discard = size;
-	smtp_reply(s, rid);
-}
-
-static void
+/* BDAT, its arguments checked by dispatch (SMTP_ARGS_CHUNK). */
+static enum smtp_rid
 smtp_cmd_bdat(struct smtp_session *s, const char *args)
 {
 	uint64_t size;
 	bool last;
 
-	if (smtp_bdat_parse(args, &size, &last) == -1) {
-		smtp_bdat_refuse(s, args, SMTP_R_SYNTAX);
-		return;
-	}
+	(void)smtp_bdat_parse(args, &size, &last);
 	if (s->tx->msg == NULL) {
 		if (smtp_tx_open(s) == -1) {
 			s->tx->error = SMTP_TX_IO;
 			s->tx->io_errno = errno;
 		}
-		smtp_data_init(&s->tx->data, false);
+		smtp_proto_data_init(&s->tx->data, false);
 		s->tx->bdat = true;
 		s->data_start = time(NULL);
 		s->data_in = 0;
@@ -928,37 +968,41 @@ smtp_cmd_bdat(struct smtp_session *s, const char *args)
 	s->tx->bdat_left = size;
 	s->tx->bdat_last = last;
 	smtp_enter_state(s, SMTP_ST_BDAT);
+	return SMTP_R_NONE;	/* answered when the chunk is in */
 }
 
-static void
+static enum smtp_rid
 smtp_cmd_rset(struct smtp_session *s, const char *args)
 {
 	(void)args;
 	smtp_tx_reset(s);
 	if (s->state != SMTP_ST_GREET)
 		smtp_enter_state(s, SMTP_ST_IDLE);
-	smtp_reply(s, SMTP_R_RESET);
+	return SMTP_R_RESET;
 }
 
-static void
+static enum smtp_rid
 smtp_cmd_noop(struct smtp_session *s, const char *args)
 {
+	(void)s;
 	(void)args;
-	smtp_reply(s, SMTP_R_OK);
+	return SMTP_R_OK;
 }
 
-static void
+static enum smtp_rid
 smtp_cmd_vrfy(struct smtp_session *s, const char *args)
 {
+	(void)s;
 	(void)args;
-	smtp_reply(s, SMTP_R_VRFY);
+	return SMTP_R_VRFY;
 }
 
-static void
+static enum smtp_rid
 smtp_cmd_help(struct smtp_session *s, const char *args)
 {
+	(void)s;
 	(void)args;
-	smtp_reply(s, SMTP_R_HELP);
+	return SMTP_R_HELP;
 }
 
 static void smtp_read_cb(struct bufferevent *bev, void *arg);
@@ -971,7 +1015,7 @@ static void smtp_event_cb(struct bufferevent *bev, short what, void *arg);
  * The 220 goes out in the clear, then the session continues on a TLS
  * filter over the same socket, back at the greeting stage.
  */
-static void
+static enum smtp_rid
 smtp_cmd_starttls(struct smtp_session *s, const char *args)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
@@ -979,18 +1023,11 @@ smtp_cmd_starttls(struct smtp_session *s, const char *args)
 	struct timeval tv = { (time_t)s->srv->cf->timeout, 0 };
 	SSL *ssl;
 
-	if (*args != '\0') {
-		smtp_reply(s, SMTP_R_SYNTAX);
-		return;
-	}
-	if (s->tls) {
-		smtp_reply(s, SMTP_R_BAD_SEQ);
-		return;
-	}
-	if ((ssl = tls_server_ssl(s->srv->tls)) == NULL) {
-		smtp_reply(s, SMTP_R_NO_TLS);
-		return;
-	}
+	(void)args;
+	if (s->tls)
+		return SMTP_R_BAD_SEQ;
+	if ((ssl = tls_server_ssl(s->srv->tls)) == NULL)
+		return SMTP_R_NO_TLS;
 	smtp_reply(s, SMTP_R_TLS_GO);
 	if (evbuffer_get_length(in) > 0) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_PIPELINED]))
@@ -1004,8 +1041,7 @@ smtp_cmd_starttls(struct smtp_session *s, const char *args)
 	if (f == NULL) {
 		SSL_free(ssl);
 		log_warnx("sess=%016" PRIx64 " tls filter failed", s->id);
-		smtp_reply(s, SMTP_R_SHUTDOWN);
-		return;
+		return SMTP_R_SHUTDOWN;
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_TLS_RAW_HIGHWAT);
@@ -1019,59 +1055,142 @@ smtp_cmd_starttls(struct smtp_session *s, const char *args)
 	s->esmtp = false;
 	smtp_tx_reset(s);
 	smtp_enter_state(s, SMTP_ST_GREET);
+	return SMTP_R_NONE;	/* the 220 went out in the clear */
 }
 
 /* RFC 1985: from the primary's addresses, start a drain at once. */
-static void
+static enum smtp_rid
 smtp_cmd_etrn(struct smtp_session *s, const char *args)
 {
 	const struct config *cf = s->srv->cf;
 
-	if (*args == '\0') {
-		smtp_reply(s, SMTP_R_SYNTAX);
-		return;
-	}
+	(void)args;
 	if (!net_cidr_list_match(cf->etrn_from.v, cf->etrn_from.n,
 	    (struct sockaddr *)&s->sa)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_ETRN]))
 			log_info("sess=%016" PRIx64 " etrn refused addr=%s",
 			    s->id, s->addr);
-		smtp_reply(s, SMTP_R_ETRN_DENIED);
-		return;
+		return SMTP_R_ETRN_DENIED;
 	}
 	log_info("sess=%016" PRIx64 " etrn addr=%s", s->id, s->addr);
 	queue_flush(s->srv->queue, NULL);
-	smtp_reply(s, SMTP_R_ETRN_OK);
+	return SMTP_R_ETRN_OK;
 }
 
-static void
+static enum smtp_rid
 smtp_cmd_quit(struct smtp_session *s, const char *args)
 {
 	(void)args;
-	smtp_reply(s, SMTP_R_BYE);
 	smtp_tx_reset(s);
+	smtp_reply(s, SMTP_R_BYE);
 	smtp_enter_state(s, SMTP_ST_CLOSING);
+	return SMTP_R_NONE;	/* CLOSING: nothing after the 221 */
 }
 
+#define NUL_BAD SMTP_R_BAD_CHARS
+
+/*
+ * Every rule dispatch applies, by verb.  Outside .states the reply is
+ * SMTP_R_NEED_HELO before EHLO/HELO, 503 between BDAT chunks (ending the
+ * transaction, RFC 3030), .in_bdat_tx in an open BDAT transaction and
+ * .wrong_state otherwise.  .nul answers a NUL in an allowed command.
+ */
 static const struct smtp_command smtp_commands[] = {
-	{ "EHLO", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, smtp_cmd_ehlo },
-	{ "HELO", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, smtp_cmd_helo },
-	{ "MAIL", ST(SMTP_ST_IDLE), SMTP_R_NESTED_MAIL, smtp_cmd_mail },
+	{ "EHLO", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, SMTP_R_BAD_SEQ, NUL_BAD,
+	  SMTP_ARGS_SOME, NULL, smtp_cmd_ehlo },
+	{ "HELO", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, SMTP_R_BAD_SEQ, NUL_BAD,
+	  SMTP_ARGS_SOME, NULL, smtp_cmd_helo },
+	{ "MAIL", ST(SMTP_ST_IDLE), SMTP_R_NESTED_MAIL, SMTP_R_NESTED_MAIL,
+	  NUL_BAD, SMTP_ARGS_KEYWORD, "FROM:", smtp_cmd_mail },
+	/* An address with a NUL in it is a relay attempt. */
 	{ "RCPT", ST(SMTP_ST_MAIL) | ST(SMTP_ST_RCPT), SMTP_R_NEED_MAIL,
+	  SMTP_R_NEED_MAIL, SMTP_R_RELAY, SMTP_ARGS_KEYWORD, "TO:",
 	  smtp_cmd_rcpt },
-	{ "DATA", ST(SMTP_ST_RCPT), SMTP_R_NEED_RCPT, smtp_cmd_data },
+	{ "DATA", ST(SMTP_ST_RCPT), SMTP_R_NEED_RCPT, SMTP_R_BAD_SEQ, NUL_BAD,
+	  SMTP_ARGS_NONE, NULL, smtp_cmd_data },
 	{ "BDAT", ST(SMTP_ST_RCPT) | ST(SMTP_ST_BDAT_WAIT), SMTP_R_NEED_RCPT,
-	  smtp_cmd_bdat },
-	{ "RSET", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, smtp_cmd_rset },
-	{ "NOOP", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, smtp_cmd_noop },
+	  SMTP_R_NEED_RCPT, NUL_BAD, SMTP_ARGS_CHUNK, NULL, smtp_cmd_bdat },
+	{ "RSET", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, SMTP_R_BAD_SEQ, NUL_BAD,
+	  SMTP_ARGS_ANY, NULL, smtp_cmd_rset },
+	{ "NOOP", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, SMTP_R_BAD_SEQ, NUL_BAD,
+	  SMTP_ARGS_ANY, NULL, smtp_cmd_noop },
 	{ "VRFY", SMTP_ST_ANY_CMD & ~ST(SMTP_ST_BDAT_WAIT), SMTP_R_BAD_SEQ,
-	  smtp_cmd_vrfy },
+	  SMTP_R_BAD_SEQ, NUL_BAD, SMTP_ARGS_ANY, NULL, smtp_cmd_vrfy },
 	{ "HELP", SMTP_ST_ANY_CMD & ~ST(SMTP_ST_BDAT_WAIT), SMTP_R_BAD_SEQ,
-	  smtp_cmd_help },
-	{ "ETRN", ST(SMTP_ST_IDLE), SMTP_R_BAD_SEQ, smtp_cmd_etrn },
-	{ "STARTTLS", ST(SMTP_ST_IDLE), SMTP_R_BAD_SEQ, smtp_cmd_starttls },
-	{ "QUIT", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, smtp_cmd_quit },
+	  SMTP_R_BAD_SEQ, NUL_BAD, SMTP_ARGS_ANY, NULL, smtp_cmd_help },
+	{ "ETRN", ST(SMTP_ST_IDLE), SMTP_R_BAD_SEQ, SMTP_R_BAD_SEQ, NUL_BAD,
+	  SMTP_ARGS_SOME, NULL, smtp_cmd_etrn },
+	{ "STARTTLS", ST(SMTP_ST_IDLE), SMTP_R_BAD_SEQ, SMTP_R_BAD_SEQ,
+	  NUL_BAD, SMTP_ARGS_NONE, NULL, smtp_cmd_starttls },
+	{ "QUIT", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, SMTP_R_BAD_SEQ, NUL_BAD,
+	  SMTP_ARGS_ANY, NULL, smtp_cmd_quit },
 };
+
+#undef NUL_BAD
+
+/* The refusal of a command outside its states (see smtp_commands). */
+static enum smtp_rid
+smtp_wrong_state(struct smtp_session *s, const struct smtp_command *cmd)
+{
+	if (s->state == SMTP_ST_GREET)
+		return SMTP_R_NEED_HELO;
+	if (s->state == SMTP_ST_BDAT_WAIT) {
+		/* RFC 3030: anything but BDAT/RSET/QUIT ends it. */
+		smtp_tx_reset(s);
+		smtp_enter_state(s, SMTP_ST_IDLE);
+		return SMTP_R_BAD_SEQ;
+	}
+	if (s->tx != NULL && s->tx->bdat)
+		return cmd->in_bdat_tx;
+	return cmd->wrong_state;
+}
+
+/* Arguments against the row's policy; NULL when they break it. */
+static const char *
+smtp_check_args(const struct smtp_command *cmd, const char *args)
+{
+	uint64_t size;
+	bool last;
+
+	switch (cmd->args) {
+	case SMTP_ARGS_ANY:
+		return args;
+	case SMTP_ARGS_NONE:
+		return *args == '\0' ? args : NULL;
+	case SMTP_ARGS_SOME:
+		return *args != '\0' ? args : NULL;
+	case SMTP_ARGS_KEYWORD:
+		return smtp_after_keyword(args, cmd->keyword);
+	case SMTP_ARGS_CHUNK:
+		return smtp_bdat_parse(args, &size, &last) == 0 ? args : NULL;
+	}
+	return NULL;
+}
+
+/*
+ * A refused BDAT still has its chunk on the wire: it must be read and
+ * dropped, or its bytes would be taken as commands (smuggling).  When even
+ * the size is unreadable, the stream cannot be resynchronised: hang up.
+ */
+static void
+smtp_refuse(struct smtp_session *s, const struct smtp_command *cmd,
+    const char *args, enum smtp_rid rid)
+{
+	uint64_t size;
+	bool last;
+
+	if (cmd->args == SMTP_ARGS_CHUNK) {
+		if (smtp_bdat_parse(args, &size, &last) == -1) {
+			smtp_reply(s, SMTP_R_SYNTAX);
+			if (log_limit_ok(&smtp_ll[SMTP_LL_BDAT]))
+				log_info("sess=%016" PRIx64 " bad BDAT size, "
+				    "closing", s->id);
+			rid = SMTP_R_BAD_BDAT;
+		} else
+			s->discard = size;
+	}
+	smtp_reply(s, rid);
+}
 
 /* The one place that answers 500/501/503 for a command line. */
 static void
@@ -1079,51 +1198,26 @@ smtp_dispatch(struct smtp_session *s, const char *line, size_t len)
 {
 	char verb[SMTP_VERB_MAX], esc[LOG_ESCAPE_MAX];
 	const struct smtp_command *cmd = NULL;
-	const char *args;
+	const char *args, *rest;
+	enum smtp_rid rid;
 	size_t i;
 
 	smtp_trace(s, "cmd=%s", log_escape(line, len, esc, sizeof(esc)));
-	if (smtp_proto_split(line, verb, sizeof(verb), &args) == -1) {
+	if (smtp_proto_split(line, verb, sizeof(verb), &args) == 0)
+		for (i = 0; i < UTIL_ARRAY_LEN(smtp_commands); i++)
+			if (strcmp(smtp_commands[i].verb, verb) == 0)
+				cmd = &smtp_commands[i];
+	if (cmd == NULL)
 		smtp_reply(s, SMTP_R_UNKNOWN);
-		return;
-	}
-	for (i = 0; i < UTIL_ARRAY_LEN(smtp_commands); i++)
-		if (strcmp(smtp_commands[i].verb, verb) == 0) {
-			cmd = &smtp_commands[i];
-			break;
-		}
-	if (cmd == NULL) {
-		smtp_reply(s, SMTP_R_UNKNOWN);
-		return;
-	}
-	if (memchr(line, '\0', len) != NULL) {
-		/* An address with a NUL in it is a relay attempt. */
-		smtp_reply(s, strcmp(verb, "RCPT") == 0 &&
-		    (s->state == SMTP_ST_MAIL || s->state == SMTP_ST_RCPT) ?
-		    SMTP_R_RELAY : SMTP_R_BAD_CHARS);
-		return;
-	}
-	if ((cmd->states & ST(s->state)) == 0) {
-		enum smtp_rid rid = cmd->wrong_state;
-
-		if (s->state == SMTP_ST_GREET && cmd->handler != smtp_cmd_ehlo)
-			rid = SMTP_R_NEED_HELO;
-		else if (s->state == SMTP_ST_BDAT_WAIT) {
-			/* RFC 3030: anything but BDAT/RSET/QUIT ends the
-			 * transaction. */
-			smtp_tx_reset(s);
-			smtp_enter_state(s, SMTP_ST_IDLE);
-			rid = SMTP_R_BAD_SEQ;
-		} else if (cmd->handler == smtp_cmd_data &&
-		    s->tx != NULL && s->tx->bdat)
-			rid = SMTP_R_BAD_SEQ;
-		if (cmd->handler == smtp_cmd_bdat)
-			smtp_bdat_refuse(s, args, rid);
-		else
-			smtp_reply(s, rid);
-		return;
-	}
-	cmd->handler(s, args);
+	else if (memchr(line, '\0', len) != NULL)
+		smtp_reply(s, (cmd->states & ST(s->state)) != 0 ? cmd->nul :
+		    SMTP_R_BAD_CHARS);
+	else if ((cmd->states & ST(s->state)) == 0)
+		smtp_refuse(s, cmd, args, smtp_wrong_state(s, cmd));
+	else if ((rest = smtp_check_args(cmd, args)) == NULL)
+		smtp_refuse(s, cmd, args, SMTP_R_SYNTAX);
+	else if ((rid = cmd->handler(s, rest)) != SMTP_R_NONE)
+		smtp_reply(s, rid);
 }
 
 /* ---- message content ---- */
@@ -1274,8 +1368,8 @@ smtp_content_in(struct smtp_session *s, struct evbuffer *in)
 	if (s->state == SMTP_ST_BDAT && take > tx->bdat_left)
 		take = (size_t)tx->bdat_left;
 	p = evbuffer_pullup(in, (ssize_t)take);
-	used = smtp_data_feed(&tx->data, (const char *)p, take, s->srv->scratch,
-	    &outlen);
+	used = smtp_proto_data_feed(&tx->data, (const char *)p, take,
+	    s->srv->scratch, &outlen);
 	evbuffer_drain(in, used);
 	s->data_in += used;
 	if (smtp_too_slow(s)) {
@@ -1309,7 +1403,7 @@ smtp_content_in(struct smtp_session *s, struct evbuffer *in)
 			smtp_tx_end(s);	/* answers the error, resets */
 		return true;
 	}
-	outlen = smtp_data_finish(&tx->data, s->srv->scratch);
+	outlen = smtp_proto_data_finish(&tx->data, s->srv->scratch);
 	smtp_tx_write(s, s->srv->scratch, outlen);
 	smtp_tx_end(s);
 	return true;
@@ -1603,6 +1697,7 @@ smtp_banner_maybe(struct smtp_session *s)
 {
 	const struct config *cf = s->srv->cf;
 	struct timeval tv = { (time_t)cf->timeout, 0 };
+	char banner[512];
 
 	if (s->state != SMTP_ST_CONNECT || s->wait_dns || s->wait_dnsbl ||
 	    s->wait_greet)
@@ -1620,9 +1715,9 @@ smtp_banner_maybe(struct smtp_session *s)
 		return;
 	}
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
-	metrics_inc(M_SMTP_REPLIES_2XX);
-	evbuffer_add_printf(bufferevent_get_output(s->bev),
-	    "220 %s ESMTP holdfast\r\n", cf->hostname);
+	snprintf(banner, sizeof(banner), "220 %s ESMTP holdfast",
+	    cf->hostname);
+	smtp_reply_raw(s, banner);
 	smtp_enter_state(s, SMTP_ST_GREET);
 	smtp_process(s);
 }

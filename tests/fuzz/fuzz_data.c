@@ -48,31 +48,31 @@ fuzz_xtext(const char *line)
 /* Decode whole and in input-chosen pieces; both must agree. */
 static size_t
 fuzz_data(bool dot, const char *in, size_t len, char *out, uint8_t seed,
-    struct smtp_data *d)
+    struct smtp_proto_data *d)
 {
-	struct smtp_data d2;
+	struct smtp_proto_data d2;
 	size_t off = 0, n, got, chunk, total = 0, consumed;
 
-	smtp_data_init(d, dot);
-	consumed = smtp_data_feed(d, in, len, out, &got);
+	smtp_proto_data_init(d, dot);
+	consumed = smtp_proto_data_feed(d, in, len, out, &got);
 	FUZZ_ASSERT(got <= 2 * len + 4);
 	FUZZ_ASSERT(consumed == len || d->done);
-	got += smtp_data_finish(d, out + got);
+	got += smtp_proto_data_finish(d, out + got);
 	FUZZ_ASSERT(d->out_total == got);
 	fuzz_canonical(out, got);
 
-	smtp_data_init(&d2, dot);
+	smtp_proto_data_init(&d2, dot);
 	while (off < len && !d2.done) {
 		chunk = 1 + (seed + off * 7) % 13;
 		if (chunk > len - off)
 			chunk = len - off;
-		n = smtp_data_feed(&d2, in + off, chunk, fz_out2 + total,
+		n = smtp_proto_data_feed(&d2, in + off, chunk, fz_out2 + total,
 		    &got);
 		FUZZ_ASSERT(got <= 2 * chunk + 4);
 		total += got;
 		off += n;
 	}
-	total += smtp_data_finish(&d2, fz_out2 + total);
+	total += smtp_proto_data_finish(&d2, fz_out2 + total);
 	FUZZ_ASSERT(off == consumed && d2.done == d->done);
 	FUZZ_ASSERT(total == d->out_total);
 	FUZZ_ASSERT(memcmp(out, fz_out2, total) == 0);
@@ -86,7 +86,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *in = (const char *)data;
 	struct smtp_received rcv;
-	struct smtp_data d;
+	struct smtp_proto_data d;
 	char hdr[2048];
 	size_t n, m, i, crlf;
 	bool bol;
@@ -109,8 +109,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	m = smtp_proto_dotstuff(&bol, fz_out, n, fz_stuffed);
 	FUZZ_ASSERT(m <= 2 * n);
 	memcpy(fz_stuffed + m, ".\r\n", 3);
-	smtp_data_init(&d, true);
-	FUZZ_ASSERT(smtp_data_feed(&d, fz_stuffed, m + 3, fz_back, &i) ==
+	smtp_proto_data_init(&d, true);
+	FUZZ_ASSERT(smtp_proto_data_feed(&d, fz_stuffed, m + 3, fz_back, &i) ==
 	    m + 3);
 	FUZZ_ASSERT(d.done && i == n && memcmp(fz_back, fz_out, n) == 0);
 

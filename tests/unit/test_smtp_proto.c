@@ -507,7 +507,7 @@ test_reply_fmt(void)
 /*
  * DATA decoding helpers.  decode() feeds in whole (mode 0), byte by byte
  * (mode 1) or in random chunks (mode 2), checks the per-call output bound,
- * and calls smtp_data_finish() at the end.
+ * and calls smtp_proto_data_finish() at the end.
  */
 struct dres {
 	char		*out;
@@ -522,28 +522,28 @@ struct dres {
 static bool
 decode(bool dot, const char *in, size_t len, int mode, struct dres *r)
 {
-	struct smtp_data d;
+	struct smtp_proto_data d;
 	size_t off = 0, chunk, n, got;
 	bool ok = true;
 
 	r->out = malloc(2 * len + 8);
 	r->outlen = 0;
-	smtp_data_init(&d, dot);
+	smtp_proto_data_init(&d, dot);
 	while (off < len && !d.done) {
 		chunk = len - off;
 		if (mode == 1)
 			chunk = 1;
 		else if (mode == 2 && chunk > 1)
 			chunk = 1 + rng() % (chunk < 64 ? chunk : 64);
-		n = smtp_data_feed(&d, in + off, chunk, r->out + r->outlen,
-		    &got);
+		n = smtp_proto_data_feed(&d, in + off, chunk,
+		    r->out + r->outlen, &got);
 		if (got > 2 * chunk + 4 || n > chunk ||
 		    (n < chunk && !d.done))
 			ok = false;
 		r->outlen += got;
 		off += n;
 	}
-	r->outlen += smtp_data_finish(&d, r->out + r->outlen);
+	r->outlen += smtp_proto_data_finish(&d, r->out + r->outlen);
 	r->consumed = off;
 	r->done = d.done;
 	r->in_headers = d.in_headers;
@@ -713,7 +713,7 @@ test_data(void)
 		{ true, S("a\r\n\r\n.\r\n"), S("a\r\n\r\n"), true, SIZE_MAX },
 		{ true, S("a\n\r\n.\r\n"), S("a\r\n\r\n"), true, SIZE_MAX },
 		{ true, S("a\r\n.\r\n.\r\n"), S("a\r\n"), true, 6 },
-		/* Not ended: smtp_data_finish() flushes. */
+		/* Not ended: smtp_proto_data_finish() flushes. */
 		{ true, S("\n.\r\n"), S("\r\n.\r\n"), false, SIZE_MAX },
 		{ true, S("\n.\n"), S("\r\n.\r\n"), false, SIZE_MAX },
 		{ true, S("\r.\r"), S(" . \r\n"), false, SIZE_MAX },
