@@ -1027,7 +1027,7 @@ smtp_cmd_etrn(struct smtp_session *s, const char *args)
 		smtp_reply(s, SMTP_R_SYNTAX);
 		return;
 	}
-	if (!net_cidr_list_match(cf->etrn_from.v, cf->etrn_from.n,
+	if (!net_cidrs_match(cf->etrn_from_nets.v, cf->etrn_from_nets.n,
 	    (struct sockaddr *)&s->sa)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_ETRN]))
 			log_info("sess=%016" PRIx64 " etrn refused addr=%s",
@@ -1853,8 +1853,8 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		return;
 	}
 	/* Nothing of a PROXY header is believed from anyone else. */
-	if (!net_cidr_list_match(srv->cf->proxy_from.v, srv->cf->proxy_from.n,
-	    sa)) {
+	if (!net_cidrs_match(srv->cf->proxy_from_nets.v,
+	    srv->cf->proxy_from_nets.n, sa)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_UNTRUSTED])) {
 			smtp_log_connected(s);
 			log_info("sess=%016" PRIx64 " PROXY from untrusted addr=%s, "
@@ -1895,39 +1895,31 @@ smtp_server_new(struct event_base *base, const struct config *cf,
 	srv->queue = q;
 	TAILQ_INIT(&srv->sessions);
 	srv->scratch = xmalloc(2 * SMTP_DATA_CHUNK + 4);
-	srv->listeners = xcalloc(cf->listen.n, sizeof(*srv->listeners));
+	srv->listeners = xcalloc(cf->listen_addrs.n, sizeof(*srv->listeners));
 	if ((srv->screen = screen_new(base, cf)) == NULL)
 		goto fail;
-	for (i = 0; i < cf->listen.n; i++) {
+	for (i = 0; i < cf->listen_addrs.n; i++) {
+		const struct config_sockaddr *la = &cf->listen_addrs.v[i];
 		struct smtp_listener *sl = &srv->listeners[srv->nlisteners];
-		struct sockaddr_storage ss;
-		socklen_t sslen;
 		struct evconnlistener *l;
-		char addr[NET_ADDR_MAX + 16];
 
-		if (config_listen_split(cf->listen.v[i], addr, sizeof(addr),
-		    &sl->proxy) == -1 ||
-		    net_parse_hostport(addr, &ss, &sslen) == -1) {
-			log_warnx("listen %s: not address:port",
-			    cf->listen.v[i]);
-			goto fail;
-		}
+		sl->proxy = la->proxy;
 		sl->srv = srv;
 		/* [::]:25 beside 0.0.0.0:25: v6 sockets take v6 only. */
 		l = evconnlistener_new_bind(base, smtp_accept_cb, sl,
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-		    LEV_OPT_CLOSE_ON_EXEC | (ss.ss_family == AF_INET6 ?
-		    LEV_OPT_BIND_IPV6ONLY : 0), 512, (struct sockaddr *)&ss,
-		    (int)sslen);
+		    LEV_OPT_CLOSE_ON_EXEC | (la->ss.ss_family == AF_INET6 ?
+		    LEV_OPT_BIND_IPV6ONLY : 0), 512,
+		    (const struct sockaddr *)&la->ss, (int)la->sslen);
 		if (l == NULL) {
-			log_warn("listen %s", cf->listen.v[i]);
+			log_warn("listen %s", la->text);
 			goto fail;
 		}
 		evconnlistener_set_error_cb(l, smtp_listen_error_cb);
 		sl->l = l;
 		sl->backoff = net_backoff_new(base, l, "smtp");
 		srv->nlisteners++;
-		log_info("smtp listening addr=%s%s", addr,
+		log_info("smtp listening addr=%s%s", la->text,
 		    sl->proxy ? " proxy" : "");
 	}
 	return srv;
