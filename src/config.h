@@ -2,8 +2,11 @@
  * config: the configuration grammar and struct config.
  *
  * One INI-style file ([section], key = value, # comments).  Every key is a
- * row of one table {section, name, type, default, min, max, help}; a load
- * validates everything or fails with "file:line: what is wrong".  The
+ * row of one table {section, name, type, default, min, max, help, typed,
+ * words}; a load validates everything or fails with "file:line: what is
+ * wrong".  Each value is parsed once, at load, into its typed twin
+ * (socket addresses, CIDR arrays, DNSBL rows, enums): consumers never
+ * parse the text again; the text stays for config_print.  The
  * struct is immutable after config_load(); the caller owns it and frees it
  * with config_free().  No sockets, no spool.
  */
