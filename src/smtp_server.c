@@ -261,6 +261,7 @@ struct smtp_server {
 	struct pause		*pause;		/* pause-smtp; may be NULL */
 	/* holdfastctl trace: protocol lines of matching sessions at info */
 	char			 trace_cidr[NET_ADDR_MAX + 8]; /* "": all */
+	struct net_cidr		 trace_net;	/* trace_cidr, parsed */
 	time_t			 trace_until;	/* 0: off */
 };
 
@@ -352,7 +353,6 @@ static bool
 smtp_tracing(struct smtp_session *s)
 {
 	struct smtp_server *srv = s->srv;
-	char *cidr = srv->trace_cidr;
 
 	if (srv->trace_until == 0)
 		return false;
@@ -361,8 +361,8 @@ smtp_tracing(struct smtp_session *s)
 		log_info("trace off reason=expired");
 		return false;
 	}
-	return cidr[0] == '\0' || net_cidr_list_match(&cidr, 1,
-	    (const struct sockaddr *)&s->sa);
+	return srv->trace_cidr[0] == '\0' || net_cidrs_match(&srv->trace_net,
+	    1, (const struct sockaddr *)&s->sa);
 }
 
 static void smtp_trace(struct smtp_session *s, const char *fmt, ...)
@@ -1962,6 +1962,8 @@ smtp_server_trace_set(struct smtp_server *srv, const char *cidr,
 	if (cidr != NULL && (net_cidr_parse(cidr, &c) == -1 ||
 	    util_copy(srv->trace_cidr, sizeof(srv->trace_cidr), cidr) == -1))
 		return -1;
+	if (cidr != NULL)
+		srv->trace_net = c;
 	if (cidr == NULL)
 		srv->trace_cidr[0] = '\0';
 	srv->trace_until = util_now() + (time_t)seconds;
