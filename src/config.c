@@ -147,7 +147,8 @@ static const struct config_key config_keys[] = {
 	{ "primary", "tls_name", CONFIG_T_STRING, OFF(primary_tls_name), "",
 	  0, 0, "name to verify and send as SNI (default: host)" },
 	{ "primary", "source", CONFIG_T_ADDR, OFF(primary_source), "", 0, 0,
-	  "local address the drain binds to (default: the kernel's)" },
+	  "local address the drain binds to (default: the kernel's)",
+	  .typed = OFF(primary_source_addr) },
 	{ "tls", "cert", CONFIG_T_STRING, OFF(tls_cert), "", 0, 0,
 	  "PEM certificate chain for STARTTLS (e.g. fullchain.pem)" },
 	{ "tls", "key", CONFIG_T_STRING, OFF(tls_key), "", 0, 0,
@@ -378,15 +379,15 @@ config_set(struct config *cf, const struct config_key *k, const char *val)
 		if (*val != '\0' && !config_is_hostname(val))
 			return "not a hostname";
 		break;
-	case CONFIG_T_ADDR:
-		if (*val != '\0') {
-			struct sockaddr_storage ss;
-			socklen_t sslen;
+	case CONFIG_T_ADDR: {
+		struct config_sockaddr sa = { .sslen = 0 };
 
-			if (net_addr_parse(val, &ss, &sslen) == -1)
-				return "not an IPv4 or IPv6 address";
-		}
+		if (*val != '\0' &&
+		    net_addr_parse(val, &sa.ss, &sa.sslen) == -1)
+			return "not an IPv4 or IPv6 address";
+		*(struct config_sockaddr *)typed = sa;
 		break;
+	}
 	case CONFIG_T_HOSTPORT: {
 		struct config_sockaddr sa = { .sslen = 0 };
 

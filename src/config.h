@@ -118,6 +118,7 @@ struct config {
 	char			*primary_tls_ca;
 	char			*primary_tls_name;
 	char			*primary_source; /* "" = the kernel's choice */
+	struct config_sockaddr	 primary_source_addr; /* sslen 0: "" */
 	/* [tls] */
 	char			*tls_cert;	/* "" = no STARTTLS */
 	char			*tls_key;

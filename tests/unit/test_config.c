@@ -52,9 +52,12 @@ test_minimal(void)
 	T_CHECK(!config_is_our_domain(cf, "sub.example.org"));
 	T_CHECK(!config_is_our_domain(cf, "example.or"));
 	T_STREQ(cf->primary_source, "");
+	T_CHECK(cf->primary_source_addr.sslen == 0);
 	config_free(cf);
 	cf = load(MINIMAL "source = 127.0.0.2\n", err, sizeof(err));
 	T_CHECK(cf != NULL && strcmp(cf->primary_source, "127.0.0.2") == 0);
+	T_CHECK(cf != NULL && cf->primary_source_addr.sslen ==
+	    sizeof(struct sockaddr_in));
 	config_free(cf);
 	cf = load(MINIMAL "source = 2001:db8::25\n", err, sizeof(err));
 	T_CHECK(cf != NULL && strcmp(cf->primary_source, "2001:db8::25") == 0);
