@@ -4,6 +4,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,8 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "bulk.h"
+#include "commit.h"
 #include "config.h"
 #include "ctl_proto.h"
 #include "drain.h"
@@ -18,8 +21,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
-#include "smtp_proto.h"
+#include "dueheap.h"
 #include "select.h"
+#include "smtp_proto.h"
 #include "spool.h"
 #include "tls.h"
 #include "util.h"
@@ -34,15 +38,22 @@ struct queue_entry {
 	enum spool_area		 area;	/* queue, hold or dead */
 	time_t			 arrival;
 	time_t			 age_base;	/* lifetimes count from here */
-	time_t			 next_due;
+	/* while sendable (queued, not busy): in q->sched by next due time,
+	 * and in q->expiry by the time its lifetime ends */
+	struct dueheap_item	 si, si_exp;
 	uint64_t		 size;
 	uint64_t		 attempts;
 	bool			 null_sender;
 	bool			 busy;	/* with drain or a disk job */
 	bool			 site_wait;	/* waits only for the primary */
 	bool			 refused;	/* dead by a 5xx */
-	TAILQ_ENTRY(queue_entry) entry;	/* oldest first */
+	bool			 rewrite;	/* age_base to be persisted */
+	TAILQ_ENTRY(queue_entry) entry;	/* in q->areas[area] */
+	struct queue_entry	*hnext;	/* q->hash chain */
 };
+
+#define queue_entry_of(it, member) ((struct queue_entry *)(void *) \
+	((char *)(it) - offsetof(struct queue_entry, member)))
 
 TAILQ_HEAD(queue_list, queue_entry);
 
@@ -54,9 +65,21 @@ struct queue {
 	struct drain		*drain;
 	struct dns		*dns;
 	struct tls		*tls;
-	struct queue_list	 entries;	/* every area, oldest first */
-	int			 age_series[SELECT_NBUCKETS]; /* metrics */
+	/*
+	 * The index: one list per area (held and dead are never walked by
+	 * the scheduler), a hash by ID, and the due-heap of the queued
+	 * messages that are not busy.  Nothing on the per-message path
+	 * walks a whole list.
+	 */
+	struct queue_list	 areas[SPOOL_NAREAS];
+	size_t			 count[SPOOL_NAREAS];
+	struct queue_entry	**hash;
+	size_t			 hsize, hcount;
+	struct dueheap		 sched, expiry;
+	uint64_t		 seq;		/* indexing order */
 	size_t			 n;		/* entries in queue/ */
+	struct event		*dispatch_ev;	/* one dispatch per turn */
+	bool			 dispatch_queued;
 	bool			 primary_up;
 	time_t			 primary_since;
 	char			 primary_reply[DRAIN_REPLY_MAX]; /* why down */
@@ -78,10 +101,14 @@ struct queue {
 	size_t			 nstreak;
 	time_t			 refusing_until;	/* 0: not refusing */
 	struct event		*tick;
-	/* commits wait here while a batch is being made durable */
-	struct queue_job	**commit_wait;
-	size_t			 ncommit_wait;
-	bool			 commit_busy;
+	struct commit		*commit;	/* the commit pipeline */
+	struct bulk		*bulk;		/* hold all, release all, ... */
+	struct queue_bulk {
+		struct queue	*q;
+		enum spool_area	 area;
+		int		(*fn)(struct queue *, struct queue_entry *);
+	}			 bulk_hold, bulk_release, bulk_rewrite,
+				 bulk_requeue;
 	/* [notify]: what the notices are about (see queue_watch) */
 	struct notify		*notify;
 	bool			 outage_noticed; /* primary-down sent */
@@ -92,26 +119,13 @@ struct queue {
 	time_t			 next_cert_check;
 	time_t			 cert_noticed;	/* notAfter noticed */
 	time_t			 cert_noticed_at;
+	int			 age_series[SELECT_NBUCKETS]; /* metrics */
 };
 
 #define QUEUE_SPOOL_CHECK_SEC	10	/* free space, for the notice */
 #define QUEUE_CERT_CHECK_SEC	3600	/* the certificate's end */
 #define QUEUE_CERT_WARN_SEC	(14 * 86400)	/* notice that early */
 #define QUEUE_CERT_REPEAT_SEC	86400	/* and again each day */
-
-/*
- * Received messages are committed in batches: every message that arrived
- * while the previous batch was being synced goes in the next one, so the
- * filesystem sync is shared (one syncfs and one queue/ fsync per batch
- * instead of four fsyncs per message).
- */
-#define QUEUE_COMMIT_BATCH	512
-
-struct queue_batch {
-	struct queue		*q;
-	struct queue_job	**jobs;
-	size_t			 n;
-};
 
 #define QUEUE_HOLD_MODE_FILE	"hold-mode"
 #define QUEUE_PRIMARY_FILE	"primary-ehlo"
@@ -128,9 +142,8 @@ enum queue_where {
 	QUEUE_WHERE_GONE,	/* in no area (a delete's rename into tmp/) */
 };
 
-/* A job for the workpool: commit, or an envelope rewrite plus a fate. */
+/* A job for the workpool: an envelope rewrite plus a fate. */
 enum queue_op {
-	QUEUE_OP_COMMIT,
 	QUEUE_OP_REWRITE,	/* deferred: new env in place */
 	QUEUE_OP_SPLIT,		/* refused rcpts to a dead/ copy, rewrite */
 	QUEUE_OP_DELETE,	/* delivered */
@@ -142,7 +155,6 @@ struct queue_job {
 	enum queue_op		 op;
 	struct queue		*q;
 	struct queue_entry	*qe;
-	struct spool_msg	*msg;
 	struct envelope		*env;
 	char			*envtext;
 	size_t			 envlen;
@@ -152,11 +164,18 @@ struct queue_job {
 	/* after a failed move or delete: where the message really is */
 	enum queue_where	 where;
 	enum spool_area		 where_area;
+};
+
+/* A received message in the commit pipeline. */
+struct queue_commit {
+	struct queue		*q;
+	struct envelope		*env;
 	void			(*cb)(void *, int, const struct envelope *);
 	void			*arg;
 };
 
 static void queue_dispatch(struct queue *q);
+static void queue_dispatch_soon(struct queue *q);
 static void queue_breaker_trip(struct queue *q);
 static void queue_breaker_reset(struct queue *q, const char *why);
 static void queue_hold_mode_end(struct queue *q, const char *why);
@@ -190,40 +209,131 @@ queue_rand(void)
 	return (double)r / 4294967296.0;
 }
 
-/* Move an entry between areas in the index (the files moved already). */
+/* When qe's lifetime ends (it goes to dead/ as expired). */
+static time_t
+queue_entry_expiry(const struct queue *q, const struct queue_entry *qe)
+{
+	uint64_t life = qe->null_sender ? q->cf->bounce_lifetime :
+	    q->cf->queue_lifetime;
+
+	return qe->age_base + (time_t)life;
+}
+
+/* Sendable: queued and not with the drain or a disk job. */
+static void
+queue_entry_place(struct queue *q, struct queue_entry *qe)
+{
+	bool want = qe->area == SPOOL_QUEUE && !qe->busy;
+
+	if (want && !dueheap_has(&qe->si)) {
+		dueheap_add(&q->sched, &qe->si);
+		qe->si_exp.due = queue_entry_expiry(q, qe);
+		dueheap_add(&q->expiry, &qe->si_exp);
+	} else if (!want) {
+		dueheap_del(&q->sched, &qe->si);
+		dueheap_del(&q->expiry, &qe->si_exp);
+	}
+}
+
+/* qe's lifetime starts from base now. */
+static void
+queue_entry_age_base(struct queue *q, struct queue_entry *qe, time_t base)
+{
+	qe->age_base = base;
+	dueheap_set_due(&q->expiry, &qe->si_exp, queue_entry_expiry(q, qe));
+}
+
+static void
+queue_entry_due(struct queue *q, struct queue_entry *qe, time_t due)
+{
+	dueheap_set_due(&q->sched, &qe->si, due);
+}
+
+static void
+queue_entry_busy(struct queue *q, struct queue_entry *qe, bool busy)
+{
+	qe->busy = busy;
+	queue_entry_place(q, qe);
+}
+
+/* Move an entry between areas in the index (the files moved already);
+ * SPOOL_TMP stands for "in no area". */
 static void
 queue_entry_set_area(struct queue *q, struct queue_entry *qe,
     enum spool_area area)
 {
-	if (qe->area == SPOOL_QUEUE)
-		q->n--;
+	if (qe->area != SPOOL_TMP) {
+		TAILQ_REMOVE(&q->areas[qe->area], qe, entry);
+		q->count[qe->area]--;
+	}
 	qe->area = area;
-	if (area == SPOOL_QUEUE)
-		q->n++;
+	if (area != SPOOL_TMP) {
+		TAILQ_INSERT_TAIL(&q->areas[area], qe, entry);
+		q->count[area]++;
+	}
+	q->n = q->count[SPOOL_QUEUE];
+	queue_entry_place(q, qe);
+}
+
+static size_t
+queue_hash_slot(const struct queue *q, const char *id)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *id != '\0'; id++)
+		h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+	return (size_t)(h & (q->hsize - 1));
 }
 
 static void
-queue_entry_insert_sorted(struct queue *q, struct queue_entry *qe)
+queue_hash_grow(struct queue *q)
 {
-	struct queue_entry *it;
-	enum spool_area area = qe->area;
+	struct queue_entry **old = q->hash, *qe, *next;
+	size_t i, oldsize = q->hsize;
 
-	/* New mail is the newest; only copies insert out of order. */
+	q->hsize = oldsize == 0 ? 1024 : oldsize * 2;
+	q->hash = xcalloc(q->hsize, sizeof(*q->hash));
+	for (i = 0; i < oldsize; i++)
+		for (qe = old[i]; qe != NULL; qe = next) {
+			size_t k = queue_hash_slot(q, qe->id);
+
+			next = qe->hnext;
+			qe->hnext = q->hash[k];
+			q->hash[k] = qe;
+		}
+	free(old);
+}
+
+/* Index a new entry (its area set, not yet linked anywhere). */
+static void
+queue_entry_add(struct queue *q, struct queue_entry *qe)
+{
+	enum spool_area area = qe->area;
+	size_t k;
+
+	if (q->hcount >= q->hsize)
+		queue_hash_grow(q);
+	k = queue_hash_slot(q, qe->id);
+	qe->hnext = q->hash[k];
+	q->hash[k] = qe;
+	q->hcount++;
+	qe->si.seq = qe->si_exp.seq = ++q->seq;
 	qe->area = SPOOL_TMP;
 	queue_entry_set_area(q, qe, area);
-	TAILQ_FOREACH_REVERSE(it, &q->entries, queue_list, entry)
-		if (it->arrival <= qe->arrival) {
-			TAILQ_INSERT_AFTER(&q->entries, it, qe, entry);
-			return;
-		}
-	TAILQ_INSERT_HEAD(&q->entries, qe, entry);
 }
 
 static void
 queue_entry_remove(struct queue *q, struct queue_entry *qe)
 {
+	struct queue_entry **pp = &q->hash[queue_hash_slot(q, qe->id)];
+
 	queue_entry_set_area(q, qe, SPOOL_TMP);
-	TAILQ_REMOVE(&q->entries, qe, entry);
+	while (*pp != NULL && *pp != qe)
+		pp = &(*pp)->hnext;
+	if (*pp == NULL)
+		fatalx("%s: msg=%s not in the hash", __func__, qe->id);
+	*pp = qe->hnext;
+	q->hcount--;
 	free(qe);
 }
 
@@ -236,7 +346,8 @@ queue_entry_new(const struct envelope *env, enum spool_area area)
 	qe->area = area;
 	qe->arrival = env->arrival;
 	qe->age_base = env->age_base != 0 ? env->age_base : env->arrival;
-	qe->next_due = env->next_attempt;
+	dueheap_item_init(&qe->si, env->next_attempt, env->arrival, 0);
+	dueheap_item_init(&qe->si_exp, 0, env->arrival, 0);
 	qe->size = env->size;
 	qe->attempts = env->attempts;
 	qe->null_sender = env->sender[0] == '\0';
@@ -250,7 +361,9 @@ queue_entry_find(struct queue *q, const char *id)
 {
 	struct queue_entry *qe;
 
-	TAILQ_FOREACH(qe, &q->entries, entry)
+	if (q->hsize == 0)
+		return NULL;
+	for (qe = q->hash[queue_hash_slot(q, id)]; qe != NULL; qe = qe->hnext)
 		if (strcmp(qe->id, id) == 0)
 			return qe;
 	return NULL;
@@ -332,8 +445,6 @@ queue_job_work(void *arg)
 
 	errno = 0;
 	switch (job->op) {
-	case QUEUE_OP_COMMIT:
-		fatalx("%s: commits go in batches", __func__);
 	case QUEUE_OP_REWRITE:
 		job->rc = spool_env_write(sp, SPOOL_QUEUE, id, job->envtext,
 		    job->envlen);
@@ -377,23 +488,13 @@ queue_job_done(void *arg)
 	const char *id = qe != NULL ? qe->id : job->env->id;
 
 	switch (job->op) {
-	case QUEUE_OP_COMMIT:
-		if (job->rc == 0) {
-			qe = queue_entry_new(job->env, SPOOL_QUEUE);
-			qe->next_due = 0;
-			TAILQ_INSERT_TAIL(&q->entries, qe, entry);
-			q->n++;
-			metrics_inc(M_MSGS_ACCEPTED);
-		}
-		job->cb(job->arg, job->err, job->env);
-		break;
 	case QUEUE_OP_REWRITE:
 		/* On failure the old envelope stands: recipients delivered
 		 * since may be sent again, nothing is lost. */
-		qe->busy = false;
+		queue_entry_busy(q, qe, false);
 		break;
 	case QUEUE_OP_SPLIT:
-		qe->busy = false;
+		queue_entry_busy(q, qe, false);
 		if (job->rc != 0) {
 			log_warnx("msg=%s refused recipients not split off; "
 			    "they stay queued", id);
@@ -404,7 +505,7 @@ queue_job_done(void *arg)
 		util_copy(job->deadenv->id, sizeof(job->deadenv->id),
 		    job->deadid);
 		copy = queue_entry_new(job->deadenv, SPOOL_DEAD);
-		queue_entry_insert_sorted(q, copy);
+		queue_entry_add(q, copy);
 		queue_refused_dead(q, copy);
 		queue_notify_dead(q, job->deadid, "refused");
 		break;
@@ -416,8 +517,9 @@ queue_job_done(void *arg)
 			log_warnx("msg=%s quarantined reason=unreadable", id);
 			queue_entry_remove(q, qe);
 		} else {
-			qe->busy = false;
-			qe->next_due = util_now() + (time_t)q->cf->retry_max;
+			queue_entry_busy(q, qe, false);
+			queue_entry_due(q, qe, util_now() +
+			    (time_t)q->cf->retry_max);
 		}
 		break;
 	case QUEUE_OP_DELETE:
@@ -432,11 +534,11 @@ queue_job_done(void *arg)
 			 * loss. */
 			log_warnx("msg=%s delivered but not removed; it may "
 			    "be delivered twice", id);
-			qe->busy = false;
+			queue_entry_busy(q, qe, false);
 		}
 		break;
 	case QUEUE_OP_DEAD:
-		qe->busy = false;
+		queue_entry_busy(q, qe, false);
 		if (job->rc != 0 && (queue_entry_relocate(q, qe, job->where,
 		    job->where_area) || qe->area != SPOOL_DEAD))
 			break;
@@ -453,7 +555,7 @@ queue_job_done(void *arg)
 	envelope_free(job->deadenv);
 	free(job->envtext);
 	free(job);
-	queue_dispatch(q);
+	queue_dispatch_soon(q);
 }
 
 static void
@@ -476,104 +578,45 @@ queue_job_start(struct queue *q, enum queue_op op, struct queue_entry *qe,
 	if (env != NULL && op != QUEUE_OP_DELETE && op != QUEUE_OP_QUARANTINE)
 		job->envtext = envelope_dump(env, &job->envlen);
 	if (qe != NULL)
-		qe->busy = true;
+		queue_entry_busy(q, qe, true);
 	workpool_submit(q->wp, queue_job_work, queue_job_done, job);
 }
 
-/* Worker: stage every message, one sync for all, then publish each. */
+/* Loop: a commit is over; index the message if it is durable. */
 static void
-queue_batch_work(void *arg)
+queue_commit_done(void *arg, int err)
 {
-	struct queue_batch *b = arg;
-	struct spool *sp = b->q->spool;
-	size_t i, staged = 0;
-	int err = 0;
+	struct queue_commit *qc = arg;
+	struct queue *q = qc->q;
+	struct queue_entry *qe;
 
-	for (i = 0; i < b->n; i++) {
-		struct queue_job *job = b->jobs[i];
-
-		job->rc = spool_msg_stage(job->msg, job->envtext, job->envlen);
-		if (job->rc == -1) {
-			job->err = errno;
-			job->msg = NULL;	/* consumed */
-		} else
-			staged++;
+	if (err == 0) {
+		qe = queue_entry_new(qc->env, SPOOL_QUEUE);
+		qe->si.due = 0;
+		queue_entry_add(q, qe);
+		metrics_inc(M_MSGS_ACCEPTED);
 	}
-	if (staged > 0 && spool_sync(sp) == -1)
-		err = errno;
-	for (i = 0; i < b->n; i++) {
-		struct queue_job *job = b->jobs[i];
-
-		if (job->msg == NULL)
-			continue;
-		if (err != 0) {
-			spool_msg_abort(job->msg);
-			job->rc = -1;
-			job->err = err;
-		} else if ((job->rc = spool_msg_publish(job->msg)) == -1)
-			job->err = errno;
-		job->msg = NULL;
-	}
-}
-
-static void queue_commit_kick(struct queue *q);
-
-static void
-queue_batch_done(void *arg)
-{
-	struct queue_batch *b = arg;
-	struct queue *q = b->q;
-	size_t i;
-
-	q->commit_busy = false;
-	for (i = 0; i < b->n; i++)
-		queue_job_done(b->jobs[i]);
-	free(b->jobs);
-	free(b);
-	queue_commit_kick(q);
-}
-
-/* Start the next batch if none is running. */
-static void
-queue_commit_kick(struct queue *q)
-{
-	struct queue_batch *b;
-	size_t n;
-
-	if (q->commit_busy || q->ncommit_wait == 0)
-		return;
-	n = q->ncommit_wait < QUEUE_COMMIT_BATCH ? q->ncommit_wait :
-	    QUEUE_COMMIT_BATCH;
-	b = xcalloc(1, sizeof(*b));
-	b->q = q;
-	b->n = n;
-	b->jobs = xreallocarray(NULL, n, sizeof(*b->jobs));
-	memcpy(b->jobs, q->commit_wait, n * sizeof(*b->jobs));
-	memmove(q->commit_wait, q->commit_wait + n,
-	    (q->ncommit_wait - n) * sizeof(*q->commit_wait));
-	q->ncommit_wait -= n;
-	q->commit_busy = true;
-	workpool_submit(q->wp, queue_batch_work, queue_batch_done, b);
+	qc->cb(qc->arg, err, qc->env);
+	envelope_free(qc->env);
+	free(qc);
+	queue_dispatch_soon(q);
 }
 
 void
 queue_submit(struct queue *q, struct spool_msg *msg, struct envelope *env,
     void (*cb)(void *arg, int err, const struct envelope *env), void *arg)
 {
-	struct queue_job *job = xcalloc(1, sizeof(*job));
+	struct queue_commit *qc = xcalloc(1, sizeof(*qc));
+	char *text;
+	size_t len;
 
 	env->next_attempt = env->arrival;
-	job->op = QUEUE_OP_COMMIT;
-	job->q = q;
-	job->msg = msg;
-	job->env = env;
-	job->envtext = envelope_dump(env, &job->envlen);
-	job->cb = cb;
-	job->arg = arg;
-	q->commit_wait = xreallocarray(q->commit_wait, q->ncommit_wait + 1,
-	    sizeof(*q->commit_wait));
-	q->commit_wait[q->ncommit_wait++] = job;
-	queue_commit_kick(q);
+	qc->q = q;
+	qc->env = env;
+	qc->cb = cb;
+	qc->arg = arg;
+	text = envelope_dump(env, &len);
+	commit_submit(q->commit, msg, text, len, queue_commit_done, qc);
 }
 
 /* ---- the primary's state ---- */
@@ -588,15 +631,21 @@ queue_primary_set(struct queue *q, bool up, const char *reply)
 	q->primary_up = up;
 	q->primary_since = util_now();
 	if (up) {
-		struct queue_entry *qe;
+		size_t i;
 
 		log_info("primary up host=%s port=%" PRIu64, q->cf->primary_host,
 		    q->cf->primary_port);
-		TAILQ_FOREACH(qe, &q->entries, entry)
+		/* Once per outage: what waited for the primary is due now. */
+		for (i = 0; i < dueheap_count(&q->sched); i++) {
+			struct queue_entry *qe = queue_entry_of(dueheap_at(
+			    &q->sched, i), si);
+
 			if (qe->site_wait) {
 				qe->site_wait = false;
-				qe->next_due = 0;
+				qe->si.due = 0;
 			}
+		}
+		dueheap_fix(&q->sched);
 	}
 	else {
 		util_copy(q->primary_reply, sizeof(q->primary_reply),
@@ -775,9 +824,9 @@ queue_drain_done(void *arg, struct drain_job *job)
 		 * breaks sessions cannot be the only one ever probed with; the
 		 * primary's return makes it due again at once.
 		 */
-		qe->next_due = q->next_probe;
+		queue_entry_due(q, qe, q->next_probe);
 		qe->site_wait = true;
-		qe->busy = false;
+		queue_entry_busy(q, qe, false);
 		envelope_free(env);
 		free(job->results);
 		free(job);
@@ -853,7 +902,7 @@ queue_drain_done(void *arg, struct drain_job *job)
 		wait = queue_backoff(env->attempts, q->cf->retry_min,
 		    q->cf->retry_max, queue_rand());
 		env->next_attempt = now + (time_t)wait;
-		qe->next_due = env->next_attempt;
+		queue_entry_due(q, qe, env->next_attempt);
 		envelope_set_str(&env->last_reply, job->reply[0] != '\0' ?
 		    job->reply : "deferred");
 		for (i = 0; i < env->nrcpt; i++)
@@ -894,7 +943,8 @@ queue_env_get(struct queue *q, struct queue_entry *qe)
 			log_warnx("msg=%s vanished from the spool", qe->id);
 			queue_entry_remove(q, qe);
 		} else
-			qe->next_due = util_now() + (time_t)q->cf->retry_min;
+			queue_entry_due(q, qe, util_now() +
+			    (time_t)q->cf->retry_min);
 		return NULL;
 	}
 	env = envelope_load(text, len, err, sizeof(err));
@@ -923,9 +973,11 @@ queue_send(struct queue *q, struct queue_entry *qe)
 
 	if ((env = queue_env_get(q, qe)) == NULL)
 		return 0;
+	env->age_base = qe->age_base;	/* the index's, see hold-mode */
 	if ((fd = spool_body_open(q->spool, SPOOL_QUEUE, qe->id)) == -1) {
 		envelope_free(env);
-		qe->next_due = util_now() + (time_t)q->cf->retry_min;
+		queue_entry_due(q, qe, util_now() +
+			    (time_t)q->cf->retry_min);
 		return 0;
 	}
 	job = xcalloc(1, sizeof(*job));
@@ -934,9 +986,9 @@ queue_send(struct queue *q, struct queue_entry *qe)
 	job->owner = qe;
 	job->results = xcalloc(env->nrcpt, sizeof(*job->results));
 	/* Busy before the call: drain may report back synchronously. */
-	qe->busy = true;
+	queue_entry_busy(q, qe, true);
 	if (drain_send(q->drain, job) == -1) {
-		qe->busy = false;
+		queue_entry_busy(q, qe, false);
 		close(fd);
 		envelope_free(env);
 		free(job->results);
@@ -990,10 +1042,16 @@ queue_health_probe(struct queue *q, time_t now)
 	}
 }
 
+/*
+ * Send what is due, oldest first, up to the drain's limit; expire what
+ * outlived its lifetime.  Its cost is that of the messages it acts on
+ * (each O(log n)), never of the backlog: while the primary is down and
+ * not to be probed yet it looks at one heap top and stops.
+ */
 static void
 queue_dispatch(struct queue *q)
 {
-	struct queue_entry *qe, *next;
+	struct dueheap_item *it;
 	time_t now = util_now();
 
 	if (q->drain == NULL)
@@ -1008,30 +1066,51 @@ queue_dispatch(struct queue *q)
 			return;
 		queue_breaker_reset(q, "pause-over");
 	}
-	for (qe = TAILQ_FIRST(&q->entries); qe != NULL; qe = next) {
-		uint64_t life = qe->null_sender ? q->cf->bounce_lifetime :
-		    q->cf->queue_lifetime;
+	while ((it = dueheap_first(&q->expiry)) != NULL && it->due <= now) {
+		queue_expire(q, queue_entry_of(it, si_exp));
+		if (dueheap_first(&q->expiry) == it)
+			break;		/* could not be read: later */
+	}
+	while ((it = dueheap_first(&q->sched)) != NULL && it->due <= now) {
+		struct queue_entry *qe = queue_entry_of(it, si);
 
-		next = TAILQ_NEXT(qe, entry);
-		if (qe->area != SPOOL_QUEUE || qe->busy || qe->next_due > now)
-			continue;
-		if (now - qe->age_base >= (time_t)life) {
-			queue_expire(q, qe);
-			continue;
-		}
 		if (!q->primary_up) {
 			/* One message at a time probes a down primary. */
 			if (q->probing || now < q->next_probe)
-				continue;
+				break;
 			q->probing = true;	/* drain may answer at once */
 			if (queue_send(q, qe) != 1)
 				q->probing = false;
-			continue;
-		}
-		if (queue_send(q, qe) == -1)
+		} else if (queue_send(q, qe) == -1)
 			break;
+		if (dueheap_first(&q->sched) == it && it->due <= now)
+			break;		/* neither sent nor rescheduled */
 	}
 	queue_health_probe(q, now);
+}
+
+static void
+queue_dispatch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+
+	(void)fd;
+	(void)what;
+	q->dispatch_queued = false;
+	queue_dispatch(q);
+}
+
+/*
+ * Dispatch on the next loop turn: however many results and commits come
+ * back in one turn, the queue is looked at once.
+ */
+static void
+queue_dispatch_soon(struct queue *q)
+{
+	if (q->dispatch_queued || q->dispatch_ev == NULL)
+		return;
+	q->dispatch_queued = true;
+	event_active(q->dispatch_ev, EV_TIMEOUT, 0);
 }
 
 /* ---- notices ([notify] exec) ---- */
@@ -1039,15 +1118,11 @@ queue_dispatch(struct queue *q)
 static void
 queue_notify_dead(struct queue *q, const char *id, const char *reason)
 {
-	struct queue_entry *qe;
 	char summary[256], ndead[32];
-	size_t n = 0;
+	size_t n = q->count[SPOOL_DEAD];
 
 	if (q->notify == NULL)
 		return;
-	TAILQ_FOREACH(qe, &q->entries, entry)
-		if (qe->area == SPOOL_DEAD)
-			n++;
 	snprintf(ndead, sizeof(ndead), "%zu", n);
 	snprintf(summary, sizeof(summary), "%s: message %s moved to dead/ "
 	    "(%s); %zu dead letters wait for an operator", q->cf->hostname,
@@ -1270,9 +1345,9 @@ queue_requeue_entry(struct queue *q, struct queue_entry *qe,
 		return -1;
 	}
 	envelope_free(env);
-	qe->age_base = now;
+	queue_entry_age_base(q, qe, now);
 	qe->attempts = 0;
-	qe->next_due = 0;
+	queue_entry_due(q, qe, 0);
 	qe->refused = false;
 	log_info("msg=%s requeued reason=%s", qe->id, reason);
 	return 0;
@@ -1287,7 +1362,7 @@ queue_requeue(struct queue *q, const char *id)
 	if (qe == NULL)
 		return -1;
 	rc = queue_requeue_entry(q, qe, "operator");
-	queue_dispatch(q);
+	queue_dispatch_soon(q);
 	return rc;
 }
 
@@ -1336,45 +1411,89 @@ queue_release_entry(struct queue *q, struct queue_entry *qe)
 		return -1;
 	}
 	envelope_free(env);
-	qe->age_base = base;
-	qe->next_due = 0;
+	queue_entry_age_base(q, qe, base);
+	queue_entry_due(q, qe, 0);
 	log_info("msg=%s released", qe->id);
 	return 0;
 }
 
-/* Apply fn to id, or with id NULL to every message it applies to. */
+/* One message of a bulk operation: still there, in that area, idle? */
 static int
-queue_each(struct queue *q, const char *id, enum spool_area area,
-    int (*fn)(struct queue *, struct queue_entry *))
+queue_bulk_apply(void *arg, const char *id)
 {
-	struct queue_entry *qe, *next;
+	struct queue_bulk *qb = arg;
+	struct queue_entry *qe = queue_entry_find(qb->q, id);
+
+	if (qe == NULL) {
+		errno = ENOENT;
+		return -1;
+	}
+	if (qe->busy || qe->area != qb->area) {
+		errno = qe->busy ? EBUSY : EINVAL;
+		return -1;
+	}
+	return qb->fn(qb->q, qe);
+}
+
+static void
+queue_bulk_after(void *arg)
+{
+	struct queue_bulk *qb = arg;
+
+	queue_dispatch_soon(qb->q);
+}
+
+/* Queue a bulk operation over every idle message in qb's area now.  For
+ * a hold-mode rewrite, only those whose lifetime moved (age_base set). */
+static int
+queue_bulk_start(struct queue *q, struct queue_bulk *qb, const char *verb)
+{
+	struct queue_entry *qe;
+	const char **ids;
+	size_t n = 0;
+	int rc;
+
+	ids = xreallocarray(NULL, q->count[qb->area] + 1, sizeof(*ids));
+	TAILQ_FOREACH(qe, &q->areas[qb->area], entry)
+		if (!qe->busy)
+			ids[n++] = qe->id;
+	rc = bulk_start(q->bulk, verb, ids, n, queue_bulk_apply,
+	    queue_bulk_after, qb);
+	free(ids);
+	return rc;
+}
+
+/*
+ * Apply fn to id, or with id NULL to every message it applies to: that
+ * runs in slices on later loop turns (bulk.c), so the command returns at
+ * once and the loop is never blocked for long; the log shows progress.
+ */
+static int
+queue_each(struct queue *q, const char *id, struct queue_bulk *qb,
+    const char *verb)
+{
+	struct queue_entry *qe;
 	int rc = 0;
 
-	if (id != NULL) {
-		if ((qe = queue_op_entry(q, id)) == NULL)
-			return -1;
-		rc = fn(q, qe);
-	} else
-		for (qe = TAILQ_FIRST(&q->entries); qe != NULL; qe = next) {
-			next = TAILQ_NEXT(qe, entry);
-			if (qe->area == area && !qe->busy &&
-			    fn(q, qe) == -1)
-				rc = -1;
-		}
-	queue_dispatch(q);
+	if (id == NULL)
+		return queue_bulk_start(q, qb, verb);
+	if ((qe = queue_op_entry(q, id)) == NULL)
+		return -1;
+	rc = qb->fn(q, qe);
+	queue_dispatch_soon(q);
 	return rc;
 }
 
 int
 queue_hold(struct queue *q, const char *id)
 {
-	return queue_each(q, id, SPOOL_QUEUE, queue_hold_entry);
+	return queue_each(q, id, &q->bulk_hold, "hold");
 }
 
 int
 queue_release(struct queue *q, const char *id)
 {
-	return queue_each(q, id, SPOOL_HOLD, queue_release_entry);
+	return queue_each(q, id, &q->bulk_release, "release");
 }
 
 int
@@ -1421,17 +1540,17 @@ queue_flush(struct queue *q, const char *id)
 			errno = qe == NULL ? ENOENT : EINVAL;
 			return -1;
 		}
-		qe->next_due = 0;
+		queue_entry_due(q, qe, 0);
 		log_info("msg=%s flush", qe->id);
 	} else {
-		TAILQ_FOREACH(qe, &q->entries, entry)
-			if (qe->area == SPOOL_QUEUE)
-				qe->next_due = 0;
+		TAILQ_FOREACH(qe, &q->areas[SPOOL_QUEUE], entry)
+			qe->si.due = 0;
+		dueheap_fix(&q->sched);
 		q->next_probe = 0;
 		queue_breaker_reset(q, "flush");
 		log_info("queue flush messages=%zu", q->n);
 	}
-	queue_dispatch(q);
+	queue_dispatch_soon(q);
 	return 0;
 }
 
@@ -1452,23 +1571,35 @@ queue_refused_dead(struct queue *q, struct queue_entry *qe)
 		    qe->id);
 }
 
+/* Bulk: one of the streak's dead letters back into the queue. */
+static int
+queue_breaker_requeue_entry(struct queue *q, struct queue_entry *qe)
+{
+	return queue_requeue_entry(q, qe, "primary-refusing");
+}
+
 /* refuse_limit messages refused in a row: a misconfigured primary, most
  * likely.  Pause, and put the streak's dead letters back. */
 static void
 queue_breaker_trip(struct queue *q)
 {
+	const char **ids;
 	size_t i;
 
 	q->refusing_until = util_now() + (time_t)q->cf->refuse_pause;
 	log_warnx("primary refusing host=%s messages=%" PRIu64 " pause=%" PRIu64
 	    "s; refused mail stays queued", q->cf->primary_host,
 	    q->refuse_streak, q->cf->refuse_pause);
-	for (i = 0; i < q->nstreak; i++) {
-		struct queue_entry *qe = queue_entry_find(q, q->streak_ids[i]);
-
-		if (qe != NULL && qe->area == SPOOL_DEAD && !qe->busy)
-			queue_requeue_entry(q, qe, "primary-refusing");
-	}
+	/* Up to refuse_limit (10000) of them: in slices (bulk.c).  One
+	 * still busy moving to dead/ is requeued when the move is done. */
+	ids = xreallocarray(NULL, q->nstreak + 1, sizeof(*ids));
+	for (i = 0; i < q->nstreak; i++)
+		ids[i] = q->streak_ids[i];
+	if (bulk_start(q->bulk, "breaker-requeue", ids, q->nstreak,
+	    queue_bulk_apply, queue_bulk_after, &q->bulk_requeue) == -1)
+		log_warnx("primary refusing: the streak's dead letters stay "
+		    "in dead/ (too many bulk operations waiting)");
+	free(ids);
 	q->nstreak = 0;
 }
 
@@ -1486,6 +1617,24 @@ queue_hold_mode_store(struct queue *q)
 
 /* Hold-mode ends: every queued message's lifetime moves on by the time it
  * spent held, on disk too. */
+/* Bulk: persist the age_base hold-mode's end gave qe. */
+static int
+queue_rewrite_entry(struct queue *q, struct queue_entry *qe)
+{
+	struct envelope *env;
+
+	if (!qe->rewrite)
+		return 0;
+	qe->rewrite = false;
+	if ((env = queue_env_get(q, qe)) == NULL) {
+		errno = EIO;
+		return -1;
+	}
+	env->age_base = qe->age_base;
+	queue_job_start(q, QUEUE_OP_REWRITE, qe, env);
+	return 0;
+}
+
 static void
 queue_hold_mode_end(struct queue *q, const char *why)
 {
@@ -1507,20 +1656,28 @@ queue_hold_mode_end(struct queue *q, const char *why)
 		    (struct notify_var[]){ { "REASON", why },
 		    { "HELD_SECONDS", held } }, 2);
 	}
-	for (qe = TAILQ_FIRST(&q->entries); qe != NULL; qe = next) {
-		struct envelope *env;
+	/*
+	 * In memory at once (O(n), no I/O); the envelopes follow in slices
+	 * (bulk.c).  Until one is rewritten the index is the truth: a
+	 * delivery attempt carries the index's age_base (queue_send).
+	 */
+	for (qe = TAILQ_FIRST(&q->areas[SPOOL_QUEUE]); qe != NULL; qe = next) {
 		time_t from = qe->age_base > since ? qe->age_base : since;
 
-		next = TAILQ_NEXT(qe, entry);	/* qe may go (unreadable) */
-		if (qe->area != SPOOL_QUEUE || qe->busy || from >= now)
+		next = TAILQ_NEXT(qe, entry);
+		qe->rewrite = false;
+		if (qe->busy || from >= now)
 			continue;
 		qe->age_base += now - from;
-		qe->next_due = 0;
-		if ((env = queue_env_get(q, qe)) == NULL)
-			continue;
-		env->age_base = qe->age_base;
-		queue_job_start(q, QUEUE_OP_REWRITE, qe, env);
+		qe->si_exp.due = queue_entry_expiry(q, qe);
+		qe->si.due = 0;
+		qe->rewrite = true;
 	}
+	dueheap_fix(&q->sched);
+	dueheap_fix(&q->expiry);
+	if (queue_bulk_start(q, &q->bulk_rewrite, "hold-mode-rewrite") == -1)
+		log_warnx("hold-mode off: lifetimes not persisted; a restart "
+		    "counts the held time against them");
 }
 
 int
@@ -1531,7 +1688,7 @@ queue_hold_mode_set(struct queue *q, bool on, uint64_t seconds)
 	if (!on) {
 		if (q->hold_until != 0)
 			queue_hold_mode_end(q, "operator");
-		queue_dispatch(q);
+		queue_dispatch_soon(q);
 		return 0;
 	}
 	bool was_on = q->hold_until != 0;
@@ -1590,9 +1747,11 @@ queue_tally(const struct queue *q, struct queue_tally *t)
 {
 	const struct queue_entry *qe;
 	time_t now = util_now();
+	size_t a;
 
 	memset(t, 0, sizeof(*t));
-	TAILQ_FOREACH(qe, &q->entries, entry) {
+	for (a = 0; a < SPOOL_NAREAS; a++)
+	TAILQ_FOREACH(qe, &q->areas[a], entry) {
 		size_t k = qe->area == SPOOL_QUEUE && qe->attempts > 0 ?
 		    SPOOL_NAREAS : qe->area;
 
@@ -1660,6 +1819,7 @@ queue_status(struct queue *q, struct evbuffer *out)
 	struct queue_tally t;
 	time_t now = util_now();
 	int64_t free_bytes = spool_free_bytes(q->spool);
+	struct bulk_state bs;
 	size_t i;
 	char key[32];
 
@@ -1696,6 +1856,11 @@ queue_status(struct queue *q, struct evbuffer *out)
 	    "no");
 	ctl_proto_kv(out, "version", HOLDFAST_VERSION);
 	ctl_proto_kvu(out, "uptime", (unsigned long long)(now - q->started));
+	bulk_state(q->bulk, &bs);
+	ctl_proto_kv(out, "bulk", bs.verb != NULL ? bs.verb : "none");
+	ctl_proto_kvu(out, "bulk_done", bs.done);
+	ctl_proto_kvu(out, "bulk_total", bs.total);
+	ctl_proto_kvu(out, "bulk_waiting", bs.waiting);
 	ctl_proto_rec_end(out);
 }
 
@@ -1712,7 +1877,6 @@ static int
 queue_scan_cb(void *arg, enum spool_area area, const char *id)
 {
 	struct queue *q = arg;
-	struct queue_entry *qe;
 	struct envelope *env;
 	char *text, err[256];
 	size_t len;
@@ -1729,48 +1893,9 @@ queue_scan_cb(void *arg, enum spool_area area, const char *id)
 		envelope_free(env);
 		return -1;
 	}
-	/* Appended in directory order; queue_load() sorts once at the end
-	 * (a sorted insert per entry is quadratic in the spool's size). */
-	qe = queue_entry_new(env, area);
-	area = qe->area;
-	qe->area = SPOOL_TMP;
-	queue_entry_set_area(q, qe, area);
-	TAILQ_INSERT_TAIL(&q->entries, qe, entry);
+	queue_entry_add(q, queue_entry_new(env, area));
 	envelope_free(env);
 	return 0;
-}
-
-static int
-queue_entry_cmp(const void *a, const void *b)
-{
-	const struct queue_entry *x = *(const struct queue_entry *const *)a;
-	const struct queue_entry *y = *(const struct queue_entry *const *)b;
-
-	if (x->arrival != y->arrival)
-		return x->arrival < y->arrival ? -1 : 1;
-	return strcmp(x->id, y->id);	/* same second: any fixed order */
-}
-
-/* Order the index oldest first, after the scan. */
-static void
-queue_sort(struct queue *q)
-{
-	struct queue_entry *qe, **v;
-	size_t n = 0, i;
-
-	TAILQ_FOREACH(qe, &q->entries, entry)
-		n++;
-	if (n < 2)
-		return;
-	v = xreallocarray(NULL, n, sizeof(*v));
-	i = 0;
-	TAILQ_FOREACH(qe, &q->entries, entry)
-		v[i++] = qe;
-	qsort(v, n, sizeof(*v), queue_entry_cmp);
-	TAILQ_INIT(&q->entries);
-	for (i = 0; i < n; i++)
-		TAILQ_INSERT_TAIL(&q->entries, v[i], entry);
-	free(v);
 }
 
 struct queue *
@@ -1785,7 +1910,22 @@ queue_new(struct event_base *base, const struct config *cf, struct spool *sp,
 	q->cf = cf;
 	q->spool = sp;
 	q->wp = wp;
-	TAILQ_INIT(&q->entries);
+	for (size_t a = 0; a < SPOOL_NAREAS; a++)
+		TAILQ_INIT(&q->areas[a]);
+	dueheap_init(&q->sched);
+	dueheap_init(&q->expiry);
+	q->dispatch_ev = event_new(base, -1, 0, queue_dispatch_cb, q);
+	if (q->dispatch_ev == NULL)
+		fatalx("queue dispatch event");
+	q->commit = commit_new(sp, wp);
+	q->bulk = bulk_new(base);
+	q->bulk_hold = (struct queue_bulk){ q, SPOOL_QUEUE, queue_hold_entry };
+	q->bulk_release = (struct queue_bulk){ q, SPOOL_HOLD,
+	    queue_release_entry };
+	q->bulk_rewrite = (struct queue_bulk){ q, SPOOL_QUEUE,
+	    queue_rewrite_entry };
+	q->bulk_requeue = (struct queue_bulk){ q, SPOOL_DEAD,
+	    queue_breaker_requeue_entry };
 	/* Assume up: the first attempt finds out. */
 	q->primary_up = true;
 	q->primary_since = q->started = util_now();
@@ -1805,7 +1945,6 @@ queue_load(struct queue *q)
 
 	if (n == -1)
 		return -1;
-	queue_sort(q);
 	queue_hold_mode_load(q);
 	queue_primary_load(q);
 	queue_tally(q, &t);
@@ -1850,10 +1989,16 @@ queue_free(struct queue *q)
 	if (q == NULL)
 		return;
 	queue_stop(q);
-	while ((qe = TAILQ_FIRST(&q->entries)) != NULL)
-		queue_entry_remove(q, qe);
+	bulk_free(q->bulk);
+	for (size_t a = 0; a < SPOOL_NAREAS; a++)
+		while ((qe = TAILQ_FIRST(&q->areas[a])) != NULL)
+			queue_entry_remove(q, qe);
+	dueheap_fini(&q->sched);
+	dueheap_fini(&q->expiry);
+	event_free(q->dispatch_ev);
+	free(q->hash);
 	free(q->streak_ids);
-	free(q->commit_wait);
+	commit_free(q->commit);
 	free(q);
 }
 

@@ -4,9 +4,12 @@
  * with its probe timer, and drain concurrency.
  *
  * It is the only caller of spool's mutating functions (from its workpool
- * jobs) and of drain_send().  Delivered means delete; deferred means
- * persist and reschedule; refused or expired means dead/.  Every fate is a
- * log line with the message ID.  No network I/O.
+ * jobs; received messages through its commit pipeline, commit.c) and of
+ * drain_send().  Delivered means delete; deferred means persist and
+ * reschedule; refused or expired means dead/.  Every fate is a log line
+ * with the message ID.  No network I/O.  The index is one list per area,
+ * an ID hash and the due-heaps of dueheap.c; operator commands over many
+ * messages run in slices through bulk.c.
  */
 #ifndef HOLDFAST_QUEUE_H
 #define HOLDFAST_QUEUE_H
@@ -63,7 +66,9 @@ uint64_t queue_backoff(uint64_t attempts, uint64_t min, uint64_t max,
  * Operator actions (holdfastctl through ctl.c).  Each returns 0, or -1
  * with errno: ENOENT (no such message), EBUSY (being delivered right now),
  * EINVAL (not in the right state), or the spool's error.  An id of NULL
- * means every message the action applies to.
+ * means every message the action applies to: hold and release then only
+ * start the work (bulk.c), which runs in slices on later loop turns; -1
+ * with EAGAIN if too many such operations wait already.
  */
 int queue_flush(struct queue *q, const char *id);	/* NULL: + probe */
 int queue_hold(struct queue *q, const char *id);

@@ -85,6 +85,8 @@ static const char *const smtp_state_names[] = {
 /* Replies: one table; handlers name a row, never write codes inline. */
 enum smtp_rid {
 	SMTP_R_OK,
+	SMTP_R_SENDER_OK,
+	SMTP_R_RCPT_OK,
 	SMTP_R_RESET,
 	SMTP_R_BYE,
 	SMTP_R_HELP,
@@ -134,6 +136,8 @@ static const struct smtp_reply_row {
 	const char	*text;
 } smtp_replies[] = {
 	[SMTP_R_OK] = { 250, "2.0.0", "Ok" },
+	[SMTP_R_SENDER_OK] = { 250, "2.1.0", "Ok" },	/* RFC 3463 */
+	[SMTP_R_RCPT_OK] = { 250, "2.1.5", "Ok" },
 	[SMTP_R_RESET] = { 250, "2.0.0", "Ok: reset" },
 	[SMTP_R_BYE] = { 221, "2.0.0", "Bye" },
 	[SMTP_R_HELP] = { 214, "2.0.0", "See RFC 5321; this is a backup MX" },
@@ -678,7 +682,7 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	s->tx = xcalloc(1, sizeof(*s->tx));
 	s->tx->env = env;
 	smtp_enter_state(s, SMTP_ST_MAIL);
-	smtp_reply(s, SMTP_R_OK);
+	smtp_reply(s, SMTP_R_SENDER_OK);
 	smtp_trace(s, "mail from=%s", log_addr(env->sender, esc,
 	    sizeof(esc)));
 	return;
@@ -784,7 +788,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		path.mailbox[i - 1] = '\0';
 	for (i = 0; i < env->nrcpt; i++)
 		if (strcmp(env->rcpts[i].addr, path.mailbox) == 0) {
-			smtp_reply(s, SMTP_R_OK);	/* duplicate: once is enough */
+			smtp_reply(s, SMTP_R_RCPT_OK);	/* duplicate: once */
 			return;
 		}
 	if (env->nrcpt >= cf->max_recipients) {
@@ -793,7 +797,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	}
 	envelope_add_rcpt(env, path.mailbox, notify, orcpt);
 	smtp_enter_state(s, SMTP_ST_RCPT);
-	smtp_reply(s, SMTP_R_OK);
+	smtp_reply(s, SMTP_R_RCPT_OK);
 }
 
 /* Open the spool handle and write our Received header first. */

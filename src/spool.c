@@ -785,6 +785,7 @@ spool_close(struct spool *sp)
 }
 
 static void spool_msg_discard(struct spool_msg *msg);
+static void spool_msg_unpublish(struct spool_msg *msg);
 
 /*
  * Write a small file in dirfd durably: open (O_CREAT plus flags), write,
@@ -1068,37 +1069,114 @@ int
 spool_msg_publish(struct spool_msg *msg)
 {
 	struct spool *sp = msg->sp;
-	const char *op = "rename";
 	uint64_t ticket;
-	int saved;
 
 	if ((ticket = spool_dirsync_rename(sp, sp->fd[SPOOL_TMP], msg->id,
 	    msg->dest)) == 0)
 		goto fail;
-	op = "fsync";
 	if (spool_dirsync_wait(sp, msg->dest, ticket) == -1) {
-		/*
-		 * The client gets a 4xx and retries, so the queued copy must
-		 * go; whether the rename itself reached the disk is unknown.
-		 */
-		saved = errno;
-		log_warn("msg=%s spool commit failed op=fsync file=%s",
-		    msg->id, spool_areas[msg->dest]);
-		if (spool_rmtree(sp->fd[msg->dest], msg->id) == -1)
-			log_warn("msg=%s spool cleanup failed op=rmdir "
-			    "dir=%s", msg->id, spool_areas[msg->dest]);
-		errno = saved;
-		spool_msg_discard(msg);
+		spool_msg_unpublish(msg);
 		return -1;
 	}
 	spool_close_quiet(msg->dirfd);
 	free(msg);
 	return 0;
 fail:
-	log_warn("msg=%s spool commit failed op=%s file=%s", msg->id, op,
+	log_warn("msg=%s spool commit failed op=rename file=%s", msg->id,
 	    spool_areas[msg->dest]);
 	spool_msg_discard(msg);
 	return -1;
+}
+
+/* Whether ticket, at or below one a successful spool_dirsync_wait()
+ * covered, escaped every failed fsync: 0, or -1 with errno. */
+static int
+spool_dirsync_check(struct spool *sp, enum spool_area area, uint64_t ticket)
+{
+	struct spool_dirsync *ds = &sp->dirsync[area];
+	int rc = 0;
+
+	pthread_mutex_lock(&ds->lock);
+	if (ds->failed >= ticket) {
+		errno = ds->failed_errno;
+		rc = -1;
+	}
+	pthread_mutex_unlock(&ds->lock);
+	return rc;
+}
+
+/* A published-then-failed message: out of its area again, discarded. */
+static void
+spool_msg_unpublish(struct spool_msg *msg)
+{
+	struct spool *sp = msg->sp;
+	int saved = errno;
+
+	/*
+	 * The client gets a 4xx and retries, so the queued copy must go;
+	 * whether the rename itself reached the disk is unknown.
+	 */
+	log_warn("msg=%s spool commit failed op=fsync file=%s", msg->id,
+	    spool_areas[msg->dest]);
+	if (spool_rmtree(sp->fd[msg->dest], msg->id) == -1)
+		log_warn("msg=%s spool cleanup failed op=rmdir dir=%s",
+		    msg->id, spool_areas[msg->dest]);
+	errno = saved;
+	spool_msg_discard(msg);
+}
+
+size_t
+spool_msg_publish_many(struct spool *sp, struct spool_msg **msgs, size_t n,
+    int *errs)
+{
+	uint64_t *tickets, upto[SPOOL_NAREAS] = { 0 };
+	int werr[SPOOL_NAREAS] = { 0 };
+	size_t i, ok = 0;
+	int a;
+
+	if (n == 0)
+		return 0;
+	tickets = xreallocarray(NULL, n, sizeof(*tickets));
+	for (i = 0; i < n; i++) {
+		struct spool_msg *msg = msgs[i];
+
+		errs[i] = 0;
+		tickets[i] = spool_dirsync_rename(sp, sp->fd[SPOOL_TMP],
+		    msg->id, msg->dest);
+		if (tickets[i] == 0) {
+			errs[i] = errno;
+			log_warn("msg=%s spool commit failed op=rename file=%s",
+			    msg->id, spool_areas[msg->dest]);
+			spool_msg_discard(msg);
+			msgs[i] = NULL;
+		} else if (tickets[i] > upto[msg->dest])
+			upto[msg->dest] = tickets[i];
+	}
+	/* One directory fsync (or a share of one) per area for them all. */
+	for (a = 0; a < SPOOL_NAREAS; a++)
+		if (upto[a] != 0 && spool_dirsync_wait(sp, (enum spool_area)a,
+		    upto[a]) == -1)
+			werr[a] = errno;
+	for (i = 0; i < n; i++) {
+		struct spool_msg *msg = msgs[i];
+
+		if (msg == NULL)
+			continue;
+		if (werr[msg->dest] != 0 || spool_dirsync_check(sp, msg->dest,
+		    tickets[i]) == -1) {
+			errs[i] = werr[msg->dest] != 0 ? werr[msg->dest] :
+			    errno;
+			errno = errs[i];
+			spool_msg_unpublish(msg);
+		} else {
+			spool_close_quiet(msg->dirfd);
+			free(msg);
+			ok++;
+		}
+		msgs[i] = NULL;
+	}
+	free(tickets);
+	return ok;
 }
 
 int

@@ -108,6 +108,16 @@ int spool_msg_commit(struct spool_msg *msg, const char *env, size_t envlen);
 int spool_msg_stage(struct spool_msg *msg, const char *env, size_t envlen);
 int spool_sync(struct spool *sp);
 int spool_msg_publish(struct spool_msg *msg);
+/*
+ * Publish a staged batch: rename each into its destination, then one
+ * fsync of each destination directory (shared with concurrent batches)
+ * covers them all.  errs[i] is 0 or the errno of msgs[i]'s failure (a
+ * failed fsync fails every rename it may have covered: that message is
+ * removed again).  Every handle is consumed and its slot set to NULL.
+ * Returns how many were published.  May run on a worker thread.
+ */
+size_t spool_msg_publish_many(struct spool *sp, struct spool_msg **msgs,
+    size_t n, int *errs);
 
 /*
  * Start a copy of <area>/<id> under a fresh ID whose body is a hard link to

@@ -2,9 +2,10 @@
 """The reply table of issue 2: recipients past max_recipients get 452
 4.5.3, more than 50 Received headers 554 5.4.6 (50 pass), unknown commands
 500, bad syntax 501, bad sequence 503, VRFY 252, HELP 214, NOOP and RSET
-250; DSN parameters (ENVID, RET, NOTIFY, ORCPT) reach a primary that offers
-DSN, as recorded by smtp-sink; a SIZE= claim over the limit is refused at
-MAIL and nothing of any refused message is queued."""
+250, MAIL 250 2.1.0 and RCPT 250 2.1.5 (also for a duplicate); DSN
+parameters (ENVID, RET, NOTIFY, ORCPT) reach a primary that offers DSN,
+as recorded by smtp-sink; a SIZE= claim over the limit is refused at MAIL
+and nothing of any refused message is queued."""
 import os
 import sys
 
@@ -41,10 +42,17 @@ def main(env):
     r = c.cmd("MAIL FROM:<a@client.test> SIZE=999999999999")
     hf.check(r.code == 552 and "5.3.4" in r.text, "SIZE over the limit "
              "-> %r" % r)
-    c.cmd("MAIL FROM:<a@client.test>", expect=250)
+    r = c.cmd("MAIL FROM:<a@client.test>", expect=250)
+    # the enhanced codes of RFC 3463 that operators grep for
+    hf.check(r.text.startswith("250 2.1.0 "), "MAIL -> %r, wanted 2.1.0"
+             % r)
     c.cmd("MAIL FROM:<b@client.test>", expect=503)      # nested
     for i in range(3):
-        c.cmd("RCPT TO:<r%d@example.test>" % i, expect=250)
+        r = c.cmd("RCPT TO:<r%d@example.test>" % i, expect=250)
+        hf.check(r.text.startswith("250 2.1.5 "), "RCPT -> %r, wanted "
+                 "2.1.5" % r)
+    r = c.cmd("RCPT TO:<r0@example.test>", expect=250)  # duplicate
+    hf.check(r.text.startswith("250 2.1.5 "), "duplicate RCPT -> %r" % r)
     r = c.cmd("RCPT TO:<r3@example.test>")
     hf.check(r.code == 452 and "4.5.3" in r.text,
              "4th recipient with max_recipients=3 -> %r" % r)

@@ -178,7 +178,7 @@ def main(env):
         body = hf.dot_stuff(hf.make_message(tok)).replace(b"\r\n", b"\n")
         rc, out, err = s_client(d.port, ca, [ver], [
             (b"EHLO client.test\n", rb"\n250 [^\n]*\n"),
-            (b"MAIL FROM:<sender@client.test>\n", rb"250 2\.0\.0 Ok"),
+            (b"MAIL FROM:<sender@client.test>\n", rb"250 2\.1\.0 Ok"),
             (b"RCPT TO:<rcpt@example.test>\nDATA\n", rb"\n354 "),
             (body, rb"queued as [0-9a-f]{16}")])
         if rc != 0 and "queued as" in out and "221" not in out:

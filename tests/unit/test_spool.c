@@ -681,8 +681,9 @@ test_stat_check(void)
 }
 
 /*
- * The group commit as queue.c runs it: stage a batch (one of them fails and
- * leaves the rest alone), one spool_sync(), publish each.  Nothing is in
+ * The group commit as commit.c runs it: stage a batch (one of them fails
+ * and leaves the rest alone), one spool_sync(), publish them all with one
+ * fsync of queue/ (one whose tmp/ entry vanished fails alone).  Nothing is in
  * queue/ before its publish; afterwards bodies and envs are whole and tmp/
  * is empty.  A linked copy (body already durable) goes through the same
  * path into dead/, sharing the original's inode.
@@ -730,10 +731,28 @@ test_batch(void)
 	T_CHECK(count(sp, "queue") == 0 && count(sp, "tmp") == BATCH_N - 1);
 	T_CHECK(spool_sync(sp) == 0);
 	T_CHECK(count(sp, "queue") == 0);	/* durable, not yet visible */
+	/* message 4 went missing from tmp/: only its rename fails */
+	snprintf(rel, sizeof(rel), "%s/tmp/%s", spool_dir(sp), id[4]);
+	snprintf(rel2, sizeof(rel2), "%s/gone", spool_dir(sp));
+	T_CHECK(rename(rel, rel2) == 0);
+	{
+		struct spool_msg *pub[BATCH_N];
+		int errs[BATCH_N];
+		size_t np = 0;
+
+		for (i = 0; i < BATCH_N; i++)
+			if (msg[i] != NULL)
+				pub[np++] = msg[i];
+		T_CHECK(spool_msg_publish_many(sp, pub, np, errs) == np - 1);
+		T_CHECK(errs[np - 1] == ENOENT);
+		for (i = 0; i + 1 < np; i++)
+			T_CHECK(errs[i] == 0 && pub[i] == NULL);
+		T_CHECK(pub[np - 1] == NULL);
+		msg[4] = NULL;
+	}
 	for (i = 0; i < BATCH_N; i++) {
 		if (msg[i] == NULL)
 			continue;
-		T_CHECK(spool_msg_publish(msg[i]) == 0);
 		snprintf(rel, sizeof(rel), "queue/%s/body", id[i]);
 		snprintf(body, sizeof(body), "body %zu\r\n", i);
 		got = slurp(sp, rel, &len);
@@ -746,7 +765,7 @@ test_batch(void)
 		free(got);
 		T_CHECK(mode_of(sp, rel) == 0600);
 	}
-	T_CHECK(count(sp, "queue") == BATCH_N - 1 && count(sp, "tmp") == 0);
+	T_CHECK(count(sp, "queue") == BATCH_N - 2 && count(sp, "tmp") == 0);
 
 	/* a linked copy through the batch path */
 	link = spool_msg_link(sp, SPOOL_QUEUE, id[0], SPOOL_DEAD);
