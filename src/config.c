@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +17,13 @@ enum config_type {
 	CONFIG_T_STRING,
 	CONFIG_T_HOST,		/* a hostname: letters, digits, - . only */
 	CONFIG_T_LIST,		/* comma-separated, may repeat */
+	CONFIG_T_LISTEN,	/* a list of addr:port[ proxy] */
+	CONFIG_T_HOSTPORT,	/* one addr:port, or "" */
 	CONFIG_T_DOMAINS,	/* a list of domains, lowercased */
 	CONFIG_T_CIDRS,		/* a list of addr/len */
 	CONFIG_T_DNSBL,		/* a list of zone[=filter][*weight] */
 	CONFIG_T_ADDR,		/* one address literal, IPv4 or IPv6 */
-	CONFIG_T_ENUM,		/* one word of a fixed set (checked below) */
+	CONFIG_T_ENUM,		/* one of the key's words */
 	CONFIG_T_UINT,
 	CONFIG_T_SIZE,
 	CONFIG_T_DURATION,
@@ -34,6 +37,9 @@ struct config_key {
 	const char		*def;	/* NULL: required */
 	uint64_t		 min, max;
 	const char		*help;
+	/* Named in the rows that use them (the rest are 0): */
+	size_t			 typed;	/* the parsed twin of the field */
+	const char		*words;	/* ENUM: "a|b|c", in enum order */
 };
 
 #define OFF(f) offsetof(struct config, f)
@@ -52,11 +58,15 @@ config_fnv(uint64_t h, const char *p, size_t n)
 }
 #define NOMAX UINT64_MAX
 
+/* Rows set typed and words by name; the others leave them 0. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const struct config_key config_keys[] = {
 	{ "server", "hostname", CONFIG_T_HOST, OFF(hostname), NULL, 0, 0,
 	  "name in the banner, EHLO reply and Received header" },
-	{ "server", "listen", CONFIG_T_LIST, OFF(listen), NULL, 0, 0,
-	  "address:port to accept SMTP on; repeatable" },
+	{ "server", "listen", CONFIG_T_LISTEN, OFF(listen), NULL, 0, 0,
+	  "address:port to accept SMTP on; repeatable",
+	  .typed = OFF(listen_addrs) },
 	{ "server", "domains", CONFIG_T_DOMAINS, OFF(domains), NULL, 0, 0,
 	  "relay domains: every recipient in them is accepted" },
 	{ "server", "max_message_size", CONFIG_T_SIZE, OFF(max_message_size),
@@ -70,7 +80,8 @@ static const struct config_key config_keys[] = {
 	{ "server", "min_data_rate", CONFIG_T_SIZE, OFF(min_data_rate), "64",
 	  0, NOMAX, "slowest DATA, octets/s over 30 s; slower is cut" },
 	{ "server", "proxy_from", CONFIG_T_CIDRS, OFF(proxy_from), "", 0, 0,
-	  "CIDRs allowed to send a PROXY header on a proxy listener" },
+	  "CIDRs allowed to send a PROXY header on a proxy listener",
+	  .typed = OFF(proxy_from_nets) },
 	{ "server", "user", CONFIG_T_STRING, OFF(user), "holdfast", 0, 0,
 	  "user to run as after binding, when started as root" },
 	{ "server", "group", CONFIG_T_STRING, OFF(group), "holdfast", 0, 0,
@@ -94,7 +105,8 @@ static const struct config_key config_keys[] = {
 	{ "screen", "dns_server", CONFIG_T_STRING, OFF(screen_dns_server), "",
 	  0, 0, "ip[:port] for DNSBL lookups (default: the system's)" },
 	{ "screen", "allow", CONFIG_T_CIDRS, OFF(screen_allow), "", 0, 0,
-	  "CIDRs that skip every screen and per-address limit" },
+	  "CIDRs that skip every screen and per-address limit",
+	  .typed = OFF(screen_allow_nets) },
 	{ "screen", "max_sessions_per_ip", CONFIG_T_UINT,
 	  OFF(max_sessions_per_ip), "50", 1, 100000,
 	  "open sessions from one address; more get 421 4.7.0" },
@@ -121,19 +133,22 @@ static const struct config_key config_keys[] = {
 	{ "primary", "helo_name", CONFIG_T_HOST, OFF(helo_name), "", 0, 0,
 	  "name sent in EHLO (default: [server] hostname)" },
 	{ "primary", "etrn_from", CONFIG_T_CIDRS, OFF(etrn_from), "", 0, 0,
-	  "CIDRs whose ETRN starts a drain at once (others get 458)" },
+	  "CIDRs whose ETRN starts a drain at once (others get 458)",
+	  .typed = OFF(etrn_from_nets) },
 	{ "primary", "refuse_limit", CONFIG_T_UINT, OFF(refuse_limit), "5", 1,
 	  10000, "5xx for this many messages in a row pause the drain" },
 	{ "primary", "refuse_pause", CONFIG_T_DURATION, OFF(refuse_pause),
 	  "1h", 1, NOMAX, "how long such a pause lasts (flush ends it)" },
 	{ "primary", "tls", CONFIG_T_ENUM, OFF(primary_tls), "may", 0, 0,
-	  "none|may|encrypt|verify: STARTTLS to the primary" },
+	  "STARTTLS to the primary", .typed = OFF(primary_tls_policy),
+	  .words = "none|may|encrypt|verify" },
 	{ "primary", "tls_ca", CONFIG_T_STRING, OFF(primary_tls_ca), "", 0, 0,
 	  "CA file for tls = verify (default: the system's)" },
 	{ "primary", "tls_name", CONFIG_T_STRING, OFF(primary_tls_name), "",
 	  0, 0, "name to verify and send as SNI (default: host)" },
 	{ "primary", "source", CONFIG_T_ADDR, OFF(primary_source), "", 0, 0,
-	  "local address the drain binds to (default: the kernel's)" },
+	  "local address the drain binds to (default: the kernel's)",
+	  .typed = OFF(primary_source_addr) },
 	{ "tls", "cert", CONFIG_T_STRING, OFF(tls_cert), "", 0, 0,
 	  "PEM certificate chain for STARTTLS (e.g. fullchain.pem)" },
 	{ "tls", "key", CONFIG_T_STRING, OFF(tls_key), "", 0, 0,
@@ -143,10 +158,12 @@ static const struct config_key config_keys[] = {
 	  "control socket path (its directory is created if missing)" },
 	{ "control", "group", CONFIG_T_STRING, OFF(control_group), "", 0, 0,
 	  "group allowed to use the control socket (mode 0660)" },
-	{ "metrics", "listen", CONFIG_T_STRING, OFF(metrics_listen), "", 0, 0,
-	  "address:port for /metrics and /healthz (default: off)" },
+	{ "metrics", "listen", CONFIG_T_HOSTPORT, OFF(metrics_listen), "", 0,
+	  0, "address:port for /metrics and /healthz (default: off)",
+	  .typed = OFF(metrics_addr) },
 	{ "metrics", "allow", CONFIG_T_CIDRS, OFF(metrics_allow),
-	  "127.0.0.0/8, ::1/128", 0, 0, "CIDRs allowed to scrape; others are closed at accept" },
+	  "127.0.0.0/8, ::1/128", 0, 0, "CIDRs allowed to scrape; others are closed at accept",
+	  .typed = OFF(metrics_allow_nets) },
 	{ "notify", "exec", CONFIG_T_STRING, OFF(notify_exec), "", 0, 0,
 	  "program and arguments run on events, no shell (default: off)" },
 	{ "notify", "primary_down_after", CONFIG_T_DURATION,
@@ -158,6 +175,7 @@ static const struct config_key config_keys[] = {
 	  OFF(notify_repeat_interval), "10m", 0, NOMAX,
 	  "the same event again within this is suppressed (counted)" },
 };
+#pragma GCC diagnostic pop
 
 static void
 config_list_add(struct config_list *l, const char *s)
@@ -204,103 +222,197 @@ config_is_hostname(const char *s)
 	return true;
 }
 
-static bool config_dnsbl_item_is_valid(const char *item);
+static int config_dnsbl_add(struct config *cf, const char *item);
 
-/* Parse one value into its field; return NULL or a reason. */
-static const char *
-config_set(struct config *cf, const struct config_key *k, const char *val)
+/* The index of val among words "a|b|c", or -1. */
+static int
+config_word(const char *words, const char *val)
 {
-	char *field = (char *)cf + k->offset;
-	uint64_t v = 0;
-	int rc = -1;
+	size_t n = strlen(val);
+	const char *p = words, *bar;
+	int i;
+
+	for (i = 0;; i++) {
+		bar = strchr(p, '|');
+		if ((size_t)(bar != NULL ? bar - p : (ptrdiff_t)strlen(p)) ==
+		    n && strncmp(p, val, n) == 0)
+			return i;
+		if (bar == NULL)
+			return -1;
+		p = bar + 1;
+	}
+}
+
+/* "addr:port[ proxy]" into *sa (text allocated); -1 if malformed. */
+static int
+config_sockaddr_parse(const char *val, bool proxy_ok,
+    struct config_sockaddr *sa)
+{
+	char addr[NET_ADDR_MAX + 16];
+
+	memset(sa, 0, sizeof(*sa));
+	if (config_listen_split(val, addr, sizeof(addr), &sa->proxy) == -1 ||
+	    (sa->proxy && !proxy_ok) ||
+	    net_parse_hostport(addr, &sa->ss, &sa->sslen) == -1) {
+		memset(sa, 0, sizeof(*sa));
+		return -1;
+	}
+	sa->text = xstrdup(addr);
+	return 0;
+}
+
+/* Check one item of a list key, normalise it in place and add its parsed
+ * form to the key's typed twin; NULL or a reason. */
+static const char *
+config_item(struct config *cf, const struct config_key *k, char *item)
+{
+	void *typed = (char *)cf + k->typed;
+	size_t n;
 
 	switch (k->type) {
-	case CONFIG_T_ENUM:
-		if (strcmp(val, "none") != 0 && strcmp(val, "may") != 0 &&
-		    strcmp(val, "encrypt") != 0 && strcmp(val, "verify") != 0)
-			return "not one of none, may, encrypt, verify";
-		/* FALLTHROUGH */
-	case CONFIG_T_HOST:
-		if (k->type == CONFIG_T_HOST && *val != '\0' &&
-		    !config_is_hostname(val))
-			return "not a hostname";
-		/* FALLTHROUGH */
-	case CONFIG_T_ADDR:
-		if (k->type == CONFIG_T_ADDR && *val != '\0') {
-			struct sockaddr_storage ss;
-			socklen_t sslen;
-
-			if (net_addr_parse(val, &ss, &sslen) == -1)
-				return "not an IPv4 or IPv6 address";
-		}
-		/* FALLTHROUGH */
-	case CONFIG_T_STRING:
-		free(*(char **)field);
-		*(char **)field = xstrdup(val);
+	case CONFIG_T_DOMAINS:
+		for (char *c = item; *c != '\0'; c++)
+			*c = (char)tolower((unsigned char)*c);
+		n = strlen(item);
+		if (n > 1 && item[n - 1] == '.')
+			item[n - 1] = '\0';
+		/* One root dot is tolerated; empty labels ("a..b", ".a",
+		 * "a..") never match. */
+		if (!config_is_hostname(item) || strchr(item, '.') == NULL ||
+		    item[0] == '.' || strstr(item, "..") ||
+		    item[strlen(item) - 1] == '.')
+			return "not a domain name";
 		return NULL;
-	case CONFIG_T_LIST:
-	case CONFIG_T_CIDRS:
+	case CONFIG_T_CIDRS: {
+		struct config_cidrs *l = typed;
+		struct net_cidr c;
+
+		if (net_cidr_parse(item, &c) == -1)
+			return "not an address or CIDR";
+		l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
+		l->v[l->n++] = c;
+		return NULL;
+	}
+	case CONFIG_T_LISTEN: {
+		struct config_sockaddrs *l = typed;
+		struct config_sockaddr sa;
+
+		if (config_sockaddr_parse(item, true, &sa) == -1)
+			return "not address:port (with \" proxy\" after it "
+			    "for a PROXY listener)";
+		l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
+		l->v[l->n++] = sa;
+		return NULL;
+	}
 	case CONFIG_T_DNSBL:
-	case CONFIG_T_DOMAINS: {
-		char *copy = xstrdup(val), *p = copy, *item;
-		const char *why = NULL;
-
-		while ((item = strsep(&p, ",")) != NULL) {
-			size_t n;
-
-			item = config_trim(item);
-			if (*item == '\0')
-				continue;
-			if (k->type == CONFIG_T_DOMAINS) {
-				for (char *c = item; *c != '\0'; c++)
-					*c = (char)tolower((unsigned char)*c);
-				n = strlen(item);
-				if (n > 1 && item[n - 1] == '.')
-					item[n - 1] = '\0';
-				/* One root dot is tolerated; empty labels
-				 * ("a..b", ".a", "a..") never match. */
-				if (!config_is_hostname(item) ||
-				    strchr(item, '.') == NULL ||
-				    item[0] == '.' || strstr(item, "..") ||
-				    item[strlen(item) - 1] == '.') {
-					why = "not a domain name";
-					break;
-				}
-			}
-			if (k->type == CONFIG_T_CIDRS &&
-			    net_cidr_parse(item, NULL) == -1) {
-				why = "not an address or CIDR";
-				break;
-			}
-			if (k->type == CONFIG_T_DNSBL &&
-			    !config_dnsbl_item_is_valid(item)) {
-				why = "not zone[=filter][*weight] (filter "
-				    "d.d.d.d, each d a number or [n;n..m]; "
-				    "weight -1000..1000, not 0)";
-				break;
-			}
-			config_list_add((struct config_list *)field, item);
-		}
-		free(copy);
-		return why;
+		if (config_dnsbl_add(cf, item) == -1)
+			return "not zone[=filter][*weight] (filter d.d.d.d, "
+			    "each d a number or [n;n..m]; weight "
+			    "-1000..1000, not 0)";
+		return NULL;
+	default:
+		return NULL;
 	}
-	case CONFIG_T_UINT:
-		rc = util_parse_u64(val, &v);
-		break;
-	case CONFIG_T_SIZE:
-		rc = util_parse_size(val, &v);
-		break;
-	case CONFIG_T_DURATION:
-		rc = util_parse_duration(val, &v);
-		break;
+}
+
+/* A comma-separated value: each item checked, parsed and appended. */
+static const char *
+config_set_list(struct config *cf, const struct config_key *k,
+    const char *val)
+{
+	struct config_list *l = (struct config_list *)((char *)cf + k->offset);
+	char *copy = xstrdup(val), *p = copy, *item;
+	const char *why = NULL;
+
+	while (why == NULL && (item = strsep(&p, ",")) != NULL) {
+		item = config_trim(item);
+		if (*item == '\0')
+			continue;
+		if ((why = config_item(cf, k, item)) == NULL)
+			config_list_add(l, item);
 	}
+	free(copy);
+	return why;
+}
+
+static const char *
+config_set_number(struct config *cf, const struct config_key *k,
+    const char *val)
+{
+	uint64_t v = 0;
+	int rc;
+
+	rc = k->type == CONFIG_T_SIZE ? util_parse_size(val, &v) :
+	    k->type == CONFIG_T_DURATION ? util_parse_duration(val, &v) :
+	    util_parse_u64(val, &v);
 	if (rc == -1)
 		return k->type == CONFIG_T_SIZE ? "not a size (e.g. 50M)" :
 		    k->type == CONFIG_T_DURATION ?
 		    "not a duration (e.g. 30s, 5m, 1h, 30d)" : "not a number";
 	if (v < k->min || v > k->max)
 		return "out of range";
-	*(uint64_t *)field = v;
+	*(uint64_t *)(void *)((char *)cf + k->offset) = v;
+	return NULL;
+}
+
+_Static_assert(sizeof(enum config_tls) == sizeof(int),
+    "an ENUM key's typed twin is stored as an int");
+
+/* Parse one value into its field and its typed twin; NULL or a reason
+ * (for an ENUM, the caller lists the words). */
+static const char *
+config_set(struct config *cf, const struct config_key *k, const char *val)
+{
+	char **field = (char **)(void *)((char *)cf + k->offset);
+	void *typed = (char *)cf + k->typed;
+
+	switch (k->type) {
+	case CONFIG_T_ENUM: {
+		int w = config_word(k->words, val);
+
+		if (w == -1)
+			return "not one of";
+		*(int *)typed = w;
+		break;
+	}
+	case CONFIG_T_HOST:
+		if (*val != '\0' && !config_is_hostname(val))
+			return "not a hostname";
+		break;
+	case CONFIG_T_ADDR: {
+		struct config_sockaddr sa = { .sslen = 0 };
+
+		if (*val != '\0' &&
+		    net_addr_parse(val, &sa.ss, &sa.sslen) == -1)
+			return "not an IPv4 or IPv6 address";
+		*(struct config_sockaddr *)typed = sa;
+		break;
+	}
+	case CONFIG_T_HOSTPORT: {
+		struct config_sockaddr sa = { .sslen = 0 };
+
+		if (*val != '\0' &&
+		    config_sockaddr_parse(val, false, &sa) == -1)
+			return "not address:port";
+		free(((struct config_sockaddr *)typed)->text);
+		*(struct config_sockaddr *)typed = sa;
+		break;
+	}
+	case CONFIG_T_STRING:
+		break;
+	case CONFIG_T_LIST:
+	case CONFIG_T_LISTEN:
+	case CONFIG_T_CIDRS:
+	case CONFIG_T_DNSBL:
+	case CONFIG_T_DOMAINS:
+		return config_set_list(cf, k, val);
+	case CONFIG_T_UINT:
+	case CONFIG_T_SIZE:
+	case CONFIG_T_DURATION:
+		return config_set_number(cf, k, val);
+	}
+	free(*field);
+	*field = xstrdup(val);
 	return NULL;
 }
 
@@ -429,56 +541,180 @@ fail:
 	return -1;
 }
 
-/* Every blank-separated entry of one comma-separated item parses. */
-static bool
-config_dnsbl_item_is_valid(const char *item)
+/* Parse the blank-separated entries of one comma-separated [screen] dnsbl
+ * item (Postfix splits on both) into cf's typed rows; -1 if one is bad. */
+static int
+config_dnsbl_add(struct config *cf, const char *item)
 {
-	char *copy = xstrdup(item), *p = copy, *w, err[8];
-	bool ok = true;
+	char *copy = xstrdup(item), *p = copy, *w, why[8];
+	int rc = 0;
 
-	while (ok && (w = strsep(&p, " \t")) != NULL) {
+	while (rc == 0 && (w = strsep(&p, " \t")) != NULL) {
 		struct config_dnsbl d;
 
 		if (*w == '\0')
 			continue;
-		if (config_dnsbl_parse(w, &d, err, sizeof(err)) == -1)
-			ok = false;
-		else
-			free(d.zone);
+		if (config_dnsbl_parse(w, &d, why, sizeof(why)) == -1) {
+			rc = -1;
+			break;
+		}
+		cf->dnsbl_sites = xreallocarray(cf->dnsbl_sites,
+		    cf->ndnsbl_sites + 1, sizeof(*cf->dnsbl_sites));
+		cf->dnsbl_sites[cf->ndnsbl_sites++] = d;
 	}
 	free(copy);
-	return ok;
+	return rc;
 }
 
-/* Parse [screen] dnsbl into typed rows; entries are split on commas (by
- * the list type) and on blanks, as Postfix does. */
+/* Keys that may be given more than once (their values add up). */
+static bool
+config_is_list(const struct config_key *k)
+{
+	return k->type == CONFIG_T_LIST || k->type == CONFIG_T_LISTEN ||
+	    k->type == CONFIG_T_CIDRS || k->type == CONFIG_T_DOMAINS ||
+	    k->type == CONFIG_T_DNSBL;
+}
+
+/* One line, comment already cut and trimmed: a [section] or key = value.
+ * -1 with "path:line: why" in err. */
 static int
-config_dnsbl_load(struct config *cf, const char *path, unsigned lineno,
+config_parse_line(struct config *cf, char *s, char *section, size_t seclen,
+    bool *seen, const char *where, char *err, size_t errlen)
+{
+	const struct config_key *k;
+	char *eq, *key, *val;
+	const char *why;
+	size_t i;
+
+	if (*s == '[') {
+		char *end = strchr(s, ']');
+
+		if (end == NULL || end[1] != '\0' ||
+		    util_copy(section, seclen, config_trim(s + 1)) == -1) {
+			snprintf(err, errlen, "%s: bad section line", where);
+			return -1;
+		}
+		*strchr(section, ']') = '\0';
+		config_trim(section);
+		return 0;
+	}
+	if ((eq = strchr(s, '=')) == NULL) {
+		snprintf(err, errlen, "%s: expected key = value", where);
+		return -1;
+	}
+	*eq = '\0';
+	key = config_trim(s);
+	val = config_trim(eq + 1);
+	if ((k = config_find(section, key)) == NULL) {
+		snprintf(err, errlen, "%s: unknown key [%s] %s", where,
+		    section, key);
+		return -1;
+	}
+	i = (size_t)(k - config_keys);
+	if (seen[i] && !config_is_list(k)) {
+		snprintf(err, errlen, "%s: [%s] %s given twice", where,
+		    section, key);
+		return -1;
+	}
+	seen[i] = true;
+	if ((why = config_set(cf, k, val)) != NULL) {
+		snprintf(err, errlen, "%s: [%s] %s: %s%s%s", where, section,
+		    key, why, k->words != NULL ? " " : "",
+		    k->words != NULL ? k->words : "");
+		return -1;
+	}
+	return 0;
+}
+
+/* Every line of fp, hashed as config_file_stat does. */
+static int
+config_parse_file(struct config *cf, FILE *fp, const char *path,
+    bool *seen, char *err, size_t errlen)
+{
+	char section[64] = "", *line = NULL, *s, where[PATH_MAX + 32];
+	size_t cap = 0;
+	unsigned lineno = 0;
+	ssize_t len;
+	int rc = 0;
+
+	while (rc == 0 && (len = getline(&line, &cap, fp)) != -1) {
+		cf->hash = config_fnv(cf->hash, line, (size_t)len);
+		lineno++;
+		if ((s = strchr(line, '#')) != NULL)
+			*s = '\0';
+		s = config_trim(line);
+		if (*s == '\0')
+			continue;
+		snprintf(where, sizeof(where), "%s:%u", path, lineno);
+		rc = config_parse_line(cf, s, section, sizeof(section), seen,
+		    where, err, errlen);
+	}
+	if (rc == 0 && ferror(fp)) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		rc = -1;
+	}
+	free(line);
+	return rc;
+}
+
+/* The defaults of the keys the file did not set; -1 if one is required. */
+static int
+config_defaults(struct config *cf, const bool *seen, const char *path,
     char *err, size_t errlen)
 {
 	size_t i;
 
-	for (i = 0; i < cf->dnsbl.n; i++) {
-		char *copy = xstrdup(cf->dnsbl.v[i]), *p = copy, *item;
+	for (i = 0; i < UTIL_ARRAY_LEN(config_keys); i++) {
+		const struct config_key *k = &config_keys[i];
 
-		while ((item = strsep(&p, " \t")) != NULL) {
-			struct config_dnsbl d;
-			char why[256];
-
-			if (*item == '\0')
-				continue;
-			if (config_dnsbl_parse(item, &d, why,
-			    sizeof(why)) == -1) {
-				snprintf(err, errlen, "%s:%u: [screen] dnsbl: "
-				    "%s", path, lineno, why);
-				free(copy);
-				return -1;
-			}
-			cf->dnsbl_sites = xreallocarray(cf->dnsbl_sites,
-			    cf->ndnsbl_sites + 1, sizeof(*cf->dnsbl_sites));
-			cf->dnsbl_sites[cf->ndnsbl_sites++] = d;
+		if (seen[i])
+			continue;
+		if (k->def == NULL) {
+			snprintf(err, errlen, "%s: missing required key "
+			    "[%s] %s", path, k->section, k->name);
+			return -1;
 		}
-		free(copy);
+		if (config_set(cf, k, k->def) != NULL)
+			abort();	/* a bad default is a programming error */
+	}
+	if (*cf->helo_name == '\0') {
+		free(cf->helo_name);
+		cf->helo_name = xstrdup(cf->hostname);
+	}
+	return 0;
+}
+
+/* What no single line can say: keys that need or contradict each other.
+ * The error names the keys, not a line. */
+static int
+config_check(const struct config *cf, const char *path, char *err,
+    size_t errlen)
+{
+	if (cf->listen.n == 0) {
+		snprintf(err, errlen, "%s: [server] listen needs at least "
+		    "one address", path);
+		return -1;
+	}
+	if (cf->domains.n == 0) {
+		snprintf(err, errlen, "%s: [server] domains needs at least "
+		    "one domain", path);
+		return -1;
+	}
+	if (cf->retry_max < cf->retry_min) {
+		snprintf(err, errlen, "%s: [primary] retry_max is below "
+		    "[primary] retry_min", path);
+		return -1;
+	}
+	if ((*cf->tls_cert == '\0') != (*cf->tls_key == '\0')) {
+		snprintf(err, errlen, "%s: [tls] cert and [tls] key go "
+		    "together (%s is not set)", path,
+		    *cf->tls_cert == '\0' ? "cert" : "key");
+		return -1;
+	}
+	if (*cf->notify_exec != '\0' && *cf->notify_exec != '/') {
+		snprintf(err, errlen, "%s: [notify] exec: not an absolute "
+		    "path (no shell runs it)", path);
+		return -1;
 	}
 	return 0;
 }
@@ -487,18 +723,16 @@ struct config *
 config_load(const char *path, char *err, size_t errlen)
 {
 	struct config *cf = xcalloc(1, sizeof(*cf));
+	bool seen[UTIL_ARRAY_LEN(config_keys)] = { false };
 	struct stat st;
 	char *real;
-	ssize_t len;
-	bool seen[UTIL_ARRAY_LEN(config_keys)] = { false };
-	char section[64] = "", *line = NULL;
-	size_t cap = 0, i;
-	unsigned lineno = 0;
 	FILE *fp;
+	int rc;
 
 	if ((fp = fopen(path, "r")) == NULL) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		goto fail;
+		config_free(cf);
+		return NULL;
 	}
 	cf->hash = CONFIG_FNV_INIT;
 	if (fstat(fileno(fp), &st) == 0)
@@ -506,136 +740,14 @@ config_load(const char *path, char *err, size_t errlen)
 	real = realpath(path, NULL);
 	cf->path = xstrdup(real != NULL ? real : path);
 	free(real);
-	while ((len = getline(&line, &cap, fp)) != -1) {
-		char *s, *eq, *key, *val;
-		const struct config_key *k;
-		const char *why;
-
-		cf->hash = config_fnv(cf->hash, line, (size_t)len);
-		lineno++;
-		if ((s = strchr(line, '#')) != NULL)
-			*s = '\0';
-		s = config_trim(line);
-		if (*s == '\0')
-			continue;
-		if (*s == '[') {
-			char *end = strchr(s, ']');
-
-			if (end == NULL || end[1] != '\0' ||
-			    util_copy(section, sizeof(section),
-			    config_trim(s + 1)) == -1) {
-				snprintf(err, errlen, "%s:%u: bad section line",
-				    path, lineno);
-				goto fail;
-			}
-			*strchr(section, ']') = '\0';
-			config_trim(section);
-			continue;
-		}
-		if ((eq = strchr(s, '=')) == NULL) {
-			snprintf(err, errlen, "%s:%u: expected key = value",
-			    path, lineno);
-			goto fail;
-		}
-		*eq = '\0';
-		key = config_trim(s);
-		val = config_trim(eq + 1);
-		if ((k = config_find(section, key)) == NULL) {
-			snprintf(err, errlen, "%s:%u: unknown key [%s] %s",
-			    path, lineno, section, key);
-			goto fail;
-		}
-		i = (size_t)(k - config_keys);
-		if (seen[i] && k->type != CONFIG_T_LIST &&
-		    k->type != CONFIG_T_CIDRS && k->type != CONFIG_T_DOMAINS &&
-		    k->type != CONFIG_T_DNSBL) {
-			snprintf(err, errlen, "%s:%u: [%s] %s given twice",
-			    path, lineno, section, key);
-			goto fail;
-		}
-		seen[i] = true;
-		if ((why = config_set(cf, k, val)) != NULL) {
-			snprintf(err, errlen, "%s:%u: [%s] %s: %s", path,
-			    lineno, section, key, why);
-			goto fail;
-		}
-	}
-	if (ferror(fp)) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		goto fail;
-	}
-	for (i = 0; i < UTIL_ARRAY_LEN(config_keys); i++) {
-		const struct config_key *k = &config_keys[i];
-
-		if (seen[i])
-			continue;
-		if (k->def == NULL) {
-			snprintf(err, errlen, "%s:%u: missing required key "
-			    "[%s] %s", path, lineno, k->section, k->name);
-			goto fail;
-		}
-		if (config_set(cf, k, k->def) != NULL)
-			abort();	/* a bad default is a programming error */
-	}
-	if (cf->listen.n == 0 || cf->domains.n == 0) {
-		snprintf(err, errlen, "%s:%u: [server] listen and domains "
-		    "need at least one value", path, lineno);
-		goto fail;
-	}
-	if (cf->retry_max < cf->retry_min) {
-		snprintf(err, errlen, "%s:%u: [primary] retry_max is below "
-		    "retry_min", path, lineno);
-		goto fail;
-	}
-	if (*cf->metrics_listen != '\0') {
-		struct sockaddr_storage ss;
-		socklen_t sslen;
-
-		if (net_parse_hostport(cf->metrics_listen, &ss, &sslen) == -1) {
-			snprintf(err, errlen, "%s:%u: [metrics] listen: not "
-			    "address:port", path, lineno);
-			goto fail;
-		}
-	}
-	for (i = 0; i < cf->listen.n; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sslen;
-		char addr[NET_ADDR_MAX + 16];
-		bool proxy;
-
-		if (config_listen_split(cf->listen.v[i], addr, sizeof(addr),
-		    &proxy) == -1 ||
-		    net_parse_hostport(addr, &ss, &sslen) == -1) {
-			snprintf(err, errlen, "%s:%u: [server] listen: %s is "
-			    "not address:port", path, lineno, cf->listen.v[i]);
-			goto fail;
-		}
-	}
-	if ((*cf->tls_cert == '\0') != (*cf->tls_key == '\0')) {
-		snprintf(err, errlen, "%s:%u: [tls] cert and key go together",
-		    path, lineno);
-		goto fail;
-	}
-	if (config_dnsbl_load(cf, path, lineno, err, errlen) == -1)
-		goto fail;
-	if (*cf->notify_exec != '\0' && *cf->notify_exec != '/') {
-		snprintf(err, errlen, "%s:%u: [notify] exec: not an absolute "
-		    "path (no shell runs it)", path, lineno);
-		goto fail;
-	}
-	if (*cf->helo_name == '\0') {
-		free(cf->helo_name);
-		cf->helo_name = xstrdup(cf->hostname);
-	}
-	free(line);
+	rc = config_parse_file(cf, fp, path, seen, err, errlen);
 	fclose(fp);
+	if (rc == -1 || config_defaults(cf, seen, path, err, errlen) == -1 ||
+	    config_check(cf, path, err, errlen) == -1) {
+		config_free(cf);
+		return NULL;
+	}
 	return cf;
-fail:
-	free(line);
-	if (fp != NULL)
-		fclose(fp);
-	config_free(cf);
-	return NULL;
 }
 
 void
@@ -648,15 +760,31 @@ config_free(struct config *cf)
 	for (i = 0; i < UTIL_ARRAY_LEN(config_keys); i++) {
 		char *field = (char *)cf + config_keys[i].offset;
 
+		char *typed = (char *)cf + config_keys[i].typed;
+
 		switch (config_keys[i].type) {
+		case CONFIG_T_HOSTPORT:
+			free(((struct config_sockaddr *)(void *)typed)->text);
+			/* FALLTHROUGH */
 		case CONFIG_T_STRING:
 		case CONFIG_T_ENUM:
 		case CONFIG_T_HOST:
 		case CONFIG_T_ADDR:
 			free(*(char **)field);
 			break;
-		case CONFIG_T_LIST:
+		case CONFIG_T_LISTEN: {
+			struct config_sockaddrs *l = (void *)typed;
+
+			for (size_t j = 0; j < l->n; j++)
+				free(l->v[j].text);
+			free(l->v);
+		}
+			/* FALLTHROUGH */
 		case CONFIG_T_CIDRS:
+			if (config_keys[i].type == CONFIG_T_CIDRS)
+				free(((struct config_cidrs *)(void *)typed)->v);
+			/* FALLTHROUGH */
+		case CONFIG_T_LIST:
 		case CONFIG_T_DNSBL:
 		case CONFIG_T_DOMAINS:
 			config_list_free((struct config_list *)field);
@@ -713,9 +841,11 @@ config_fmt_value(const struct config *cf, const struct config_key *k)
 	case CONFIG_T_ENUM:
 	case CONFIG_T_HOST:
 	case CONFIG_T_ADDR:
+	case CONFIG_T_HOSTPORT:
 		return xstrdup(*(char *const *)field != NULL ?
 		    *(char *const *)field : "");
 	case CONFIG_T_LIST:
+	case CONFIG_T_LISTEN:
 	case CONFIG_T_CIDRS:
 	case CONFIG_T_DNSBL:
 	case CONFIG_T_DOMAINS: {
@@ -861,7 +991,8 @@ config_print_keys(void)
 
 		if (strcmp(section, k->section) != 0)
 			printf("%s[%s]\n", i ? "\n" : "", section = k->section);
-		printf("%-18s = %-10s # %s%s\n", k->name,
-		    k->def ? k->def : "", k->def ? "" : "(required) ", k->help);
+		printf("%-18s = %-10s # %s%s%s%s\n", k->name,
+		    k->def ? k->def : "", k->def ? "" : "(required) ",
+		    k->words ? k->words : "", k->words ? ": " : "", k->help);
 	}
 }

@@ -2,8 +2,11 @@
  * config: the configuration grammar and struct config.
  *
  * One INI-style file ([section], key = value, # comments).  Every key is a
- * row of one table {section, name, type, default, min, max, help}; a load
- * validates everything or fails with "file:line: what is wrong".  The
+ * row of one table {section, name, type, default, min, max, help, typed,
+ * words}; a load validates everything or fails with "file:line: what is
+ * wrong".  Each value is parsed once, at load, into its typed twin
+ * (socket addresses, CIDR arrays, DNSBL rows, enums): consumers never
+ * parse the text again; the text stays for config_print.  The
  * struct is immutable after config_load(); the caller owns it and frees it
  * with config_free().  No sockets, no spool.
  */
@@ -13,10 +16,42 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+
+#include "net.h"
 
 struct config_list {
 	char	**v;
 	size_t	  n;
+};
+
+/* A list of CIDRs, parsed once at load (the text stays in a config_list
+ * beside it, for config_print). */
+struct config_cidrs {
+	struct net_cidr	*v;
+	size_t		 n;
+};
+
+/* A socket address parsed at load: [server] listen rows (with their
+ * " proxy" flag) and [metrics] listen (sslen 0: off). */
+struct config_sockaddr {
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	bool			 proxy;
+	char			*text;	/* "addr:port" as written, no flag */
+};
+
+struct config_sockaddrs {
+	struct config_sockaddr	*v;
+	size_t			 n;
+};
+
+/* [primary] tls, in the order of its words "none|may|encrypt|verify". */
+enum config_tls {
+	CONFIG_TLS_NONE,
+	CONFIG_TLS_MAY,
+	CONFIG_TLS_ENCRYPT,
+	CONFIG_TLS_VERIFY,
 };
 
 /*
@@ -36,6 +71,7 @@ struct config {
 	/* [server] */
 	char			*hostname;
 	struct config_list	 listen;	/* "addr:port", "[v6]:port" */
+	struct config_sockaddrs	 listen_addrs;	/* parsed from listen */
 	struct config_list	 domains;	/* lowercased, no trailing dot */
 	uint64_t		 max_message_size;
 	uint64_t		 max_recipients;
@@ -43,6 +79,7 @@ struct config {
 	uint64_t		 timeout;	/* seconds, per command/DATA */
 	uint64_t		 min_data_rate;	/* octets/s over DATA */
 	struct config_list	 proxy_from;	/* CIDRs trusted for PROXY */
+	struct config_cidrs	 proxy_from_nets; /* parsed from proxy_from */
 	char			*user, *group;	/* dropped to when root */
 	/* [spool] */
 	char			*spool_dir;
@@ -58,6 +95,7 @@ struct config {
 	uint64_t		 dnsbl_threshold;
 	char			*screen_dns_server;
 	struct config_list	 screen_allow;	/* CIDRs: no screens */
+	struct config_cidrs	 screen_allow_nets;
 	uint64_t		 max_sessions_per_ip;
 	uint64_t		 conn_rate;	/* per minute per address */
 	uint64_t		 msg_rate;	/* per minute per address */
@@ -72,12 +110,15 @@ struct config {
 	uint64_t		 primary_timeout;
 	char			*helo_name;	/* default: hostname */
 	struct config_list	 etrn_from;	/* CIDRs allowed ETRN */
+	struct config_cidrs	 etrn_from_nets;
 	uint64_t		 refuse_limit;	/* 5xx in a row: breaker */
 	uint64_t		 refuse_pause;
 	char			*primary_tls;	/* none|may|encrypt|verify */
+	enum config_tls		 primary_tls_policy; /* parsed from it */
 	char			*primary_tls_ca;
 	char			*primary_tls_name;
 	char			*primary_source; /* "" = the kernel's choice */
+	struct config_sockaddr	 primary_source_addr; /* sslen 0: "" */
 	/* [tls] */
 	char			*tls_cert;	/* "" = no STARTTLS */
 	char			*tls_key;
@@ -86,7 +127,9 @@ struct config {
 	char			*control_group;	/* "" = the daemon's group */
 	/* [metrics] */
 	char			*metrics_listen; /* "" = off */
+	struct config_sockaddr	 metrics_addr;	/* sslen 0 = off */
 	struct config_list	 metrics_allow;	/* CIDRs */
+	struct config_cidrs	 metrics_allow_nets;
 	/* [notify] */
 	char			*notify_exec;	/* "" = off; argv words */
 	uint64_t		 notify_primary_down_after;
@@ -100,7 +143,8 @@ struct config {
 };
 
 /* Load path into a new config; on error return NULL with "path:line: why"
- * in err. */
+ * in err; an error of the whole file (a required key missing, keys that
+ * contradict each other) says "path: [section] key ..." naming the keys. */
 struct config *config_load(const char *path, char *err, size_t errlen);
 void config_free(struct config *cf);
 
@@ -117,7 +161,8 @@ int config_dnsbl_parse(const char *s, struct config_dnsbl *out, char *err,
 /* True if domain (any case, trailing dot tolerated) is one of ours. */
 bool config_is_our_domain(const struct config *cf, const char *domain);
 
-/* Write the key table as "[section] key = default  # help" lines to stdout. */
+/* Write the key table as "[section] key = default  # help" lines to stdout;
+ * an enumeration's help starts with its allowed words "a|b|c:". */
 void config_print_keys(void);
 /*
  * Write cf's effective values to stdout in the file's own syntax, under

@@ -1109,10 +1109,8 @@ drain_new(struct event_base *base, const struct config *cf,
 	d->cf = cf;
 	d->done = done;
 	d->arg = arg;
-	if (*cf->primary_source != '\0' && net_addr_parse(cf->primary_source,
-	    &d->source, &d->sourcelen) == -1)
-		fatalx("[primary] source %s: not an address",
-		    cf->primary_source);	/* config_load checked it */
+	d->source = cf->primary_source_addr.ss;	/* sslen 0: not bound */
+	d->sourcelen = cf->primary_source_addr.sslen;
 	TAILQ_INIT(&d->conns);
 	return d;
 }

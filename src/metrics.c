@@ -259,7 +259,7 @@ static struct {
 	struct event_base	*base;
 	struct evconnlistener	*lev;
 	struct net_backoff	*backoff;
-	char			**allow;
+	struct net_cidr		 *allow;
 	size_t			  nallow;
 	TAILQ_HEAD(, metrics_conn) conns;
 	size_t			  nconns;
@@ -757,7 +757,7 @@ metrics_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	(void)l;
 	(void)salen;
 	(void)arg;
-	if (!net_cidr_list_match(metrics_srv.allow, metrics_srv.nallow, sa)) {
+	if (!net_cidrs_match(metrics_srv.allow, metrics_srv.nallow, sa)) {
 		if (log_limit_ok(&ll_refused)) {
 			net_addr_fmt(sa, addr, sizeof(addr), &port);
 			log_info("metrics refused addr=%s port=%u "
@@ -811,24 +811,17 @@ int
 metrics_start(struct event_base *base, const struct config *cf)
 {
 	struct evconnlistener *lev;
-	struct sockaddr_storage ss;
-	socklen_t sslen;
-	size_t i;
 
 	if (metrics_values[M_START_TIME] == 0)
 		metrics_values[M_START_TIME] = (double)util_now();
-	if (cf->metrics_listen == NULL || *cf->metrics_listen == '\0')
+	if (cf->metrics_addr.sslen == 0)
 		return 0;
 	if (metrics_srv.lev != NULL)
 		fatalx("%s: already started", __func__);
-	if (net_parse_hostport(cf->metrics_listen, &ss, &sslen) == -1) {
-		log_warnx("metrics listen addr=%s: not address:port",
-		    cf->metrics_listen);
-		return -1;
-	}
 	lev = evconnlistener_new_bind(base, metrics_accept_cb, NULL,
 	    LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-	    16, (struct sockaddr *)&ss, (int)sslen);
+	    16, (const struct sockaddr *)&cf->metrics_addr.ss,
+	    (int)cf->metrics_addr.sslen);
 	if (lev == NULL) {
 		log_warn("metrics listen addr=%s", cf->metrics_listen);
 		return -1;
@@ -838,11 +831,11 @@ metrics_start(struct event_base *base, const struct config *cf)
 	metrics_srv.lev = lev;
 	metrics_srv.backoff = net_backoff_new(base, lev, "metrics");
 	TAILQ_INIT(&metrics_srv.conns);
-	metrics_srv.allow = xcalloc(cf->metrics_allow.n + 1,
+	metrics_srv.allow = xcalloc(cf->metrics_allow_nets.n + 1,
 	    sizeof(*metrics_srv.allow));
-	for (i = 0; i < cf->metrics_allow.n; i++)
-		metrics_srv.allow[i] = xstrdup(cf->metrics_allow.v[i]);
-	metrics_srv.nallow = cf->metrics_allow.n;
+	memcpy(metrics_srv.allow, cf->metrics_allow_nets.v,
+	    cf->metrics_allow_nets.n * sizeof(*metrics_srv.allow));
+	metrics_srv.nallow = cf->metrics_allow_nets.n;
 	log_info("metrics listening addr=%s", cf->metrics_listen);
 	return 0;
 }
@@ -850,8 +843,6 @@ metrics_start(struct event_base *base, const struct config *cf)
 void
 metrics_stop(void)
 {
-	size_t i;
-
 	if (metrics_srv.lev == NULL)
 		return;
 	while (!TAILQ_EMPTY(&metrics_srv.conns))
@@ -860,8 +851,6 @@ metrics_stop(void)
 	metrics_srv.backoff = NULL;
 	evconnlistener_free(metrics_srv.lev);
 	metrics_srv.lev = NULL;
-	for (i = 0; i < metrics_srv.nallow; i++)
-		free(metrics_srv.allow[i]);
 	free(metrics_srv.allow);
 	metrics_srv.allow = NULL;
 	metrics_srv.nallow = 0;

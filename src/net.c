@@ -151,31 +151,58 @@ net_cidr_match(const struct net_cidr *c, int family,
 	return ((c->addr[full] ^ addr[full]) & (0xff << (8 - rest))) == 0;
 }
 
-bool
-net_cidr_list_match(char *const *cidrs, size_t n, const struct sockaddr *sa)
+/* sa's address as family and bytes; a v4-mapped IPv6 address as IPv4.
+ * false if sa is neither IPv4 nor IPv6. */
+static bool
+net_cidr_key(const struct sockaddr *sa, int *family, unsigned char addr[16])
 {
-	unsigned char addr[16];
-	int family = sa->sa_family;
-	struct net_cidr c;
-	size_t i;
-
-	if (family == AF_INET)
+	*family = sa->sa_family;
+	if (*family == AF_INET)
 		memcpy(addr, &((const struct sockaddr_in *)(const void *)sa)->
 		    sin_addr, 4);
-	else if (family == AF_INET6) {
+	else if (*family == AF_INET6) {
 		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)
 		    (const void *)sa)->sin6_addr;
 
 		if (IN6_IS_ADDR_V4MAPPED(a6)) {
-			family = AF_INET;
+			*family = AF_INET;
 			memcpy(addr, &a6->s6_addr[12], 4);
 		} else
 			memcpy(addr, a6, 16);
 	} else
 		return false;
+	return true;
+}
+
+bool
+net_cidr_list_match(char *const *cidrs, size_t n, const struct sockaddr *sa)
+{
+	unsigned char addr[16];
+	int family;
+	struct net_cidr c;
+	size_t i;
+
+	if (!net_cidr_key(sa, &family, addr))
+		return false;
 	for (i = 0; i < n; i++)
 		if (net_cidr_parse(cidrs[i], &c) == 0 &&
 		    net_cidr_match(&c, family, addr))
+			return true;
+	return false;
+}
+
+bool
+net_cidrs_match(const struct net_cidr *cidrs, size_t n,
+    const struct sockaddr *sa)
+{
+	unsigned char addr[16];
+	int family;
+	size_t i;
+
+	if (!net_cidr_key(sa, &family, addr))
+		return false;
+	for (i = 0; i < n; i++)
+		if (net_cidr_match(&cidrs[i], family, addr))
 			return true;
 	return false;
 }

@@ -36,6 +36,9 @@ int net_cidr_parse(const char *s, struct net_cidr *cidr);
  * v4-mapped IPv6 address matches IPv4 blocks. */
 bool net_cidr_list_match(char *const *cidrs, size_t n,
     const struct sockaddr *sa);
+/* The same over n blocks parsed once (by net_cidr_parse). */
+bool net_cidrs_match(const struct net_cidr *cidrs, size_t n,
+    const struct sockaddr *sa);
 
 /* Text address and port of sa. */
 void net_addr_fmt(const struct sockaddr *sa, char *addr, size_t addrlen,

@@ -219,8 +219,8 @@ screen_window(time_t now, time_t *start, unsigned *count, uint64_t limit)
 bool
 screen_is_allowed(struct screen *sc, const struct sockaddr *sa)
 {
-	return net_cidr_list_match(sc->cf->screen_allow.v,
-	    sc->cf->screen_allow.n, sa);
+	return net_cidrs_match(sc->cf->screen_allow_nets.v,
+	    sc->cf->screen_allow_nets.n, sa);
 }
 
 enum screen_verdict

@@ -266,6 +266,7 @@ struct smtp_server {
 	struct pause		*pause;		/* pause-smtp; may be NULL */
 	/* holdfastctl trace: protocol lines of matching sessions at info */
 	char			 trace_cidr[NET_ADDR_MAX + 8]; /* "": all */
+	struct net_cidr		 trace_net;	/* trace_cidr, parsed */
 	time_t			 trace_until;	/* 0: off */
 };
 
@@ -374,7 +375,6 @@ static bool
 smtp_tracing(struct smtp_session *s)
 {
 	struct smtp_server *srv = s->srv;
-	char *cidr = srv->trace_cidr;
 
 	if (srv->trace_until == 0)
 		return false;
@@ -383,8 +383,8 @@ smtp_tracing(struct smtp_session *s)
 		log_info("trace off reason=expired");
 		return false;
 	}
-	return cidr[0] == '\0' || net_cidr_list_match(&cidr, 1,
-	    (const struct sockaddr *)&s->sa);
+	return srv->trace_cidr[0] == '\0' || net_cidrs_match(&srv->trace_net,
+	    1, (const struct sockaddr *)&s->sa);
 }
 
 static void smtp_trace(struct smtp_session *s, const char *fmt, ...)
@@ -1065,7 +1065,7 @@ smtp_cmd_etrn(struct smtp_session *s, const char *args)
 	const struct config *cf = s->srv->cf;
 
 	(void)args;
-	if (!net_cidr_list_match(cf->etrn_from.v, cf->etrn_from.n,
+	if (!net_cidrs_match(cf->etrn_from_nets.v, cf->etrn_from_nets.n,
 	    (struct sockaddr *)&s->sa)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_ETRN]))
 			log_info("sess=%016" PRIx64 " etrn refused addr=%s",
@@ -1952,8 +1952,8 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		return;
 	}
 	/* Nothing of a PROXY header is believed from anyone else. */
-	if (!net_cidr_list_match(srv->cf->proxy_from.v, srv->cf->proxy_from.n,
-	    sa)) {
+	if (!net_cidrs_match(srv->cf->proxy_from_nets.v,
+	    srv->cf->proxy_from_nets.n, sa)) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_PROXY_UNTRUSTED])) {
 			smtp_log_connected(s);
 			log_info("sess=%016" PRIx64 " PROXY from untrusted addr=%s, "
@@ -1994,39 +1994,31 @@ smtp_server_new(struct event_base *base, const struct config *cf,
 	srv->queue = q;
 	TAILQ_INIT(&srv->sessions);
 	srv->scratch = xmalloc(2 * SMTP_DATA_CHUNK + 4);
-	srv->listeners = xcalloc(cf->listen.n, sizeof(*srv->listeners));
+	srv->listeners = xcalloc(cf->listen_addrs.n, sizeof(*srv->listeners));
 	if ((srv->screen = screen_new(base, cf)) == NULL)
 		goto fail;
-	for (i = 0; i < cf->listen.n; i++) {
+	for (i = 0; i < cf->listen_addrs.n; i++) {
+		const struct config_sockaddr *la = &cf->listen_addrs.v[i];
 		struct smtp_listener *sl = &srv->listeners[srv->nlisteners];
-		struct sockaddr_storage ss;
-		socklen_t sslen;
 		struct evconnlistener *l;
-		char addr[NET_ADDR_MAX + 16];
 
-		if (config_listen_split(cf->listen.v[i], addr, sizeof(addr),
-		    &sl->proxy) == -1 ||
-		    net_parse_hostport(addr, &ss, &sslen) == -1) {
-			log_warnx("listen %s: not address:port",
-			    cf->listen.v[i]);
-			goto fail;
-		}
+		sl->proxy = la->proxy;
 		sl->srv = srv;
 		/* [::]:25 beside 0.0.0.0:25: v6 sockets take v6 only. */
 		l = evconnlistener_new_bind(base, smtp_accept_cb, sl,
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-		    LEV_OPT_CLOSE_ON_EXEC | (ss.ss_family == AF_INET6 ?
-		    LEV_OPT_BIND_IPV6ONLY : 0), 512, (struct sockaddr *)&ss,
-		    (int)sslen);
+		    LEV_OPT_CLOSE_ON_EXEC | (la->ss.ss_family == AF_INET6 ?
+		    LEV_OPT_BIND_IPV6ONLY : 0), 512,
+		    (const struct sockaddr *)&la->ss, (int)la->sslen);
 		if (l == NULL) {
-			log_warn("listen %s", cf->listen.v[i]);
+			log_warn("listen %s", la->text);
 			goto fail;
 		}
 		evconnlistener_set_error_cb(l, smtp_listen_error_cb);
 		sl->l = l;
 		sl->backoff = net_backoff_new(base, l, "smtp");
 		srv->nlisteners++;
-		log_info("smtp listening addr=%s%s", addr,
+		log_info("smtp listening addr=%s%s", la->text,
 		    sl->proxy ? " proxy" : "");
 	}
 	return srv;
@@ -2069,6 +2061,8 @@ smtp_server_trace_set(struct smtp_server *srv, const char *cidr,
 	if (cidr != NULL && (net_cidr_parse(cidr, &c) == -1 ||
 	    util_copy(srv->trace_cidr, sizeof(srv->trace_cidr), cidr) == -1))
 		return -1;
+	if (cidr != NULL)
+		srv->trace_net = c;
 	if (cidr == NULL)
 		srv->trace_cidr[0] = '\0';
 	srv->trace_until = util_now() + (time_t)seconds;

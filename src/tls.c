@@ -172,14 +172,12 @@ tls_check(const struct config *cf, char *err, size_t errlen)
 	return TLS_CHECK_OK;
 }
 
-static const struct {
-	const char	*name;
-	enum tls_policy	 policy;
-} tls_policies[] = {
-	{ "none", TLS_POLICY_NONE },
-	{ "may", TLS_POLICY_MAY },
-	{ "encrypt", TLS_POLICY_ENCRYPT },
-	{ "verify", TLS_POLICY_VERIFY },
+/* [primary] tls as config parsed it, indexed by enum config_tls. */
+static const enum tls_policy tls_policies[] = {
+	[CONFIG_TLS_NONE] = TLS_POLICY_NONE,
+	[CONFIG_TLS_MAY] = TLS_POLICY_MAY,
+	[CONFIG_TLS_ENCRYPT] = TLS_POLICY_ENCRYPT,
+	[CONFIG_TLS_VERIFY] = TLS_POLICY_VERIFY,
 };
 
 struct tls *
@@ -187,13 +185,9 @@ tls_new(const struct config *cf)
 {
 	struct tls *tls = xcalloc(1, sizeof(*tls));
 	char err[512];
-	size_t i;
 
 	tls->cf = cf;
-	tls->policy = TLS_POLICY_MAY;
-	for (i = 0; i < UTIL_ARRAY_LEN(tls_policies); i++)
-		if (strcmp(cf->primary_tls, tls_policies[i].name) == 0)
-			tls->policy = tls_policies[i].policy;
+	tls->policy = tls_policies[cf->primary_tls_policy];
 	if (*cf->tls_cert != '\0') {
 		/* Before the first certificate exists (certbot has not run
 		 * yet): serve without STARTTLS until a SIGHUP finds it. */

@@ -74,6 +74,18 @@ fuzz_check(const struct config *cf)
 			    cf->domains.v[i][k] > 'Z');
 		FUZZ_ASSERT(config_is_our_domain(cf, cf->domains.v[i]));
 	}
+	/* Every value is parsed once at load: the typed twins match. */
+	FUZZ_ASSERT(cf->listen_addrs.n == cf->listen.n);
+	for (i = 0; i < cf->listen_addrs.n; i++)
+		FUZZ_ASSERT(cf->listen_addrs.v[i].sslen > 0 &&
+		    cf->listen_addrs.v[i].text != NULL);
+	FUZZ_ASSERT(cf->proxy_from_nets.n == cf->proxy_from.n &&
+	    cf->screen_allow_nets.n == cf->screen_allow.n &&
+	    cf->etrn_from_nets.n == cf->etrn_from.n &&
+	    cf->metrics_allow_nets.n == cf->metrics_allow.n);
+	FUZZ_ASSERT((cf->metrics_addr.sslen == 0) ==
+	    (cf->metrics_listen[0] == '\0'));
+	FUZZ_ASSERT(cf->primary_tls_policy <= CONFIG_TLS_VERIFY);
 	for (i = 0; i < cf->etrn_from.n; i++)
 		FUZZ_ASSERT(cf->etrn_from.v[i] != NULL);
 	for (i = 0; i < cf->metrics_allow.n; i++)

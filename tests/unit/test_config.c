@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "t.h"
 
@@ -50,12 +52,54 @@ test_minimal(void)
 	T_CHECK(!config_is_our_domain(cf, "sub.example.org"));
 	T_CHECK(!config_is_our_domain(cf, "example.or"));
 	T_STREQ(cf->primary_source, "");
+	T_CHECK(cf->primary_source_addr.sslen == 0);
 	config_free(cf);
 	cf = load(MINIMAL "source = 127.0.0.2\n", err, sizeof(err));
 	T_CHECK(cf != NULL && strcmp(cf->primary_source, "127.0.0.2") == 0);
+	T_CHECK(cf != NULL && cf->primary_source_addr.sslen ==
+	    sizeof(struct sockaddr_in));
 	config_free(cf);
 	cf = load(MINIMAL "source = 2001:db8::25\n", err, sizeof(err));
 	T_CHECK(cf != NULL && strcmp(cf->primary_source, "2001:db8::25") == 0);
+	config_free(cf);
+}
+
+/* Values parsed once at load: addresses, CIDRs, the TLS word. */
+static void
+test_typed(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	char err[256];
+	struct config *cf = load(MINIMAL "tls = verify\netrn_from = 192.0.2.0/24\n"
+	    "[server]\nlisten = [::1]:2526 proxy, 127.0.0.2:25\n"
+	    "proxy_from = 10.0.0.0/8\n[metrics]\nlisten = 127.0.0.1:9100\n",
+	    err, sizeof(err));
+
+	T_CHECK(cf != NULL);
+	if (cf == NULL) {
+		fprintf(stderr, "  %s\n", err);
+		return;
+	}
+	T_CHECK(cf->primary_tls_policy == CONFIG_TLS_VERIFY);
+	T_CHECK(cf->listen_addrs.n == 3 && cf->listen.n == 3);
+	T_CHECK(!cf->listen_addrs.v[0].proxy);
+	T_CHECK(cf->listen_addrs.v[1].proxy &&
+	    cf->listen_addrs.v[1].ss.ss_family == AF_INET6);
+	T_STREQ(cf->listen_addrs.v[1].text, "[::1]:2526");
+	T_CHECK(!cf->listen_addrs.v[2].proxy);
+	T_CHECK(cf->metrics_addr.sslen == sizeof(struct sockaddr_in));
+	T_CHECK(cf->proxy_from_nets.n == 1 && cf->etrn_from_nets.n == 1);
+	T_CHECK(cf->screen_allow_nets.n == 0);
+	T_CHECK(cf->metrics_allow_nets.n == 2);	/* the default */
+	sin.sin_addr.s_addr = htonl(0xc0000207);	/* 192.0.2.7 */
+	T_CHECK(net_cidrs_match(cf->etrn_from_nets.v, cf->etrn_from_nets.n,
+	    (struct sockaddr *)&sin));
+	T_CHECK(!net_cidrs_match(cf->proxy_from_nets.v,
+	    cf->proxy_from_nets.n, (struct sockaddr *)&sin));
+	config_free(cf);
+	cf = load(MINIMAL, err, sizeof(err));
+	T_CHECK(cf != NULL && cf->primary_tls_policy == CONFIG_TLS_MAY &&
+	    cf->metrics_addr.sslen == 0);
 	config_free(cf);
 }
 
@@ -83,6 +127,20 @@ test_errors(void)
 		{ MINIMAL "[notify]\nprimary_down_after = 0\n", "c.conf:10: [notify] primary_down_after: out of range" },
 		{ MINIMAL "[notify]\ntimeout = 2h\n", "c.conf:10: [notify] timeout: out of range" },
 		{ MINIMAL "[notify]\nexec = notify-me now\n", "[notify] exec: not an absolute path" },
+		/* typed at the line: file:line and the key */
+		{ MINIMAL "[server]\nproxy_from = 10.0.0.0/33\n", "c.conf:10: [server] proxy_from: not an address or CIDR" },
+		{ MINIMAL "[screen]\nallow = 127.0.0.1, nonsense\n", "c.conf:10: [screen] allow: not an address or CIDR" },
+		{ MINIMAL "etrn_from = ::1/129\n", "c.conf:9: [primary] etrn_from: not an address or CIDR" },
+		{ MINIMAL "[metrics]\nallow = 1.2.3\n", "c.conf:10: [metrics] allow: not an address or CIDR" },
+		{ MINIMAL "[server]\nlisten = 127.0.0.1\n[spool]\n", "c.conf:10: [server] listen: not address:port" },
+		{ MINIMAL "[server]\nlisten = 127.0.0.1:25 proxyy\n[spool]\n", "c.conf:10: [server] listen: not address:port" },
+		{ MINIMAL "[metrics]\nlisten = localhost:9100\n[spool]\n", "c.conf:10: [metrics] listen: not address:port" },
+		{ MINIMAL "[metrics]\nlisten = 127.0.0.1:9100 proxy\n", "c.conf:10: [metrics] listen: not address:port" },
+		{ MINIMAL "tls = maybe\n[spool]\n", "c.conf:9: [primary] tls: not one of none|may|encrypt|verify" },
+		/* across keys: the keys, not the last line read */
+		{ MINIMAL "retry_min = 2h\nretry_max = 1h\n# end\n", "c.conf: [primary] retry_max is below [primary] retry_min" },
+		{ MINIMAL "[tls]\ncert = /etc/c.pem\n", "c.conf: [tls] cert and [tls] key go together (key is not set)" },
+		{ "[server]\nhostname = a.b\nlisten = 127.0.0.1:1\ndomains =\n[spool]\ndir = /x\n[primary]\nhost = h\n", "c.conf: [server] domains needs at least one domain" },
 	};
 	char err[256];
 	size_t i;
@@ -239,6 +297,7 @@ main(void)
 	static const struct t_case cases[] = {
 		{ "config_minimal", test_minimal },
 		{ "config_errors", test_errors },
+		{ "config_typed", test_typed },
 		{ "config_dnsbl_parse", test_dnsbl_parse },
 		{ "config_dnsbl_load", test_dnsbl_load },
 	};
