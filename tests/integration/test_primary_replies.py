@@ -89,8 +89,15 @@ def part_b(env):
     hf.verify_deliveries(sink, partial, timeout=30, strip=1, settle=1)
     hf.check(b1.qid in d.dead_ids(), "dead/ lacks %s" % b1.qid)
 
-    # primary now accepts tempfail@
+    # primary now accepts tempfail@.  A reload reaches only new smtpd
+    # processes: hold the retries until holdfast's connections have gone
+    # idle and quit (DRAIN_IDLE_SEC), or a retry every second or two can
+    # keep talking to the old smtpd with the old table.
     primary.set_access({"reject@example.test": "550 5.7.1 harness reject"})
+    hf.check(d.ctl("hold", "all").rc == 0, "hold all failed")
+    hf.wait_until(lambda: d.queue_ids() == [], 15, "queue/ held")
+    time.sleep(hf.scaled(4))
+    hf.check(d.ctl("release", "all").rc == 0, "release all failed")
     mark = d.mark()
     final = [hf.Sent("b2", b2.qid, b2.content, ["ok2@example.test"],
                      all_rcpts=b2.rcpts),
