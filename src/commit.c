@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "spool.h"
 #include "workpool.h"
 #include "xmalloc.h"
@@ -72,9 +73,12 @@ commit_batch_work(void *arg)
 
 		if (it->msg == NULL)
 			continue;
-		if (err != 0) {
+		if (err != 0 || !spool_msg_is_synced(it->msg)) {
+			if (err == 0)
+				log_warnx("msg=%s not durable: a sync failed "
+				    "while it was written", spool_msg_id(it->msg));
 			spool_msg_abort(it->msg);
-			it->err = err;
+			it->err = err != 0 ? err : EIO;
 		} else {
 			pub[staged] = it->msg;
 			idx[staged++] = i;

@@ -71,6 +71,15 @@ struct spool {
 	int		 fd[SPOOL_NAREAS];
 	atomic_bool	 suspect;	/* an fsync failed with EIO */
 	struct spool_dirsync dirsync[SPOOL_NAREAS];
+	/*
+	 * syncfs reports a write error once per open file: the first caller
+	 * after it takes it, later ones get 0 although their pages were lost
+	 * in the same writeback.  So every failed sync bumps sync_gen, under
+	 * sync_lock with the syncfs, and a message is durable only if no sync
+	 * failed between its creation and the good sync that covered it.
+	 */
+	pthread_mutex_t	 sync_lock;
+	uint64_t	 sync_gen;	/* failed syncs; under sync_lock */
 };
 
 struct spool_msg {
@@ -80,6 +89,7 @@ struct spool_msg {
 	int		 fd;		/* body */
 	int		 err;		/* sticky write error, logged */
 	enum spool_area	 dest;		/* where commit puts it */
+	uint64_t	 sync_gen;	/* the spool's at creation */
 	uint64_t	 size;
 	size_t		 buflen;
 	unsigned char	 buf[SPOOL_BUF_SIZE];
@@ -567,6 +577,7 @@ spool_open_mode(const char *dir, bool create, uid_t owner, gid_t group)
 	sp->dir = xstrdup(dir);
 	sp->rootfd = -1;
 	sp->lockfd = -1;
+	pthread_mutex_init(&sp->sync_lock, NULL);
 	for (i = 0; i < SPOOL_NAREAS; i++) {
 		sp->fd[i] = -1;
 		sp->dirsync[i].fd = -1;
@@ -774,6 +785,7 @@ spool_close(struct spool *sp)
 		pthread_mutex_destroy(&sp->dirsync[i].lock);
 		pthread_cond_destroy(&sp->dirsync[i].done);
 	}
+	pthread_mutex_destroy(&sp->sync_lock);
 	for (i = 0; i < SPOOL_NAREAS; i++) {
 		spool_close_quiet(sp->dirsync[i].fd);
 		spool_close_quiet(sp->fd[i]);
@@ -845,6 +857,9 @@ spool_msg_reserve(struct spool *sp)
 	msg->dest = SPOOL_QUEUE;
 	msg->size = 0;
 	msg->buflen = 0;
+	pthread_mutex_lock(&sp->sync_lock);
+	msg->sync_gen = sp->sync_gen;
+	pthread_mutex_unlock(&sp->sync_lock);
 	for (tries = 0;; tries++) {
 		util_random_hex(msg->id, SPOOL_ID_LEN);
 		if (mkdirat(sp->fd[SPOOL_TMP], msg->id, 0700) == 0) {
@@ -1056,13 +1071,34 @@ spool_msg_stage(struct spool_msg *msg, const char *env, size_t envlen)
 int
 spool_sync(struct spool *sp)
 {
-	if (syncfs(sp->rootfd) == 0)
+	int rc, saved;
+
+	pthread_mutex_lock(&sp->sync_lock);
+	rc = syncfs(sp->rootfd);
+	saved = errno;
+	if (rc == -1)
+		sp->sync_gen++;
+	pthread_mutex_unlock(&sp->sync_lock);
+	errno = saved;
+	if (rc == 0)
 		return 0;
 	if (errno == EIO && !atomic_exchange(&sp->suspect, true))
 		log_warnx("spool suspect: syncfs failed with EIO; new mail "
 		    "gets 451 until holdfast restarts");
 	log_warn("spool sync failed op=syncfs dir=%s", sp->dir);
 	return -1;
+}
+
+bool
+spool_msg_is_synced(const struct spool_msg *msg)
+{
+	struct spool *sp = msg->sp;
+	bool ok;
+
+	pthread_mutex_lock(&sp->sync_lock);
+	ok = msg->sync_gen == sp->sync_gen;
+	pthread_mutex_unlock(&sp->sync_lock);
+	return ok;
 }
 
 int

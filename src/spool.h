@@ -107,6 +107,13 @@ int spool_msg_commit(struct spool_msg *msg, const char *env, size_t envlen);
  */
 int spool_msg_stage(struct spool_msg *msg, const char *env, size_t envlen);
 int spool_sync(struct spool *sp);
+/*
+ * After a good spool_sync(): whether msg is durable, i.e. no sync failed
+ * since msg was created (syncfs tells a write error to one caller only,
+ * so another batch's failure may have been this message's).  A false one
+ * must be aborted, never published.
+ */
+bool spool_msg_is_synced(const struct spool_msg *msg);
 int spool_msg_publish(struct spool_msg *msg);
 /*
  * Publish a staged batch: rename each into its destination, then one

@@ -20,6 +20,9 @@ Phases (a fresh daemon each):
   the log says "spool suspect", /metrics has holdfast_spool_suspect 1 (0
   before) and /healthz answers 503 (200 before); after a restart mail gets
   250 again, the metric is 0 and /healthz 200.
+- syncfs ENOSPC while another client is in DATA: that other message,
+  created before the failed sync, gets a 4xx too although its own later
+  syncfs returns 0 (syncfs reports a write error to one caller only).
 Each of these is the first and only call of its kind in one commit (the
 shim counts calls from the moment it is armed, when the spool is idle):
 the phase fails if the shim never fired.
@@ -205,6 +208,52 @@ def phase(env, sink, shim, op, n, err):
     return sent
 
 
+def phase_overlap(env, sink, shim):
+    """syncfs tells a write error to one caller only: a message still being
+    written when another batch's sync failed must not get 250 from a
+    later sync that returns 0 (its pages may have been lost in the same
+    writeback)."""
+    name = "syncfs-overlap"
+    trig = env.path("arm-" + name)
+    extra = {"HF_NTH_OP": "syncfs", "HF_NTH_N": "1", "HF_NTH_ERR": "ENOSPC",
+             "HF_NTH_FILE": trig}
+    extra.update(hf.preload_env([shim]))
+    d = env.daemon(name="hf-" + name, primary_port=sink.port)
+    d.start(env=extra)
+    pre = hf.send_ok(d.port, name + "-pre")
+    d.wait_log(r"msg=%s removed\b" % pre.qid, timeout=20)
+    # B is in DATA (its message created, part of its body written) ...
+    content = hf.make_message(name + "-b", body=b"overlap\r\n" * 200)
+    b = hf.SMTPClient(d.port, timeout=60)
+    b.ehlo()
+    b.cmd("MAIL FROM:<s@client.test>", expect=250)
+    b.cmd("RCPT TO:<fault@example.test>", expect=250)
+    b.cmd("DATA", expect=354)
+    body = hf.dot_stuff(content)
+    b.send(body[:len(body) // 2])
+    # ... when A's batch sync fails
+    open(trig, "w").close()
+    mark = d.mark()
+    what, x = attempt(d.port, name + "-a")
+    os.unlink(trig)
+    hf.check(d.grep(r"^nthshim: ", since=mark), "%s: the shim never "
+             "fired; reply was %r" % (name, x))
+    hf.check(what == "452 4.3.1", "%s: A got %r, want 452 4.3.1" % (name, x))
+    b.send(body[len(body) // 2:])
+    r = b.reply()
+    b.quit()
+    hf.check(r.code // 100 == 4, "%s: B, written while another sync failed, "
+             "got %r: a 250 its sync cannot vouch for" % (name, r))
+    hf.check(d.grep(r"not durable: a sync failed"), "%s: no log line "
+             "naming B's message" % name)
+    hf.wait_until(lambda: not d.tmp_entries(), 10, "%s: tmp/ empty" % name)
+    hf.check(not d.queue_ids(), "%s: queue/ keeps %s" % (name, d.queue_ids()))
+    post = hf.send_ok(d.port, name + "-post")
+    d.wait_log(r"msg=%s removed\b" % post.qid, timeout=20)
+    d.stop()
+    return [pre, post]
+
+
 def main(env):
     shim = hf.compile_c(env, NTH_SHIM, "nthshim.so",
                         ["-shared", "-fPIC", "-ldl"])
@@ -214,6 +263,7 @@ def main(env):
                        ("fsync", 1, "ENOSPC"),
                        ("syncfs", 1, "EIO"), ("fsync", 1, "EIO")):
         sent += phase(env, sink, shim, op, n, err)
+    sent += phase_overlap(env, sink, shim)
     # every 250'd message once, no refused one (unexpected tokens fail)
     hf.verify_deliveries(sink, sent, timeout=30)
 
