@@ -1377,11 +1377,14 @@ queue_hold_entry(struct queue *q, struct queue_entry *qe)
 	}
 	if ((env = queue_env_load(q, qe)) == NULL)
 		return -1;
+	/* The index's: hold-mode's end may not have been persisted yet. */
+	env->age_base = qe->age_base;
 	env->held = true;
 	env->held_since = util_now();
-	if (queue_env_store_move(q, qe, env, SPOOL_HOLD) == 0)
+	if (queue_env_store_move(q, qe, env, SPOOL_HOLD) == 0) {
+		qe->rewrite = false;
 		log_info("msg=%s held reason=operator", qe->id);
-	else
+	} else
 		qe = NULL;
 	envelope_free(env);
 	return qe == NULL ? -1 : 0;
