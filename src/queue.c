@@ -539,9 +539,24 @@ queue_job_done(void *arg)
 		break;
 	case QUEUE_OP_DEAD:
 		queue_entry_busy(q, qe, false);
-		if (job->rc != 0 && (queue_entry_relocate(q, qe, job->where,
-		    job->where_area) || qe->area != SPOOL_DEAD))
-			break;
+		if (job->rc != 0) {
+			if (queue_entry_relocate(q, qe, job->where,
+			    job->where_area))
+				break;		/* qe freed */
+			/* Still queued (e.g. a full disk): not again at once,
+			 * or expiry spins on the disk and the log. */
+			if (qe->area == SPOOL_QUEUE) {
+				time_t later = util_now() +
+				    (time_t)q->cf->retry_min;
+
+				queue_entry_due(q, qe, later);
+				if (queue_entry_expiry(q, qe) < later)
+					dueheap_set_due(&q->expiry,
+					    &qe->si_exp, later);
+			}
+			if (qe->area != SPOOL_DEAD)
+				break;
+		}
 		log_warnx("msg=%s moved to dead reason=%s", id,
 		    job->env->dead_reason);
 		queue_entry_set_area(q, qe, SPOOL_DEAD);
