@@ -640,6 +640,13 @@ config_parse_file(struct config *cf, FILE *fp, const char *path,
 	while (rc == 0 && (len = getline(&line, &cap, fp)) != -1) {
 		cf->hash = config_fnv(cf->hash, line, (size_t)len);
 		lineno++;
+		if (memchr(line, '\0', (size_t)len) != NULL) {
+			/* Everything after it would be dropped unseen. */
+			snprintf(err, errlen, "%s:%u: a NUL byte", path,
+			    lineno);
+			rc = -1;
+			break;
+		}
 		if ((s = strchr(line, '#')) != NULL)
 			*s = '\0';
 		s = config_trim(line);
@@ -709,6 +716,11 @@ config_check(const struct config *cf, const char *path, char *err,
 		snprintf(err, errlen, "%s: [tls] cert and [tls] key go "
 		    "together (%s is not set)", path,
 		    *cf->tls_cert == '\0' ? "cert" : "key");
+		return -1;
+	}
+	if (*cf->control_socket != '/') {
+		snprintf(err, errlen, "%s: [control] socket: not an absolute "
+		    "path", path);
 		return -1;
 	}
 	if (*cf->notify_exec != '\0' && *cf->notify_exec != '/') {

@@ -127,6 +127,8 @@ test_errors(void)
 		{ MINIMAL "[notify]\nprimary_down_after = 0\n", "c.conf:10: [notify] primary_down_after: out of range" },
 		{ MINIMAL "[notify]\ntimeout = 2h\n", "c.conf:10: [notify] timeout: out of range" },
 		{ MINIMAL "[notify]\nexec = notify-me now\n", "[notify] exec: not an absolute path" },
+		{ MINIMAL "[control]\nsocket = control.sock\n", "[control] socket: not an absolute path" },
+		{ MINIMAL "[control]\nsocket =\n", "[control] socket: not an absolute path" },
 		/* typed at the line: file:line and the key */
 		{ MINIMAL "[server]\nproxy_from = 10.0.0.0/33\n", "c.conf:10: [server] proxy_from: not an address or CIDR" },
 		{ MINIMAL "[screen]\nallow = 127.0.0.1, nonsense\n", "c.conf:10: [screen] allow: not an address or CIDR" },
