@@ -7,9 +7,9 @@
  * reports the primary's reply per recipient (code and text) through the
  * done callback, and a failure of the whole site (connect, timeout, 421,
  * broken session) in one function, drain_site_failure().  It does not
- * classify replies into fates: the queue turns 2xx/4xx/5xx into delivered,
- * deferred and dead (queue_drain_done).  It never edits the spool and never
- * decides when to retry.
+ * classify replies into fates: policy.c turns 2xx/4xx/5xx into delivered,
+ * deferred and dead, and the queue applies that.  It never edits the spool
+ * and never decides when to retry.
  */
 #ifndef HOLDFAST_DRAIN_H
 #define HOLDFAST_DRAIN_H

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "policy.h"
 #include "dueheap.h"
 #include "select.h"
 #include "smtp_proto.h"
@@ -93,6 +94,8 @@ struct queue {
 	time_t			 last_delivery;
 	time_t			 next_health;	/* probe with no message */
 	time_t			 started;
+	time_t			(*clock)(void *);	/* NULL: util_now() */
+	void			*clock_arg;
 	/* accept-and-hold: nothing drains, nothing ages */
 	time_t			 hold_since, hold_until;	/* 0: off */
 	/* circuit breaker: refusals of different messages in a row */
@@ -182,21 +185,18 @@ static void queue_hold_mode_end(struct queue *q, const char *why);
 static struct envelope *queue_env_get(struct queue *q,
     struct queue_entry *qe);
 
-uint64_t
-queue_backoff(uint64_t attempts, uint64_t min, uint64_t max, double rnd)
+/* The queue's clock: the real one unless a test set another. */
+static time_t
+queue_now(const struct queue *q)
 {
-	uint64_t d = min, r;
-	double spread;
+	return q->clock != NULL ? q->clock(q->clock_arg) : util_now();
+}
 
-	while (attempts > 1 && d < max) {
-		d = d > UINT64_MAX / 2 ? UINT64_MAX : d * 2;
-		attempts--;
-	}
-	if (d > max)
-		d = max;
-	spread = (double)d * 0.2 * (rnd - 0.5);
-	r = (uint64_t)((double)d + spread);
-	return r < 1 ? 1 : r;
+void
+queue_set_clock(struct queue *q, time_t (*now)(void *arg), void *arg)
+{
+	q->clock = now;
+	q->clock_arg = arg;
 }
 
 static double
@@ -213,10 +213,7 @@ queue_rand(void)
 static time_t
 queue_entry_expiry(const struct queue *q, const struct queue_entry *qe)
 {
-	uint64_t life = qe->null_sender ? q->cf->bounce_lifetime :
-	    q->cf->queue_lifetime;
-
-	return qe->age_base + (time_t)life;
+	return policy_expiry(q->cf, qe->age_base, qe->null_sender);
 }
 
 /* Sendable: queued and not with the drain or a disk job. */
@@ -479,91 +476,122 @@ static void queue_refused_dead(struct queue *q, struct queue_entry *qe);
 static void queue_notify_dead(struct queue *q, const char *id,
     const char *reason);
 
+/* Loop: the refused recipients' dead/ copy is made (or not). */
+static void
+queue_job_split_done(struct queue *q, struct queue_job *job)
+{
+	struct queue_entry *copy;
+	const char *id = job->qe->id;
+
+	queue_entry_busy(q, job->qe, false);
+	if (job->rc != 0) {
+		log_warnx("msg=%s refused recipients not split off; "
+		    "they stay queued", id);
+		return;
+	}
+	log_warnx("msg=%s refused recipients moved to dead copy=%s "
+	    "nrcpt=%zu", id, job->deadid, job->deadenv->nrcpt);
+	util_copy(job->deadenv->id, sizeof(job->deadenv->id), job->deadid);
+	copy = queue_entry_new(job->deadenv, SPOOL_DEAD);
+	queue_entry_add(q, copy);
+	queue_refused_dead(q, copy);
+	queue_notify_dead(q, job->deadid, "refused");
+}
+
+/* Loop: an unreadable message is quarantined (or tried again later). */
+static void
+queue_job_quarantine_done(struct queue *q, struct queue_job *job)
+{
+	struct queue_entry *qe = job->qe;
+
+	if (job->rc != 0 && queue_entry_relocate(q, qe, job->where,
+	    job->where_area))
+		return;			/* qe is gone */
+	if (job->rc == 0 || qe->area == SPOOL_QUARANTINE) {
+		log_warnx("msg=%s quarantined reason=unreadable", qe->id);
+		queue_entry_remove(q, qe);
+	} else {
+		queue_entry_busy(q, qe, false);
+		queue_entry_due(q, qe, queue_now(q) +
+		    (time_t)q->cf->retry_max);
+	}
+}
+
+/* Loop: a delivered message is removed (or will be delivered again). */
+static void
+queue_job_delete_done(struct queue *q, struct queue_job *job)
+{
+	struct queue_entry *qe = job->qe;
+
+	if (job->rc == 0) {
+		log_info("msg=%s removed", qe->id);
+		queue_entry_remove(q, qe);
+		if (q->outage_noticed)
+			q->outage_delivered++;
+	} else if (!queue_entry_relocate(q, qe, job->where,
+	    job->where_area)) {
+		/* It will be delivered again: a duplicate, not a loss. */
+		log_warnx("msg=%s delivered but not removed; it may "
+		    "be delivered twice", qe->id);
+		queue_entry_busy(q, qe, false);
+	}
+}
+
+/* Loop: a refused or expired message is in dead/ (or still queued). */
+static void
+queue_job_dead_done(struct queue *q, struct queue_job *job)
+{
+	struct queue_entry *qe = job->qe;
+
+	queue_entry_busy(q, qe, false);
+	if (job->rc != 0) {
+		if (queue_entry_relocate(q, qe, job->where, job->where_area))
+			return;		/* qe freed */
+		/* Still queued (e.g. a full disk): not again at once, or
+		 * expiry spins on the disk and the log. */
+		if (qe->area == SPOOL_QUEUE) {
+			time_t later = queue_now(q) + (time_t)q->cf->retry_min;
+
+			queue_entry_due(q, qe, later);
+			if (queue_entry_expiry(q, qe) < later)
+				dueheap_set_due(&q->expiry, &qe->si_exp,
+				    later);
+		}
+		if (qe->area != SPOOL_DEAD)
+			return;
+	}
+	log_warnx("msg=%s moved to dead reason=%s", qe->id,
+	    job->env->dead_reason);
+	queue_entry_set_area(q, qe, SPOOL_DEAD);
+	qe->refused = strcmp(job->env->dead_reason, "refused") == 0;
+	if (qe->refused)
+		queue_refused_dead(q, qe);
+	queue_notify_dead(q, qe->id, job->env->dead_reason);
+}
+
 static void
 queue_job_done(void *arg)
 {
 	struct queue_job *job = arg;
 	struct queue *q = job->q;
-	struct queue_entry *qe = job->qe, *copy;
-	const char *id = qe != NULL ? qe->id : job->env->id;
 
 	switch (job->op) {
 	case QUEUE_OP_REWRITE:
 		/* On failure the old envelope stands: recipients delivered
 		 * since may be sent again, nothing is lost. */
-		queue_entry_busy(q, qe, false);
+		queue_entry_busy(q, job->qe, false);
 		break;
 	case QUEUE_OP_SPLIT:
-		queue_entry_busy(q, qe, false);
-		if (job->rc != 0) {
-			log_warnx("msg=%s refused recipients not split off; "
-			    "they stay queued", id);
-			break;
-		}
-		log_warnx("msg=%s refused recipients moved to dead copy=%s "
-		    "nrcpt=%zu", id, job->deadid, job->deadenv->nrcpt);
-		util_copy(job->deadenv->id, sizeof(job->deadenv->id),
-		    job->deadid);
-		copy = queue_entry_new(job->deadenv, SPOOL_DEAD);
-		queue_entry_add(q, copy);
-		queue_refused_dead(q, copy);
-		queue_notify_dead(q, job->deadid, "refused");
+		queue_job_split_done(q, job);
 		break;
 	case QUEUE_OP_QUARANTINE:
-		if (job->rc != 0 && queue_entry_relocate(q, qe, job->where,
-		    job->where_area))
-			break;			/* qe is gone */
-		if (job->rc == 0 || qe->area == SPOOL_QUARANTINE) {
-			log_warnx("msg=%s quarantined reason=unreadable", id);
-			queue_entry_remove(q, qe);
-		} else {
-			queue_entry_busy(q, qe, false);
-			queue_entry_due(q, qe, util_now() +
-			    (time_t)q->cf->retry_max);
-		}
+		queue_job_quarantine_done(q, job);
 		break;
 	case QUEUE_OP_DELETE:
-		if (job->rc == 0) {
-			log_info("msg=%s removed", id);
-			queue_entry_remove(q, qe);
-			if (q->outage_noticed)
-				q->outage_delivered++;
-		} else if (!queue_entry_relocate(q, qe, job->where,
-		    job->where_area)) {
-			/* It will be delivered again: a duplicate, not a
-			 * loss. */
-			log_warnx("msg=%s delivered but not removed; it may "
-			    "be delivered twice", id);
-			queue_entry_busy(q, qe, false);
-		}
+		queue_job_delete_done(q, job);
 		break;
 	case QUEUE_OP_DEAD:
-		queue_entry_busy(q, qe, false);
-		if (job->rc != 0) {
-			if (queue_entry_relocate(q, qe, job->where,
-			    job->where_area))
-				break;		/* qe freed */
-			/* Still queued (e.g. a full disk): not again at once,
-			 * or expiry spins on the disk and the log. */
-			if (qe->area == SPOOL_QUEUE) {
-				time_t later = util_now() +
-				    (time_t)q->cf->retry_min;
-
-				queue_entry_due(q, qe, later);
-				if (queue_entry_expiry(q, qe) < later)
-					dueheap_set_due(&q->expiry,
-					    &qe->si_exp, later);
-			}
-			if (qe->area != SPOOL_DEAD)
-				break;
-		}
-		log_warnx("msg=%s moved to dead reason=%s", id,
-		    job->env->dead_reason);
-		queue_entry_set_area(q, qe, SPOOL_DEAD);
-		qe->refused = strcmp(job->env->dead_reason, "refused") == 0;
-		if (qe->refused)
-			queue_refused_dead(q, qe);
-		queue_notify_dead(q, id, job->env->dead_reason);
+		queue_job_dead_done(q, job);
 		break;
 	}
 	envelope_free(job->env);
@@ -644,7 +672,7 @@ queue_primary_set(struct queue *q, bool up, const char *reply)
 	if (q->primary_up == up)
 		return;
 	q->primary_up = up;
-	q->primary_since = util_now();
+	q->primary_since = queue_now(q);
 	if (up) {
 		size_t i;
 
@@ -668,7 +696,7 @@ queue_primary_set(struct queue *q, bool up, const char *reply)
 		log_warnx("primary down host=%s port=%" PRIu64 " reason=%s",
 		    q->cf->primary_host, q->cf->primary_port,
 		    log_escape(reply, strlen(reply), esc, sizeof(esc)));
-		q->next_probe = util_now() + (time_t)q->cf->probe_interval;
+		q->next_probe = queue_now(q) + (time_t)q->cf->probe_interval;
 	}
 }
 
@@ -803,94 +831,88 @@ queue_rcpt_reply(const struct drain_job *job, size_t i)
 	    job->reply;
 }
 
+/* The health probe is over: is the primary there at all? */
 static void
-queue_drain_done(void *arg, struct drain_job *job)
+queue_probe_done(struct queue *q, struct drain_job *job)
 {
-	struct queue *q = arg;
-	struct queue_entry *qe = job->owner;
-	struct envelope *env = job->env;
-	time_t now = util_now();
-	size_t i, npending, ndead, nnewdead = 0, ndone = 0;
-	bool contact = false;
-	char esc[LOG_ESCAPE_MAX], delay[32], rcpt[LOG_ESCAPE_MAX];
-
-	if (job->greeted)
-		queue_primary_learn(q, job->primary_size,
-		    job->primary_smtputf8, job->primary_8bitmime);
-	if (env == NULL) {
-		/* The health probe: is the primary there at all? */
-		q->probing = false;
-		queue_primary_set(q, !job->site_failure, job->reply);
-		if (job->site_failure)
-			q->next_probe = now + (time_t)q->cf->probe_interval;
-		free(job);
-		return;
-	}
-	close(job->body_fd);
 	q->probing = false;
-	if (job->site_failure) {
-		log_info("msg=%s deferred reason=primary-unavailable reply=%s",
-		    env->id, log_escape(job->reply, strlen(job->reply), esc,
-		    sizeof(esc)));
-		queue_primary_set(q, false, job->reply);
-		q->next_probe = now + (time_t)q->cf->probe_interval;
-		/*
-		 * Not before the next probe round, so that one message that
-		 * breaks sessions cannot be the only one ever probed with; the
-		 * primary's return makes it due again at once.
-		 */
-		queue_entry_due(q, qe, q->next_probe);
-		qe->site_wait = true;
-		queue_entry_busy(q, qe, false);
-		envelope_free(env);
-		free(job->results);
-		free(job);
-		return;
-	}
-	qe->site_wait = false;
+	queue_primary_set(q, !job->site_failure, job->reply);
+	if (job->site_failure)
+		q->next_probe = queue_now(q) + (time_t)q->cf->probe_interval;
+	free(job);
+}
+
+/* The primary could not be used: the message waits for it. */
+static void
+queue_site_wait(struct queue *q, struct drain_job *job,
+    const struct policy_decision *d)
+{
+	struct queue_entry *qe = job->owner;
+	char esc[LOG_ESCAPE_MAX];
+
+	log_info("msg=%s deferred reason=primary-unavailable reply=%s",
+	    job->env->id, log_escape(job->reply, strlen(job->reply), esc,
+	    sizeof(esc)));
+	queue_primary_set(q, false, job->reply);
+	q->next_probe = d->next_attempt;
+	/*
+	 * Not before the next probe round, so that one message that
+	 * breaks sessions cannot be the only one ever probed with; the
+	 * primary's return makes it due again at once.
+	 */
+	queue_entry_due(q, qe, q->next_probe);
+	qe->site_wait = true;
+	queue_entry_busy(q, qe, false);
+}
+
+/* Each answered recipient takes its reply and state; deliveries logged. */
+static void
+queue_rcpts_apply(struct queue *q, struct drain_job *job,
+    const struct policy_decision *d, time_t now)
+{
+	struct envelope *env = job->env;
+	char esc[LOG_ESCAPE_MAX], delay[32], rcpt[LOG_ESCAPE_MAX];
+	size_t i;
+
 	util_fmt_duration((uint64_t)(now - env->arrival), delay, sizeof(delay));
 	for (i = 0; i < env->nrcpt; i++) {
 		struct envelope_rcpt *r = &env->rcpts[i];
-		int code = job->results[i].code;
 		const char *reply = queue_rcpt_reply(job, i);
 
-		if (r->state != ENVELOPE_RCPT_PENDING || code == 0)
+		if (d->rcpt[i] == POLICY_RCPT_UNTOUCHED)
 			continue;
-		contact = true;
-		log_addr(r->addr, rcpt, sizeof(rcpt));
-		log_escape(reply, strlen(reply), esc, sizeof(esc));
 		envelope_set_str(&r->reply, reply);
-		if (code >= 200 && code < 300) {
-			r->state = ENVELOPE_RCPT_DONE;
-			ndone++;
-			q->last_delivery = now;
-			metrics_inc(M_DELIVERIES_DELIVERED);
-			log_info("msg=%s delivered rcpt=%s delay=%s reply=%s",
-			    env->id, rcpt, delay, esc);
-		} else if (code >= 500) {
+		if (d->rcpt[i] == POLICY_RCPT_DEAD)
 			r->state = ENVELOPE_RCPT_DEAD;
-			nnewdead++;
-		}
+		if (d->rcpt[i] != POLICY_RCPT_DONE)
+			continue;
+		r->state = ENVELOPE_RCPT_DONE;
+		q->last_delivery = now;
+		metrics_inc(M_DELIVERIES_DELIVERED);
+		log_addr(r->addr, rcpt, sizeof(rcpt));
+		log_info("msg=%s delivered rcpt=%s delay=%s reply=%s",
+		    env->id, rcpt, delay, log_escape(reply, strlen(reply), esc,
+		    sizeof(esc)));
 	}
-	if (contact)
-		queue_primary_set(q, true, NULL);
-	/* The circuit breaker: refusals of different messages in a row. */
-	if (ndone > 0)
-		q->refuse_streak = q->nstreak = 0;
-	else if (nnewdead > 0 && ++q->refuse_streak >= q->cf->refuse_limit &&
-	    !queue_is_refusing(q))
-		queue_breaker_trip(q);
-	for (i = 0; i < env->nrcpt && nnewdead > 0; i++) {
-		struct envelope_rcpt *r = &env->rcpts[i];
-		int code = job->results[i].code;
+}
 
-		if (r->state != ENVELOPE_RCPT_DEAD || code < 500)
+/* The refused recipients: dead, or kept while the breaker is open. */
+static void
+queue_rcpts_refused(const struct envelope *env,
+    const struct policy_decision *d)
+{
+	char esc[LOG_ESCAPE_MAX], rcpt[LOG_ESCAPE_MAX];
+	size_t i;
+
+	for (i = 0; i < env->nrcpt; i++) {
+		const struct envelope_rcpt *r = &env->rcpts[i];
+
+		if (d->rcpt[i] != POLICY_RCPT_DEAD &&
+		    d->rcpt[i] != POLICY_RCPT_KEPT)
 			continue;
 		log_escape(r->reply, strlen(r->reply), esc, sizeof(esc));
 		log_addr(r->addr, rcpt, sizeof(rcpt));
-		if (queue_is_refusing(q)) {
-			/* Refused while the breaker is open: keep it. */
-			r->state = ENVELOPE_RCPT_PENDING;
+		if (d->rcpt[i] == POLICY_RCPT_KEPT) {
 			log_warnx("msg=%s kept rcpt=%s reason=primary-refusing "
 			    "reply=%s", env->id, rcpt, esc);
 			continue;
@@ -899,47 +921,159 @@ queue_drain_done(void *arg, struct drain_job *job)
 		log_warnx("msg=%s dead rcpt=%s reason=refused reply=%s",
 		    env->id, rcpt, esc);
 	}
-	if (queue_is_refusing(q))
-		nnewdead = 0;
-	npending = envelope_count(env, ENVELOPE_RCPT_PENDING);
-	ndead = envelope_count(env, ENVELOPE_RCPT_DEAD);
-	free(job->results);
-	job->results = NULL;
-	if (npending == 0 && ndead == 0) {
-		queue_job_start(q, QUEUE_OP_DELETE, qe, env);
-	} else if (npending == 0) {
-		envelope_set_str(&env->dead_reason, "refused");
-		queue_job_start(q, QUEUE_OP_DEAD, qe, env);
-	} else {
-		uint64_t wait;
+}
 
-		env->attempts++;
-		wait = queue_backoff(env->attempts, q->cf->retry_min,
-		    q->cf->retry_max, queue_rand());
-		env->next_attempt = now + (time_t)wait;
-		queue_entry_due(q, qe, env->next_attempt);
+static void
+queue_breaker_apply(struct queue *q, const struct policy_decision *d)
+{
+	switch (d->breaker) {
+	case POLICY_BREAKER_KEEP:
+		break;
+	case POLICY_BREAKER_RESET:
+		q->refuse_streak = q->nstreak = 0;
+		break;
+	case POLICY_BREAKER_COUNT:
+		q->refuse_streak = d->refuse_streak;
+		break;
+	case POLICY_BREAKER_TRIP:
+		q->refuse_streak = d->refuse_streak;
+		queue_breaker_trip(q);
+		break;
+	}
+}
+
+/* The primary answered: recipients, its state, the breaker, in order. */
+static void
+queue_attempt_apply(struct queue *q, struct drain_job *job,
+    const struct policy_decision *d, time_t now)
+{
+	struct queue_entry *qe = job->owner;
+
+	qe->site_wait = false;
+	queue_rcpts_apply(q, job, d, now);
+	if (d->contact)
+		queue_primary_set(q, true, NULL);
+	queue_breaker_apply(q, d);
+	queue_rcpts_refused(job->env, d);
+}
+
+/* Pending recipients left: persist the attempt, due after the backoff. */
+static void
+queue_defer(struct queue *q, struct drain_job *job,
+    const struct policy_decision *d)
+{
+	struct queue_entry *qe = job->owner;
+	struct envelope *env = job->env;
+	char esc[LOG_ESCAPE_MAX];
+
+	env->attempts = d->attempts;
+	env->next_attempt = d->next_attempt;
+	queue_entry_due(q, qe, env->next_attempt);
+	if (d->reply_rcpt != POLICY_NONE)
+		envelope_set_str(&env->last_reply,
+		    env->rcpts[d->reply_rcpt].reply);
+	else
 		envelope_set_str(&env->last_reply, job->reply[0] != '\0' ?
 		    job->reply : "deferred");
-		for (i = 0; i < env->nrcpt; i++)
-			if (env->rcpts[i].state == ENVELOPE_RCPT_PENDING &&
-			    env->rcpts[i].reply != NULL) {
-				envelope_set_str(&env->last_reply,
-				    env->rcpts[i].reply);
-				break;
-			}
-		qe->attempts = env->attempts;
-		metrics_inc(M_DELIVERIES_DEFERRED);
-		log_info("msg=%s deferred attempt=%" PRIu64 " reply=%s "
-		    "next=+%" PRIu64 "s", env->id, env->attempts,
-		    log_escape(env->last_reply, strlen(env->last_reply), esc,
-		    sizeof(esc)), wait);
-		queue_job_start(q, nnewdead > 0 ? QUEUE_OP_SPLIT :
-		    QUEUE_OP_REWRITE, qe, env);
+	qe->attempts = env->attempts;
+	metrics_inc(M_DELIVERIES_DEFERRED);
+	log_info("msg=%s deferred attempt=%" PRIu64 " reply=%s "
+	    "next=+%" PRIu64 "s", env->id, env->attempts,
+	    log_escape(env->last_reply, strlen(env->last_reply), esc,
+	    sizeof(esc)), d->wait);
+	queue_job_start(q, d->fate == POLICY_SPLIT ? QUEUE_OP_SPLIT :
+	    QUEUE_OP_REWRITE, qe, env);
+}
+
+/*
+ * A delivery attempt is over: policy_after_attempt() decides, this
+ * applies the decision (logs, metrics, the primary's state, the breaker,
+ * the disk job) in that order.
+ */
+static void
+queue_drain_done(void *arg, struct drain_job *job)
+{
+	struct queue *q = arg;
+	struct queue_entry *qe = job->owner;
+	struct envelope *env = job->env;
+	struct policy_attempt a;
+	struct policy_decision d = { 0 };
+
+	if (job->greeted)
+		queue_primary_learn(q, job->primary_size,
+		    job->primary_smtputf8, job->primary_8bitmime);
+	if (env == NULL) {
+		queue_probe_done(q, job);
+		return;
 	}
+	close(job->body_fd);
+	q->probing = false;
+	a = (struct policy_attempt){ env, job->results, job->site_failure,
+	    queue_now(q), queue_rand(), queue_is_refusing(q),
+	    q->refuse_streak };
+	d.rcpt = xreallocarray(NULL, env->nrcpt + 1, sizeof(*d.rcpt));
+	policy_after_attempt(q->cf, &a, &d);
+	switch (d.fate) {
+	case POLICY_SITE_WAIT:
+		queue_site_wait(q, job, &d);
+		envelope_free(env);
+		break;
+	case POLICY_DELIVERED:
+		queue_attempt_apply(q, job, &d, a.now);
+		queue_job_start(q, QUEUE_OP_DELETE, qe, env);
+		break;
+	case POLICY_DEAD:
+		queue_attempt_apply(q, job, &d, a.now);
+		envelope_set_str(&env->dead_reason, "refused");
+		queue_job_start(q, QUEUE_OP_DEAD, qe, env);
+		break;
+	case POLICY_DEFER:
+	case POLICY_SPLIT:
+		queue_attempt_apply(q, job, &d, a.now);
+		queue_defer(q, job, &d);
+		break;
+	}
+	free(d.rcpt);
+	free(job->results);
 	free(job);
 }
 
 /* ---- scheduling ---- */
+
+/* What reading an envelope from an area gave. */
+enum queue_env_read {
+	QUEUE_ENV_OK,
+	QUEUE_ENV_MISSING,	/* no such envelope (errno ENOENT) */
+	QUEUE_ENV_CORRUPT,	/* read but not an envelope of that ID
+				 * (logged; errno EINVAL) */
+	QUEUE_ENV_IOERR,	/* not read (errno; the spool logged it) */
+};
+
+/* The one reader of an envelope: *envp is the caller's on QUEUE_ENV_OK,
+ * NULL otherwise.  Each caller decides what a failure means. */
+static enum queue_env_read
+queue_env_read(struct queue *q, enum spool_area area, const char *id,
+    struct envelope **envp)
+{
+	struct envelope *env;
+	char *text, err[256];
+	size_t len;
+
+	*envp = NULL;
+	if (spool_env_read(q->spool, area, id, &text, &len) == -1)
+		return errno == ENOENT ? QUEUE_ENV_MISSING : QUEUE_ENV_IOERR;
+	env = envelope_load(text, len, err, sizeof(err));
+	free(text);
+	if (env == NULL || strcmp(env->id, id) != 0) {
+		log_warnx("msg=%s unreadable envelope reason=\"%s\"", id,
+		    env == NULL ? err : "id mismatch");
+		envelope_free(env);
+		errno = EINVAL;
+		return QUEUE_ENV_CORRUPT;
+	}
+	*envp = env;
+	return QUEUE_ENV_OK;
+}
 
 /*
  * Read a queued message's envelope.  NULL if it cannot be had now: an
@@ -950,36 +1084,34 @@ static struct envelope *
 queue_env_get(struct queue *q, struct queue_entry *qe)
 {
 	struct envelope *env;
-	char *text, err[256];
-	size_t len;
 
-	if (spool_env_read(q->spool, SPOOL_QUEUE, qe->id, &text, &len) == -1) {
-		if (errno == ENOENT) {
-			log_warnx("msg=%s vanished from the spool", qe->id);
-			queue_entry_remove(q, qe);
-		} else
-			queue_entry_due(q, qe, util_now() +
-			    (time_t)q->cf->retry_min);
-		return NULL;
-	}
-	env = envelope_load(text, len, err, sizeof(err));
-	free(text);
-	if (env == NULL || strcmp(env->id, qe->id) != 0) {
-		log_warnx("msg=%s unreadable envelope reason=\"%s\"", qe->id,
-		    env == NULL ? err : "id mismatch");
-		envelope_free(env);
+	switch (queue_env_read(q, SPOOL_QUEUE, qe->id, &env)) {
+	case QUEUE_ENV_OK:
+		break;
+	case QUEUE_ENV_MISSING:
+		log_warnx("msg=%s vanished from the spool", qe->id);
+		queue_entry_remove(q, qe);
+		break;
+	case QUEUE_ENV_CORRUPT:
 		queue_job_start(q, QUEUE_OP_QUARANTINE, qe, NULL);
-		return NULL;
+		break;
+	case QUEUE_ENV_IOERR:
+		queue_entry_due(q, qe, queue_now(q) +
+		    (time_t)q->cf->retry_min);
+		break;
 	}
 	return env;
 }
 
-/*
- * Load a message and hand it to the drain: 1 if handed over (the drain
- * may have answered already), 0 if not (the entry may be gone), -1 if the
- * drain is full.
- */
-static int
+/* What became of a message queue_send() was asked to send. */
+enum queue_send {
+	QUEUE_SEND_HANDED,	/* the drain has it (it may have answered) */
+	QUEUE_SEND_SKIPPED,	/* not sent: rescheduled, or the entry gone */
+	QUEUE_SEND_FULL,	/* every drain connection is busy */
+};
+
+/* Load a message and hand it to the drain. */
+static enum queue_send
 queue_send(struct queue *q, struct queue_entry *qe)
 {
 	struct drain_job *job;
@@ -987,13 +1119,13 @@ queue_send(struct queue *q, struct queue_entry *qe)
 	int fd;
 
 	if ((env = queue_env_get(q, qe)) == NULL)
-		return 0;
+		return QUEUE_SEND_SKIPPED;
 	env->age_base = qe->age_base;	/* the index's, see hold-mode */
 	if ((fd = spool_body_open(q->spool, SPOOL_QUEUE, qe->id)) == -1) {
 		envelope_free(env);
-		queue_entry_due(q, qe, util_now() +
+		queue_entry_due(q, qe, queue_now(q) +
 			    (time_t)q->cf->retry_min);
-		return 0;
+		return QUEUE_SEND_SKIPPED;
 	}
 	job = xcalloc(1, sizeof(*job));
 	job->env = env;
@@ -1008,9 +1140,9 @@ queue_send(struct queue *q, struct queue_entry *qe)
 		envelope_free(env);
 		free(job->results);
 		free(job);
-		return -1;
+		return QUEUE_SEND_FULL;
 	}
-	return 1;
+	return QUEUE_SEND_HANDED;
 }
 
 static void
@@ -1029,7 +1161,7 @@ queue_expire(struct queue *q, struct queue_entry *qe)
 	envelope_set_str(&env->dead_reason, "expired");
 	metrics_inc(M_DELIVERIES_EXPIRED);
 	log_warnx("msg=%s expired age=%" PRIu64 "s attempts=%" PRIu64, env->id,
-	    (uint64_t)(util_now() - env->arrival), env->attempts);
+	    (uint64_t)(queue_now(q) - env->arrival), env->attempts);
 	queue_job_start(q, QUEUE_OP_DEAD, qe, env);
 }
 
@@ -1067,7 +1199,7 @@ static void
 queue_dispatch(struct queue *q)
 {
 	struct dueheap_item *it;
-	time_t now = util_now();
+	time_t now = queue_now(q);
 
 	if (q->drain == NULL)
 		return;
@@ -1081,7 +1213,8 @@ queue_dispatch(struct queue *q)
 			return;
 		queue_breaker_reset(q, "pause-over");
 	}
-	while ((it = dueheap_first(&q->expiry)) != NULL && it->due <= now) {
+	while ((it = dueheap_first(&q->expiry)) != NULL &&
+	    policy_is_expired(it->due, now)) {
 		queue_expire(q, queue_entry_of(it, si_exp));
 		if (dueheap_first(&q->expiry) == it)
 			break;		/* could not be read: later */
@@ -1094,9 +1227,9 @@ queue_dispatch(struct queue *q)
 			if (q->probing || now < q->next_probe)
 				break;
 			q->probing = true;	/* drain may answer at once */
-			if (queue_send(q, qe) != 1)
+			if (queue_send(q, qe) != QUEUE_SEND_HANDED)
 				q->probing = false;
-		} else if (queue_send(q, qe) == -1)
+		} else if (queue_send(q, qe) == QUEUE_SEND_FULL)
 			break;
 		if (dueheap_first(&q->sched) == it && it->due <= now)
 			break;		/* neither sent nor rescheduled */
@@ -1147,102 +1280,119 @@ queue_notify_dead(struct queue *q, const char *id, const char *reason)
 	    { "DEAD", ndead } }, 3);
 }
 
+/* The primary down for longer than primary_down_after: once per outage. */
+static void
+queue_watch_outage(struct queue *q, time_t now)
+{
+	char summary[256], a[32], b[32], c[32], d1[32];
+
+	q->outage_noticed = true;
+	q->outage_since = q->primary_since;
+	q->outage_delivered = 0;
+	util_fmt_duration((uint64_t)(now - q->primary_since), d1, sizeof(d1));
+	snprintf(a, sizeof(a), "%lld", (long long)(now - q->primary_since));
+	snprintf(b, sizeof(b), "%zu", q->n);
+	snprintf(c, sizeof(c), "%lld", (long long)q->primary_since);
+	snprintf(summary, sizeof(summary), "%s: primary %s:%" PRIu64
+	    " down for %s; %zu messages queued, safe in the spool",
+	    q->cf->hostname, q->cf->primary_host, q->cf->primary_port, d1,
+	    q->n);
+	notify_send(q->notify, NOTIFY_PRIMARY_DOWN, summary,
+	    (struct notify_var[]){ { "DOWN_SECONDS", a }, { "QUEUED", b },
+	    { "DOWN_SINCE", c }, { "PRIMARY", q->cf->primary_host } }, 4);
+}
+
+/* Back after a noticed outage, with queue/ empty again. */
+static void
+queue_watch_drained(struct queue *q, time_t now)
+{
+	char summary[256], a[32], b[32], c[32], d1[32], d2[32];
+
+	q->outage_noticed = false;
+	util_fmt_duration((uint64_t)(q->primary_since - q->outage_since), d1,
+	    sizeof(d1));
+	util_fmt_duration((uint64_t)(now - q->primary_since), d2, sizeof(d2));
+	snprintf(a, sizeof(a), "%" PRIu64, q->outage_delivered);
+	snprintf(b, sizeof(b), "%lld", (long long)(q->primary_since -
+	    q->outage_since));
+	snprintf(c, sizeof(c), "%lld", (long long)(now - q->primary_since));
+	snprintf(summary, sizeof(summary), "%s: primary %s back after %s; %"
+	    PRIu64 " messages delivered, queue drained in %s",
+	    q->cf->hostname, q->cf->primary_host, d1, q->outage_delivered, d2);
+	notify_send(q->notify, NOTIFY_PRIMARY_DRAINED, summary,
+	    (struct notify_var[]){ { "MESSAGES", a }, { "DOWN_SECONDS", b },
+	    { "DRAIN_SECONDS", c }, { "PRIMARY", q->cf->primary_host } }, 4);
+}
+
+/* Free space crossing min_free, downwards: one notice. */
+static void
+queue_watch_spool(struct queue *q, time_t now)
+{
+	char summary[256], a[32], b[32];
+	long long fb = spool_free_bytes(q->spool);
+
+	q->next_spool_check = now + QUEUE_SPOOL_CHECK_SEC;
+	if (fb >= 0 && (uint64_t)fb < q->cf->min_free && !q->spool_low) {
+		snprintf(a, sizeof(a), "%lld", fb);
+		snprintf(b, sizeof(b), "%" PRIu64, q->cf->min_free);
+		snprintf(summary, sizeof(summary), "%s: spool has %lld bytes "
+		    "free, below min_free %" PRIu64 ": new mail gets 452",
+		    q->cf->hostname, fb, q->cf->min_free);
+		notify_send(q->notify, NOTIFY_SPOOL_LOW, summary,
+		    (struct notify_var[]){ { "FREE_BYTES", a },
+		    { "MIN_FREE", b } }, 2);
+	}
+	if (fb >= 0)
+		q->spool_low = (uint64_t)fb < q->cf->min_free;
+}
+
+/* The STARTTLS certificate's end near: once a day per certificate; a
+ * renewed one starts afresh. */
+static void
+queue_watch_cert(struct queue *q, time_t now)
+{
+	char summary[256], a[32], b[32], d2[32];
+	time_t end = tls_server_not_after(q->tls);
+
+	q->next_cert_check = now + QUEUE_CERT_CHECK_SEC;
+	if (end == 0 || end - now >= QUEUE_CERT_WARN_SEC ||
+	    (end == q->cert_noticed &&
+	    now - q->cert_noticed_at < QUEUE_CERT_REPEAT_SEC))
+		return;
+	q->cert_noticed = end;
+	q->cert_noticed_at = now;
+	snprintf(a, sizeof(a), "%lld", (long long)end);
+	snprintf(b, sizeof(b), "%lld", (long long)(end - now));
+	if (end > now)
+		util_fmt_duration((uint64_t)(end - now), d2, sizeof(d2));
+	snprintf(summary, sizeof(summary), "%s: the STARTTLS certificate %s%s; "
+	    "check certbot and its deploy hook", q->cf->hostname,
+	    end > now ? "expires in " : "has expired", end > now ? d2 : "");
+	notify_send(q->notify, NOTIFY_CERT_EXPIRY, summary,
+	    (struct notify_var[]){ { "NOT_AFTER", a },
+	    { "SECONDS_LEFT", b } }, 2);
+}
+
 /*
  * Once a second: the primary down for longer than primary_down_after (one
  * notice per outage), then back with queue/ empty again (the drained
- * notice, with the messages delivered since the first one), and free space
- * crossing min_free.
+ * notice, with the messages delivered since the first one), free space
+ * crossing min_free, and the certificate's end.
  */
 static void
 queue_watch(struct queue *q, time_t now)
 {
-	char summary[256], a[32], b[32], c[32], d1[32], d2[32];
-
 	if (q->notify == NULL)
 		return;
 	if (!q->primary_up && !q->outage_noticed &&
-	    now - q->primary_since >= (time_t)q->cf->notify_primary_down_after) {
-		q->outage_noticed = true;
-		q->outage_since = q->primary_since;
-		q->outage_delivered = 0;
-		util_fmt_duration((uint64_t)(now - q->primary_since), d1,
-		    sizeof(d1));
-		snprintf(a, sizeof(a), "%lld", (long long)(now -
-		    q->primary_since));
-		snprintf(b, sizeof(b), "%zu", q->n);
-		snprintf(c, sizeof(c), "%lld", (long long)q->primary_since);
-		snprintf(summary, sizeof(summary), "%s: primary %s:%" PRIu64
-		    " down for %s; %zu messages queued, safe in the spool",
-		    q->cf->hostname, q->cf->primary_host,
-		    q->cf->primary_port, d1, q->n);
-		notify_send(q->notify, NOTIFY_PRIMARY_DOWN, summary,
-		    (struct notify_var[]){ { "DOWN_SECONDS", a },
-		    { "QUEUED", b }, { "DOWN_SINCE", c },
-		    { "PRIMARY", q->cf->primary_host } }, 4);
-	}
-	if (q->primary_up && q->outage_noticed && q->n == 0) {
-		q->outage_noticed = false;
-		util_fmt_duration((uint64_t)(q->primary_since -
-		    q->outage_since), d1, sizeof(d1));
-		util_fmt_duration((uint64_t)(now - q->primary_since), d2,
-		    sizeof(d2));
-		snprintf(a, sizeof(a), "%" PRIu64, q->outage_delivered);
-		snprintf(b, sizeof(b), "%lld", (long long)(q->primary_since -
-		    q->outage_since));
-		snprintf(c, sizeof(c), "%lld", (long long)(now -
-		    q->primary_since));
-		snprintf(summary, sizeof(summary), "%s: primary %s back after "
-		    "%s; %" PRIu64 " messages delivered, queue drained in %s",
-		    q->cf->hostname, q->cf->primary_host, d1,
-		    q->outage_delivered, d2);
-		notify_send(q->notify, NOTIFY_PRIMARY_DRAINED, summary,
-		    (struct notify_var[]){ { "MESSAGES", a },
-		    { "DOWN_SECONDS", b }, { "DRAIN_SECONDS", c },
-		    { "PRIMARY", q->cf->primary_host } }, 4);
-	}
-	if (now >= q->next_spool_check) {
-		long long fb = spool_free_bytes(q->spool);
-
-		q->next_spool_check = now + QUEUE_SPOOL_CHECK_SEC;
-		if (fb >= 0 && (uint64_t)fb < q->cf->min_free &&
-		    !q->spool_low) {
-			snprintf(a, sizeof(a), "%lld", fb);
-			snprintf(b, sizeof(b), "%" PRIu64, q->cf->min_free);
-			snprintf(summary, sizeof(summary), "%s: spool has "
-			    "%lld bytes free, below min_free %" PRIu64
-			    ": new mail gets 452", q->cf->hostname, fb,
-			    q->cf->min_free);
-			notify_send(q->notify, NOTIFY_SPOOL_LOW, summary,
-			    (struct notify_var[]){ { "FREE_BYTES", a },
-			    { "MIN_FREE", b } }, 2);
-		}
-		if (fb >= 0)
-			q->spool_low = (uint64_t)fb < q->cf->min_free;
-	}
-	if (now >= q->next_cert_check) {
-		time_t end = tls_server_not_after(q->tls);
-
-		q->next_cert_check = now + QUEUE_CERT_CHECK_SEC;
-		/* Once a day per certificate; a renewed one starts afresh. */
-		if (end != 0 && end - now < QUEUE_CERT_WARN_SEC &&
-		    (end != q->cert_noticed ||
-		    now - q->cert_noticed_at >= QUEUE_CERT_REPEAT_SEC)) {
-			q->cert_noticed = end;
-			q->cert_noticed_at = now;
-			snprintf(a, sizeof(a), "%lld", (long long)end);
-			snprintf(b, sizeof(b), "%lld", (long long)(end - now));
-			if (end > now)
-				util_fmt_duration((uint64_t)(end - now), d2,
-				    sizeof(d2));
-			snprintf(summary, sizeof(summary), "%s: the STARTTLS "
-			    "certificate %s%s; check certbot and its deploy "
-			    "hook", q->cf->hostname, end > now ? "expires in " :
-			    "has expired", end > now ? d2 : "");
-			notify_send(q->notify, NOTIFY_CERT_EXPIRY, summary,
-			    (struct notify_var[]){ { "NOT_AFTER", a },
-			    { "SECONDS_LEFT", b } }, 2);
-		}
-	}
+	    now - q->primary_since >= (time_t)q->cf->notify_primary_down_after)
+		queue_watch_outage(q, now);
+	if (q->primary_up && q->outage_noticed && q->n == 0)
+		queue_watch_drained(q, now);
+	if (now >= q->next_spool_check)
+		queue_watch_spool(q, now);
+	if (now >= q->next_cert_check)
+		queue_watch_cert(q, now);
 }
 
 void
@@ -1257,7 +1407,7 @@ queue_tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	queue_dispatch(arg);
-	queue_watch(arg, util_now());
+	queue_watch(arg, queue_now(arg));
 }
 
 /* ---- operator actions (ctl) ----
@@ -1271,18 +1421,8 @@ static struct envelope *
 queue_env_load(struct queue *q, struct queue_entry *qe)
 {
 	struct envelope *env;
-	char *text, err[256];
-	size_t len;
 
-	if (spool_env_read(q->spool, qe->area, qe->id, &text, &len) == -1)
-		return NULL;
-	env = envelope_load(text, len, err, sizeof(err));
-	free(text);
-	if (env == NULL) {
-		log_warnx("msg=%s unreadable envelope reason=\"%s\"", qe->id,
-		    err);
-		errno = EINVAL;
-	}
+	(void)queue_env_read(q, qe->area, qe->id, &env);
 	return env;
 }
 
@@ -1604,7 +1744,7 @@ queue_breaker_trip(struct queue *q)
 	const char **ids;
 	size_t i;
 
-	q->refusing_until = util_now() + (time_t)q->cf->refuse_pause;
+	q->refusing_until = queue_now(q) + (time_t)q->cf->refuse_pause;
 	log_warnx("primary refusing host=%s messages=%" PRIu64 " pause=%" PRIu64
 	    "s; refused mail stays queued", q->cf->primary_host,
 	    q->refuse_streak, q->cf->refuse_pause);
@@ -1680,13 +1820,13 @@ queue_hold_mode_end(struct queue *q, const char *why)
 	 * delivery attempt carries the index's age_base (queue_send).
 	 */
 	for (qe = TAILQ_FIRST(&q->areas[SPOOL_QUEUE]); qe != NULL; qe = next) {
-		time_t from = qe->age_base > since ? qe->age_base : since;
+		time_t base = policy_hold_credit(qe->age_base, since, now);
 
 		next = TAILQ_NEXT(qe, entry);
 		qe->rewrite = false;
-		if (qe->busy || from >= now)
+		if (qe->busy || base == qe->age_base)
 			continue;
-		qe->age_base += now - from;
+		qe->age_base = base;
 		qe->si_exp.due = queue_entry_expiry(q, qe);
 		qe->si.due = 0;
 		qe->rewrite = true;
@@ -1896,21 +2036,11 @@ queue_scan_cb(void *arg, enum spool_area area, const char *id)
 {
 	struct queue *q = arg;
 	struct envelope *env;
-	char *text, err[256];
-	size_t len;
 
 	if (area != SPOOL_QUEUE && area != SPOOL_HOLD && area != SPOOL_DEAD)
 		return 0;
-	if (spool_env_read(q->spool, area, id, &text, &len) == -1)
+	if (queue_env_read(q, area, id, &env) != QUEUE_ENV_OK)
 		return -1;
-	env = envelope_load(text, len, err, sizeof(err));
-	free(text);
-	if (env == NULL || strcmp(env->id, id) != 0) {
-		log_warnx("msg=%s unreadable envelope reason=\"%s\"", id,
-		    env == NULL ? err : "id mismatch");
-		envelope_free(env);
-		return -1;
-	}
 	queue_entry_add(q, queue_entry_new(env, area));
 	envelope_free(env);
 	return 0;

@@ -1,7 +1,10 @@
 /*
  * queue: the in-memory index of spooled messages and every scheduling
  * decision: next-due times, backoff, lifetimes, the primary's up/down state
- * with its probe timer, and drain concurrency.
+ * with its probe timer, and drain concurrency.  What an attempt's replies
+ * make of a message (and the backoff and lifetime rules) is decided by the
+ * pure functions of policy.c; the queue gathers the facts, reads the time
+ * from its clock (queue_set_clock) and applies the decision.
  *
  * Once a message is handed over by queue_submit(), the queue is the only
  * caller of what changes it in the spool (commit, stage/publish,
@@ -21,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 struct config;
 struct dns;
@@ -42,6 +46,9 @@ struct queue *queue_new(struct event_base *base, const struct config *cf,
 void queue_free(struct queue *q);
 /* Send notices through n (borrowed; NULL: none) from now on. */
 void queue_set_notify(struct queue *q, struct notify *n);
+/* Read the time from now(arg) instead of the real clock (tests); now NULL
+ * goes back to the real clock. */
+void queue_set_clock(struct queue *q, time_t (*now)(void *arg), void *arg);
 /* Rebuild the index from the spool (startup scan).  0 or -1. */
 int queue_load(struct queue *q);
 /* Start delivering: creates the drain and the scheduling timer. */
@@ -60,11 +67,6 @@ void queue_stop(struct queue *q);
 void queue_submit(struct queue *q, struct spool_msg *msg,
     struct envelope *env,
     void (*cb)(void *arg, int err, const struct envelope *env), void *arg);
-
-/* Backoff after the attempts-th deferral: min doubling up to max, with
- * rnd in [0, 1) spreading it by up to +-10%.  Pure. */
-uint64_t queue_backoff(uint64_t attempts, uint64_t min, uint64_t max,
-    double rnd);
 
 /*
  * Operator actions (holdfastctl through ctl.c).  Each returns 0, or -1
