@@ -269,13 +269,8 @@ queue_flush(struct queue *q, const char *id)
 static int
 queue_hold_mode_store(struct queue *q)
 {
-	char buf[64];
-
-	if (q->hold_until == 0)
-		return spool_state_remove(q->spool, QUEUE_HOLD_MODE_FILE);
-	snprintf(buf, sizeof(buf), "%lld %lld\n", (long long)q->hold_since,
-	    (long long)q->hold_until);
-	return spool_state_write(q->spool, QUEUE_HOLD_MODE_FILE, buf);
+	return spool_state_span_store(q->spool, QUEUE_HOLD_MODE_FILE,
+	    q->hold_since, q->hold_until);
 }
 
 /* Hold-mode ends: every queued message's lifetime moves on by the time it
@@ -381,19 +376,14 @@ queue_hold_mode_set(struct queue *q, bool on, uint64_t seconds)
 void
 queue_hold_mode_load(struct queue *q)
 {
-	char buf[64];
-	long long since, until;
-
-	if (spool_state_read(q->spool, QUEUE_HOLD_MODE_FILE, buf,
-	    sizeof(buf)) == -1)
-		return;
-	if (sscanf(buf, "%lld %lld", &since, &until) != 2 || since <= 0 ||
-	    until < since) {
-		log_warnx("hold-mode file unreadable; hold-mode off");
+	if (spool_state_span_load(q->spool, QUEUE_HOLD_MODE_FILE,
+	    &q->hold_since, &q->hold_until) == -1) {
+		if (errno == EINVAL)
+			log_warnx("hold-mode file unreadable; hold-mode off");
+		q->hold_since = q->hold_until = 0;
 		return;
 	}
-	q->hold_since = (time_t)since;
-	q->hold_until = (time_t)until;
-	log_info("hold-mode on (restored) until=%lld", until);
+	log_info("hold-mode on (restored) until=%lld",
+	    (long long)q->hold_until);
 }
 
