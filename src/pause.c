@@ -1,5 +1,6 @@
 #include "pause.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -19,13 +20,7 @@ struct pause {
 static int
 pause_store(struct pause *p)
 {
-	char buf[64];
-
-	if (p->until == 0)
-		return spool_state_remove(p->spool, PAUSE_FILE);
-	snprintf(buf, sizeof(buf), "%lld %lld\n", (long long)p->since,
-	    (long long)p->until);
-	return spool_state_write(p->spool, PAUSE_FILE, buf);
+	return spool_state_span_store(p->spool, PAUSE_FILE, p->since, p->until);
 }
 
 static void
@@ -40,22 +35,19 @@ struct pause *
 pause_new(struct spool *sp)
 {
 	struct pause *p = xcalloc(1, sizeof(*p));
-	long long since, until;
-	char buf[64];
 
 	p->spool = sp;
 	metrics_add_collector(pause_metrics_cb, p);
-	if (spool_state_read(sp, PAUSE_FILE, buf, sizeof(buf)) == -1)
-		return p;
-	if (sscanf(buf, "%lld %lld", &since, &until) != 2 || since <= 0 ||
-	    until < since) {
-		log_warnx("smtp-pause file unreadable; smtp not paused");
+	if (spool_state_span_load(sp, PAUSE_FILE, &p->since, &p->until) ==
+	    -1) {
+		if (errno == EINVAL)
+			log_warnx("smtp-pause file unreadable; smtp not paused");
+		p->since = p->until = 0;
 		return p;
 	}
-	p->since = (time_t)since;
-	p->until = (time_t)until;
 	if (pause_until(p, util_now()) != 0)
-		log_info("smtp paused (restored) until=%lld", until);
+		log_info("smtp paused (restored) until=%lld",
+		    (long long)p->until);
 	return p;
 }
 

@@ -23,6 +23,7 @@
 #include "notify.h"
 #include "policy.h"
 #include "dueheap.h"
+#include "queue_priv.h"
 #include "select.h"
 #include "smtp_proto.h"
 #include "spool.h"
@@ -34,126 +35,14 @@
 #define QUEUE_TICK_SEC	1
 #define QUEUE_HEALTH_SEC	300	/* primary looked at, idle and up */
 
-struct queue_entry {
-	char			 id[SPOOL_ID_LEN + 1];
-	enum spool_area		 area;	/* queue, hold or dead */
-	time_t			 arrival;
-	time_t			 age_base;	/* lifetimes count from here */
-	/* while sendable (queued, not busy): in q->sched by next due time,
-	 * and in q->expiry by the time its lifetime ends */
-	struct dueheap_item	 si, si_exp;
-	uint64_t		 size;
-	uint64_t		 attempts;
-	bool			 null_sender;
-	bool			 busy;	/* with drain or a disk job */
-	bool			 site_wait;	/* waits only for the primary */
-	bool			 refused;	/* dead by a 5xx */
-	bool			 rewrite;	/* age_base to be persisted */
-	TAILQ_ENTRY(queue_entry) entry;	/* in q->areas[area] */
-	struct queue_entry	*hnext;	/* q->hash chain */
-};
-
-#define queue_entry_of(it, member) ((struct queue_entry *)(void *) \
-	((char *)(it) - offsetof(struct queue_entry, member)))
-
-TAILQ_HEAD(queue_list, queue_entry);
-
-struct queue {
-	struct event_base	*base;
-	const struct config	*cf;
-	struct spool		*spool;
-	struct workpool		*wp;
-	struct drain		*drain;
-	struct dns		*dns;
-	struct tls		*tls;
-	/*
-	 * The index: one list per area (held and dead are never walked by
-	 * the scheduler), a hash by ID, and the due-heap of the queued
-	 * messages that are not busy.  Nothing on the per-message path
-	 * walks a whole list.
-	 */
-	struct queue_list	 areas[SPOOL_NAREAS];
-	size_t			 count[SPOOL_NAREAS];
-	struct queue_entry	**hash;
-	size_t			 hsize, hcount;
-	struct dueheap		 sched, expiry;
-	uint64_t		 seq;		/* indexing order */
-	size_t			 n;		/* entries in queue/ */
-	struct event		*dispatch_ev;	/* one dispatch per turn */
-	bool			 dispatch_queued;
-	bool			 primary_up;
-	time_t			 primary_since;
-	char			 primary_reply[DRAIN_REPLY_MAX]; /* why down */
-	/* learned from the primary's EHLO; kept in QUEUE_PRIMARY_FILE */
-	bool			 primary_known;
-	uint64_t		 primary_size;		/* 0: no limit */
-	bool			 primary_smtputf8;
-	bool			 primary_8bitmime;
-	time_t			 next_probe;
-	bool			 probing;	/* a probe is in flight */
-	time_t			 last_delivery;
-	time_t			 next_health;	/* probe with no message */
-	time_t			 started;
-	time_t			(*clock)(void *);	/* NULL: util_now() */
-	void			*clock_arg;
-	/* accept-and-hold: nothing drains, nothing ages */
-	time_t			 hold_since, hold_until;	/* 0: off */
-	/* circuit breaker: refusals of different messages in a row */
-	uint64_t		 refuse_streak;
-	char			(*streak_ids)[SPOOL_ID_LEN + 1];
-	size_t			 nstreak;
-	time_t			 refusing_until;	/* 0: not refusing */
-	struct event		*tick;
-	struct commit		*commit;	/* the commit pipeline */
-	struct bulk		*bulk;		/* hold all, release all, ... */
-	struct queue_bulk {
-		struct queue	*q;
-		enum spool_area	 area;
-		int		(*fn)(struct queue *, struct queue_entry *);
-	}			 bulk_hold, bulk_release, bulk_rewrite,
-				 bulk_requeue;
-	/* [notify]: what the notices are about (see queue_watch) */
-	struct notify		*notify;
-	bool			 outage_noticed; /* primary-down sent */
-	time_t			 outage_since;
-	uint64_t		 outage_delivered; /* messages, since then */
-	bool			 spool_low;
-	time_t			 next_spool_check;
-	time_t			 next_cert_check;
-	time_t			 cert_noticed;	/* notAfter noticed */
-	time_t			 cert_noticed_at;
-	int			 age_series[SELECT_NBUCKETS]; /* metrics */
-};
-
 #define QUEUE_SPOOL_CHECK_SEC	10	/* free space, for the notice */
 #define QUEUE_CERT_CHECK_SEC	3600	/* the certificate's end */
 #define QUEUE_CERT_WARN_SEC	(14 * 86400)	/* notice that early */
 #define QUEUE_CERT_REPEAT_SEC	86400	/* and again each day */
 
-#define QUEUE_HOLD_MODE_FILE	"hold-mode"
 #define QUEUE_PRIMARY_FILE	"primary-ehlo"
 
-
-/*
- * A move or delete can fail after its rename (the fsync that follows it
- * fails): the message is then in its new place while the index still
- * shows the old one.  The spool is looked at again, and the index follows.
- */
-enum queue_where {
-	QUEUE_WHERE_UNKNOWN,	/* not looked, or the look failed */
-	QUEUE_WHERE_FOUND,	/* in where_area */
-	QUEUE_WHERE_GONE,	/* in no area (a delete's rename into tmp/) */
-};
-
 /* A job for the workpool: an envelope rewrite plus a fate. */
-enum queue_op {
-	QUEUE_OP_REWRITE,	/* deferred: new env in place */
-	QUEUE_OP_SPLIT,		/* refused rcpts to a dead/ copy, rewrite */
-	QUEUE_OP_DELETE,	/* delivered */
-	QUEUE_OP_DEAD,		/* refused or expired: rewrite, move */
-	QUEUE_OP_QUARANTINE,	/* unreadable */
-};
-
 struct queue_job {
 	enum queue_op		 op;
 	struct queue		*q;
@@ -178,12 +67,7 @@ struct queue_commit {
 };
 
 static void queue_dispatch(struct queue *q);
-static void queue_dispatch_soon(struct queue *q);
 static void queue_breaker_trip(struct queue *q);
-static void queue_breaker_reset(struct queue *q, const char *why);
-static void queue_hold_mode_end(struct queue *q, const char *why);
-static struct envelope *queue_env_get(struct queue *q,
-    struct queue_entry *qe);
 
 /* The queue's clock: the real one unless a test set another. */
 static time_t
@@ -210,7 +94,7 @@ queue_rand(void)
 }
 
 /* When qe's lifetime ends (it goes to dead/ as expired). */
-static time_t
+time_t
 queue_entry_expiry(const struct queue *q, const struct queue_entry *qe)
 {
 	return policy_expiry(q->cf, qe->age_base, qe->null_sender);
@@ -233,14 +117,14 @@ queue_entry_place(struct queue *q, struct queue_entry *qe)
 }
 
 /* qe's lifetime starts from base now. */
-static void
+void
 queue_entry_age_base(struct queue *q, struct queue_entry *qe, time_t base)
 {
 	qe->age_base = base;
 	dueheap_set_due(&q->expiry, &qe->si_exp, queue_entry_expiry(q, qe));
 }
 
-static void
+void
 queue_entry_due(struct queue *q, struct queue_entry *qe, time_t due)
 {
 	dueheap_set_due(&q->sched, &qe->si, due);
@@ -255,7 +139,7 @@ queue_entry_busy(struct queue *q, struct queue_entry *qe, bool busy)
 
 /* Move an entry between areas in the index (the files moved already);
  * SPOOL_TMP stands for "in no area". */
-static void
+void
 queue_entry_set_area(struct queue *q, struct queue_entry *qe,
     enum spool_area area)
 {
@@ -319,7 +203,7 @@ queue_entry_add(struct queue *q, struct queue_entry *qe)
 	queue_entry_set_area(q, qe, area);
 }
 
-static void
+void
 queue_entry_remove(struct queue *q, struct queue_entry *qe)
 {
 	struct queue_entry **pp = &q->hash[queue_hash_slot(q, qe->id)];
@@ -353,7 +237,7 @@ queue_entry_new(const struct envelope *env, enum spool_area area)
 	return qe;
 }
 
-static struct queue_entry *
+struct queue_entry *
 queue_entry_find(struct queue *q, const char *id)
 {
 	struct queue_entry *qe;
@@ -397,7 +281,7 @@ queue_job_split(struct queue_job *job)
 }
 
 /* Where is id now?  Any thread. */
-static enum queue_where
+enum queue_where
 queue_where_is(struct spool *sp, const char *id, enum spool_area *area)
 {
 	if (spool_find(sp, id, area) == 0)
@@ -409,7 +293,7 @@ queue_where_is(struct spool *sp, const char *id, enum spool_area *area)
  * Make qe follow the disk after a failed move or delete (see enum
  * queue_where).  true if qe was freed: the message is in no area.
  */
-static bool
+bool
 queue_entry_relocate(struct queue *q, struct queue_entry *qe,
     enum queue_where where, enum spool_area area)
 {
@@ -601,7 +485,7 @@ queue_job_done(void *arg)
 	queue_dispatch_soon(q);
 }
 
-static void
+void
 queue_job_start(struct queue *q, enum queue_op op, struct queue_entry *qe,
     struct envelope *env)
 {
@@ -1080,7 +964,7 @@ queue_env_read(struct queue *q, enum spool_area area, const char *id,
  * unreadable one is quarantined, a missing one dropped from the index (both
  * logged), anything else retried later.
  */
-static struct envelope *
+struct envelope *
 queue_env_get(struct queue *q, struct queue_entry *qe)
 {
 	struct envelope *env;
@@ -1252,7 +1136,7 @@ queue_dispatch_cb(evutil_socket_t fd, short what, void *arg)
  * Dispatch on the next loop turn: however many results and commits come
  * back in one turn, the queue is looked at once.
  */
-static void
+void
 queue_dispatch_soon(struct queue *q)
 {
 	if (q->dispatch_queued || q->dispatch_ev == NULL)
@@ -1410,14 +1294,10 @@ queue_tick_cb(evutil_socket_t fd, short what, void *arg)
 	queue_watch(arg, queue_now(arg));
 }
 
-/* ---- operator actions (ctl) ----
- *
- * These are rare and small (one rename and a few fsyncs), so they run on
- * the loop, unlike commits and delivery bookkeeping.
- */
+/* ---- envelopes of indexed messages (queue_ops.c's too) ---- */
 
 /* Load the envelope of an indexed message in any area. */
-static struct envelope *
+struct envelope *
 queue_env_load(struct queue *q, struct queue_entry *qe)
 {
 	struct envelope *env;
@@ -1427,7 +1307,7 @@ queue_env_load(struct queue *q, struct queue_entry *qe)
 }
 
 /* Rewrite env in qe's area, then move it to area "to" (when different). */
-static int
+int
 queue_env_store_move(struct queue *q, struct queue_entry *qe,
     const struct envelope *env, enum spool_area to)
 {
@@ -1455,229 +1335,8 @@ queue_env_store_move(struct queue *q, struct queue_entry *qe,
 	return rc;
 }
 
-/* Find an operable message: -1 with ENOENT or EBUSY. */
-static struct queue_entry *
-queue_op_entry(struct queue *q, const char *id)
-{
-	struct queue_entry *qe = queue_entry_find(q, id);
 
-	if (qe == NULL) {
-		errno = ENOENT;
-		return NULL;
-	}
-	if (qe->busy) {
-		errno = EBUSY;
-		return NULL;
-	}
-	return qe;
-}
-
-static int
-queue_requeue_entry(struct queue *q, struct queue_entry *qe,
-    const char *reason)
-{
-	struct envelope *env;
-	time_t now = util_now();
-	size_t i;
-
-	if (qe->area != SPOOL_DEAD) {
-		errno = EINVAL;
-		return -1;
-	}
-	if ((env = queue_env_load(q, qe)) == NULL)
-		return -1;
-	for (i = 0; i < env->nrcpt; i++)
-		if (env->rcpts[i].state == ENVELOPE_RCPT_DEAD) {
-			env->rcpts[i].state = ENVELOPE_RCPT_PENDING;
-			envelope_set_str(&env->rcpts[i].reply, NULL);
-		}
-	envelope_set_str(&env->dead_reason, NULL);
-	env->attempts = 0;
-	env->next_attempt = 0;
-	env->age_base = now;	/* a fresh lifetime */
-	if (queue_env_store_move(q, qe, env, SPOOL_QUEUE) == -1) {
-		envelope_free(env);
-		return -1;
-	}
-	envelope_free(env);
-	queue_entry_age_base(q, qe, now);
-	qe->attempts = 0;
-	queue_entry_due(q, qe, 0);
-	qe->refused = false;
-	log_info("msg=%s requeued reason=%s", qe->id, reason);
-	return 0;
-}
-
-int
-queue_requeue(struct queue *q, const char *id)
-{
-	struct queue_entry *qe = queue_op_entry(q, id);
-	int rc;
-
-	if (qe == NULL)
-		return -1;
-	rc = queue_requeue_entry(q, qe, "operator");
-	queue_dispatch_soon(q);
-	return rc;
-}
-
-static int
-queue_hold_entry(struct queue *q, struct queue_entry *qe)
-{
-	struct envelope *env;
-
-	if (qe->area != SPOOL_QUEUE) {
-		errno = EINVAL;
-		return -1;
-	}
-	if ((env = queue_env_load(q, qe)) == NULL)
-		return -1;
-	/* The index's: hold-mode's end may not have been persisted yet. */
-	env->age_base = qe->age_base;
-	env->held = true;
-	env->held_since = util_now();
-	if (queue_env_store_move(q, qe, env, SPOOL_HOLD) == 0) {
-		qe->rewrite = false;
-		log_info("msg=%s held reason=operator", qe->id);
-	} else
-		qe = NULL;
-	envelope_free(env);
-	return qe == NULL ? -1 : 0;
-}
-
-static int
-queue_release_entry(struct queue *q, struct queue_entry *qe)
-{
-	struct envelope *env;
-	time_t now = util_now(), base;
-
-	if (qe->area != SPOOL_HOLD) {
-		errno = EINVAL;
-		return -1;
-	}
-	if ((env = queue_env_load(q, qe)) == NULL)
-		return -1;
-	/* Held time does not count toward the lifetime. */
-	base = env->age_base != 0 ? env->age_base : env->arrival;
-	if (env->held_since > 0 && env->held_since <= now)
-		base += now - env->held_since;
-	env->age_base = base;
-	env->held = false;
-	env->held_since = 0;
-	if (queue_env_store_move(q, qe, env, SPOOL_QUEUE) == -1) {
-		envelope_free(env);
-		return -1;
-	}
-	envelope_free(env);
-	queue_entry_age_base(q, qe, base);
-	queue_entry_due(q, qe, 0);
-	log_info("msg=%s released", qe->id);
-	return 0;
-}
-
-/* One message of a bulk operation: still there, in that area, idle? */
-static int
-queue_bulk_apply(void *arg, const char *id)
-{
-	struct queue_bulk *qb = arg;
-	struct queue_entry *qe = queue_entry_find(qb->q, id);
-
-	if (qe == NULL) {
-		errno = ENOENT;
-		return -1;
-	}
-	if (qe->busy || qe->area != qb->area) {
-		errno = qe->busy ? EBUSY : EINVAL;
-		return -1;
-	}
-	return qb->fn(qb->q, qe);
-}
-
-static void
-queue_bulk_after(void *arg)
-{
-	struct queue_bulk *qb = arg;
-
-	queue_dispatch_soon(qb->q);
-}
-
-/* Queue a bulk operation over every idle message in qb's area now.  For
- * a hold-mode rewrite, only those whose lifetime moved (age_base set). */
-static int
-queue_bulk_start(struct queue *q, struct queue_bulk *qb, const char *verb)
-{
-	struct queue_entry *qe;
-	const char **ids;
-	size_t n = 0;
-	int rc;
-
-	ids = xreallocarray(NULL, q->count[qb->area] + 1, sizeof(*ids));
-	TAILQ_FOREACH(qe, &q->areas[qb->area], entry)
-		if (!qe->busy)
-			ids[n++] = qe->id;
-	rc = bulk_start(q->bulk, verb, ids, n, queue_bulk_apply,
-	    queue_bulk_after, qb);
-	free(ids);
-	return rc;
-}
-
-/*
- * Apply fn to id, or with id NULL to every message it applies to: that
- * runs in slices on later loop turns (bulk.c), so the command returns at
- * once and the loop is never blocked for long; the log shows progress.
- */
-static int
-queue_each(struct queue *q, const char *id, struct queue_bulk *qb,
-    const char *verb)
-{
-	struct queue_entry *qe;
-	int rc = 0;
-
-	if (id == NULL)
-		return queue_bulk_start(q, qb, verb);
-	if ((qe = queue_op_entry(q, id)) == NULL)
-		return -1;
-	rc = qb->fn(q, qe);
-	queue_dispatch_soon(q);
-	return rc;
-}
-
-int
-queue_hold(struct queue *q, const char *id)
-{
-	return queue_each(q, id, &q->bulk_hold, "hold");
-}
-
-int
-queue_release(struct queue *q, const char *id)
-{
-	return queue_each(q, id, &q->bulk_release, "release");
-}
-
-int
-queue_delete(struct queue *q, const char *id)
-{
-	struct queue_entry *qe = queue_op_entry(q, id);
-	enum spool_area where;
-	enum queue_where w;
-	int saved;
-
-	if (qe == NULL)
-		return -1;
-	if (spool_delete(q->spool, qe->area, qe->id) == -1) {
-		saved = errno;
-		w = queue_where_is(q->spool, id, &where);
-		queue_entry_relocate(q, qe, w, where);
-		errno = saved;
-		return -1;
-	}
-	log_info("msg=%s removed reason=operator area=%s", qe->id,
-	    spool_area_name(qe->area));
-	queue_entry_remove(q, qe);
-	return 0;
-}
-
-static void
+void
 queue_breaker_reset(struct queue *q, const char *why)
 {
 	if (queue_is_refusing(q))
@@ -1686,32 +1345,6 @@ queue_breaker_reset(struct queue *q, const char *why)
 	q->refuse_streak = 0;
 	q->nstreak = 0;
 }
-
-int
-queue_flush(struct queue *q, const char *id)
-{
-	struct queue_entry *qe;
-
-	if (id != NULL) {
-		if ((qe = queue_entry_find(q, id)) == NULL ||
-		    qe->area != SPOOL_QUEUE) {
-			errno = qe == NULL ? ENOENT : EINVAL;
-			return -1;
-		}
-		queue_entry_due(q, qe, 0);
-		log_info("msg=%s flush", qe->id);
-	} else {
-		TAILQ_FOREACH(qe, &q->areas[SPOOL_QUEUE], entry)
-			qe->si.due = 0;
-		dueheap_fix(&q->sched);
-		q->next_probe = 0;
-		queue_breaker_reset(q, "flush");
-		log_info("queue flush messages=%zu", q->n);
-	}
-	queue_dispatch_soon(q);
-	return 0;
-}
-
 /* A message dead by refusal: while the breaker is open it goes straight
  * back; otherwise it is remembered as part of the current streak. */
 static void
@@ -1759,137 +1392,6 @@ queue_breaker_trip(struct queue *q)
 		    "in dead/ (too many bulk operations waiting)");
 	free(ids);
 	q->nstreak = 0;
-}
-
-static int
-queue_hold_mode_store(struct queue *q)
-{
-	char buf[64];
-
-	if (q->hold_until == 0)
-		return spool_state_remove(q->spool, QUEUE_HOLD_MODE_FILE);
-	snprintf(buf, sizeof(buf), "%lld %lld\n", (long long)q->hold_since,
-	    (long long)q->hold_until);
-	return spool_state_write(q->spool, QUEUE_HOLD_MODE_FILE, buf);
-}
-
-/* Hold-mode ends: every queued message's lifetime moves on by the time it
- * spent held, on disk too. */
-/* Bulk: persist the age_base hold-mode's end gave qe. */
-static int
-queue_rewrite_entry(struct queue *q, struct queue_entry *qe)
-{
-	struct envelope *env;
-
-	if (!qe->rewrite)
-		return 0;
-	qe->rewrite = false;
-	if ((env = queue_env_get(q, qe)) == NULL) {
-		errno = EIO;
-		return -1;
-	}
-	env->age_base = qe->age_base;
-	queue_job_start(q, QUEUE_OP_REWRITE, qe, env);
-	return 0;
-}
-
-static void
-queue_hold_mode_end(struct queue *q, const char *why)
-{
-	struct queue_entry *qe, *next;
-	time_t now = util_now(), since = q->hold_since;
-
-	q->hold_since = q->hold_until = 0;
-	if (queue_hold_mode_store(q) == -1)
-		log_warnx("hold-mode off not persisted; it may return after "
-		    "a restart");
-	log_info("hold-mode off reason=%s", why);
-	if (q->notify != NULL) {
-		char summary[160], held[32];
-
-		snprintf(held, sizeof(held), "%lld", (long long)(now - since));
-		snprintf(summary, sizeof(summary), "%s: hold-mode off (%s); "
-		    "held mail drains now", q->cf->hostname, why);
-		notify_send(q->notify, NOTIFY_HOLD_MODE_OFF, summary,
-		    (struct notify_var[]){ { "REASON", why },
-		    { "HELD_SECONDS", held } }, 2);
-	}
-	/*
-	 * In memory at once (O(n), no I/O); the envelopes follow in slices
-	 * (bulk.c).  Until one is rewritten the index is the truth: a
-	 * delivery attempt carries the index's age_base (queue_send).
-	 */
-	for (qe = TAILQ_FIRST(&q->areas[SPOOL_QUEUE]); qe != NULL; qe = next) {
-		time_t base = policy_hold_credit(qe->age_base, since, now);
-
-		next = TAILQ_NEXT(qe, entry);
-		qe->rewrite = false;
-		if (qe->busy || base == qe->age_base)
-			continue;
-		qe->age_base = base;
-		qe->si_exp.due = queue_entry_expiry(q, qe);
-		qe->si.due = 0;
-		qe->rewrite = true;
-	}
-	dueheap_fix(&q->sched);
-	dueheap_fix(&q->expiry);
-	if (queue_bulk_start(q, &q->bulk_rewrite, "hold-mode-rewrite") == -1)
-		log_warnx("hold-mode off: lifetimes not persisted; a restart "
-		    "counts the held time against them");
-}
-
-int
-queue_hold_mode_set(struct queue *q, bool on, uint64_t seconds)
-{
-	time_t now = util_now();
-
-	if (!on) {
-		if (q->hold_until != 0)
-			queue_hold_mode_end(q, "operator");
-		queue_dispatch_soon(q);
-		return 0;
-	}
-	bool was_on = q->hold_until != 0;
-
-	if (q->hold_until == 0)
-		q->hold_since = now;
-	q->hold_until = now + (time_t)seconds;
-	if (queue_hold_mode_store(q) == -1)
-		return -1;
-	log_info("hold-mode on until=+%" PRIu64 "s", seconds);
-	if (!was_on && q->notify != NULL) {
-		char summary[160], secs[32], until[32];
-
-		snprintf(secs, sizeof(secs), "%" PRIu64, seconds);
-		snprintf(until, sizeof(until), "%lld", (long long)q->hold_until);
-		snprintf(summary, sizeof(summary), "%s: hold-mode on for %s "
-		    "s: mail is accepted and kept, nothing drains",
-		    q->cf->hostname, secs);
-		notify_send(q->notify, NOTIFY_HOLD_MODE_ON, summary,
-		    (struct notify_var[]){ { "SECONDS", secs },
-		    { "UNTIL", until } }, 2);
-	}
-	return 0;
-}
-
-/* Load a persisted hold-mode (it survives restarts). */
-static void
-queue_hold_mode_load(struct queue *q)
-{
-	char buf[64];
-	long long since, until;
-
-	if (spool_state_read(q->spool, QUEUE_HOLD_MODE_FILE, buf,
-	    sizeof(buf)) == -1)
-		return;
-	if (sscanf(buf, "%lld %lld", &since, &until) != 2 || since <= 0 ||
-	    until < since) {
-		log_warnx("hold-mode file unreadable; hold-mode off");
-		return;
-	}
-	q->hold_since = (time_t)since;
-	q->hold_until = (time_t)until;
-	log_info("hold-mode on (restored) until=%lld", until);
 }
 
 struct queue_tally {

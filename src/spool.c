@@ -753,6 +753,37 @@ spool_state_remove(struct spool *sp, const char *name)
 }
 
 int
+spool_state_span_store(struct spool *sp, const char *name, time_t since,
+    time_t until)
+{
+	char buf[64];
+
+	if (until == 0)
+		return spool_state_remove(sp, name);
+	snprintf(buf, sizeof(buf), "%lld %lld\n", (long long)since,
+	    (long long)until);
+	return spool_state_write(sp, name, buf);
+}
+
+int
+spool_state_span_load(struct spool *sp, const char *name, time_t *since,
+    time_t *until)
+{
+	char buf[64];
+	long long s, u;
+
+	if (spool_state_read(sp, name, buf, sizeof(buf)) == -1)
+		return -1;
+	if (sscanf(buf, "%lld %lld", &s, &u) != 2 || s <= 0 || u < s) {
+		errno = EINVAL;
+		return -1;
+	}
+	*since = (time_t)s;
+	*until = (time_t)u;
+	return 0;
+}
+
+int
 spool_find(struct spool *sp, const char *id, enum spool_area *area)
 {
 	static const enum spool_area areas[] = { SPOOL_QUEUE, SPOOL_HOLD,

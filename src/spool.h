@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #define SPOOL_ID_LEN 16
 
@@ -70,6 +71,13 @@ int spool_state_write(struct spool *sp, const char *name, const char *text);
 int spool_state_read(struct spool *sp, const char *name, char *buf,
     size_t buflen);
 int spool_state_remove(struct spool *sp, const char *name);
+/* A timed on/off state (hold-mode, pause-smtp) as "since until": until 0
+ * removes the file.  Load: 0, or -1 with ENOENT (off) or EINVAL (not two
+ * times with 0 < since <= until: the caller warns and treats it as off). */
+int spool_state_span_store(struct spool *sp, const char *name, time_t since,
+    time_t until);
+int spool_state_span_load(struct spool *sp, const char *name, time_t *since,
+    time_t *until);
 const char *spool_area_name(enum spool_area area);
 const char *spool_dir(const struct spool *sp);
 

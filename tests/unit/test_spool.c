@@ -582,6 +582,19 @@ test_link_list_state(void)
 	T_STREQ(buf, "1 2\n");
 	T_CHECK(spool_state_remove(sp, "hold-mode") == 0);
 	T_CHECK(!exists(sp, "hold-mode"));
+	{
+		time_t since = 0, until = 0;
+
+		T_CHECK(spool_state_span_store(sp, "span", 5, 9) == 0);
+		T_CHECK(spool_state_span_load(sp, "span", &since, &until) ==
+		    0 && since == 5 && until == 9);
+		T_CHECK(spool_state_write(sp, "span", "9 5\n") == 0);
+		T_CHECK(spool_state_span_load(sp, "span", &since, &until) ==
+		    -1 && errno == EINVAL);
+		T_CHECK(spool_state_span_store(sp, "span", 5, 0) == 0);
+		T_CHECK(spool_state_span_load(sp, "span", &since, &until) ==
+		    -1 && errno == ENOENT);
+	}
 	ro = spool_open_readonly(spool_dir(sp));
 	T_CHECK(ro != NULL);
 	spool_close(ro);
