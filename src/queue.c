@@ -69,8 +69,7 @@ struct queue_commit {
 static void queue_dispatch(struct queue *q);
 static void queue_breaker_trip(struct queue *q);
 
-/* The queue's clock: the real one unless a test set another. */
-static time_t
+time_t
 queue_now(const struct queue *q)
 {
 	return q->clock != NULL ? q->clock(q->clock_arg) : util_now();

@@ -42,7 +42,7 @@ queue_requeue_entry(struct queue *q, struct queue_entry *qe,
     const char *reason)
 {
 	struct envelope *env;
-	time_t now = util_now();
+	time_t now = queue_now(q);
 	size_t i;
 
 	if (qe->area != SPOOL_DEAD) {
@@ -100,7 +100,7 @@ queue_hold_entry(struct queue *q, struct queue_entry *qe)
 	/* The index's: hold-mode's end may not have been persisted yet. */
 	env->age_base = qe->age_base;
 	env->held = true;
-	env->held_since = util_now();
+	env->held_since = queue_now(q);
 	if (queue_env_store_move(q, qe, env, SPOOL_HOLD) == 0) {
 		qe->rewrite = false;
 		log_info("msg=%s held reason=operator", qe->id);
@@ -114,7 +114,7 @@ int
 queue_release_entry(struct queue *q, struct queue_entry *qe)
 {
 	struct envelope *env;
-	time_t now = util_now(), base;
+	time_t now = queue_now(q), base;
 
 	if (qe->area != SPOOL_HOLD) {
 		errno = EINVAL;
@@ -298,7 +298,7 @@ void
 queue_hold_mode_end(struct queue *q, const char *why)
 {
 	struct queue_entry *qe, *next;
-	time_t now = util_now(), since = q->hold_since;
+	time_t now = queue_now(q), since = q->hold_since;
 
 	q->hold_since = q->hold_until = 0;
 	if (queue_hold_mode_store(q) == -1)
@@ -342,7 +342,7 @@ queue_hold_mode_end(struct queue *q, const char *why)
 int
 queue_hold_mode_set(struct queue *q, bool on, uint64_t seconds)
 {
-	time_t now = util_now();
+	time_t now = queue_now(q);
 
 	if (!on) {
 		if (q->hold_until != 0)

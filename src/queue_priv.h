@@ -144,6 +144,8 @@ enum queue_op {
 
 /* ---- queue.c: the index, envelopes, jobs ---- */
 
+/* The queue's clock: the real one unless queue_set_clock() set another. */
+time_t queue_now(const struct queue *q);
 struct queue_entry *queue_entry_find(struct queue *q, const char *id);
 void queue_entry_age_base(struct queue *q, struct queue_entry *qe,
     time_t base);

@@ -75,14 +75,12 @@ test_size_rcpts(void)
 
 /* What the primary offered survives a restart (a new queue on the same
  * spool), and a garbled state file falls back to max_message_size. */
-static void
-test_primary_persist(void)
+/* A config and a spool in dir (made by mkdtemp); NULL config on failure. */
+static struct config *
+test_setup(char *dir, struct spool **sp)
 {
-	char dir[] = "/tmp/holdfast-test-queue.XXXXXX", path[256], err[256];
-	struct event_base *base = event_base_new();
+	char path[256], err[256];
 	struct config *cf;
-	struct spool *sp;
-	struct queue *q;
 	FILE *fp;
 
 	T_CHECK(mkdtemp(dir) != NULL);
@@ -96,10 +94,36 @@ test_primary_persist(void)
 	cf = config_load(path, err, sizeof(err));
 	T_CHECK(cf != NULL);
 	if (cf == NULL)
-		return;
-	sp = spool_open(cf->spool_dir);
-	T_CHECK(sp != NULL);
+		return NULL;
+	*sp = spool_open(cf->spool_dir);
+	T_CHECK(*sp != NULL);
+	return cf;
+}
 
+static void
+test_teardown(const char *dir, struct config *cf, struct spool *sp,
+    struct event_base *base)
+{
+	char cmd[256];
+
+	spool_close(sp);
+	config_free(cf);
+	event_base_free(base);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	T_CHECK(system(cmd) == 0);
+}
+
+static void
+test_primary_persist(void)
+{
+	char dir[] = "/tmp/holdfast-test-queue.XXXXXX";
+	struct event_base *base = event_base_new();
+	struct config *cf;
+	struct spool *sp = NULL;
+	struct queue *q;
+
+	if ((cf = test_setup(dir, &sp)) == NULL)
+		return;
 	q = queue_new(base, cf, sp, NULL, NULL, NULL);
 	T_CHECK(queue_load(q) == 0);
 	T_CHECK(queue_size_limit(q) == 10 * 1024 * 1024);
@@ -130,12 +154,46 @@ test_primary_persist(void)
 	T_CHECK(queue_size_limit(q) == 10 * 1024 * 1024);
 	T_CHECK(queue_primary_has_smtputf8(q));
 	queue_free(q);
+	test_teardown(dir, cf, sp, base);
+}
 
-	spool_close(sp);
-	config_free(cf);
-	event_base_free(base);
-	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
-	T_CHECK(system(path) == 0);
+static time_t test_now;
+
+static time_t
+test_clock(void *arg)
+{
+	(void)arg;
+	return test_now;
+}
+
+/* The queue reads the time from the clock it is given: hold-mode starts
+ * and ends on it (its span is persisted). */
+static void
+test_queue_clock(void)
+{
+	char dir[] = "/tmp/holdfast-test-queue.XXXXXX";
+	struct event_base *base = event_base_new();
+	struct config *cf;
+	struct spool *sp = NULL;
+	struct queue *q;
+	time_t since = 0, until = 0;
+
+	if ((cf = test_setup(dir, &sp)) == NULL)
+		return;
+	q = queue_new(base, cf, sp, NULL, NULL, NULL);
+	T_CHECK(queue_load(q) == 0);
+	queue_set_clock(q, test_clock, NULL);
+	test_now = 1000000;
+	T_CHECK(queue_hold_mode_set(q, true, 60) == 0);
+	T_CHECK(spool_state_span_load(sp, "hold-mode", &since, &until) == 0);
+	T_CHECK(since == 1000000 && until == 1000060);
+	test_now += 30;		/* extended from the fake now */
+	T_CHECK(queue_hold_mode_set(q, true, 60) == 0);
+	T_CHECK(spool_state_span_load(sp, "hold-mode", &since, &until) == 0);
+	T_CHECK(since == 1000000 && until == 1000090);
+	T_CHECK(queue_hold_mode_set(q, false, 0) == 0);
+	queue_free(q);
+	test_teardown(dir, cf, sp, base);
 }
 
 int
@@ -145,6 +203,7 @@ main(void)
 		{ "queue_size_limit", test_size_limit },
 		{ "queue_size_rcpts", test_size_rcpts },
 		{ "queue_primary_persist", test_primary_persist },
+		{ "queue_clock", test_queue_clock },
 	};
 
 	return T_RUN(cases);
