@@ -29,6 +29,7 @@
 #include "smtp_server.h"
 #include "spool.h"
 #include "util.h"
+#include "workpool.h"
 #include "xmalloc.h"
 
 #define CTL_TIMEOUT_SEC	30
@@ -40,6 +41,7 @@ struct ctl {
 	struct spool		*spool;
 	struct pause		*pause;		/* NULL until set */
 	struct smtp_server	*smtp;		/* NULL until set */
+	struct workpool		*wp;		/* NULL: match on the loop */
 	struct evconnlistener	*listener;
 	struct net_backoff	*backoff;	/* accept() failures */
 	char			*path;
@@ -79,12 +81,19 @@ struct ctl_bulk {
 	char			(*ids)[SPOOL_ID_LEN + 1];
 	size_t			 n, cap;
 	char			 selector[512];
-	struct select		 sel;
+	struct select		 sel;		/* borrows from args */
+	char			*args[CTL_ARGS_MAX];
+	int			 nargs;
 	unsigned		 states;	/* those the action applies to */
 	time_t			 now;
 	bool			 dry_run;
 	struct evbuffer		*listing;	/* dry run */
-	const char		*primary_down;
+	const char		*primary_down;	/* NULL, or down_buf */
+	char			 down_buf[256];
+	/* matched on a worker: the listing's failure, if any */
+	int			 match_errno;
+	enum spool_area		 match_area;
+	struct ctl		*ctl;
 };
 
 struct ctl_command {
@@ -124,8 +133,12 @@ ctl_each_id(struct ctl_conn *c, int argc, char **argv, const char *verb,
 static void
 ctl_bulk_free(struct ctl_bulk *b)
 {
+	int i;
+
 	if (b == NULL)
 		return;
+	for (i = 0; i < b->nargs; i++)
+		free(b->args[i]);
 	free(b->ids);
 	free(b);
 }
@@ -250,6 +263,76 @@ ctl_bulk_run(struct ctl_conn *c, struct ctl_bulk *b, char *err,
 	return 0;
 }
 
+/* Match b's selector against the spool: on a worker (touching only b
+ * and the spool, read-only) or, for a dry run, on the loop. */
+static void
+ctl_bulk_match_work(void *arg)
+{
+	static const enum spool_area areas[] = { SPOOL_QUEUE, SPOOL_HOLD,
+		SPOOL_DEAD };
+	static const unsigned area_states[] = { SELECT_ST_QUEUED |
+		SELECT_ST_DEFERRED | SELECT_ST_WAITING, SELECT_ST_HELD,
+		SELECT_ST_DEAD };
+	struct ctl_bulk *b = arg;
+	size_t i;
+
+	for (i = 0; i < UTIL_ARRAY_LEN(areas); i++)
+		if ((area_states[i] & b->states) != 0 &&
+		    ctl_proto_each(b->ctl->spool, areas[i], b->primary_down,
+		    ctl_bulk_match_cb, b) == -1) {
+			b->match_errno = errno;
+			b->match_area = areas[i];
+			return;
+		}
+}
+
+/* Answer a pending request with an error (the connection closes once it
+ * is out). */
+static void
+ctl_bulk_fail(struct ctl_conn *c, const char *err)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct timeval tv = { CTL_TIMEOUT_SEC, 0 };
+
+	evbuffer_add_printf(out, "error %s\n.\n", err);
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	c->bulk = NULL;
+}
+
+/* Loop: the selection is matched; act on it. */
+static void
+ctl_bulk_match_done(void *arg)
+{
+	struct ctl_bulk *b = arg;
+	struct ctl_conn *c = b->conn;
+	struct queue_act_result none;
+	char esc[LOG_ESCAPE_MAX], err[512];
+
+	if (c == NULL) {
+		/* the client went away (or the daemon stops) first */
+		ctl_bulk_free(b);
+		return;
+	}
+	if (b->match_errno != 0) {
+		snprintf(err, sizeof(err), "cannot list %s: %s",
+		    spool_area_name(b->match_area), strerror(b->match_errno));
+		ctl_bulk_fail(c, err);
+		ctl_bulk_free(b);
+		return;
+	}
+	log_info("ctl %s selector=%s matched=%zu uid=%u", b->verb,
+	    log_escape(b->selector, strlen(b->selector), esc, sizeof(esc)),
+	    b->n, (unsigned)b->uid);
+	if (b->n == 0) {
+		memset(&none, 0, sizeof(none));
+		ctl_bulk_done(b, &none);
+		return;
+	}
+	c->bulk = NULL;
+	if (ctl_bulk_run(c, b, err, sizeof(err)) == -1)
+		ctl_bulk_fail(c, err);
+}
+
 /*
  * `VERB SELECTOR... [--dry-run]`: match, then list (dry run) or apply the
  * action to the matches.  states are those the action applies to.  0
@@ -259,18 +342,18 @@ static int
 ctl_bulk_start(struct ctl_conn *c, struct ctl_bulk *b, int argc, char **argv,
     struct evbuffer *out, char *err, size_t errlen)
 {
-	static const enum spool_area areas[] = { SPOOL_QUEUE, SPOOL_HOLD,
-		SPOOL_DEAD };
-	static const unsigned area_states[] = { SELECT_ST_QUEUED |
-		SELECT_ST_DEFERRED | SELECT_ST_WAITING, SELECT_ST_HELD,
-		SELECT_ST_DEAD };
-	const char *ids[1];
+	const char *ids[1], *down;
 	char esc[LOG_ESCAPE_MAX];
 	unsigned states = b->states;
-	size_t nids, i;
+	size_t nids;
 
-	if (select_parse(argc - 1, argv + 1, &b->sel, ids, 0, &nids, err,
-	    errlen) == -1 || !b->sel.any) {
+	/* the request's words go when it returns; a match on a worker
+	 * outlives it */
+	for (b->nargs = 0; b->nargs < argc && b->nargs < CTL_ARGS_MAX;
+	    b->nargs++)
+		b->args[b->nargs] = xstrdup(argv[b->nargs]);
+	if (select_parse(b->nargs - 1, b->args + 1, &b->sel, ids, 0, &nids,
+	    err, errlen) == -1 || !b->sel.any) {
 		if (b->sel.any || err[0] == '\0')
 			snprintf(err, errlen, "usage: %s SELECTOR... "
 			    "[--dry-run]", b->verb);
@@ -286,18 +369,29 @@ ctl_bulk_start(struct ctl_conn *c, struct ctl_bulk *b, int argc, char **argv,
 	b->now = util_now();
 	b->dry_run = b->sel.dry_run;
 	b->listing = out;
-	b->primary_down = queue_primary_down_reason(c->ctl->queue);
+	if ((down = queue_primary_down_reason(c->ctl->queue)) != NULL) {
+		util_copy(b->down_buf, sizeof(b->down_buf), down);
+		b->primary_down = b->down_buf;
+	}
 	b->states = b->sel.states != 0 ? b->sel.states & states : states;
 	select_fmt(&b->sel, b->selector, sizeof(b->selector));
-	for (i = 0; i < UTIL_ARRAY_LEN(areas); i++)
-		if ((area_states[i] & b->states) != 0 &&
-		    ctl_proto_each(c->ctl->spool, areas[i], b->primary_down,
-		    ctl_bulk_match_cb, b) == -1) {
-			snprintf(err, errlen, "cannot list %s: %s",
-			    spool_area_name(areas[i]), strerror(errno));
-			ctl_bulk_free(b);
-			return -1;
-		}
+	b->ctl = c->ctl;
+	if (!b->dry_run && c->ctl->wp != NULL) {
+		/* reading every envelope takes long in a big queue: off the
+		 * loop; the answer is pending on c->bulk from now on */
+		c->bulk = b;
+		bufferevent_set_timeouts(c->bev, NULL, NULL);
+		workpool_submit(c->ctl->wp, ctl_bulk_match_work,
+		    ctl_bulk_match_done, b);
+		return 0;
+	}
+	ctl_bulk_match_work(b);
+	if (b->match_errno != 0) {
+		snprintf(err, errlen, "cannot list %s: %s",
+		    spool_area_name(b->match_area), strerror(b->match_errno));
+		ctl_bulk_free(b);
+		return -1;
+	}
 	log_info("ctl %s selector=%s matched=%zu%s uid=%u", b->verb,
 	    log_escape(b->selector, strlen(b->selector), esc, sizeof(esc)),
 	    b->n, b->dry_run ? " dry-run" : "", (unsigned)c->uid);
@@ -1168,6 +1262,12 @@ void
 ctl_set_smtp(struct ctl *ctl, struct smtp_server *srv)
 {
 	ctl->smtp = srv;
+}
+
+void
+ctl_set_workpool(struct ctl *ctl, struct workpool *wp)
+{
+	ctl->wp = wp;
 }
 
 void

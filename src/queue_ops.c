@@ -95,13 +95,18 @@ queue_run_err(struct queue_run *run, const char *id, int err)
 		    (size_t)n : sizeof(run->errs) - run->errlen - 1;
 }
 
-/* Worker: the batch's disk work, message by message; nothing the loop
- * owns is touched (qe only carried along). */
+/* Worker: the batch's disk work: each envelope rewritten durably, then
+ * the moves (or deletes) of the batch with one fsync of each directory
+ * for all.  Nothing the loop owns is touched (qe only carried along). */
 static void
 queue_batch_work(void *arg)
 {
 	struct queue_batch *bt = arg;
-	size_t i;
+	const char *ids[QUEUE_OP_BATCH];
+	enum spool_area areas[QUEUE_OP_BATCH];
+	int errs[QUEUE_OP_BATCH];
+	size_t i, k = 0, idx[QUEUE_OP_BATCH];
+	bool del = false;
 
 	for (i = 0; i < bt->n; i++) {
 		struct queue_op_item *it = &bt->it[i];
@@ -111,16 +116,29 @@ queue_batch_work(void *arg)
 		if (it->envtext != NULL)
 			it->rc = spool_env_write(bt->spool, it->from, it->id,
 			    it->envtext, it->envlen);
-		if (it->rc == 0 && it->to == SPOOL_TMP)
-			it->rc = spool_delete(bt->spool, it->from, it->id);
-		else if (it->rc == 0 && it->to != it->from)
-			it->rc = spool_move(bt->spool, it->id, it->from,
-			    it->to);
 		it->err = it->rc == -1 ? errno : 0;
-		if (it->rc == -1)
-			it->where = queue_where_is(bt->spool, it->id,
-			    &it->where_area);
+		if (it->rc == 0 && it->to != it->from) {
+			ids[k] = it->id;
+			areas[k] = it->from;
+			idx[k++] = i;
+			del = it->to == SPOOL_TMP;
+		}
 	}
+	/* a batch is all moves from one area to one other, or all deletes */
+	if (k > 0 && del)
+		spool_delete_many(bt->spool, areas, ids, k, errs);
+	else if (k > 0)
+		spool_move_many(bt->spool, ids, k, areas[0],
+		    bt->it[idx[0]].to, errs);
+	for (i = 0; i < k; i++)
+		if (errs[i] != 0) {
+			bt->it[idx[i]].rc = -1;
+			bt->it[idx[i]].err = errs[i];
+		}
+	for (i = 0; i < bt->n; i++)
+		if (bt->it[i].rc == -1)
+			bt->it[i].where = queue_where_is(bt->spool,
+			    bt->it[i].id, &bt->it[i].where_area);
 }
 
 /* Loop: one message's work is durable; the index follows, and the log. */
