@@ -12,8 +12,10 @@
  * primary's and hold-mode's.  Delivered means delete; deferred means
  * persist and reschedule; refused or expired means dead/.  Every fate is a
  * log line with the message ID.  No network I/O.  The index is one list
- * per area, an ID hash and the due-heaps of dueheap.c; operator commands
- * over many messages run in slices through bulk.c.
+ * per area, an ID hash and the due-heaps of dueheap.c.  Operator actions
+ * and hold-mode live in queue_ops.c: every hold, release, requeue and
+ * delete runs in slices through bulk.c with its disk work on the worker
+ * pool (queue_act).
  */
 #ifndef HOLDFAST_QUEUE_H
 #define HOLDFAST_QUEUE_H
