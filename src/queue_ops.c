@@ -240,6 +240,23 @@ queue_act_area(enum queue_act act)
 	fatalx("%s: bad action %d", __func__, (int)act);
 }
 
+/* A dead letter's envelope made queued again, with a fresh lifetime. */
+static void
+queue_env_requeue(struct envelope *env, time_t now)
+{
+	size_t i;
+
+	for (i = 0; i < env->nrcpt; i++)
+		if (env->rcpts[i].state == ENVELOPE_RCPT_DEAD) {
+			env->rcpts[i].state = ENVELOPE_RCPT_PENDING;
+			envelope_set_str(&env->rcpts[i].reply, NULL);
+		}
+	envelope_set_str(&env->dead_reason, NULL);
+	env->attempts = 0;
+	env->next_attempt = 0;
+	env->age_base = now;
+}
+
 /* Loop: the new envelope for the action (none for delete), into it. */
 static int
 queue_item_prepare(struct queue_run *run, struct queue_entry *qe,
@@ -253,7 +270,6 @@ queue_item_prepare(struct queue_run *run, struct queue_entry *qe,
 	};
 	struct envelope *env;
 	time_t now = util_now(), base;
-	size_t i;
 
 	it->to = to[run->act];
 	if (run->act == QUEUE_ACT_DELETE)
@@ -277,15 +293,8 @@ queue_item_prepare(struct queue_run *run, struct queue_entry *qe,
 		env->held_since = 0;
 		break;
 	case QUEUE_ACT_REQUEUE:
-		for (i = 0; i < env->nrcpt; i++)
-			if (env->rcpts[i].state == ENVELOPE_RCPT_DEAD) {
-				env->rcpts[i].state = ENVELOPE_RCPT_PENDING;
-				envelope_set_str(&env->rcpts[i].reply, NULL);
-			}
-		envelope_set_str(&env->dead_reason, NULL);
-		env->attempts = 0;
-		env->next_attempt = 0;
-		env->age_base = it->age_base = now;	/* a fresh lifetime */
+		queue_env_requeue(env, now);
+		it->age_base = now;
 		break;
 	case QUEUE_ACT_DELETE:
 		break;
@@ -404,7 +413,6 @@ queue_requeue_entry(struct queue *q, struct queue_entry *qe,
 {
 	struct envelope *env;
 	time_t now = util_now();
-	size_t i;
 
 	if (qe->area != SPOOL_DEAD) {
 		errno = EINVAL;
@@ -412,15 +420,7 @@ queue_requeue_entry(struct queue *q, struct queue_entry *qe,
 	}
 	if ((env = queue_env_load(q, qe)) == NULL)
 		return -1;
-	for (i = 0; i < env->nrcpt; i++)
-		if (env->rcpts[i].state == ENVELOPE_RCPT_DEAD) {
-			env->rcpts[i].state = ENVELOPE_RCPT_PENDING;
-			envelope_set_str(&env->rcpts[i].reply, NULL);
-		}
-	envelope_set_str(&env->dead_reason, NULL);
-	env->attempts = 0;
-	env->next_attempt = 0;
-	env->age_base = now;	/* a fresh lifetime */
+	queue_env_requeue(env, now);
 	if (queue_env_store_move(q, qe, env, SPOOL_QUEUE) == -1) {
 		envelope_free(env);
 		return -1;
