@@ -18,7 +18,7 @@ holding one message (env rewrite, rename, directory fsyncs) costs about
     selector); hold/ holds exactly the 1001, queue/ exactly the 500.
   - `holdfastctl delete --state held` the same way: the banner within
     the bound, all 1001 gone, the 500 unselected ones untouched in
-    queue/, every removal logged with its ID.
+    queue/, every removal logged with its ID, the uid and the selector.
 """
 import os
 import re
@@ -121,7 +121,9 @@ def main(env):
     hf.check(d.grep(r"ctl hold finished matched=%d done=%d skipped=0 "
                     r"failed=0 uid=%d" % (len(sel), len(sel), uid),
                     since=mark), "hold by selector: no final count logged")
-    held = len(d.grep(r"msg=[0-9a-f]{16} held reason=operator", since=mark))
+    held = len(d.grep(r'msg=[0-9a-f]{16} held reason=operator uid=%d '
+                      r'selector="--from \*@client\.test"' % uid,
+                      since=mark))
     hf.check(held == len(sel), "held logged %d times, want %d"
              % (held, len(sel)))
 
@@ -138,8 +140,10 @@ def main(env):
              "after delete --state held: hold/ %d queue/ %d"
              % (len(area_ids(d, "hold")), len(area_ids(d, "queue"))))
     for qid in (sel[0], sel[len(sel) // 2], sel[-1]):
-        hf.check(d.grep(r"msg=%s removed reason=operator" % qid,
-                        since=mark), "msg=%s: removal not logged" % qid)
+        hf.check(d.grep(r'msg=%s removed reason=operator area=hold '
+                        r'uid=%d selector="--state held"' % (qid, uid),
+                        since=mark), "msg=%s: removal not logged with uid "
+                 "and selector" % qid)
     hf.check(d.grep(r"ctl delete finished matched=%d done=%d skipped=0 "
                     r"failed=0 uid=%d" % (len(sel), len(sel), uid),
                     since=mark), "delete by selector: no final count logged")
