@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "bulk.h"
 #include "config.h"
 #include "ctl_proto.h"
 #include "envelope.h"
@@ -34,6 +35,7 @@
 
 #define CTL_TIMEOUT_SEC	30
 #define CTL_MAX_CONNS	16
+#define CTL_PROGRESS_SEC	2	/* a bulk action's progress line */
 struct ctl {
 	struct event_base	*base;
 	const struct config	*cf;
@@ -94,6 +96,7 @@ struct ctl_bulk {
 	int			 match_errno;
 	enum spool_area		 match_area;
 	struct ctl		*ctl;
+	struct event		*tick;		/* progress to the client */
 };
 
 struct ctl_command {
@@ -137,6 +140,8 @@ ctl_bulk_free(struct ctl_bulk *b)
 
 	if (b == NULL)
 		return;
+	if (b->tick != NULL)
+		event_free(b->tick);
 	for (i = 0; i < b->nargs; i++)
 		free(b->args[i]);
 	free(b->ids);
@@ -228,6 +233,26 @@ ctl_bulk_done(void *arg, const struct queue_act_result *res)
 	ctl_bulk_free(b);
 }
 
+/* Every CTL_PROGRESS_SEC while the action runs: a progress line ahead of
+ * the answer (holdfastctl shows it on a terminal). */
+static void
+ctl_bulk_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctl_bulk *b = arg;
+	struct bulk_state st;
+
+	(void)fd;
+	(void)what;
+	if (b->conn == NULL)
+		return;
+	queue_bulk_state(b->ctl->queue, &st);
+	if (st.verb == NULL)
+		return;
+	evbuffer_add_printf(bufferevent_get_output(b->conn->bev),
+	    "progress %s %zu of %zu%s\n", st.verb, st.done, st.total,
+	    st.waiting > 0 ? " (more waiting)" : "");
+}
+
 /* Hand b's IDs to the queue; the answer is pending on c->bulk.  0, or -1
  * with err (b freed). */
 static int
@@ -235,6 +260,7 @@ ctl_bulk_run(struct ctl_conn *c, struct ctl_bulk *b, char *err,
     size_t errlen)
 {
 	const char **ids = xreallocarray(NULL, b->n + 1, sizeof(*ids));
+	struct timeval tv = { CTL_PROGRESS_SEC, 0 };
 	char who[700], esc[LOG_ESCAPE_MAX];
 	size_t i;
 	int rc;
@@ -260,6 +286,11 @@ ctl_bulk_run(struct ctl_conn *c, struct ctl_bulk *b, char *err,
 	c->bulk = b;
 	/* no client timeout while it runs; its answer comes at the end */
 	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	b->ctl = c->ctl;
+	b->tick = event_new(c->ctl->base, -1, EV_PERSIST, ctl_bulk_tick_cb,
+	    b);
+	if (b->tick == NULL || event_add(b->tick, &tv) == -1)
+		fatalx("ctl progress timer");
 	return 0;
 }
 
@@ -309,7 +340,10 @@ ctl_bulk_match_done(void *arg)
 	char esc[LOG_ESCAPE_MAX], err[512];
 
 	if (c == NULL) {
-		/* the client went away (or the daemon stops) first */
+		/* the client went away (or the daemon stops) before the
+		 * action started: nothing is done */
+		log_info("ctl %s selector matched=%zu: not applied, the client "
+		    "went away first uid=%u", b->verb, b->n, (unsigned)b->uid);
 		ctl_bulk_free(b);
 		return;
 	}
@@ -754,8 +788,8 @@ ctl_conn_free(struct ctl_conn *c)
 	TAILQ_REMOVE(&c->ctl->conns, c, entry);
 	c->ctl->nconns--;
 	if (c->bulk != NULL) {
-		log_info("ctl %s: the client went away; the action goes on "
-		    "uid=%u", c->bulk->verb, (unsigned)c->uid);
+		log_info("ctl %s: the client went away; an action under way "
+		    "goes on uid=%u", c->bulk->verb, (unsigned)c->uid);
 		c->bulk->conn = NULL;	/* freed by ctl_bulk_done() */
 	}
 	bufferevent_free(c->bev);
@@ -860,7 +894,9 @@ ctl_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct ctl_conn *c = arg;
 
-	if (c->done && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	/* (a progress line out while the answer is pending closes nothing) */
+	if (c->done && c->bulk == NULL &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 		ctl_conn_free(c);
 }
 

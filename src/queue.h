@@ -105,6 +105,9 @@ struct queue_act_result {
 int queue_act(struct queue *q, enum queue_act act, const char *const *ids,
     size_t n, const char *reason, const char *who,
     void (*cb)(void *arg, const struct queue_act_result *res), void *arg);
+/* The bulk operation running now, if any (bulk.h; for progress). */
+struct bulk_state;
+void queue_bulk_state(const struct queue *q, struct bulk_state *st);
 /* Accept-and-hold: on for seconds (nothing drains, nothing ages; survives
  * restarts; ends by itself), or off. */
 int queue_hold_mode_set(struct queue *q, bool on, uint64_t seconds);

@@ -365,6 +365,12 @@ queue_run_finish(void *arg, const struct bulk_state *st)
 	free(run);
 }
 
+void
+queue_bulk_state(const struct queue *q, struct bulk_state *st)
+{
+	bulk_state(q->bulk, st);
+}
+
 int
 queue_act(struct queue *q, enum queue_act act, const char *const *ids,
     size_t n, const char *reason, const char *who,
