@@ -18,9 +18,10 @@ struct bulk_op {
 	const char		*verb;
 	char			(*ids)[BULK_ID_MAX];
 	size_t			 n, next;
-	size_t			 failed, skipped;
-	int			(*fn)(void *, const char *);
+	size_t			 done, failed, skipped, pending;
+	enum bulk_res		(*fn)(void *, const char *);
 	void			(*after)(void *);
+	void			(*finish)(void *, const struct bulk_state *);
 	void			*arg;
 	struct timespec		 started, last_progress;
 	TAILQ_ENTRY(bulk_op)	 entry;
@@ -66,6 +67,49 @@ bulk_schedule(struct bulk *b)
 }
 
 static void
+bulk_op_state(const struct bulk *b, const struct bulk_op *op,
+    struct bulk_state *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->verb = op->verb;
+	st->done = op->done + op->skipped + op->failed;
+	st->total = op->n;
+	st->ok = op->done;
+	st->skipped = op->skipped;
+	st->failed = op->failed;
+	st->waiting = b->nops - 1;
+}
+
+/* The first operation's slice is through (nothing pending): log its
+ * progress, or end it, and schedule what comes next. */
+static void
+bulk_advance(struct bulk *b, struct bulk_op *op)
+{
+	struct bulk_state st;
+
+	if (op->next < op->n) {
+		if (bulk_elapsed(&op->last_progress) >= BULK_PROGRESS_SEC) {
+			clock_gettime(CLOCK_MONOTONIC, &op->last_progress);
+			log_info("queue bulk %s progress done=%zu of=%zu",
+			    op->verb, op->done + op->skipped + op->failed,
+			    op->n);
+		}
+	} else {
+		log_info("queue bulk %s done messages=%zu failed=%zu "
+		    "skipped=%zu secs=%.1f", op->verb, op->done, op->failed,
+		    op->skipped, bulk_elapsed(&op->started));
+		if (op->finish != NULL) {
+			bulk_op_state(b, op, &st);
+			op->finish(op->arg, &st);
+		}
+		bulk_op_free(b, op);
+		if ((op = TAILQ_FIRST(&b->ops)) != NULL)
+			clock_gettime(CLOCK_MONOTONIC, &op->started);
+	}
+	bulk_schedule(b);
+}
+
+static void
 bulk_slice_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct bulk *b = arg;
@@ -75,38 +119,46 @@ bulk_slice_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (op == NULL)
+	if (op == NULL || op->pending > 0)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (k = 0; k < BULK_SLICE_MAX && op->next < op->n; k++) {
 		if (k > 0 && bulk_elapsed(&t0) * 1000 >= BULK_SLICE_MS)
 			break;
-		if (op->fn(op->arg, op->ids[op->next++]) == -1) {
-			if (errno == ENOENT || errno == EINVAL ||
-			    errno == EBUSY)
-				op->skipped++;
-			else
-				op->failed++;
+		switch (op->fn(op->arg, op->ids[op->next++])) {
+		case BULK_DONE:
+			op->done++;
+			break;
+		case BULK_PENDING:
+			op->pending++;
+			break;
+		case BULK_SKIPPED:
+			op->skipped++;
+			break;
+		case BULK_FAILED:
+			op->failed++;
+			break;
 		}
 	}
 	if (op->after != NULL)
 		op->after(op->arg);
-	if (op->next < op->n) {
-		if (bulk_elapsed(&op->last_progress) >= BULK_PROGRESS_SEC) {
-			clock_gettime(CLOCK_MONOTONIC, &op->last_progress);
-			log_info("queue bulk %s progress done=%zu of=%zu",
-			    op->verb, op->next, op->n);
-		}
-	} else {
-		log_info("queue bulk %s done messages=%zu failed=%zu "
-		    "skipped=%zu secs=%.1f", op->verb,
-		    op->n - op->failed - op->skipped, op->failed,
-		    op->skipped, bulk_elapsed(&op->started));
-		bulk_op_free(b, op);
-		if ((op = TAILQ_FIRST(&b->ops)) != NULL)
-			clock_gettime(CLOCK_MONOTONIC, &op->started);
-	}
-	bulk_schedule(b);
+	if (op->pending == 0)
+		bulk_advance(b, op);
+}
+
+void
+bulk_report(struct bulk *b, size_t done, size_t skipped, size_t failed)
+{
+	struct bulk_op *op = TAILQ_FIRST(&b->ops);
+
+	if (op == NULL || done + skipped + failed > op->pending)
+		fatalx("%s: more results than pending", __func__);
+	op->done += done;
+	op->skipped += skipped;
+	op->failed += failed;
+	op->pending -= done + skipped + failed;
+	if (op->pending == 0)
+		bulk_advance(b, op);
 }
 
 struct bulk *
@@ -128,8 +180,15 @@ bulk_free(struct bulk *b)
 	if (b == NULL)
 		return;
 	while ((op = TAILQ_FIRST(&b->ops)) != NULL) {
+		struct bulk_state st;
+
 		log_warnx("queue bulk %s stopped done=%zu of=%zu", op->verb,
-		    op->next, op->n);
+		    op->done + op->skipped + op->failed, op->n);
+		if (op->finish != NULL) {
+			bulk_op_state(b, op, &st);
+			st.stopped = true;
+			op->finish(op->arg, &st);
+		}
 		bulk_op_free(b, op);
 	}
 	event_free(b->ev);
@@ -138,8 +197,9 @@ bulk_free(struct bulk *b)
 
 int
 bulk_start(struct bulk *b, const char *verb, const char *const *ids,
-    size_t n, int (*fn)(void *arg, const char *id),
-    void (*after)(void *arg), void *arg)
+    size_t n, enum bulk_res (*fn)(void *arg, const char *id),
+    void (*after)(void *arg),
+    void (*finish)(void *arg, const struct bulk_state *st), void *arg)
 {
 	struct bulk_op *op;
 	size_t i;
@@ -156,6 +216,7 @@ bulk_start(struct bulk *b, const char *verb, const char *const *ids,
 	op->n = n;
 	op->fn = fn;
 	op->after = after;
+	op->finish = finish;
 	op->arg = arg;
 	clock_gettime(CLOCK_MONOTONIC, &op->started);
 	op->last_progress = op->started;
@@ -173,11 +234,6 @@ bulk_state(const struct bulk *b, struct bulk_state *st)
 	const struct bulk_op *op = TAILQ_FIRST(&b->ops);
 
 	memset(st, 0, sizeof(*st));
-	if (op == NULL)
-		return;
-	st->verb = op->verb;
-	st->done = op->next;
-	st->total = op->n;
-	st->failed = op->failed;
-	st->waiting = b->nops - 1;
+	if (op != NULL)
+		bulk_op_state(b, op, st);
 }

@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "bulk.h"
 #include "config.h"
 #include "ctl_proto.h"
 #include "envelope.h"
@@ -29,19 +30,12 @@
 #include "smtp_server.h"
 #include "spool.h"
 #include "util.h"
+#include "workpool.h"
 #include "xmalloc.h"
 
 #define CTL_TIMEOUT_SEC	30
 #define CTL_MAX_CONNS	16
-/*
- * Per-ID actions per loop turn.  Each hold/release/requeue rewrites and
- * fsyncs an envelope on the loop (6 ms, and seconds when the disk is
- * contended, measured on a shared 2-core VM), so a turn stays short with 8
- * at a time; progress is logged every CTL_BULK_LOG_EVERY.
- */
-#define CTL_BULK_BATCH		8
-#define CTL_BULK_LOG_EVERY	1024
-
+#define CTL_PROGRESS_SEC	2	/* a bulk action's progress line */
 struct ctl {
 	struct event_base	*base;
 	const struct config	*cf;
@@ -49,6 +43,7 @@ struct ctl {
 	struct spool		*spool;
 	struct pause		*pause;		/* NULL until set */
 	struct smtp_server	*smtp;		/* NULL until set */
+	struct workpool		*wp;		/* NULL: match on the loop */
 	struct evconnlistener	*listener;
 	struct net_backoff	*backoff;	/* accept() failures */
 	char			*path;
@@ -72,27 +67,36 @@ struct ctl_conn {
 };
 
 /*
- * A bulk command by selector: the matching IDs, collected when the
- * request arrives, go through the same per-ID action as `hold ID`,
- * CTL_BULK_BATCH of them per loop turn, so a selection of many thousand
- * messages never holds the loop for long.  The answer goes out at the
- * end; a client that goes away stops the rest.
+ * hold, release, requeue and delete of IDs or by selector: the IDs (named,
+ * or matched when the request arrives) go to queue_act(), which runs them
+ * in slices with the disk work off the loop; the answer goes out when
+ * every message's new state is durable.  A client that goes away does not
+ * stop the action (conn is then NULL, and the queue's callback frees
+ * this); hold all and release all answer at once.
  */
 struct ctl_bulk {
-	struct ctl_conn		*conn;
-	const char		*verb;
-	int			(*fn)(struct queue *, const char *);
+	struct ctl_conn		*conn;		/* NULL: gone */
+	uid_t			 uid;
+	const char		*verb;		/* static */
+	enum queue_act		 act;
+	bool			 by_ids;	/* IDs named, no selector */
 	char			(*ids)[SPOOL_ID_LEN + 1];
-	size_t			 n, cap, pos, done, skipped, failed;
+	size_t			 n, cap;
 	char			 selector[512];
-	char			 first_err[256];
-	struct select		 sel;
+	struct select		 sel;		/* borrows from args */
+	char			*args[CTL_ARGS_MAX];
+	int			 nargs;
 	unsigned		 states;	/* those the action applies to */
 	time_t			 now;
 	bool			 dry_run;
 	struct evbuffer		*listing;	/* dry run */
-	const char		*primary_down;
-	struct event		*ev;
+	const char		*primary_down;	/* NULL, or down_buf */
+	char			 down_buf[256];
+	/* matched on a worker: the listing's failure, if any */
+	int			 match_errno;
+	enum spool_area		 match_area;
+	struct ctl		*ctl;
+	struct event		*tick;		/* progress to the client */
 };
 
 struct ctl_command {
@@ -104,18 +108,13 @@ struct ctl_command {
 /* Per-ID actions: run fn on each, collect failures into err. */
 static int
 ctl_each_id(struct ctl_conn *c, int argc, char **argv, const char *verb,
-    int (*fn)(struct queue *, const char *), bool all_ok, char *err,
-    size_t errlen)
+    int (*fn)(struct queue *, const char *), char *err, size_t errlen)
 {
 	size_t used = 0;
 	int i, failed = 0;
 
 	for (i = 1; i < argc; i++) {
-		const char *id = argv[i];
-
-		if (all_ok && strcmp(id, "all") == 0)
-			id = NULL;
-		if (fn(c->ctl->queue, id) == -1) {
+		if (fn(c->ctl->queue, argv[i]) == -1) {
 			const char *why = errno == ENOENT ? "no such message" :
 			    errno == EBUSY ? "being delivered, try again" :
 			    errno == EINVAL ? "not in a state for that" :
@@ -137,12 +136,27 @@ ctl_each_id(struct ctl_conn *c, int argc, char **argv, const char *verb,
 static void
 ctl_bulk_free(struct ctl_bulk *b)
 {
+	int i;
+
 	if (b == NULL)
 		return;
-	if (b->ev != NULL)
-		event_free(b->ev);
+	if (b->tick != NULL)
+		event_free(b->tick);
+	for (i = 0; i < b->nargs; i++)
+		free(b->args[i]);
 	free(b->ids);
 	free(b);
+}
+
+static void
+ctl_bulk_add(struct ctl_bulk *b, const char *id)
+{
+	if (b->n == b->cap) {
+		b->cap = b->cap == 0 ? 64 : b->cap * 2;
+		b->ids = xreallocarray(b->ids, b->cap, sizeof(*b->ids));
+	}
+	util_copy(b->ids[b->n], sizeof(b->ids[b->n]), id);
+	b->n++;
 }
 
 static void
@@ -162,113 +176,221 @@ ctl_bulk_match_cb(void *arg, enum spool_area area, const struct envelope *env,
 		b->n++;
 		return;
 	}
-	if (b->n == b->cap) {
-		b->cap = b->cap == 0 ? 64 : b->cap * 2;
-		b->ids = xreallocarray(b->ids, b->cap, sizeof(*b->ids));
-	}
-	util_copy(b->ids[b->n], sizeof(b->ids[b->n]), env->id);
-	b->n++;
+	ctl_bulk_add(b, env->id);
 }
 
 static void
-ctl_bulk_summary(struct ctl_bulk *b, struct evbuffer *out)
+ctl_bulk_summary(struct ctl_bulk *b, const struct queue_act_result *res,
+    struct evbuffer *out)
 {
 	ctl_proto_kv(out, "action", b->verb);
 	ctl_proto_kv(out, "selector", b->selector);
 	ctl_proto_kvu(out, "matched", b->n);
-	if (!b->dry_run) {
-		ctl_proto_kvu(out, "done", b->done);
-		ctl_proto_kvu(out, "skipped", b->skipped);
-		ctl_proto_kvu(out, "failed", b->failed);
+	if (res != NULL) {
+		ctl_proto_kvu(out, "done", res->done);
+		ctl_proto_kvu(out, "skipped", res->skipped);
+		ctl_proto_kvu(out, "failed", res->failed);
 	}
 	ctl_proto_rec_end(out);
 }
 
-/* The selection is through: answer and log; the connection closes once
- * the answer is out. */
+/* The queue is through with the action (every message durable): answer
+ * and log; the connection closes once the answer is out. */
 static void
-ctl_bulk_finish(struct ctl_bulk *b)
+ctl_bulk_done(void *arg, const struct queue_act_result *res)
 {
+	struct ctl_bulk *b = arg;
 	struct ctl_conn *c = b->conn;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out;
 	struct timeval tv = { CTL_TIMEOUT_SEC, 0 };
+	size_t bad = res->failed + (b->by_ids ? res->skipped : 0);
 
 	log_info("ctl %s finished matched=%zu done=%zu skipped=%zu "
-	    "failed=%zu uid=%u", b->verb, b->n, b->done, b->skipped,
-	    b->failed, (unsigned)c->uid);
-	if (b->failed > 0)
-		evbuffer_add_printf(out, "error %zu of %zu failed (%s)\n",
-		    b->failed, b->n, b->first_err);
+	    "failed=%zu%s uid=%u", b->verb, b->n, res->done, res->skipped,
+	    res->failed, res->stopped ? " stopped=yes" : "",
+	    (unsigned)b->uid);
+	if (c == NULL) {
+		ctl_bulk_free(b);
+		return;
+	}
+	out = bufferevent_get_output(c->bev);
+	if (res->stopped)
+		evbuffer_add_printf(out, "error stopped after %zu of %zu: "
+		    "the daemon is stopping\n", res->done + res->skipped +
+		    res->failed, b->n);
+	else if (bad > 0 && b->by_ids)
+		evbuffer_add_printf(out, "error %s\n", res->errs);
+	else if (bad > 0)
+		evbuffer_add_printf(out, "error %zu of %zu failed (%.256s)\n",
+		    res->failed, b->n, res->errs);
 	else
 		evbuffer_add_printf(out, "ok\n");
-	ctl_bulk_summary(b, out);
+	if (!b->by_ids)
+		ctl_bulk_summary(b, res, out);
 	evbuffer_add_printf(out, ".\n");
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
 	c->bulk = NULL;
 	ctl_bulk_free(b);
 }
 
+/* Every CTL_PROGRESS_SEC while the action runs: a progress line ahead of
+ * the answer (holdfastctl shows it on a terminal). */
 static void
-ctl_bulk_cb(evutil_socket_t fd, short what, void *arg)
+ctl_bulk_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ctl_bulk *b = arg;
-	struct timeval now = { 0, 0 };
-	size_t end = b->pos + CTL_BULK_BATCH;
+	struct bulk_state st;
 
 	(void)fd;
 	(void)what;
-	if (end > b->n)
-		end = b->n;
-	for (; b->pos < end; b->pos++) {
-		if (b->fn(b->conn->ctl->queue, b->ids[b->pos]) == 0) {
-			b->done++;
-			continue;
-		}
-		/* gone, being delivered or moved on since the match */
-		if (errno == ENOENT || errno == EBUSY || errno == EINVAL) {
-			b->skipped++;
-			continue;
-		}
-		if (b->failed++ == 0)
-			snprintf(b->first_err, sizeof(b->first_err), "%s: %s",
-			    b->ids[b->pos], strerror(errno));
-	}
-	if (b->pos < b->n) {
-		if (b->pos % CTL_BULK_LOG_EVERY < CTL_BULK_BATCH)
-			log_info("ctl %s progress=%zu/%zu uid=%u", b->verb,
-			    b->pos, b->n, (unsigned)b->conn->uid);
-		evtimer_add(b->ev, &now);	/* the rest on the next turn */
+	if (b->conn == NULL)
 		return;
-	}
-	ctl_bulk_finish(b);
+	queue_bulk_state(b->ctl->queue, &st);
+	if (st.verb == NULL)
+		return;
+	evbuffer_add_printf(bufferevent_get_output(b->conn->bev),
+	    "progress %s %zu of %zu%s\n", st.verb, st.done, st.total,
+	    st.waiting > 0 ? " (more waiting)" : "");
 }
 
-/*
- * `VERB SELECTOR... [--dry-run]`: match, then list (dry run) or apply fn
- * to each match in batches.  states are those fn applies to.  0 with the
- * answer in out (dry run) or pending on c->bulk; -1 with err.
- */
+/* Hand b's IDs to the queue; the answer is pending on c->bulk.  0, or -1
+ * with err (b freed). */
 static int
-ctl_bulk_start(struct ctl_conn *c, int argc, char **argv, const char *verb,
-    int (*fn)(struct queue *, const char *), unsigned states,
-    struct evbuffer *out, char *err, size_t errlen)
+ctl_bulk_run(struct ctl_conn *c, struct ctl_bulk *b, char *err,
+    size_t errlen)
+{
+	const char **ids = xreallocarray(NULL, b->n + 1, sizeof(*ids));
+	struct timeval tv = { CTL_PROGRESS_SEC, 0 };
+	char who[700], esc[LOG_ESCAPE_MAX];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < b->n; i++)
+		ids[i] = b->ids[i];
+	if (b->by_ids)
+		snprintf(who, sizeof(who), "uid=%u", (unsigned)c->uid);
+	else
+		snprintf(who, sizeof(who), "uid=%u selector=%s",
+		    (unsigned)c->uid, log_escape(b->selector,
+		    strlen(b->selector), esc, sizeof(esc)));
+	rc = queue_act(c->ctl->queue, b->act, ids, b->n, "operator", who,
+	    ctl_bulk_done, b);
+	free(ids);
+	if (rc == -1) {
+		snprintf(err, errlen, "%s", errno == EAGAIN ? "too many bulk "
+		    "actions waiting; try again when one is done" :
+		    strerror(errno));
+		ctl_bulk_free(b);
+		return -1;
+	}
+	c->bulk = b;
+	/* no client timeout while it runs; its answer comes at the end */
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	b->ctl = c->ctl;
+	b->tick = event_new(c->ctl->base, -1, EV_PERSIST, ctl_bulk_tick_cb,
+	    b);
+	if (b->tick == NULL || event_add(b->tick, &tv) == -1)
+		fatalx("ctl progress timer");
+	return 0;
+}
+
+/* Match b's selector against the spool: on a worker (touching only b
+ * and the spool, read-only) or, for a dry run, on the loop. */
+static void
+ctl_bulk_match_work(void *arg)
 {
 	static const enum spool_area areas[] = { SPOOL_QUEUE, SPOOL_HOLD,
 		SPOOL_DEAD };
 	static const unsigned area_states[] = { SELECT_ST_QUEUED |
 		SELECT_ST_DEFERRED | SELECT_ST_WAITING, SELECT_ST_HELD,
 		SELECT_ST_DEAD };
-	struct ctl_bulk *b = xcalloc(1, sizeof(*b));
-	const char *ids[1];
-	char esc[LOG_ESCAPE_MAX];
-	struct timeval now = { 0, 0 };
-	size_t nids, i;
+	struct ctl_bulk *b = arg;
+	size_t i;
 
-	if (select_parse(argc - 1, argv + 1, &b->sel, ids, 0, &nids, err,
-	    errlen) == -1 || !b->sel.any) {
+	for (i = 0; i < UTIL_ARRAY_LEN(areas); i++)
+		if ((area_states[i] & b->states) != 0 &&
+		    ctl_proto_each(b->ctl->spool, areas[i], b->primary_down,
+		    ctl_bulk_match_cb, b) == -1) {
+			b->match_errno = errno;
+			b->match_area = areas[i];
+			return;
+		}
+}
+
+/* Answer a pending request with an error (the connection closes once it
+ * is out). */
+static void
+ctl_bulk_fail(struct ctl_conn *c, const char *err)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct timeval tv = { CTL_TIMEOUT_SEC, 0 };
+
+	evbuffer_add_printf(out, "error %s\n.\n", err);
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	c->bulk = NULL;
+}
+
+/* Loop: the selection is matched; act on it. */
+static void
+ctl_bulk_match_done(void *arg)
+{
+	struct ctl_bulk *b = arg;
+	struct ctl_conn *c = b->conn;
+	struct queue_act_result none;
+	char esc[LOG_ESCAPE_MAX], err[512];
+
+	if (c == NULL) {
+		/* the client went away (or the daemon stops) before the
+		 * action started: nothing is done */
+		log_info("ctl %s selector matched=%zu: not applied, the client "
+		    "went away first uid=%u", b->verb, b->n, (unsigned)b->uid);
+		ctl_bulk_free(b);
+		return;
+	}
+	if (b->match_errno != 0) {
+		snprintf(err, sizeof(err), "cannot list %s: %s",
+		    spool_area_name(b->match_area), strerror(b->match_errno));
+		ctl_bulk_fail(c, err);
+		ctl_bulk_free(b);
+		return;
+	}
+	log_info("ctl %s selector=%s matched=%zu uid=%u", b->verb,
+	    log_escape(b->selector, strlen(b->selector), esc, sizeof(esc)),
+	    b->n, (unsigned)b->uid);
+	if (b->n == 0) {
+		memset(&none, 0, sizeof(none));
+		ctl_bulk_done(b, &none);
+		return;
+	}
+	c->bulk = NULL;
+	if (ctl_bulk_run(c, b, err, sizeof(err)) == -1)
+		ctl_bulk_fail(c, err);
+}
+
+/*
+ * `VERB SELECTOR... [--dry-run]`: match, then list (dry run) or apply the
+ * action to the matches.  states are those the action applies to.  0
+ * with the answer in out (dry run) or pending on c->bulk; -1 with err.
+ */
+static int
+ctl_bulk_start(struct ctl_conn *c, struct ctl_bulk *b, int argc, char **argv,
+    struct evbuffer *out, char *err, size_t errlen)
+{
+	const char *ids[1], *down;
+	char esc[LOG_ESCAPE_MAX];
+	unsigned states = b->states;
+	size_t nids;
+
+	/* the request's words go when it returns; a match on a worker
+	 * outlives it */
+	for (b->nargs = 0; b->nargs < argc && b->nargs < CTL_ARGS_MAX;
+	    b->nargs++)
+		b->args[b->nargs] = xstrdup(argv[b->nargs]);
+	if (select_parse(b->nargs - 1, b->args + 1, &b->sel, ids, 0, &nids,
+	    err, errlen) == -1 || !b->sel.any) {
 		if (b->sel.any || err[0] == '\0')
 			snprintf(err, errlen, "usage: %s SELECTOR... "
-			    "[--dry-run]", verb);
+			    "[--dry-run]", b->verb);
 		else {
 			char tmp[256];
 
@@ -278,40 +400,44 @@ ctl_bulk_start(struct ctl_conn *c, int argc, char **argv, const char *verb,
 		ctl_bulk_free(b);
 		return -1;
 	}
-	b->conn = c;
-	b->verb = verb;
-	b->fn = fn;
 	b->now = util_now();
 	b->dry_run = b->sel.dry_run;
 	b->listing = out;
-	b->primary_down = queue_primary_down_reason(c->ctl->queue);
+	if ((down = queue_primary_down_reason(c->ctl->queue)) != NULL) {
+		util_copy(b->down_buf, sizeof(b->down_buf), down);
+		b->primary_down = b->down_buf;
+	}
 	b->states = b->sel.states != 0 ? b->sel.states & states : states;
 	select_fmt(&b->sel, b->selector, sizeof(b->selector));
-	for (i = 0; i < UTIL_ARRAY_LEN(areas); i++)
-		if ((area_states[i] & b->states) != 0 &&
-		    ctl_proto_each(c->ctl->spool, areas[i], b->primary_down,
-		    ctl_bulk_match_cb, b) == -1) {
-			snprintf(err, errlen, "cannot list %s: %s",
-			    spool_area_name(areas[i]), strerror(errno));
-			ctl_bulk_free(b);
-			return -1;
-		}
-	log_info("ctl %s selector=%s matched=%zu%s uid=%u", verb,
+	b->ctl = c->ctl;
+	if (!b->dry_run && c->ctl->wp != NULL) {
+		/* reading every envelope takes long in a big queue: off the
+		 * loop; the answer is pending on c->bulk from now on */
+		c->bulk = b;
+		bufferevent_set_timeouts(c->bev, NULL, NULL);
+		workpool_submit(c->ctl->wp, ctl_bulk_match_work,
+		    ctl_bulk_match_done, b);
+		return 0;
+	}
+	ctl_bulk_match_work(b);
+	if (b->match_errno != 0) {
+		snprintf(err, errlen, "cannot list %s: %s",
+		    spool_area_name(b->match_area), strerror(b->match_errno));
+		ctl_bulk_free(b);
+		return -1;
+	}
+	log_info("ctl %s selector=%s matched=%zu%s uid=%u", b->verb,
 	    log_escape(b->selector, strlen(b->selector), esc, sizeof(esc)),
 	    b->n, b->dry_run ? " dry-run" : "", (unsigned)c->uid);
 	if (b->dry_run || b->n == 0) {
-		ctl_bulk_summary(b, out);
+		struct queue_act_result none;
+
+		memset(&none, 0, sizeof(none));
+		ctl_bulk_summary(b, b->dry_run ? NULL : &none, out);
 		ctl_bulk_free(b);
 		return 0;
 	}
-	b->ev = evtimer_new(c->ctl->base, ctl_bulk_cb, b);
-	if (b->ev == NULL)
-		fatalx("ctl bulk event");
-	c->bulk = b;
-	/* no client timeout while it runs; its answer comes at the end */
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
-	evtimer_add(b->ev, &now);
-	return 0;
+	return ctl_bulk_run(c, b, err, errlen);
 }
 
 /* Whether argv (after the verb) is a selection rather than IDs. */
@@ -324,6 +450,60 @@ ctl_is_selection(int argc, char **argv)
 		if (argv[i][0] == '-')
 			return true;
 	return false;
+}
+
+/*
+ * hold, release, delete, requeue: `VERB ID...`, `VERB SELECTOR...` or
+ * (hold, release) `VERB all`, all through queue_act().
+ */
+static int
+ctl_act(struct ctl_conn *c, int argc, char **argv, enum queue_act act,
+    unsigned states, struct evbuffer *out, char *err, size_t errlen)
+{
+	struct ctl_bulk *b;
+	int i;
+
+	if (argc == 2 && strcmp(argv[1], "all") == 0 &&
+	    (act == QUEUE_ACT_HOLD || act == QUEUE_ACT_RELEASE)) {
+		log_info("ctl %s all uid=%u", argv[0], (unsigned)c->uid);
+		if (queue_act(c->ctl->queue, act, NULL, 0, "operator", NULL,
+		    NULL, NULL) == -1) {
+			snprintf(err, errlen, "%s", errno == EAGAIN ? "too "
+			    "many bulk actions waiting; try again when one "
+			    "is done" : strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	static const char *const verbs[] = {
+		[QUEUE_ACT_HOLD] = "hold", [QUEUE_ACT_RELEASE] = "release",
+		[QUEUE_ACT_REQUEUE] = "requeue", [QUEUE_ACT_DELETE] = "delete",
+	};
+	char esc[LOG_ESCAPE_MAX];
+
+	if (!ctl_is_selection(argc, argv))
+		for (i = 1; i < argc; i++)
+			if (strlen(argv[i]) > SPOOL_ID_LEN) {
+				/* never cut one down to another's ID */
+				snprintf(err, errlen, "%.64s: no such message",
+				    argv[i]);
+				return -1;
+			}
+	b = xcalloc(1, sizeof(*b));
+	b->conn = c;
+	b->uid = c->uid;
+	b->verb = verbs[act];
+	b->act = act;
+	b->states = states;
+	if (ctl_is_selection(argc, argv))
+		return ctl_bulk_start(c, b, argc, argv, out, err, errlen);
+	b->by_ids = true;
+	for (i = 1; i < argc; i++)
+		ctl_bulk_add(b, argv[i]);
+	log_info("ctl %s ids=%zu first=%s uid=%u", b->verb, b->n,
+	    log_escape(b->ids[0], strlen(b->ids[0]), esc, sizeof(esc)),
+	    (unsigned)c->uid);
+	return ctl_bulk_run(c, b, err, errlen);
 }
 
 static int
@@ -382,52 +562,40 @@ ctl_cmd_flush(struct ctl_conn *c, int argc, char **argv, struct evbuffer *out,
 		log_info("ctl flush all uid=%u", (unsigned)c->uid);
 		return queue_flush(c->ctl->queue, NULL);
 	}
-	return ctl_each_id(c, argc, argv, "flush", queue_flush, false, err,
-	    errlen);
+	return ctl_each_id(c, argc, argv, "flush", queue_flush, err, errlen);
 }
 
 static int
 ctl_cmd_hold(struct ctl_conn *c, int argc, char **argv, struct evbuffer *out,
     char *err, size_t errlen)
 {
-	if (ctl_is_selection(argc, argv))
-		return ctl_bulk_start(c, argc, argv, "hold", queue_hold,
-		    SELECT_ST_QUEUED | SELECT_ST_DEFERRED | SELECT_ST_WAITING, out, err, errlen);
-	return ctl_each_id(c, argc, argv, "hold", queue_hold, true, err,
-	    errlen);
+	return ctl_act(c, argc, argv, QUEUE_ACT_HOLD, SELECT_ST_QUEUED |
+	    SELECT_ST_DEFERRED | SELECT_ST_WAITING, out, err, errlen);
 }
 
 static int
 ctl_cmd_release(struct ctl_conn *c, int argc, char **argv,
     struct evbuffer *out, char *err, size_t errlen)
 {
-	if (ctl_is_selection(argc, argv))
-		return ctl_bulk_start(c, argc, argv, "release", queue_release,
-		    SELECT_ST_HELD, out, err, errlen);
-	return ctl_each_id(c, argc, argv, "release", queue_release, true, err,
-	    errlen);
+	return ctl_act(c, argc, argv, QUEUE_ACT_RELEASE, SELECT_ST_HELD, out,
+	    err, errlen);
 }
 
 static int
 ctl_cmd_delete(struct ctl_conn *c, int argc, char **argv,
     struct evbuffer *out, char *err, size_t errlen)
 {
-	if (ctl_is_selection(argc, argv))
-		return ctl_bulk_start(c, argc, argv, "delete", queue_delete,
-		    SELECT_ST_QUEUED | SELECT_ST_DEFERRED | SELECT_ST_WAITING | SELECT_ST_HELD | SELECT_ST_DEAD, out, err, errlen);
-	return ctl_each_id(c, argc, argv, "delete", queue_delete, false, err,
-	    errlen);
+	return ctl_act(c, argc, argv, QUEUE_ACT_DELETE, SELECT_ST_QUEUED |
+	    SELECT_ST_DEFERRED | SELECT_ST_WAITING | SELECT_ST_HELD |
+	    SELECT_ST_DEAD, out, err, errlen);
 }
 
 static int
 ctl_cmd_requeue(struct ctl_conn *c, int argc, char **argv,
     struct evbuffer *out, char *err, size_t errlen)
 {
-	if (ctl_is_selection(argc, argv))
-		return ctl_bulk_start(c, argc, argv, "requeue", queue_requeue,
-		    SELECT_ST_DEAD, out, err, errlen);
-	return ctl_each_id(c, argc, argv, "requeue", queue_requeue, false, err,
-	    errlen);
+	return ctl_act(c, argc, argv, QUEUE_ACT_REQUEUE, SELECT_ST_DEAD, out,
+	    err, errlen);
 }
 
 static int
@@ -620,10 +788,9 @@ ctl_conn_free(struct ctl_conn *c)
 	TAILQ_REMOVE(&c->ctl->conns, c, entry);
 	c->ctl->nconns--;
 	if (c->bulk != NULL) {
-		log_info("ctl %s stopped: the client went away after %zu of "
-		    "%zu uid=%u", c->bulk->verb, c->bulk->pos, c->bulk->n,
-		    (unsigned)c->uid);
-		ctl_bulk_free(c->bulk);
+		log_info("ctl %s: the client went away; an action under way "
+		    "goes on uid=%u", c->bulk->verb, (unsigned)c->uid);
+		c->bulk->conn = NULL;	/* freed by ctl_bulk_done() */
 	}
 	bufferevent_free(c->bev);
 	free(c);
@@ -663,7 +830,7 @@ ctl_request(struct ctl_conn *c, char *line)
 		}
 	}
 	if (rc == 0 && c->bulk != NULL) {
-		/* answered by ctl_bulk_finish() */
+		/* answered by ctl_bulk_done() */
 		evbuffer_free(body);
 		c->done = true;
 		return;
@@ -727,7 +894,9 @@ ctl_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct ctl_conn *c = arg;
 
-	if (c->done && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	/* (a progress line out while the answer is pending closes nothing) */
+	if (c->done && c->bulk == NULL &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 		ctl_conn_free(c);
 }
 
@@ -1129,6 +1298,12 @@ void
 ctl_set_smtp(struct ctl *ctl, struct smtp_server *srv)
 {
 	ctl->smtp = srv;
+}
+
+void
+ctl_set_workpool(struct ctl *ctl, struct workpool *wp)
+{
+	ctl->wp = wp;
 }
 
 void

@@ -20,6 +20,7 @@ struct event_base;
 struct pause;
 struct queue;
 struct smtp_server;
+struct workpool;
 struct spool;
 struct ctl;
 
@@ -40,6 +41,8 @@ bool ctl_peer_allowed(uid_t uid, gid_t gid, const gid_t *groups,
 void ctl_set_pause(struct ctl *ctl, struct pause *p);
 /* trace acts on srv (borrowed; it outlives ctl). */
 void ctl_set_smtp(struct ctl *ctl, struct smtp_server *srv);
+/* Match bulk selections on wp's threads (borrowed; NULL: on the loop). */
+void ctl_set_workpool(struct ctl *ctl, struct workpool *wp);
 /* Close the socket, drop open requests, remove the socket file. */
 void ctl_free(struct ctl *ctl);
 

@@ -260,6 +260,41 @@ hctl_check_opts(const struct hctl_command *cmd, int argc, char **argv)
 	return -1;
 }
 
+static char *hctl_esc(const char *s);
+
+/*
+ * While a hold/release/requeue/delete runs, the daemon sends "progress
+ * VERB DONE TOTAL" lines ahead of its answer: shown on a terminal's
+ * stderr, dropped otherwise, never part of the answer.
+ */
+static void
+hctl_progress(struct evbuffer *ans)
+{
+	struct evbuffer_ptr p;
+	char *line, *e;
+	size_t len;
+
+	for (;;) {
+		if (evbuffer_get_length(ans) < 9)
+			return;
+		p = evbuffer_search(ans, "progress ", 9, NULL);
+		if (p.pos != 0)
+			return;
+		p = evbuffer_search_eol(ans, NULL, NULL, EVBUFFER_EOL_LF);
+		if (p.pos == -1)
+			return;
+		line = evbuffer_readln(ans, &len, EVBUFFER_EOL_LF);
+		if (line == NULL)
+			return;
+		if (isatty(STDERR_FILENO)) {
+			e = hctl_esc(line + 9);
+			fprintf(stderr, "holdfastctl: %s\n", e);
+			free(e);
+		}
+		free(line);
+	}
+}
+
 /* Send line to the daemon; the whole answer goes to ans.  -1 with errno
  * if the daemon cannot be reached. */
 static int
@@ -283,8 +318,10 @@ hctl_ask(const char *path, const char *line, struct evbuffer *ans)
 	if (write(fd, line, strlen(line)) != (ssize_t)strlen(line) ||
 	    write(fd, "\n", 1) != 1)
 		goto fail;
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		evbuffer_add(ans, buf, (size_t)n);
+		hctl_progress(ans);
+	}
 	if (n == -1)
 		goto fail;
 	close(fd);

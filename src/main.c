@@ -332,6 +332,7 @@ main(int argc, char **argv)
 	smtp_server_set_pause(ctx.srv, pause);
 	ctl_set_pause(ctl, pause);
 	ctl_set_smtp(ctl, ctx.srv);
+	ctl_set_workpool(ctl, wp);
 	notify = notify_new(ctx.base, cf);
 	queue_set_notify(ctx.queue, notify);
 	queue_start(ctx.queue);

@@ -129,7 +129,7 @@ queue_entry_due(struct queue *q, struct queue_entry *qe, time_t due)
 	dueheap_set_due(&q->sched, &qe->si, due);
 }
 
-static void
+void
 queue_entry_busy(struct queue *q, struct queue_entry *qe, bool busy)
 {
 	qe->busy = busy;
@@ -1361,13 +1361,6 @@ queue_refused_dead(struct queue *q, struct queue_entry *qe)
 		    qe->id);
 }
 
-/* Bulk: one of the streak's dead letters back into the queue. */
-static int
-queue_breaker_requeue_entry(struct queue *q, struct queue_entry *qe)
-{
-	return queue_requeue_entry(q, qe, "primary-refusing");
-}
-
 /* refuse_limit messages refused in a row: a misconfigured primary, most
  * likely.  Pause, and put the streak's dead letters back. */
 static void
@@ -1385,8 +1378,8 @@ queue_breaker_trip(struct queue *q)
 	ids = xreallocarray(NULL, q->nstreak + 1, sizeof(*ids));
 	for (i = 0; i < q->nstreak; i++)
 		ids[i] = q->streak_ids[i];
-	if (bulk_start(q->bulk, "breaker-requeue", ids, q->nstreak,
-	    queue_bulk_apply, queue_bulk_after, &q->bulk_requeue) == -1)
+	if (queue_act(q, QUEUE_ACT_REQUEUE, ids, q->nstreak,
+	    "primary-refusing", NULL, NULL, NULL) == -1)
 		log_warnx("primary refusing: the streak's dead letters stay "
 		    "in dead/ (too many bulk operations waiting)");
 	free(ids);
@@ -1568,13 +1561,8 @@ queue_new(struct event_base *base, const struct config *cf, struct spool *sp,
 		fatalx("queue dispatch event");
 	q->commit = commit_new(sp, wp);
 	q->bulk = bulk_new(base);
-	q->bulk_hold = (struct queue_bulk){ q, SPOOL_QUEUE, queue_hold_entry };
-	q->bulk_release = (struct queue_bulk){ q, SPOOL_HOLD,
-	    queue_release_entry };
 	q->bulk_rewrite = (struct queue_bulk){ q, SPOOL_QUEUE,
 	    queue_rewrite_entry };
-	q->bulk_requeue = (struct queue_bulk){ q, SPOOL_DEAD,
-	    queue_breaker_requeue_entry };
 	/* Assume up: the first attempt finds out. */
 	q->primary_up = true;
 	q->primary_since = q->started = util_now();

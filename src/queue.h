@@ -15,8 +15,10 @@
  * primary's and hold-mode's.  Delivered means delete; deferred means
  * persist and reschedule; refused or expired means dead/.  Every fate is a
  * log line with the message ID.  No network I/O.  The index is one list
- * per area, an ID hash and the due-heaps of dueheap.c; operator commands
- * over many messages run in slices through bulk.c.
+ * per area, an ID hash and the due-heaps of dueheap.c.  Operator actions
+ * and hold-mode live in queue_ops.c: every hold, release, requeue and
+ * delete runs in slices through bulk.c with its disk work on the worker
+ * pool (queue_act).
  */
 #ifndef HOLDFAST_QUEUE_H
 #define HOLDFAST_QUEUE_H
@@ -69,18 +71,45 @@ void queue_submit(struct queue *q, struct spool_msg *msg,
     void (*cb)(void *arg, int err, const struct envelope *env), void *arg);
 
 /*
- * Operator actions (holdfastctl through ctl.c).  Each returns 0, or -1
- * with errno: ENOENT (no such message), EBUSY (being delivered right now),
- * EINVAL (not in the right state), or the spool's error.  An id of NULL
- * means every message the action applies to: hold and release then only
- * start the work (bulk.c), which runs in slices on later loop turns; -1
- * with EAGAIN if too many such operations wait already.
+ * Operator actions (holdfastctl through ctl.c; and the breaker's requeue).
+ * queue_flush: at once; -1 with ENOENT (no such message) or EINVAL (not
+ * queued).  id NULL: every queued message, and a probe.
  */
-int queue_flush(struct queue *q, const char *id);	/* NULL: + probe */
-int queue_hold(struct queue *q, const char *id);
-int queue_release(struct queue *q, const char *id);
-int queue_delete(struct queue *q, const char *id);
-int queue_requeue(struct queue *q, const char *id);
+int queue_flush(struct queue *q, const char *id);
+
+enum queue_act {
+	QUEUE_ACT_HOLD,		/* queue/ -> hold/ */
+	QUEUE_ACT_RELEASE,	/* hold/ -> queue/, held time not counted */
+	QUEUE_ACT_REQUEUE,	/* dead/ -> queue/, a fresh lifetime */
+	QUEUE_ACT_DELETE,	/* from any area */
+};
+
+/* How an action over many messages ended. */
+struct queue_act_result {
+	size_t		 total, done, skipped, failed;
+	bool		 stopped;	/* the daemon stopped first */
+	const char	*errs;		/* "ID: why; ..." of the skipped and
+					 * failed (truncated; borrowed) */
+};
+
+/*
+ * Apply act to the n messages ids (copied), or with ids NULL to every idle
+ * message in the area hold or release applies to.  It runs in slices
+ * (bulk.c) with the disk work on the worker pool, so it returns at once
+ * and the loop never waits for the disk; a message not there, busy or
+ * not in the action's area is skipped.  Each message is logged once its
+ * new state is durable ("msg=ID held reason=REASON WHO"; who, e.g.
+ * "uid=0 selector=...", may be NULL).  cb (may be NULL) runs once at the
+ * end, on the loop, with every message's action durable; arg must stay
+ * valid until then.  reason is static.  0, or -1 with EAGAIN (too many
+ * operations wait already) or EINVAL (ids NULL for requeue or delete).
+ */
+int queue_act(struct queue *q, enum queue_act act, const char *const *ids,
+    size_t n, const char *reason, const char *who,
+    void (*cb)(void *arg, const struct queue_act_result *res), void *arg);
+/* The bulk operation running now, if any (bulk.h; for progress). */
+struct bulk_state;
+void queue_bulk_state(const struct queue *q, struct bulk_state *st);
 /* Accept-and-hold: on for seconds (nothing drains, nothing ages; survives
  * restarts; ends by itself), or off. */
 int queue_hold_mode_set(struct queue *q, bool on, uint64_t seconds);

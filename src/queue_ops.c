@@ -16,41 +16,237 @@
 #include "queue_priv.h"
 #include "spool.h"
 #include "util.h"
+#include "workpool.h"
 #include "xmalloc.h"
 
-/* ---- operator actions (ctl) ---- */
+/* ---- operator actions (ctl) ----
+ *
+ * hold, release, requeue and delete, of one ID, of many, by selector or
+ * of all, and the breaker's requeue, take one path: bulk.c walks the IDs
+ * in slices on the loop; for each message the loop checks its state,
+ * reads its envelope and prepares the new one (no fsync), and marks it
+ * busy; the slice's disk work (envelope rewrite, move or delete, each
+ * durable) runs on the worker pool in batches of QUEUE_OP_BATCH; the
+ * batch's results come back to the loop, which updates the index, logs
+ * each message and reports to bulk.c, which then starts the next slice.
+ * So the loop never waits for an fsync, however slow the disk; an action
+ * is reported done (per message in the log, in total to the caller) only
+ * once it is durable.
+ */
 
-/* Find an operable message: -1 with ENOENT or EBUSY. */
-static struct queue_entry *
-queue_op_entry(struct queue *q, const char *id)
+#define QUEUE_OP_BATCH	32	/* messages per worker job */
+#define QUEUE_OP_ERRS	1024	/* the per-ID reasons kept for the caller */
+
+static const char *const queue_act_verbs[] = {
+	[QUEUE_ACT_HOLD] = "hold",
+	[QUEUE_ACT_RELEASE] = "release",
+	[QUEUE_ACT_REQUEUE] = "requeue",
+	[QUEUE_ACT_DELETE] = "delete",
+};
+
+/* One action over many messages, from start to its caller's callback. */
+struct queue_run {
+	struct queue		*q;
+	enum queue_act		 act;
+	const char		*reason;	/* static */
+	char			 who[600];	/* " uid=0 selector=..." */
+	void			(*cb)(void *, const struct queue_act_result *);
+	void			*arg;
+	struct queue_batch	*batch;		/* being filled */
+	char			 errs[QUEUE_OP_ERRS];
+	size_t			 errlen;
+};
+
+/* One message's disk work: rewrite env in from (if envtext), then move
+ * it to "to" (if different), or delete it (to == SPOOL_TMP). */
+struct queue_op_item {
+	struct queue_entry	*qe;	/* busy until the batch is back */
+	char			 id[SPOOL_ID_LEN + 1];
+	enum spool_area		 from, to;
+	char			*envtext;
+	size_t			 envlen;
+	time_t			 age_base;	/* release, requeue */
+	int			 rc, err;
+	enum queue_where	 where;	/* after a failure */
+	enum spool_area		 where_area;
+};
+
+struct queue_batch {
+	struct queue_run	*run;
+	struct spool		*spool;
+	size_t			 n;
+	struct queue_op_item	 it[QUEUE_OP_BATCH];
+};
+
+/* Keep "id: why" for the caller, as far as there is room. */
+static void
+queue_run_err(struct queue_run *run, const char *id, int err)
 {
-	struct queue_entry *qe = queue_entry_find(q, id);
+	const char *why = err == ENOENT ? "no such message" :
+	    err == EBUSY ? "being delivered, try again" :
+	    err == EINVAL ? "not in a state for that" : strerror(err);
+	int n;
 
-	if (qe == NULL) {
-		errno = ENOENT;
-		return NULL;
-	}
-	if (qe->busy) {
-		errno = EBUSY;
-		return NULL;
-	}
-	return qe;
+	if (run->errlen >= sizeof(run->errs) - 1)
+		return;
+	n = snprintf(run->errs + run->errlen, sizeof(run->errs) -
+	    run->errlen, "%s%s: %s", run->errlen > 0 ? "; " : "", id, why);
+	if (n > 0)
+		run->errlen += (size_t)n < sizeof(run->errs) - run->errlen ?
+		    (size_t)n : sizeof(run->errs) - run->errlen - 1;
 }
 
-int
-queue_requeue_entry(struct queue *q, struct queue_entry *qe,
-    const char *reason)
+/* Worker: the batch's disk work: each envelope rewritten durably, then
+ * the moves (or deletes) of the batch with one fsync of each directory
+ * for all.  Nothing the loop owns is touched (qe only carried along). */
+static void
+queue_batch_work(void *arg)
 {
-	struct envelope *env;
-	time_t now = queue_now(q);
+	struct queue_batch *bt = arg;
+	const char *ids[QUEUE_OP_BATCH];
+	enum spool_area areas[QUEUE_OP_BATCH];
+	int errs[QUEUE_OP_BATCH];
+	size_t i, k = 0, idx[QUEUE_OP_BATCH];
+	bool del = false;
+
+	for (i = 0; i < bt->n; i++) {
+		struct queue_op_item *it = &bt->it[i];
+
+		errno = 0;
+		it->rc = 0;
+		if (it->envtext != NULL)
+			it->rc = spool_env_write(bt->spool, it->from, it->id,
+			    it->envtext, it->envlen);
+		it->err = it->rc == -1 ? errno : 0;
+		if (it->rc == 0 && it->to != it->from) {
+			ids[k] = it->id;
+			areas[k] = it->from;
+			idx[k++] = i;
+			del = it->to == SPOOL_TMP;
+		}
+	}
+	/* a batch is all moves from one area to one other, or all deletes */
+	if (k > 0 && del)
+		spool_delete_many(bt->spool, areas, ids, k, errs);
+	else if (k > 0)
+		spool_move_many(bt->spool, ids, k, areas[0],
+		    bt->it[idx[0]].to, errs);
+	for (i = 0; i < k; i++)
+		if (errs[i] != 0) {
+			bt->it[idx[i]].rc = -1;
+			bt->it[idx[i]].err = errs[i];
+		}
+	for (i = 0; i < bt->n; i++)
+		if (bt->it[i].rc == -1)
+			bt->it[i].where = queue_where_is(bt->spool,
+			    bt->it[i].id, &bt->it[i].where_area);
+}
+
+/* Loop: one message's work is durable; the index follows, and the log. */
+static void
+queue_item_done(struct queue_run *run, struct queue_op_item *it)
+{
+	struct queue *q = run->q;
+	struct queue_entry *qe = it->qe;
+	enum spool_area from = qe->area;
+
+	switch (run->act) {
+	case QUEUE_ACT_HOLD:
+		queue_entry_set_area(q, qe, SPOOL_HOLD);
+		qe->rewrite = false;
+		log_info("msg=%s held reason=%s%s", qe->id, run->reason,
+		    run->who);
+		return;
+	case QUEUE_ACT_RELEASE:
+		queue_entry_set_area(q, qe, SPOOL_QUEUE);
+		queue_entry_age_base(q, qe, it->age_base);
+		queue_entry_due(q, qe, 0);
+		log_info("msg=%s released reason=%s%s", qe->id, run->reason,
+		    run->who);
+		return;
+	case QUEUE_ACT_REQUEUE:
+		queue_entry_set_area(q, qe, SPOOL_QUEUE);
+		queue_entry_age_base(q, qe, it->age_base);
+		qe->attempts = 0;
+		queue_entry_due(q, qe, 0);
+		qe->refused = false;
+		log_info("msg=%s requeued reason=%s%s", qe->id, run->reason,
+		    run->who);
+		return;
+	case QUEUE_ACT_DELETE:
+		log_info("msg=%s removed reason=%s area=%s%s", qe->id,
+		    run->reason, spool_area_name(from), run->who);
+		queue_entry_remove(q, qe);
+		return;
+	}
+	fatalx("%s: bad action %d", __func__, (int)run->act);
+}
+
+static void
+queue_batch_done(void *arg)
+{
+	struct queue_batch *bt = arg;
+	struct queue_run *run = bt->run;
+	struct queue *q = run->q;
+	size_t i, ok = 0, failed = 0;
+
+	for (i = 0; i < bt->n; i++) {
+		struct queue_op_item *it = &bt->it[i];
+
+		free(it->envtext);
+		queue_entry_busy(q, it->qe, false);
+		if (it->rc == 0) {
+			queue_item_done(run, it);
+			ok++;
+			continue;
+		}
+		/* the rename may have happened all the same */
+		queue_entry_relocate(q, it->qe, it->where, it->where_area);
+		log_warnx("msg=%s %s failed reason=%s: %s", it->id,
+		    queue_act_verbs[run->act], run->reason,
+		    strerror(it->err));
+		queue_run_err(run, it->id, it->err);
+		failed++;
+	}
+	free(bt);
+	queue_dispatch_soon(q);
+	bulk_report(q->bulk, ok, 0, failed);	/* may end run: last use */
+}
+
+static void
+queue_run_submit(struct queue_run *run)
+{
+	struct queue_batch *bt = run->batch;
+
+	if (bt == NULL)
+		return;
+	run->batch = NULL;
+	workpool_submit(run->q->wp, queue_batch_work, queue_batch_done, bt);
+}
+
+/* The area an action applies to; SPOOL_TMP: any. */
+static enum spool_area
+queue_act_area(enum queue_act act)
+{
+	switch (act) {
+	case QUEUE_ACT_HOLD:
+		return SPOOL_QUEUE;
+	case QUEUE_ACT_RELEASE:
+		return SPOOL_HOLD;
+	case QUEUE_ACT_REQUEUE:
+		return SPOOL_DEAD;
+	case QUEUE_ACT_DELETE:
+		return SPOOL_TMP;
+	}
+	fatalx("%s: bad action %d", __func__, (int)act);
+}
+
+/* A dead letter's envelope made queued again, with a fresh lifetime. */
+static void
+queue_env_requeue(struct envelope *env, time_t now)
+{
 	size_t i;
 
-	if (qe->area != SPOOL_DEAD) {
-		errno = EINVAL;
-		return -1;
-	}
-	if ((env = queue_env_load(q, qe)) == NULL)
-		return -1;
 	for (i = 0; i < env->nrcpt; i++)
 		if (env->rcpts[i].state == ENVELOPE_RCPT_DEAD) {
 			env->rcpts[i].state = ENVELOPE_RCPT_PENDING;
@@ -59,7 +255,179 @@ queue_requeue_entry(struct queue *q, struct queue_entry *qe,
 	envelope_set_str(&env->dead_reason, NULL);
 	env->attempts = 0;
 	env->next_attempt = 0;
-	env->age_base = now;	/* a fresh lifetime */
+	env->age_base = now;
+}
+
+/* Loop: the new envelope for the action (none for delete), into it. */
+static int
+queue_item_prepare(struct queue_run *run, struct queue_entry *qe,
+    struct queue_op_item *it)
+{
+	static const enum spool_area to[] = {
+		[QUEUE_ACT_HOLD] = SPOOL_HOLD,
+		[QUEUE_ACT_RELEASE] = SPOOL_QUEUE,
+		[QUEUE_ACT_REQUEUE] = SPOOL_QUEUE,
+		[QUEUE_ACT_DELETE] = SPOOL_TMP,	/* deleted */
+	};
+	struct envelope *env;
+	time_t now = queue_now(run->q), base;
+
+	it->to = to[run->act];
+	if (run->act == QUEUE_ACT_DELETE)
+		return 0;
+	if ((env = queue_env_load(run->q, qe)) == NULL)
+		return -1;
+	switch (run->act) {
+	case QUEUE_ACT_HOLD:
+		/* The index's: hold-mode's end may not be persisted yet. */
+		env->age_base = qe->age_base;
+		env->held = true;
+		env->held_since = now;
+		break;
+	case QUEUE_ACT_RELEASE:
+		/* Held time does not count toward the lifetime. */
+		base = env->age_base != 0 ? env->age_base : env->arrival;
+		if (env->held_since > 0 && env->held_since <= now)
+			base += now - env->held_since;
+		env->age_base = it->age_base = base;
+		env->held = false;
+		env->held_since = 0;
+		break;
+	case QUEUE_ACT_REQUEUE:
+		queue_env_requeue(env, now);
+		it->age_base = now;
+		break;
+	case QUEUE_ACT_DELETE:
+		break;
+	}
+	it->envtext = envelope_dump(env, &it->envlen);
+	envelope_free(env);
+	return 0;
+}
+
+/* bulk.c: one message of the run, from its ID. */
+static enum bulk_res
+queue_run_apply(void *arg, const char *id)
+{
+	struct queue_run *run = arg;
+	struct queue_entry *qe = queue_entry_find(run->q, id);
+	enum spool_area area = queue_act_area(run->act);
+	struct queue_op_item *it;
+
+	if (qe == NULL || qe->busy || (area != SPOOL_TMP &&
+	    qe->area != area)) {
+		queue_run_err(run, id, qe == NULL ? ENOENT : qe->busy ?
+		    EBUSY : EINVAL);
+		return BULK_SKIPPED;
+	}
+	if (run->batch == NULL) {
+		run->batch = xcalloc(1, sizeof(*run->batch));
+		run->batch->run = run;
+		run->batch->spool = run->q->spool;
+	}
+	it = &run->batch->it[run->batch->n];
+	memset(it, 0, sizeof(*it));
+	if (queue_item_prepare(run, qe, it) == -1) {
+		queue_run_err(run, id, errno);
+		return BULK_FAILED;
+	}
+	it->qe = qe;
+	util_copy(it->id, sizeof(it->id), qe->id);
+	it->from = qe->area;
+	queue_entry_busy(run->q, qe, true);
+	if (++run->batch->n == QUEUE_OP_BATCH)
+		queue_run_submit(run);
+	return BULK_PENDING;
+}
+
+static void
+queue_run_after(void *arg)
+{
+	queue_run_submit(arg);
+}
+
+static void
+queue_run_finish(void *arg, const struct bulk_state *st)
+{
+	struct queue_run *run = arg;
+	struct queue_act_result res;
+
+	if (run->cb != NULL) {
+		memset(&res, 0, sizeof(res));
+		res.total = st->total;
+		res.done = st->ok;
+		res.skipped = st->skipped;
+		res.failed = st->failed;
+		res.stopped = st->stopped;
+		res.errs = run->errs;
+		run->cb(run->arg, &res);
+	}
+	free(run->batch);	/* only if stopped in the middle */
+	free(run);
+}
+
+void
+queue_bulk_state(const struct queue *q, struct bulk_state *st)
+{
+	bulk_state(q->bulk, st);
+}
+
+int
+queue_act(struct queue *q, enum queue_act act, const char *const *ids,
+    size_t n, const char *reason, const char *who,
+    void (*cb)(void *arg, const struct queue_act_result *res), void *arg)
+{
+	struct queue_run *run = xcalloc(1, sizeof(*run));
+	enum spool_area area = queue_act_area(act);
+	const char **all = NULL;
+	struct queue_entry *qe;
+	int rc;
+
+	run->q = q;
+	run->act = act;
+	run->reason = reason;
+	if (who != NULL && *who != '\0')
+		snprintf(run->who, sizeof(run->who), " %s", who);
+	run->cb = cb;
+	run->arg = arg;
+	if (ids == NULL) {
+		/* every idle message the action applies to, now */
+		if (area == SPOOL_TMP || area == SPOOL_DEAD) {
+			free(run);
+			errno = EINVAL;
+			return -1;
+		}
+		all = xreallocarray(NULL, q->count[area] + 1, sizeof(*all));
+		n = 0;
+		TAILQ_FOREACH(qe, &q->areas[area], entry)
+			if (!qe->busy)
+				all[n++] = qe->id;
+		ids = all;
+	}
+	/* the breaker's requeue is the only action not the operator's */
+	rc = bulk_start(q->bulk, strcmp(reason, "operator") == 0 ?
+	    queue_act_verbs[act] : "breaker-requeue", ids, n,
+	    queue_run_apply, queue_run_after, queue_run_finish, run);
+	free(all);
+	if (rc == -1)
+		free(run);
+	return rc;
+}
+
+int
+queue_requeue_entry(struct queue *q, struct queue_entry *qe,
+    const char *reason)
+{
+	struct envelope *env;
+	time_t now = queue_now(q);
+
+	if (qe->area != SPOOL_DEAD) {
+		errno = EINVAL;
+		return -1;
+	}
+	if ((env = queue_env_load(q, qe)) == NULL)
+		return -1;
+	queue_env_requeue(env, now);
 	if (queue_env_store_move(q, qe, env, SPOOL_QUEUE) == -1) {
 		envelope_free(env);
 		return -1;
@@ -73,92 +441,20 @@ queue_requeue_entry(struct queue *q, struct queue_entry *qe,
 	return 0;
 }
 
-int
-queue_requeue(struct queue *q, const char *id)
-{
-	struct queue_entry *qe = queue_op_entry(q, id);
-	int rc;
-
-	if (qe == NULL)
-		return -1;
-	rc = queue_requeue_entry(q, qe, "operator");
-	queue_dispatch_soon(q);
-	return rc;
-}
-
-int
-queue_hold_entry(struct queue *q, struct queue_entry *qe)
-{
-	struct envelope *env;
-
-	if (qe->area != SPOOL_QUEUE) {
-		errno = EINVAL;
-		return -1;
-	}
-	if ((env = queue_env_load(q, qe)) == NULL)
-		return -1;
-	/* The index's: hold-mode's end may not have been persisted yet. */
-	env->age_base = qe->age_base;
-	env->held = true;
-	env->held_since = queue_now(q);
-	if (queue_env_store_move(q, qe, env, SPOOL_HOLD) == 0) {
-		qe->rewrite = false;
-		log_info("msg=%s held reason=operator", qe->id);
-	} else
-		qe = NULL;
-	envelope_free(env);
-	return qe == NULL ? -1 : 0;
-}
-
-int
-queue_release_entry(struct queue *q, struct queue_entry *qe)
-{
-	struct envelope *env;
-	time_t now = queue_now(q), base;
-
-	if (qe->area != SPOOL_HOLD) {
-		errno = EINVAL;
-		return -1;
-	}
-	if ((env = queue_env_load(q, qe)) == NULL)
-		return -1;
-	/* Held time does not count toward the lifetime. */
-	base = env->age_base != 0 ? env->age_base : env->arrival;
-	if (env->held_since > 0 && env->held_since <= now)
-		base += now - env->held_since;
-	env->age_base = base;
-	env->held = false;
-	env->held_since = 0;
-	if (queue_env_store_move(q, qe, env, SPOOL_QUEUE) == -1) {
-		envelope_free(env);
-		return -1;
-	}
-	envelope_free(env);
-	queue_entry_age_base(q, qe, base);
-	queue_entry_due(q, qe, 0);
-	log_info("msg=%s released", qe->id);
-	return 0;
-}
-
-/* One message of a bulk operation: still there, in that area, idle? */
-int
+/* The hold-mode rewrite (queue_rewrite_entry) in slices: one message,
+ * still there, in that area, idle? */
+static enum bulk_res
 queue_bulk_apply(void *arg, const char *id)
 {
 	struct queue_bulk *qb = arg;
 	struct queue_entry *qe = queue_entry_find(qb->q, id);
 
-	if (qe == NULL) {
-		errno = ENOENT;
-		return -1;
-	}
-	if (qe->busy || qe->area != qb->area) {
-		errno = qe->busy ? EBUSY : EINVAL;
-		return -1;
-	}
-	return qb->fn(qb->q, qe);
+	if (qe == NULL || qe->busy || qe->area != qb->area)
+		return BULK_SKIPPED;
+	return qb->fn(qb->q, qe) == 0 ? BULK_DONE : BULK_FAILED;
 }
 
-void
+static void
 queue_bulk_after(void *arg)
 {
 	struct queue_bulk *qb = arg;
@@ -181,65 +477,9 @@ queue_bulk_start(struct queue *q, struct queue_bulk *qb, const char *verb)
 		if (!qe->busy)
 			ids[n++] = qe->id;
 	rc = bulk_start(q->bulk, verb, ids, n, queue_bulk_apply,
-	    queue_bulk_after, qb);
+	    queue_bulk_after, NULL, qb);
 	free(ids);
 	return rc;
-}
-
-/*
- * Apply fn to id, or with id NULL to every message it applies to: that
- * runs in slices on later loop turns (bulk.c), so the command returns at
- * once and the loop is never blocked for long; the log shows progress.
- */
-static int
-queue_each(struct queue *q, const char *id, struct queue_bulk *qb,
-    const char *verb)
-{
-	struct queue_entry *qe;
-	int rc = 0;
-
-	if (id == NULL)
-		return queue_bulk_start(q, qb, verb);
-	if ((qe = queue_op_entry(q, id)) == NULL)
-		return -1;
-	rc = qb->fn(q, qe);
-	queue_dispatch_soon(q);
-	return rc;
-}
-
-int
-queue_hold(struct queue *q, const char *id)
-{
-	return queue_each(q, id, &q->bulk_hold, "hold");
-}
-
-int
-queue_release(struct queue *q, const char *id)
-{
-	return queue_each(q, id, &q->bulk_release, "release");
-}
-
-int
-queue_delete(struct queue *q, const char *id)
-{
-	struct queue_entry *qe = queue_op_entry(q, id);
-	enum spool_area where;
-	enum queue_where w;
-	int saved;
-
-	if (qe == NULL)
-		return -1;
-	if (spool_delete(q->spool, qe->area, qe->id) == -1) {
-		saved = errno;
-		w = queue_where_is(q->spool, id, &where);
-		queue_entry_relocate(q, qe, w, where);
-		errno = saved;
-		return -1;
-	}
-	log_info("msg=%s removed reason=operator area=%s", qe->id,
-	    spool_area_name(qe->area));
-	queue_entry_remove(q, qe);
-	return 0;
 }
 
 int

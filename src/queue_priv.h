@@ -105,8 +105,7 @@ struct queue {
 		struct queue	*q;
 		enum spool_area	 area;
 		int		(*fn)(struct queue *, struct queue_entry *);
-	}			 bulk_hold, bulk_release, bulk_rewrite,
-				 bulk_requeue;
+	}			 bulk_rewrite;	/* hold-mode's end */
 	/* [notify]: what the notices are about (see queue_watch) */
 	struct notify		*notify;
 	bool			 outage_noticed; /* primary-down sent */
@@ -159,6 +158,7 @@ enum queue_where queue_where_is(struct spool *sp, const char *id,
 bool queue_entry_relocate(struct queue *q, struct queue_entry *qe,
     enum queue_where where, enum spool_area area);
 void queue_dispatch_soon(struct queue *q);
+void queue_entry_busy(struct queue *q, struct queue_entry *qe, bool busy);
 struct envelope *queue_env_load(struct queue *q, struct queue_entry *qe);
 int queue_env_store_move(struct queue *q, struct queue_entry *qe,
     const struct envelope *env, enum spool_area to);
@@ -171,10 +171,6 @@ void queue_breaker_reset(struct queue *q, const char *why);
 
 int queue_requeue_entry(struct queue *q, struct queue_entry *qe,
     const char *reason);
-int queue_hold_entry(struct queue *q, struct queue_entry *qe);
-int queue_release_entry(struct queue *q, struct queue_entry *qe);
-int queue_bulk_apply(void *arg, const char *id);
-void queue_bulk_after(void *arg);
 int queue_rewrite_entry(struct queue *q, struct queue_entry *qe);
 void queue_hold_mode_end(struct queue *q, const char *why);
 void queue_hold_mode_load(struct queue *q);

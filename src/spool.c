@@ -667,7 +667,10 @@ spool_list(struct spool *sp, enum spool_area area,
 	DIR *d;
 	int fd;
 
-	if ((fd = dup(spool_area_fd(sp, area))) == -1)
+	/* its own open file, not a dup: a listing on a worker thread
+	 * must not share a directory offset with one on the loop */
+	if ((fd = openat(spool_area_fd(sp, area), ".", O_RDONLY |
+	    O_DIRECTORY | O_CLOEXEC)) == -1)
 		return -1;
 	if ((d = fdopendir(fd)) == NULL) {
 		close(fd);
@@ -1429,6 +1432,83 @@ fail:
 	log_warn("msg=%s spool delete failed area=%s op=%s", id,
 	    spool_areas[area], op);
 	return -1;
+}
+
+size_t
+spool_move_many(struct spool *sp, const char *const *ids, size_t n,
+    enum spool_area from, enum spool_area to, int *errs)
+{
+	const char *op = "fsync-dest";
+	int fromfd = spool_area_fd(sp, from), tofd = spool_area_fd(sp, to);
+	size_t i, moved = 0;
+
+	for (i = 0; i < n; i++) {
+		errs[i] = 0;
+		if (spool_check_id(ids[i]) == -1 ||
+		    renameat(fromfd, ids[i], tofd, ids[i]) == -1) {
+			errs[i] = errno;
+			log_warn("msg=%s spool move failed from=%s to=%s "
+			    "op=rename", ids[i], spool_areas[from],
+			    spool_areas[to]);
+		} else
+			moved++;
+	}
+	if (moved == 0)
+		return 0;
+	if (spool_fsync(sp, tofd) == 0) {
+		op = "fsync-source";
+		if (spool_fsync(sp, fromfd) == 0)
+			return moved;
+	}
+	/* every rename the failed fsync covered fails with it */
+	for (i = 0; i < n; i++)
+		if (errs[i] == 0) {
+			errs[i] = errno != 0 ? errno : EIO;
+			log_warnx("msg=%s spool move failed from=%s to=%s op=%s",
+			    ids[i], spool_areas[from], spool_areas[to], op);
+		}
+	return 0;
+}
+
+size_t
+spool_delete_many(struct spool *sp, const enum spool_area *areas,
+    const char *const *ids, size_t n, int *errs)
+{
+	bool renamed[SPOOL_NAREAS] = { false };
+	size_t i, a, deleted = 0;
+	int err;
+
+	for (i = 0; i < n; i++) {
+		errs[i] = 0;
+		if (spool_check_id(ids[i]) == -1 ||
+		    renameat(spool_area_fd(sp, areas[i]), ids[i],
+		    sp->fd[SPOOL_TMP], ids[i]) == -1) {
+			errs[i] = errno;
+			log_warn("msg=%s spool delete failed area=%s op=rename",
+			    ids[i], spool_areas[areas[i]]);
+		} else
+			renamed[areas[i]] = true;
+	}
+	for (a = 0; a < SPOOL_NAREAS; a++) {
+		if (!renamed[a] || spool_fsync(sp, spool_area_fd(sp,
+		    (enum spool_area)a)) == 0)
+			continue;
+		err = errno != 0 ? errno : EIO;
+		for (i = 0; i < n; i++)
+			if (errs[i] == 0 && areas[i] == (enum spool_area)a) {
+				errs[i] = err;
+				log_warnx("msg=%s spool delete failed area=%s "
+				    "op=fsync", ids[i], spool_areas[a]);
+			}
+	}
+	for (i = 0; i < n; i++)
+		if (errs[i] == 0) {
+			deleted++;
+			if (spool_rmtree(sp->fd[SPOOL_TMP], ids[i]) == -1)
+				log_warn("msg=%s spool cleanup failed op=rmdir "
+				    "dir=tmp", ids[i]);
+		}
+	return deleted;
 }
 
 /* How name is shown in log lines: as is if it is an ID, else escaped. */

@@ -14,6 +14,8 @@
  * Threads: spool_msg_commit(), spool_env_write(), spool_move() and
  * spool_delete() may run on a worker thread; they touch only their own
  * message's files and the fixed directory fds, which is safe concurrently.
+ * So may the readers spool_list() and spool_env_read() (a selection is
+ * matched off the loop).
  */
 #ifndef HOLDFAST_SPOOL_H
 #define HOLDFAST_SPOOL_H
@@ -158,6 +160,17 @@ int spool_move(struct spool *sp, const char *id, enum spool_area from,
     enum spool_area to);
 /* Delete a message (files, directory; fsync the parent). */
 int spool_delete(struct spool *sp, enum spool_area area, const char *id);
+/*
+ * The same for a batch, one fsync of each directory for all: move ids[0..n)
+ * from one area to another; delete ids[i] from areas[i].  errs[i] is 0 or
+ * the errno of ids[i]'s failure (a failed fsync fails every rename it
+ * covered: the message may be in its new place, not durably).  Returns how
+ * many succeeded.  May run on a worker thread.
+ */
+size_t spool_move_many(struct spool *sp, const char *const *ids, size_t n,
+    enum spool_area from, enum spool_area to, int *errs);
+size_t spool_delete_many(struct spool *sp, const enum spool_area *areas,
+    const char *const *ids, size_t n, int *errs);
 
 /*
  * Startup scan: remove everything in tmp/ (interrupted receipts), then call

@@ -292,6 +292,41 @@ test_move_delete(void)
 	spool_close(sp);
 }
 
+/* Batches: moves from one area, deletes from several; a missing one fails
+ * alone. */
+static void
+test_move_delete_many(void)
+{
+	struct spool *sp = fresh("many");
+	char ids[3][SPOOL_ID_LEN + 1];
+	const char *p[4];
+	enum spool_area areas[3];
+	int errs[4];
+	size_t i;
+
+	if (sp == NULL)
+		return;
+	for (i = 0; i < 3; i++) {
+		T_CHECK(commit(sp, "body", 4, "env\n", ids[i]) == 0);
+		p[i] = ids[i];
+	}
+	p[3] = "0123456789abcdef";		/* not there */
+	T_CHECK(spool_move_many(sp, p, 4, SPOOL_QUEUE, SPOOL_HOLD, errs) ==
+	    3);
+	T_CHECK(errs[0] == 0 && errs[1] == 0 && errs[2] == 0 &&
+	    errs[3] == ENOENT);
+	T_CHECK(count(sp, "queue") == 0 && count(sp, "hold") == 3);
+	T_CHECK(spool_move(sp, ids[2], SPOOL_HOLD, SPOOL_DEAD) == 0);
+	areas[0] = areas[1] = SPOOL_HOLD;
+	areas[2] = SPOOL_DEAD;
+	T_CHECK(spool_delete_many(sp, areas, p, 3, errs) == 3);
+	T_CHECK(count(sp, "hold") == 0 && count(sp, "dead") == 0 &&
+	    count(sp, "tmp") == 0);
+	T_CHECK(spool_delete_many(sp, areas, p, 1, errs) == 0 &&
+	    errs[0] == ENOENT);
+	spool_close(sp);
+}
+
 struct scan_seen {
 	char	 reject[SPOOL_ID_LEN + 1];
 	int	 calls;
@@ -816,6 +851,7 @@ main(void)
 		{ "spool_abort", test_abort },
 		{ "spool_env", test_env },
 		{ "spool_move_delete", test_move_delete },
+		{ "spool_move_delete_many", test_move_delete_many },
 		{ "spool_scan", test_scan },
 		{ "spool_concurrent", test_concurrent },
 		{ "spool_fail_efbig", test_fail_efbig },
