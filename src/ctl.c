@@ -592,6 +592,14 @@ ctl_status_queue(struct evbuffer *out, const struct queue_stats *st)
 	ctl_proto_kvu(out, "bulk_done", st->bulk.done);
 	ctl_proto_kvu(out, "bulk_total", st->bulk.total);
 	ctl_proto_kvu(out, "bulk_waiting", st->bulk.waiting);
+	if (st->load_total != 0) {
+		char v[64];
+
+		snprintf(v, sizeof(v), "%llu of %llu",
+		    (unsigned long long)st->load_done,
+		    (unsigned long long)st->load_total);
+		ctl_proto_kv(out, "loading", v);
+	}
 }
 
 static int

@@ -132,7 +132,23 @@ struct queue {
 	struct dueheap		 ages;	/* queue/, by end of age bucket */
 	uint64_t		 age[SELECT_NBUCKETS];
 	time_t			 age_now;	/* age[] is right as of this */
+	/* the startup scan: names listed at once, indexed in slices on
+	 * later loop turns (queue_load) */
+	struct queue_load_item {
+		char		*name;
+		enum spool_area	 area;
+	}			*load;
+	size_t			 nload, load_alloc, load_next;
+	struct event		*load_ev;
 };
+
+/* The startup scan indexes this much before the loop starts, then at
+ * most this much per loop turn: a restart with a large backlog serves
+ * SMTP at once, each turn holds the loop for about a slice's time. */
+#define QUEUE_LOAD_FIRST	256
+#define QUEUE_LOAD_FIRST_USEC	200000
+#define QUEUE_LOAD_SLICE	64
+#define QUEUE_LOAD_SLICE_USEC	10000
 
 #define QUEUE_SPOOL_CHECK_SEC	10	/* free space, for the notice */
 #define QUEUE_CERT_CHECK_SEC	3600	/* the certificate's end */
@@ -1928,6 +1944,10 @@ queue_stats_get(struct queue *q, struct queue_stats *st)
 	st->spool_suspect = spool_is_suspect(q->spool);
 	st->started = q->started;
 	bulk_state(q->bulk, &st->bulk);
+	if (q->load != NULL) {
+		st->load_done = q->load_next;
+		st->load_total = q->nload;
+	}
 }
 
 bool
@@ -2001,17 +2021,95 @@ queue_new(struct event_base *base, const struct config *cf, struct spool *sp,
 	return q;
 }
 
+static void
+queue_load_list_cb(void *arg, enum spool_area area, const char *name)
+{
+	struct queue *q = arg;
+
+	if (q->nload == q->load_alloc) {
+		q->load_alloc = q->load_alloc == 0 ? 1024 : q->load_alloc * 2;
+		q->load = xreallocarray(q->load, q->load_alloc,
+		    sizeof(*q->load));
+	}
+	q->load[q->nload].name = xstrdup(name);
+	q->load[q->nload].area = area;
+	q->nload++;
+}
+
+static uint64_t
+queue_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/*
+ * Index listed names until max are done or usec have passed: true once
+ * all are.  The list was taken before anything ran, so every message is
+ * in it once; one the queue has indexed since (it moved: a hold, a
+ * delivery) is skipped, so nothing is indexed twice, and one not indexed
+ * yet cannot have moved, since only the index's messages are acted on.
+ */
+static bool
+queue_load_slice(struct queue *q, size_t max, uint64_t usec)
+{
+	uint64_t start = queue_usec();
+	size_t k;
+
+	for (k = 0; k < max && q->load_next < q->nload; k++) {
+		struct queue_load_item *it = &q->load[q->load_next++];
+
+		if (queue_entry_find(q, it->name) == NULL)
+			(void)spool_scan_one(q->spool, it->area, it->name,
+			    queue_scan_cb, q);
+		free(it->name);
+		it->name = NULL;
+		if (k % 16 == 15 && queue_usec() - start >= usec)
+			break;
+	}
+	if (q->load_next < q->nload)
+		return false;
+	free(q->load);
+	q->load = NULL;
+	q->nload = q->load_alloc = q->load_next = 0;
+	log_info("queue loaded messages=%zu held=%" PRIu64 " dead=%" PRIu64,
+	    q->n, q->st_msgs[QUEUE_STATS_HELD], q->st_msgs[QUEUE_STATS_DEAD]);
+	return true;
+}
+
+static void
+queue_load_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+	struct timeval tv = { 0, 0 };
+
+	(void)fd;
+	(void)what;
+	/* a zero timer, not event_active: the loop polls in between */
+	if (!queue_load_slice(q, QUEUE_LOAD_SLICE, QUEUE_LOAD_SLICE_USEC) &&
+	    event_add(q->load_ev, &tv) == -1)
+		fatalx("queue load timer");
+	queue_dispatch_soon(q);
+}
+
 int
 queue_load(struct queue *q)
 {
-	int n = spool_scan(q->spool, queue_scan_cb, q);
+	struct timeval tv = { 0, 0 };
 
-	if (n == -1)
+	if (spool_scan_list(q->spool, queue_load_list_cb, q) == -1)
 		return -1;
 	queue_hold_mode_load(q);
 	queue_primary_load(q);
-	log_info("queue loaded messages=%zu held=%" PRIu64 " dead=%" PRIu64,
-	    q->n, q->st_msgs[QUEUE_STATS_HELD], q->st_msgs[QUEUE_STATS_DEAD]);
+	if (queue_load_slice(q, QUEUE_LOAD_FIRST, QUEUE_LOAD_FIRST_USEC))
+		return 0;
+	log_info("queue loading messages=%zu indexed=%zu", q->nload,
+	    q->load_next);
+	q->load_ev = evtimer_new(q->base, queue_load_cb, q);
+	if (q->load_ev == NULL || event_add(q->load_ev, &tv) == -1)
+		fatalx("queue load timer");
 	return 0;
 }
 
@@ -2051,6 +2149,11 @@ queue_free(struct queue *q)
 	if (q == NULL)
 		return;
 	queue_stop(q);
+	if (q->load_ev != NULL)
+		event_free(q->load_ev);
+	for (size_t i = q->load_next; i < q->nload; i++)
+		free(q->load[i].name);
+	free(q->load);
 	bulk_free(q->bulk);
 	for (size_t a = 0; a < SPOOL_NAREAS; a++)
 		while ((qe = TAILQ_FIRST(&q->areas[a])) != NULL)

@@ -124,6 +124,9 @@ struct queue_stats {
 	bool		 spool_suspect;
 	time_t		 started;
 	struct bulk_state bulk;
+	/* the startup scan still running: load_done of load_total listed
+	 * messages looked at (both 0 once it is over) */
+	uint64_t	 load_done, load_total;
 };
 
 /* Fill st with the state as of now. */
