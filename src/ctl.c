@@ -687,6 +687,24 @@ ctl_conn_free(struct ctl_conn *c)
 	free(c);
 }
 
+/*
+ * Verbs that act on the queue's index (IDs, "all", selectors): refused
+ * while the startup scan runs, since a message not indexed yet would be
+ * missed ("hold all") or reported as unknown.
+ */
+static bool
+ctl_is_index_verb(const char *name)
+{
+	static const char *const verbs[] = { "flush", "hold", "release",
+		"delete", "requeue" };
+	size_t i;
+
+	for (i = 0; i < UTIL_ARRAY_LEN(verbs); i++)
+		if (strcmp(name, verbs[i]) == 0)
+			return true;
+	return false;
+}
+
 static void
 ctl_request(struct ctl_conn *c, char *line)
 {
@@ -712,6 +730,10 @@ ctl_request(struct ctl_conn *c, char *line)
 		else if (argc - 1 < pc->min_args || argc - 1 > pc->max_args)
 			snprintf(err, sizeof(err), "usage: %s %s", pc->name,
 			    pc->usage);
+		else if (ctl_is_index_verb(pc->name) &&
+		    queue_is_loading(c->ctl->queue))
+			snprintf(err, sizeof(err), "the queue is still being "
+			    "loaded (holdfastctl status): try again shortly");
 		else {
 			rc = cmd->handler(c, argc, argv, body, err,
 			    sizeof(err));

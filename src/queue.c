@@ -2021,6 +2021,12 @@ queue_new(struct event_base *base, const struct config *cf, struct spool *sp,
 	return q;
 }
 
+bool
+queue_is_loading(const struct queue *q)
+{
+	return q->load != NULL;
+}
+
 static void
 queue_load_list_cb(void *arg, enum spool_area area, const char *name)
 {

@@ -131,6 +131,9 @@ struct queue_stats {
 
 /* Fill st with the state as of now. */
 void queue_stats_get(struct queue *q, struct queue_stats *st);
+/* The startup scan still runs: messages not indexed yet are unknown to
+ * the per-ID actions and to "all". */
+bool queue_is_loading(const struct queue *q);
 /* The spool is usable (for /healthz). */
 bool queue_is_healthy(struct queue *q);
 

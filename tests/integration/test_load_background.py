@@ -75,6 +75,16 @@ def main(env):
             time.sleep(0.01)
     hf.check(s is not None, "no connection")
     st = d.ctl("status").out
+    # per-ID actions wait for the scan (a message not indexed yet would be
+    # missed by "hold all"); after it they work
+    r = d.ctl("hold", "all")
+    hf.check(r.rc == 0 or "still being loaded" in r.err, repr(r))
+    if r.rc == 0:
+        hf.wait_until(lambda: len(d._entries("hold")) == N, 60, "hold all")
+        hf.check(d.ctl("release", "all").rc == 0, "release all")
+        hf.wait_until(lambda: not d._entries("hold"), 60, "release all")
+    else:
+        print("during the scan: %s" % r.err.strip())
     s.ehlo("client.test")
     late = send(s, "late")
     s.quit()
