@@ -135,7 +135,8 @@ struct queue {
 	/* the startup scan: names listed at once, indexed in slices on
 	 * later loop turns (queue_load) */
 	struct queue_load_item {
-		char		*name;
+		char		 id[SPOOL_ID_LEN + 1];	/* a name that fits */
+		char		*odd;	/* any other name (quarantined) */
 		enum spool_area	 area;
 	}			*load;
 	size_t			 nload, load_alloc, load_next;
@@ -2037,7 +2038,12 @@ queue_load_list_cb(void *arg, enum spool_area area, const char *name)
 		q->load = xreallocarray(q->load, q->load_alloc,
 		    sizeof(*q->load));
 	}
-	q->load[q->nload].name = xstrdup(name);
+	/* IDs inline: 100 000 small strdups would stay in the heap as
+	 * holes between the index entries */
+	memset(&q->load[q->nload], 0, sizeof(q->load[q->nload]));
+	if (util_copy(q->load[q->nload].id, sizeof(q->load[q->nload].id),
+	    name) == -1)
+		q->load[q->nload].odd = xstrdup(name);
 	q->load[q->nload].area = area;
 	q->nload++;
 }
@@ -2066,12 +2072,13 @@ queue_load_slice(struct queue *q, size_t max, uint64_t usec)
 
 	for (k = 0; k < max && q->load_next < q->nload; k++) {
 		struct queue_load_item *it = &q->load[q->load_next++];
+		const char *name = it->odd != NULL ? it->odd : it->id;
 
-		if (queue_entry_find(q, it->name) == NULL)
-			(void)spool_scan_one(q->spool, it->area, it->name,
+		if (queue_entry_find(q, name) == NULL)
+			(void)spool_scan_one(q->spool, it->area, name,
 			    queue_scan_cb, q);
-		free(it->name);
-		it->name = NULL;
+		free(it->odd);
+		it->odd = NULL;
 		if (k % 16 == 15 && queue_usec() - start >= usec)
 			break;
 	}
@@ -2158,7 +2165,7 @@ queue_free(struct queue *q)
 	if (q->load_ev != NULL)
 		event_free(q->load_ev);
 	for (size_t i = q->load_next; i < q->nload; i++)
-		free(q->load[i].name);
+		free(q->load[i].odd);
 	free(q->load);
 	bulk_free(q->bulk);
 	for (size_t a = 0; a < SPOOL_NAREAS; a++)
