@@ -705,28 +705,86 @@ ctl_cmd_trace(struct ctl_conn *c, int argc, char **argv,
 	return 0;
 }
 
+/* The queue's part of the status record (its fields, no record end). */
+static void
+ctl_status_queue(struct evbuffer *out, const struct queue_stats *st)
+{
+	static const struct {
+		const char		*name;
+		enum queue_stats_state	 state;
+	} states[] = {
+		{ "queued", QUEUE_STATS_QUEUED },
+		{ "deferred", QUEUE_STATS_DEFERRED },
+		{ "held", QUEUE_STATS_HELD },
+		{ "dead", QUEUE_STATS_DEAD },
+	};
+	size_t i;
+	char key[32];
+
+	ctl_proto_kv(out, "primary", st->primary_up ? "up" : "down");
+	ctl_proto_kvu(out, "primary_since",
+	    (unsigned long long)st->primary_since);
+	ctl_proto_kv(out, "refusing", st->refusing ? "yes" : "no");
+	ctl_proto_kvu(out, "last_delivery",
+	    (unsigned long long)st->last_delivery);
+	ctl_proto_kvu(out, "primary_size", st->primary_size);
+	ctl_proto_kv(out, "primary_smtputf8", !st->primary_known ? "unknown" :
+	    st->primary_smtputf8 ? "yes" : "no");
+	ctl_proto_kvu(out, "size_limit", st->size_limit);
+	ctl_proto_kv(out, "hold_mode", st->hold_mode ? "on" : "off");
+	ctl_proto_kvu(out, "hold_until", (unsigned long long)st->hold_until);
+	for (i = 0; i < UTIL_ARRAY_LEN(states); i++) {
+		time_t oldest = st->state[states[i].state].oldest;
+
+		snprintf(key, sizeof(key), "%s_messages", states[i].name);
+		ctl_proto_kvu(out, key, st->state[states[i].state].messages);
+		snprintf(key, sizeof(key), "%s_bytes", states[i].name);
+		ctl_proto_kvu(out, key, st->state[states[i].state].bytes);
+		snprintf(key, sizeof(key), "%s_oldest_age", states[i].name);
+		ctl_proto_kvu(out, key, oldest == 0 ? 0 :
+		    (unsigned long long)(st->now - oldest));
+	}
+	ctl_proto_kvu(out, "waiting_messages", st->primary_up ? 0 :
+	    st->state[QUEUE_STATS_QUEUED].messages +
+	    st->state[QUEUE_STATS_DEFERRED].messages);
+	ctl_proto_kvu(out, "oldest_age", st->oldest == 0 ? 0 :
+	    (unsigned long long)(st->now - st->oldest));
+	ctl_proto_kvu(out, "spool_free_bytes", st->spool_free_bytes < 0 ? 0 :
+	    (unsigned long long)st->spool_free_bytes);
+	ctl_proto_kv(out, "spool_suspect", st->spool_suspect ? "yes" : "no");
+	ctl_proto_kv(out, "version", HOLDFAST_VERSION);
+	ctl_proto_kvu(out, "uptime",
+	    (unsigned long long)(st->now - st->started));
+	ctl_proto_kv(out, "bulk", st->bulk.verb != NULL ? st->bulk.verb :
+	    "none");
+	ctl_proto_kvu(out, "bulk_done", st->bulk.done);
+	ctl_proto_kvu(out, "bulk_total", st->bulk.total);
+	ctl_proto_kvu(out, "bulk_waiting", st->bulk.waiting);
+	if (st->load_total != 0) {
+		char v[64];
+
+		snprintf(v, sizeof(v), "%llu of %llu",
+		    (unsigned long long)st->load_done,
+		    (unsigned long long)st->load_total);
+		ctl_proto_kv(out, "loading", v);
+	}
+}
+
 static int
 ctl_cmd_status(struct ctl_conn *c, int argc, char **argv,
     struct evbuffer *out, char *err, size_t errlen)
 {
 	const struct config *cf = c->ctl->cf;
-	struct evbuffer *rec = evbuffer_new();
+	struct queue_stats st;
 	uint64_t hash;
 	int64_t mtime;
-	size_t len;
 
 	(void)argc;
 	(void)argv;
 	(void)err;
 	(void)errlen;
-	if (rec == NULL)
-		fatalx("evbuffer_new");
-	queue_status(c->ctl->queue, rec);
-	/* queue's record without its newline, extended with the config
-	 * file's state */
-	len = evbuffer_get_length(rec);
-	evbuffer_remove_buffer(rec, out, len > 0 ? len - 1 : 0);
-	evbuffer_free(rec);
+	queue_stats_get(c->ctl->queue, &st);
+	ctl_status_queue(out, &st);
 	ctl_proto_kv(out, "config_file", cf->path != NULL ? cf->path : "");
 	ctl_proto_kvu(out, "config_mtime", (unsigned long long)cf->mtime);
 	ctl_proto_kv(out, "config_changed", cf->path == NULL ||
@@ -796,6 +854,24 @@ ctl_conn_free(struct ctl_conn *c)
 	free(c);
 }
 
+/*
+ * Verbs that act on the queue's index (IDs, "all", selectors): refused
+ * while the startup scan runs, since a message not indexed yet would be
+ * missed ("hold all") or reported as unknown.
+ */
+static bool
+ctl_is_index_verb(const char *name)
+{
+	static const char *const verbs[] = { "flush", "hold", "release",
+		"delete", "requeue" };
+	size_t i;
+
+	for (i = 0; i < UTIL_ARRAY_LEN(verbs); i++)
+		if (strcmp(name, verbs[i]) == 0)
+			return true;
+	return false;
+}
+
 static void
 ctl_request(struct ctl_conn *c, char *line)
 {
@@ -821,6 +897,10 @@ ctl_request(struct ctl_conn *c, char *line)
 		else if (argc - 1 < pc->min_args || argc - 1 > pc->max_args)
 			snprintf(err, sizeof(err), "usage: %s %s", pc->name,
 			    pc->usage);
+		else if (ctl_is_index_verb(pc->name) &&
+		    queue_is_loading(c->ctl->queue))
+			snprintf(err, sizeof(err), "the queue is still being "
+			    "loaded (holdfastctl status): try again shortly");
 		else {
 			rc = cmd->handler(c, argc, argv, body, err,
 			    sizeof(err));

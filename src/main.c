@@ -308,6 +308,7 @@ main(int argc, char **argv)
 	if ((ctx.tls = tls_new(cf)) == NULL)
 		fatalx("cannot set up TLS");
 	ctx.queue = queue_new(ctx.base, cf, sp, wp, dns, ctx.tls);
+	metrics_add_queue(ctx.queue);
 	if ((ctx.srv = smtp_server_new(ctx.base, cf, sp, ctx.queue, dns,
 	    ctx.tls)) == NULL)
 		fatalx("cannot set up listeners");

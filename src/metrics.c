@@ -19,6 +19,7 @@
 #include "config.h"
 #include "log.h"
 #include "net.h"
+#include "queue.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -377,6 +378,63 @@ metrics_add_collector(void (*fn)(void *arg), void *arg)
 	metrics_collectors[metrics_ncollectors].fn = fn;
 	metrics_collectors[metrics_ncollectors].arg = arg;
 	metrics_ncollectors++;
+}
+
+static int metrics_age_series[SELECT_NBUCKETS];
+
+/* The queue's collector: its stats struct as gauges. */
+static void
+metrics_queue_cb(void *arg)
+{
+	struct queue_stats st;
+	size_t b;
+
+	queue_stats_get(arg, &st);
+	metrics_set(M_QUEUE_MSGS_QUEUED,
+	    (double)st.state[QUEUE_STATS_QUEUED].messages);
+	metrics_set(M_QUEUE_MSGS_DEFERRED,
+	    (double)st.state[QUEUE_STATS_DEFERRED].messages);
+	metrics_set(M_QUEUE_MSGS_HELD,
+	    (double)st.state[QUEUE_STATS_HELD].messages);
+	metrics_set(M_QUEUE_MSGS_DEAD,
+	    (double)st.state[QUEUE_STATS_DEAD].messages);
+	metrics_set(M_QUEUE_BYTES_QUEUED,
+	    (double)st.state[QUEUE_STATS_QUEUED].bytes);
+	metrics_set(M_QUEUE_BYTES_DEFERRED,
+	    (double)st.state[QUEUE_STATS_DEFERRED].bytes);
+	metrics_set(M_QUEUE_BYTES_HELD,
+	    (double)st.state[QUEUE_STATS_HELD].bytes);
+	metrics_set(M_QUEUE_BYTES_DEAD,
+	    (double)st.state[QUEUE_STATS_DEAD].bytes);
+	metrics_set(M_QUEUE_OLDEST_AGE, st.oldest == 0 ? 0 :
+	    (double)(st.now - st.oldest));
+	for (b = 0; b < SELECT_NBUCKETS; b++)
+		metrics_series_set(metrics_age_series[b], (double)st.age[b]);
+	metrics_set(M_HOLD_MODE, st.hold_mode);
+	metrics_set(M_PRIMARY_UP, st.primary_up);
+	metrics_set(M_PRIMARY_REFUSING, st.refusing);
+	metrics_set(M_PRIMARY_CHANGE_TIME, (double)st.primary_since);
+	metrics_set(M_PRIMARY_STATE_SECONDS,
+	    (double)(st.now - st.primary_since));
+	metrics_set(M_LAST_DELIVERY_TIME, (double)st.last_delivery);
+	metrics_set(M_PRIMARY_SIZE, (double)st.primary_size);
+	metrics_set(M_SIZE_LIMIT, (double)st.size_limit);
+	if (st.spool_free_bytes >= 0) {
+		metrics_set(M_SPOOL_FREE_BYTES, (double)st.spool_free_bytes);
+		metrics_set(M_SPOOL_LOW, st.spool_low);
+	}
+	metrics_set(M_SPOOL_SUSPECT, st.spool_suspect);
+}
+
+void
+metrics_add_queue(struct queue *q)
+{
+	size_t b;
+
+	for (b = 0; b < SELECT_NBUCKETS; b++)
+		metrics_age_series[b] = metrics_series_add(M_QUEUE_AGE,
+		    "bucket", select_bucket_name(b));
+	metrics_add_collector(metrics_queue_cb, q);
 }
 
 void

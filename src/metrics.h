@@ -8,7 +8,9 @@
  * metrics.c's table {id, name, labels, type, help}; label values come from
  * small fixed sets, never an address, ID or hostname.  Gauges that are
  * cheaper to compute than to track are filled by collectors, which run
- * right before each scrape.  Loop thread only.
+ * right before each scrape; the queue's come from its struct queue_stats,
+ * rendered here (metrics_add_queue), so the queue knows no metric.  Loop
+ * thread only.
  */
 #ifndef HOLDFAST_METRICS_H
 #define HOLDFAST_METRICS_H
@@ -19,6 +21,7 @@
 
 struct config;
 struct event_base;
+struct queue;
 
 enum metrics_id {
 	M_BUILD_INFO,			/* gauge 1, label version */
@@ -109,6 +112,9 @@ double metrics_series_get(int series);
  * (at most 8 collectors).
  */
 void metrics_add_collector(void (*fn)(void *arg), void *arg);
+/* Render the queue's state (queue_stats_get(), borrowing q until exit)
+ * into the queue, primary and spool gauges before each scrape. */
+void metrics_add_queue(struct queue *q);
 /* Register the health check behind /healthz: healthy(arg) true -> 200. */
 void metrics_set_health(bool (*healthy)(void *arg), void *arg);
 

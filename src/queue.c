@@ -15,7 +15,6 @@
 #include "bulk.h"
 #include "commit.h"
 #include "config.h"
-#include "ctl_proto.h"
 #include "drain.h"
 #include "envelope.h"
 #include "log.h"
@@ -99,11 +98,95 @@ queue_entry_expiry(const struct queue *q, const struct queue_entry *qe)
 	return policy_expiry(q->cf, qe->age_base, qe->null_sender);
 }
 
+/* What status and metrics count qe as: QUEUE_STATS_* + 1, 0 for none. */
+static unsigned char
+queue_entry_stat(const struct queue_entry *qe)
+{
+	switch (qe->area) {
+	case SPOOL_QUEUE:
+		return qe->attempts > 0 ? QUEUE_STATS_DEFERRED + 1 :
+		    QUEUE_STATS_QUEUED + 1;
+	case SPOOL_HOLD:
+		return QUEUE_STATS_HELD + 1;
+	case SPOOL_DEAD:
+		return QUEUE_STATS_DEAD + 1;
+	case SPOOL_TMP:
+	case SPOOL_QUARANTINE:
+	case SPOOL_NAREAS:
+		break;
+	}
+	return 0;
+}
+
+/* When an entry in bucket b leaves it (0: never). */
+static time_t
+queue_entry_bucket_end(const struct queue_entry *qe, size_t b)
+{
+	uint64_t end = select_bucket_end(b);
+
+	return end == UINT64_MAX ? 0 : qe->arrival + (time_t)end;
+}
+
+/* Put qe (in queue/, not in q->ages) into its age bucket as of now. */
+static void
+queue_entry_age_add(struct queue *q, struct queue_entry *qe, time_t now)
+{
+	time_t end;
+
+	qe->bucket = (unsigned char)select_bucket(qe->arrival < now ?
+	    (uint64_t)(now - qe->arrival) : 0);
+	q->age[qe->bucket]++;
+	if ((end = queue_entry_bucket_end(qe, qe->bucket)) != 0) {
+		dueheap_item_init(&qe->si_age, end, qe->arrival, qe->si.seq);
+		dueheap_add(&q->ages, &qe->si_age);
+	}
+}
+
+/*
+ * Count qe where its area and attempts put it now: the counters of status
+ * and metrics follow every change of area (queue_entry_set_area) and of
+ * attempts (queue_entry_set_attempts) through here, so a scrape reads
+ * them instead of walking the index.
+ */
+static void
+queue_entry_account(struct queue *q, struct queue_entry *qe)
+{
+	unsigned char stat = queue_entry_stat(qe);
+	bool was_queued = qe->stat == QUEUE_STATS_QUEUED + 1 ||
+	    qe->stat == QUEUE_STATS_DEFERRED + 1;
+	bool queued = qe->area == SPOOL_QUEUE;
+
+	if (stat == qe->stat)
+		return;
+	if (qe->stat != 0) {
+		q->st_msgs[qe->stat - 1]--;
+		q->st_bytes[qe->stat - 1] -= qe->size;
+		dueheap_del(&q->oldest[qe->stat - 1], &qe->si_old);
+	}
+	if (stat != 0) {
+		q->st_msgs[stat - 1]++;
+		q->st_bytes[stat - 1] += qe->size;
+		/* due = arrival: the heap's first is the oldest */
+		dueheap_item_init(&qe->si_old, qe->arrival, qe->arrival,
+		    qe->si.seq);
+		dueheap_add(&q->oldest[stat - 1], &qe->si_old);
+	}
+	if (was_queued && !queued) {
+		q->age[qe->bucket]--;
+		if (qe->bucket + 1 < SELECT_NBUCKETS)
+			dueheap_del(&q->ages, &qe->si_age);
+	} else if (!was_queued && queued)
+		queue_entry_age_add(q, qe, util_now());
+	qe->stat = stat;
+}
+
 /* Sendable: queued and not with the drain or a disk job. */
 static void
 queue_entry_place(struct queue *q, struct queue_entry *qe)
 {
 	bool want = qe->area == SPOOL_QUEUE && !qe->busy;
+
+	queue_entry_account(q, qe);
 
 	if (want && !dueheap_has(&qe->si)) {
 		dueheap_add(&q->sched, &qe->si);
@@ -127,6 +210,15 @@ void
 queue_entry_due(struct queue *q, struct queue_entry *qe, time_t due)
 {
 	dueheap_set_due(&q->sched, &qe->si, due);
+}
+
+/* qe has been attempted n times (status counts it as deferred if n > 0). */
+void
+queue_entry_set_attempts(struct queue *q, struct queue_entry *qe,
+    uint64_t n)
+{
+	qe->attempts = n;
+	queue_entry_account(q, qe);
 }
 
 void
@@ -858,7 +950,7 @@ queue_defer(struct queue *q, struct drain_job *job,
 	else
 		envelope_set_str(&env->last_reply, job->reply[0] != '\0' ?
 		    job->reply : "deferred");
-	qe->attempts = env->attempts;
+	queue_entry_set_attempts(q, qe, env->attempts);
 	metrics_inc(M_DELIVERIES_DEFERRED);
 	log_info("msg=%s deferred attempt=%" PRIu64 " reply=%s "
 	    "next=+%" PRIu64 "s", env->id, env->attempts,
@@ -1386,134 +1478,81 @@ queue_breaker_trip(struct queue *q)
 	q->nstreak = 0;
 }
 
-struct queue_tally {
-	uint64_t	msgs[SPOOL_NAREAS + 1], bytes[SPOOL_NAREAS + 1];
-	uint64_t	age[SELECT_NBUCKETS];	/* queue/ by age bucket */
-	time_t		oldest_in[SPOOL_NAREAS + 1];	/* 0: none */
-	time_t		oldest;		/* queued or deferred */
-};
-
-/* Index counts: SPOOL_NAREAS stands for "deferred" (queued, attempted). */
+/*
+ * Bring q->age up to now: the entries whose bucket ended move on (each
+ * crosses at most SELECT_NBUCKETS - 1 boundaries in its life).  If the
+ * clock went back, every queued entry is placed again.
+ */
 static void
-queue_tally(const struct queue *q, struct queue_tally *t)
+queue_stats_age(struct queue *q, time_t now)
 {
-	const struct queue_entry *qe;
-	time_t now = util_now();
-	size_t a;
+	struct dueheap_item *it;
+	struct queue_entry *qe;
 
-	memset(t, 0, sizeof(*t));
-	for (a = 0; a < SPOOL_NAREAS; a++)
-	TAILQ_FOREACH(qe, &q->areas[a], entry) {
-		size_t k = qe->area == SPOOL_QUEUE && qe->attempts > 0 ?
-		    SPOOL_NAREAS : qe->area;
-
-		t->msgs[k]++;
-		t->bytes[k] += qe->size;
-		if (t->oldest_in[k] == 0 || qe->arrival < t->oldest_in[k])
-			t->oldest_in[k] = qe->arrival;
-		if (qe->area == SPOOL_QUEUE &&
-		    (t->oldest == 0 || qe->arrival < t->oldest))
-			t->oldest = qe->arrival;
-		if (qe->area == SPOOL_QUEUE)
-			t->age[select_bucket(qe->arrival < now ?
-			    (uint64_t)(now - qe->arrival) : 0)]++;
+	if (now < q->age_now) {
+		dueheap_fini(&q->ages);
+		dueheap_init(&q->ages);
+		memset(q->age, 0, sizeof(q->age));
+		TAILQ_FOREACH(qe, &q->areas[SPOOL_QUEUE], entry)
+			if (qe->stat != 0)
+				queue_entry_age_add(q, qe, now);
 	}
-}
+	q->age_now = now;
+	while ((it = dueheap_first(&q->ages)) != NULL && it->due <= now) {
+		time_t end;
 
-static void
-queue_metrics_cb(void *arg)
-{
-	struct queue *q = arg;
-	struct queue_tally t;
-	time_t now = util_now();
-	int64_t free_bytes;
-
-	queue_tally(q, &t);
-	metrics_set(M_QUEUE_MSGS_QUEUED, (double)t.msgs[SPOOL_QUEUE]);
-	metrics_set(M_QUEUE_MSGS_DEFERRED, (double)t.msgs[SPOOL_NAREAS]);
-	metrics_set(M_QUEUE_MSGS_HELD, (double)t.msgs[SPOOL_HOLD]);
-	metrics_set(M_QUEUE_MSGS_DEAD, (double)t.msgs[SPOOL_DEAD]);
-	metrics_set(M_QUEUE_BYTES_QUEUED, (double)t.bytes[SPOOL_QUEUE]);
-	metrics_set(M_QUEUE_BYTES_DEFERRED, (double)t.bytes[SPOOL_NAREAS]);
-	metrics_set(M_QUEUE_BYTES_HELD, (double)t.bytes[SPOOL_HOLD]);
-	metrics_set(M_QUEUE_BYTES_DEAD, (double)t.bytes[SPOOL_DEAD]);
-	metrics_set(M_QUEUE_OLDEST_AGE, t.oldest == 0 ? 0 :
-	    (double)(now - t.oldest));
-	for (size_t b = 0; b < SELECT_NBUCKETS; b++)
-		metrics_series_set(q->age_series[b], (double)t.age[b]);
-	metrics_set(M_HOLD_MODE, q->hold_until != 0);
-	metrics_set(M_PRIMARY_UP, q->primary_up);
-	metrics_set(M_PRIMARY_REFUSING, queue_is_refusing(q));
-	metrics_set(M_PRIMARY_CHANGE_TIME, (double)q->primary_since);
-	metrics_set(M_PRIMARY_STATE_SECONDS, (double)(now - q->primary_since));
-	metrics_set(M_LAST_DELIVERY_TIME, (double)q->last_delivery);
-	metrics_set(M_PRIMARY_SIZE, (double)(q->primary_known ?
-	    q->primary_size : 0));
-	metrics_set(M_SIZE_LIMIT, (double)queue_size_limit(q));
-	if ((free_bytes = spool_free_bytes(q->spool)) >= 0) {
-		metrics_set(M_SPOOL_FREE_BYTES, (double)free_bytes);
-		metrics_set(M_SPOOL_LOW, (uint64_t)free_bytes <
-		    q->cf->min_free);
+		qe = queue_entry_of(it, si_age);
+		q->age[qe->bucket]--;
+		qe->bucket = (unsigned char)select_bucket(qe->arrival < now ?
+		    (uint64_t)(now - qe->arrival) : 0);
+		q->age[qe->bucket]++;
+		if ((end = queue_entry_bucket_end(qe, qe->bucket)) == 0)
+			dueheap_del(&q->ages, it);
+		else
+			dueheap_set_due(&q->ages, it, end);
 	}
-	metrics_set(M_SPOOL_SUSPECT, spool_is_suspect(q->spool));
 }
 
 void
-queue_status(struct queue *q, struct evbuffer *out)
+queue_stats_get(struct queue *q, struct queue_stats *st)
 {
-	static const struct {
-		const char	*name;
-		size_t		 k;
-	} states[] = {
-		{ "queued", SPOOL_QUEUE }, { "deferred", SPOOL_NAREAS },
-		{ "held", SPOOL_HOLD }, { "dead", SPOOL_DEAD },
-	};
-	struct queue_tally t;
-	time_t now = util_now();
-	int64_t free_bytes = spool_free_bytes(q->spool);
-	struct bulk_state bs;
+	const struct dueheap_item *it;
 	size_t i;
-	char key[32];
 
-	queue_tally(q, &t);
-	ctl_proto_kv(out, "primary", q->primary_up ? "up" : "down");
-	ctl_proto_kvu(out, "primary_since",
-	    (unsigned long long)q->primary_since);
-	ctl_proto_kv(out, "refusing", queue_is_refusing(q) ? "yes" : "no");
-	ctl_proto_kvu(out, "last_delivery",
-	    (unsigned long long)q->last_delivery);
-	ctl_proto_kvu(out, "primary_size", q->primary_known ?
-	    q->primary_size : 0);
-	ctl_proto_kv(out, "primary_smtputf8", !q->primary_known ? "unknown" :
-	    q->primary_smtputf8 ? "yes" : "no");
-	ctl_proto_kvu(out, "size_limit", queue_size_limit(q));
-	ctl_proto_kv(out, "hold_mode", q->hold_until != 0 ? "on" : "off");
-	ctl_proto_kvu(out, "hold_until", (unsigned long long)q->hold_until);
-	for (i = 0; i < UTIL_ARRAY_LEN(states); i++) {
-		snprintf(key, sizeof(key), "%s_messages", states[i].name);
-		ctl_proto_kvu(out, key, t.msgs[states[i].k]);
-		snprintf(key, sizeof(key), "%s_bytes", states[i].name);
-		ctl_proto_kvu(out, key, t.bytes[states[i].k]);
-		snprintf(key, sizeof(key), "%s_oldest_age", states[i].name);
-		ctl_proto_kvu(out, key, t.oldest_in[states[i].k] == 0 ? 0 :
-		    (unsigned long long)(now - t.oldest_in[states[i].k]));
+	memset(st, 0, sizeof(*st));
+	st->now = queue_now(q);
+	for (i = 0; i < QUEUE_STATS_NSTATES; i++) {
+		st->state[i].messages = q->st_msgs[i];
+		st->state[i].bytes = q->st_bytes[i];
+		if ((it = dueheap_first(&q->oldest[i])) != NULL)
+			st->state[i].oldest = it->arrival;
 	}
-	ctl_proto_kvu(out, "waiting_messages", q->primary_up ? 0 :
-	    t.msgs[SPOOL_QUEUE] + t.msgs[SPOOL_NAREAS]);
-	ctl_proto_kvu(out, "oldest_age", t.oldest == 0 ? 0 :
-	    (unsigned long long)(now - t.oldest));
-	ctl_proto_kvu(out, "spool_free_bytes",
-	    free_bytes < 0 ? 0 : (unsigned long long)free_bytes);
-	ctl_proto_kv(out, "spool_suspect", spool_is_suspect(q->spool) ? "yes" :
-	    "no");
-	ctl_proto_kv(out, "version", HOLDFAST_VERSION);
-	ctl_proto_kvu(out, "uptime", (unsigned long long)(now - q->started));
-	bulk_state(q->bulk, &bs);
-	ctl_proto_kv(out, "bulk", bs.verb != NULL ? bs.verb : "none");
-	ctl_proto_kvu(out, "bulk_done", bs.done);
-	ctl_proto_kvu(out, "bulk_total", bs.total);
-	ctl_proto_kvu(out, "bulk_waiting", bs.waiting);
-	ctl_proto_rec_end(out);
+	for (i = QUEUE_STATS_QUEUED; i <= QUEUE_STATS_DEFERRED; i++)
+		if (st->state[i].oldest != 0 && (st->oldest == 0 ||
+		    st->state[i].oldest < st->oldest))
+			st->oldest = st->state[i].oldest;
+	queue_stats_age(q, st->now);
+	memcpy(st->age, q->age, sizeof(st->age));
+	st->primary_up = q->primary_up;
+	st->primary_since = q->primary_since;
+	st->last_delivery = q->last_delivery;
+	st->primary_known = q->primary_known;
+	st->primary_size = q->primary_known ? q->primary_size : 0;
+	st->primary_smtputf8 = q->primary_smtputf8;
+	st->size_limit = queue_size_limit(q);
+	st->refusing = queue_is_refusing(q);
+	st->hold_mode = q->hold_until != 0;
+	st->hold_until = q->hold_until;
+	st->spool_free_bytes = spool_free_bytes(q->spool);
+	st->spool_low = st->spool_free_bytes >= 0 &&
+	    (uint64_t)st->spool_free_bytes < q->cf->min_free;
+	st->spool_suspect = spool_is_suspect(q->spool);
+	st->started = q->started;
+	bulk_state(q->bulk, &st->bulk);
+	if (q->load != NULL) {
+		st->load_done = q->load_next;
+		st->load_total = q->nload;
+	}
 }
 
 bool
@@ -1556,6 +1595,9 @@ queue_new(struct event_base *base, const struct config *cf, struct spool *sp,
 		TAILQ_INIT(&q->areas[a]);
 	dueheap_init(&q->sched);
 	dueheap_init(&q->expiry);
+	for (size_t i = 0; i < QUEUE_STATS_NSTATES; i++)
+		dueheap_init(&q->oldest[i]);
+	dueheap_init(&q->ages);
 	q->dispatch_ev = event_new(base, -1, 0, queue_dispatch_cb, q);
 	if (q->dispatch_ev == NULL)
 		fatalx("queue dispatch event");
@@ -1566,27 +1608,110 @@ queue_new(struct event_base *base, const struct config *cf, struct spool *sp,
 	/* Assume up: the first attempt finds out. */
 	q->primary_up = true;
 	q->primary_since = q->started = util_now();
-	metrics_add_collector(queue_metrics_cb, q);
-	for (size_t b = 0; b < SELECT_NBUCKETS; b++)
-		q->age_series[b] = metrics_series_add(M_QUEUE_AGE, "bucket",
-		    select_bucket_name(b));
 	return q;
+}
+
+bool
+queue_is_loading(const struct queue *q)
+{
+	return q->load != NULL;
+}
+
+static void
+queue_load_list_cb(void *arg, enum spool_area area, const char *name)
+{
+	struct queue *q = arg;
+
+	if (q->nload == q->load_alloc) {
+		q->load_alloc = q->load_alloc == 0 ? 1024 : q->load_alloc * 2;
+		q->load = xreallocarray(q->load, q->load_alloc,
+		    sizeof(*q->load));
+	}
+	/* IDs inline: 100 000 small strdups would stay in the heap as
+	 * holes between the index entries */
+	memset(&q->load[q->nload], 0, sizeof(q->load[q->nload]));
+	if (util_copy(q->load[q->nload].id, sizeof(q->load[q->nload].id),
+	    name) == -1)
+		q->load[q->nload].odd = xstrdup(name);
+	q->load[q->nload].area = area;
+	q->nload++;
+}
+
+static uint64_t
+queue_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/*
+ * Index listed names until max are done or usec have passed: true once
+ * all are.  The list was taken before anything ran, so every message is
+ * in it once; one the queue has indexed since (it moved: a hold, a
+ * delivery) is skipped, so nothing is indexed twice, and one not indexed
+ * yet cannot have moved, since only the index's messages are acted on.
+ */
+static bool
+queue_load_slice(struct queue *q, size_t max, uint64_t usec)
+{
+	uint64_t start = queue_usec();
+	size_t k;
+
+	for (k = 0; k < max && q->load_next < q->nload; k++) {
+		struct queue_load_item *it = &q->load[q->load_next++];
+		const char *name = it->odd != NULL ? it->odd : it->id;
+
+		if (queue_entry_find(q, name) == NULL)
+			(void)spool_scan_one(q->spool, it->area, name,
+			    queue_scan_cb, q);
+		free(it->odd);
+		it->odd = NULL;
+		if (k % 16 == 15 && queue_usec() - start >= usec)
+			break;
+	}
+	if (q->load_next < q->nload)
+		return false;
+	free(q->load);
+	q->load = NULL;
+	q->nload = q->load_alloc = q->load_next = 0;
+	log_info("queue loaded messages=%zu held=%" PRIu64 " dead=%" PRIu64,
+	    q->n, q->st_msgs[QUEUE_STATS_HELD], q->st_msgs[QUEUE_STATS_DEAD]);
+	return true;
+}
+
+static void
+queue_load_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+	struct timeval tv = { 0, 0 };
+
+	(void)fd;
+	(void)what;
+	/* a zero timer, not event_active: the loop polls in between */
+	if (!queue_load_slice(q, QUEUE_LOAD_SLICE, QUEUE_LOAD_SLICE_USEC) &&
+	    event_add(q->load_ev, &tv) == -1)
+		fatalx("queue load timer");
+	queue_dispatch_soon(q);
 }
 
 int
 queue_load(struct queue *q)
 {
-	int n = spool_scan(q->spool, queue_scan_cb, q);
+	struct timeval tv = { 0, 0 };
 
-	struct queue_tally t;
-
-	if (n == -1)
+	if (spool_scan_list(q->spool, queue_load_list_cb, q) == -1)
 		return -1;
 	queue_hold_mode_load(q);
 	queue_primary_load(q);
-	queue_tally(q, &t);
-	log_info("queue loaded messages=%zu held=%" PRIu64 " dead=%" PRIu64,
-	    q->n, t.msgs[SPOOL_HOLD], t.msgs[SPOOL_DEAD]);
+	if (queue_load_slice(q, QUEUE_LOAD_FIRST, QUEUE_LOAD_FIRST_USEC))
+		return 0;
+	log_info("queue loading messages=%zu indexed=%zu", q->nload,
+	    q->load_next);
+	q->load_ev = evtimer_new(q->base, queue_load_cb, q);
+	if (q->load_ev == NULL || event_add(q->load_ev, &tv) == -1)
+		fatalx("queue load timer");
 	return 0;
 }
 
@@ -1626,12 +1751,20 @@ queue_free(struct queue *q)
 	if (q == NULL)
 		return;
 	queue_stop(q);
+	if (q->load_ev != NULL)
+		event_free(q->load_ev);
+	for (size_t i = q->load_next; i < q->nload; i++)
+		free(q->load[i].odd);
+	free(q->load);
 	bulk_free(q->bulk);
 	for (size_t a = 0; a < SPOOL_NAREAS; a++)
 		while ((qe = TAILQ_FIRST(&q->areas[a])) != NULL)
 			queue_entry_remove(q, qe);
 	dueheap_fini(&q->sched);
 	dueheap_fini(&q->expiry);
+	for (size_t i = 0; i < QUEUE_STATS_NSTATES; i++)
+		dueheap_fini(&q->oldest[i]);
+	dueheap_fini(&q->ages);
 	event_free(q->dispatch_ev);
 	free(q->hash);
 	free(q->streak_ids);

@@ -28,6 +28,9 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "bulk.h"
+#include "select.h"
+
 struct config;
 struct dns;
 struct drain;
@@ -113,8 +116,54 @@ void queue_bulk_state(const struct queue *q, struct bulk_state *st);
 /* Accept-and-hold: on for seconds (nothing drains, nothing ages; survives
  * restarts; ends by itself), or off. */
 int queue_hold_mode_set(struct queue *q, bool on, uint64_t seconds);
-/* One ctl record with the queue's and the primary's state. */
-void queue_status(struct queue *q, struct evbuffer *out);
+/*
+ * What `holdfastctl status` and /metrics show of the queue, the primary
+ * and the spool; ctl.c and metrics.c each render it in their own format,
+ * the queue knows neither.  The counts are kept as entries change area or
+ * attempts, so filling it does not walk the index: O(1) plus the messages
+ * that crossed into an older age bucket since the last call.
+ */
+enum queue_stats_state {
+	QUEUE_STATS_QUEUED,	/* in queue/, never attempted */
+	QUEUE_STATS_DEFERRED,	/* in queue/, attempted */
+	QUEUE_STATS_HELD,
+	QUEUE_STATS_DEAD,
+	QUEUE_STATS_NSTATES,
+};
+
+struct queue_stats {
+	time_t		 now;
+	struct {
+		uint64_t	 messages, bytes;
+		time_t		 oldest;	/* earliest arrival; 0: none */
+	}		 state[QUEUE_STATS_NSTATES];
+	time_t		 oldest;	/* queued or deferred; 0: none */
+	uint64_t	 age[SELECT_NBUCKETS];	/* queue/ by age bucket */
+	bool		 primary_up;
+	time_t		 primary_since;
+	time_t		 last_delivery;		/* 0: never */
+	bool		 primary_known;		/* its EHLO was seen */
+	uint64_t	 primary_size;		/* 0: unknown or no limit */
+	bool		 primary_smtputf8;
+	uint64_t	 size_limit;
+	bool		 refusing;		/* the breaker's pause */
+	bool		 hold_mode;
+	time_t		 hold_until;		/* 0: off */
+	int64_t		 spool_free_bytes;	/* -1: unknown */
+	bool		 spool_low;		/* below [spool] min_free */
+	bool		 spool_suspect;
+	time_t		 started;
+	struct bulk_state bulk;
+	/* the startup scan still running: load_done of load_total listed
+	 * messages looked at (both 0 once it is over) */
+	uint64_t	 load_done, load_total;
+};
+
+/* Fill st with the state as of now. */
+void queue_stats_get(struct queue *q, struct queue_stats *st);
+/* The startup scan still runs: messages not indexed yet are unknown to
+ * the per-ID actions and to "all". */
+bool queue_is_loading(const struct queue *q);
 /* The spool is usable (for /healthz). */
 bool queue_is_healthy(struct queue *q);
 

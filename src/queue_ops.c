@@ -167,7 +167,7 @@ queue_item_done(struct queue_run *run, struct queue_op_item *it)
 	case QUEUE_ACT_REQUEUE:
 		queue_entry_set_area(q, qe, SPOOL_QUEUE);
 		queue_entry_age_base(q, qe, it->age_base);
-		qe->attempts = 0;
+		queue_entry_set_attempts(q, qe, 0);
 		queue_entry_due(q, qe, 0);
 		qe->refused = false;
 		log_info("msg=%s requeued reason=%s%s", qe->id, run->reason,
@@ -434,7 +434,7 @@ queue_requeue_entry(struct queue *q, struct queue_entry *qe,
 	}
 	envelope_free(env);
 	queue_entry_age_base(q, qe, now);
-	qe->attempts = 0;
+	queue_entry_set_attempts(q, qe, 0);
 	queue_entry_due(q, qe, 0);
 	qe->refused = false;
 	log_info("msg=%s requeued reason=%s", qe->id, reason);

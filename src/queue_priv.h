@@ -46,6 +46,12 @@ struct queue_entry {
 	bool			 rewrite;	/* age_base to be persisted */
 	TAILQ_ENTRY(queue_entry) entry;	/* in q->areas[area] */
 	struct queue_entry	*hnext;	/* q->hash chain */
+	/* counted in status and metrics (queue_entry_account): in
+	 * q->oldest[stat - 1] by arrival, and while in queue/, in q->ages by
+	 * the time it leaves its age bucket */
+	struct dueheap_item	 si_old, si_age;
+	unsigned char		 stat;	/* QUEUE_STATS_* + 1; 0: none */
+	unsigned char		 bucket;	/* age bucket, in queue/ */
 };
 
 #define queue_entry_of(it, member) ((struct queue_entry *)(void *) \
@@ -116,8 +122,32 @@ struct queue {
 	time_t			 next_cert_check;
 	time_t			 cert_noticed;	/* notAfter noticed */
 	time_t			 cert_noticed_at;
-	int			 age_series[SELECT_NBUCKETS]; /* metrics */
+	/* what status and metrics count, kept as entries change (see
+	 * queue_entry_account): no walk of the index per scrape */
+	uint64_t		 st_msgs[QUEUE_STATS_NSTATES];
+	uint64_t		 st_bytes[QUEUE_STATS_NSTATES];
+	struct dueheap		 oldest[QUEUE_STATS_NSTATES];
+	struct dueheap		 ages;	/* queue/, by end of age bucket */
+	uint64_t		 age[SELECT_NBUCKETS];
+	time_t			 age_now;	/* age[] is right as of this */
+	/* the startup scan: names listed at once, indexed in slices on
+	 * later loop turns (queue_load) */
+	struct queue_load_item {
+		char		 id[SPOOL_ID_LEN + 1];	/* a name that fits */
+		char		*odd;	/* any other name (quarantined) */
+		enum spool_area	 area;
+	}			*load;
+	size_t			 nload, load_alloc, load_next;
+	struct event		*load_ev;
 };
+
+/* The startup scan indexes this much before the loop starts, then at
+ * most this much per loop turn: a restart with a large backlog serves
+ * SMTP at once, each turn holds the loop for about a slice's time. */
+#define QUEUE_LOAD_FIRST	256
+#define QUEUE_LOAD_FIRST_USEC	200000
+#define QUEUE_LOAD_SLICE	64
+#define QUEUE_LOAD_SLICE_USEC	10000
 
 #define QUEUE_HOLD_MODE_FILE	"hold-mode"
 
@@ -149,6 +179,8 @@ struct queue_entry *queue_entry_find(struct queue *q, const char *id);
 void queue_entry_age_base(struct queue *q, struct queue_entry *qe,
     time_t base);
 void queue_entry_due(struct queue *q, struct queue_entry *qe, time_t due);
+void queue_entry_set_attempts(struct queue *q, struct queue_entry *qe,
+    uint64_t n);
 void queue_entry_set_area(struct queue *q, struct queue_entry *qe,
     enum spool_area area);
 time_t queue_entry_expiry(const struct queue *q, const struct queue_entry *qe);

@@ -211,6 +211,14 @@ select_bucket(uint64_t age)
 	return SELECT_NBUCKETS - 1;
 }
 
+uint64_t
+select_bucket_end(size_t bucket)
+{
+	if (bucket >= SELECT_NBUCKETS - 1)
+		return UINT64_MAX;
+	return (uint64_t)300 << bucket;
+}
+
 const char *
 select_bucket_name(size_t bucket)
 {

@@ -63,6 +63,9 @@ void select_fmt(const struct select *sel, char *out, size_t outlen);
 #define SELECT_NBUCKETS	10
 /* The bucket of age seconds (0 .. SELECT_NBUCKETS - 1). */
 size_t select_bucket(uint64_t age);
+/* The age at which bucket ends (the next one starts); UINT64_MAX for the
+ * last. */
+uint64_t select_bucket_end(size_t bucket);
 /* "5m", "10m", ... "1280m", "older": the bucket's upper bound as a label
  * (also the metric's le= value). */
 const char *select_bucket_name(size_t bucket);

@@ -1723,6 +1723,56 @@ spool_scan(struct spool *sp,
 	return count;
 }
 
+int
+spool_scan_list(struct spool *sp,
+    void (*cb)(void *arg, enum spool_area area, const char *name), void *arg)
+{
+	static const enum spool_area areas[] = { SPOOL_QUEUE, SPOOL_HOLD,
+		SPOOL_DEAD };
+	struct dirent *de;
+	size_t i;
+	DIR *d;
+
+	if (spool_scan_tmp(sp) == -1)
+		return -1;
+	for (i = 0; i < UTIL_ARRAY_LEN(areas); i++) {
+		if ((d = spool_opendir(sp, areas[i])) == NULL)
+			return -1;
+		while ((errno = 0, de = readdir(d)) != NULL)
+			if (strcmp(de->d_name, ".") != 0 &&
+			    strcmp(de->d_name, "..") != 0)
+				cb(arg, areas[i], de->d_name);
+		if (errno != 0) {
+			log_warn("spool scan failed op=readdir dir=%s/%s",
+			    sp->dir, spool_areas[areas[i]]);
+			closedir(d);
+			return -1;
+		}
+		closedir(d);
+	}
+	return 0;
+}
+
+int
+spool_scan_one(struct spool *sp, enum spool_area area, const char *name,
+    int (*cb)(void *arg, enum spool_area area, const char *id), void *arg)
+{
+	const char *why;
+
+	if (spool_scan_check(sp, area, name, &why) == 0) {
+		if (cb(arg, area, name) == 0)
+			return 0;
+		why = "unreadable";
+	} else if (why == NULL)
+		return -1;	/* could not check: logged */
+	spool_quarantine(sp, area, name, why);
+	if (spool_fsync(sp, sp->fd[SPOOL_QUARANTINE]) == -1 ||
+	    spool_fsync(sp, sp->fd[area]) == -1)
+		log_warn("spool scan failed op=fsync area=%s",
+		    spool_areas[area]);
+	return -1;
+}
+
 int64_t
 spool_free_bytes(struct spool *sp)
 {

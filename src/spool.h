@@ -181,6 +181,17 @@ size_t spool_delete_many(struct spool *sp, const enum spool_area *areas,
  */
 int spool_scan(struct spool *sp,
     int (*cb)(void *arg, enum spool_area area, const char *id), void *arg);
+/*
+ * The same scan in two steps, so that it can run in slices while the
+ * daemon serves (queue_load): spool_scan_list() purges tmp/ and calls cb
+ * with every name in queue/, hold/ and dead/ (nothing else is read);
+ * spool_scan_one() then checks one of them and hands it to cb, or
+ * quarantines it as spool_scan() does.  0 (cb accepted it) or -1.
+ */
+int spool_scan_list(struct spool *sp,
+    void (*cb)(void *arg, enum spool_area area, const char *name), void *arg);
+int spool_scan_one(struct spool *sp, enum spool_area area, const char *name,
+    int (*cb)(void *arg, enum spool_area area, const char *id), void *arg);
 
 /* Whether a directory stat'ed on the way to the spool may be trusted by
  * a root start (pure; see spool_open_owned): SPOOL_OK or why not. */

@@ -2,11 +2,16 @@
 
 #include <event2/event.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "envelope.h"
 #include "spool.h"
 #include "t.h"
+#include "util.h"
 
 static void
 test_size_limit(void)
@@ -196,6 +201,119 @@ test_queue_clock(void)
 	test_teardown(dir, cf, sp, base);
 }
 
+/* A committed message of size body bytes arrived at arrival, in area. */
+static void
+stats_msg(struct spool *sp, enum spool_area area, time_t arrival,
+    uint64_t attempts, size_t size)
+{
+	struct spool_msg *msg = spool_msg_new(sp);
+	struct envelope *env = envelope_new();
+	char body[64] = { 0 }, id[SPOOL_ID_LEN + 1], *text;
+	size_t len;
+
+	T_CHECK(msg != NULL && size <= sizeof(body));
+	if (msg == NULL)
+		return;
+	T_CHECK(spool_msg_write(msg, body, size) == 0);
+	util_copy(id, sizeof(id), spool_msg_id(msg));
+	util_copy(env->id, sizeof(env->id), id);
+	env->arrival = arrival;
+	envelope_set_str(&env->sender, "a@example.org");
+	env->size = size;
+	env->attempts = attempts;
+	envelope_add_rcpt(env, "b@example.test", NULL, NULL);
+	if (area == SPOOL_DEAD)
+		envelope_set_str(&env->dead_reason, "expired");
+	env->held = area == SPOOL_HOLD;
+	text = envelope_dump(env, &len);
+	T_CHECK(spool_msg_commit(msg, text, len) == 0);
+	if (area != SPOOL_QUEUE)
+		T_CHECK(spool_move(sp, id, SPOOL_QUEUE, area) == 0);
+	free(text);
+	envelope_free(env);
+}
+
+/*
+ * queue_stats_get() counts what the index holds without walking it: per
+ * state (queued, deferred = attempted, held, dead) messages, bytes and the
+ * oldest arrival, and queue/ by age bucket, which follow the clock.
+ */
+static void
+test_stats(void)
+{
+	char dir[] = "/tmp/holdfast-test-queue.XXXXXX", path[256], err[256];
+	struct event_base *base = event_base_new();
+	struct queue_stats st;
+	struct config *cf;
+	struct spool *sp;
+	struct queue *q;
+	time_t now = util_now(), t0;
+	FILE *fp;
+	int i;
+
+	T_CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/c.conf", dir);
+	fp = fopen(path, "w");
+	fprintf(fp, "[server]\nhostname = mx2.example.test\n"
+	    "listen = 127.0.0.1:2525\ndomains = example.test\n"
+	    "[spool]\ndir = %s/spool\nmin_free = 0\n"
+	    "[primary]\nhost = 127.0.0.1\n", dir);
+	fclose(fp);
+	cf = config_load(path, err, sizeof(err));
+	T_CHECK(cf != NULL);
+	if (cf == NULL)
+		return;
+	sp = spool_open(cf->spool_dir);
+	T_CHECK(sp != NULL);
+	/* queued: 2 (10 + 20 bytes), one just under 5 minutes old */
+	stats_msg(sp, SPOOL_QUEUE, now - 299, 0, 10);
+	stats_msg(sp, SPOOL_QUEUE, now - 100, 0, 20);
+	/* deferred: 1, 2 hours old (the 160m bucket) */
+	stats_msg(sp, SPOOL_QUEUE, now - 7200, 3, 30);
+	/* held: 2, dead: 1; not in the age buckets */
+	stats_msg(sp, SPOOL_HOLD, now - 50000, 0, 40);
+	stats_msg(sp, SPOOL_HOLD, now - 60000, 2, 50);
+	stats_msg(sp, SPOOL_DEAD, now - 90000, 9, 60);
+
+	q = queue_new(base, cf, sp, NULL, NULL, NULL);
+	T_CHECK(queue_load(q) == 0);
+	queue_stats_get(q, &st);
+	T_CHECK(st.state[QUEUE_STATS_QUEUED].messages == 2);
+	T_CHECK(st.state[QUEUE_STATS_QUEUED].bytes == 30);
+	T_CHECK(st.state[QUEUE_STATS_QUEUED].oldest == now - 299);
+	T_CHECK(st.state[QUEUE_STATS_DEFERRED].messages == 1);
+	T_CHECK(st.state[QUEUE_STATS_DEFERRED].bytes == 30);
+	T_CHECK(st.state[QUEUE_STATS_DEFERRED].oldest == now - 7200);
+	T_CHECK(st.state[QUEUE_STATS_HELD].messages == 2);
+	T_CHECK(st.state[QUEUE_STATS_HELD].bytes == 90);
+	T_CHECK(st.state[QUEUE_STATS_HELD].oldest == now - 60000);
+	T_CHECK(st.state[QUEUE_STATS_DEAD].messages == 1);
+	T_CHECK(st.state[QUEUE_STATS_DEAD].bytes == 60);
+	T_CHECK(st.state[QUEUE_STATS_DEAD].oldest == now - 90000);
+	T_CHECK(st.oldest == now - 7200);
+	T_CHECK(st.size_limit == cf->max_message_size);
+	T_CHECK(st.primary_up && !st.hold_mode && !st.refusing);
+	for (i = 0; i < SELECT_NBUCKETS; i++)
+		T_CHECK(st.age[i] == (i == 0 && st.now < now + 1 ? 2 :
+		    i == 0 ? 1 : i == 1 && st.now >= now + 1 ? 1 :
+		    i == 5 ? 1 : 0));
+	/* a second later the 299-second one is in the 10m bucket */
+	t0 = util_now();
+	for (i = 0; i < 30 && util_now() <= t0; i++)
+		usleep(50000);
+	queue_stats_get(q, &st);
+	T_CHECK(st.now >= now + 1);
+	T_CHECK(st.age[0] == 1 && st.age[1] == 1 && st.age[5] == 1);
+	T_CHECK(st.state[QUEUE_STATS_QUEUED].messages == 2);
+	queue_free(q);
+
+	spool_close(sp);
+	config_free(cf);
+	event_base_free(base);
+	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
+	T_CHECK(system(path) == 0);
+}
+
 int
 main(void)
 {
@@ -204,6 +322,7 @@ main(void)
 		{ "queue_size_rcpts", test_size_rcpts },
 		{ "queue_primary_persist", test_primary_persist },
 		{ "queue_clock", test_queue_clock },
+		{ "queue_stats", test_stats },
 	};
 
 	return T_RUN(cases);

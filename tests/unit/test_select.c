@@ -162,6 +162,12 @@ test_bucket(void)
 		T_STREQ(select_bucket_name(select_bucket(cases[i].age)),
 		    cases[i].name);
 	T_STREQ(select_bucket_name(SELECT_NBUCKETS), "older");
+	/* each bucket ends where the next one starts */
+	for (i = 0; i + 1 < SELECT_NBUCKETS; i++) {
+		T_CHECK(select_bucket(select_bucket_end(i) - 1) == i);
+		T_CHECK(select_bucket(select_bucket_end(i)) == i + 1);
+	}
+	T_CHECK(select_bucket_end(SELECT_NBUCKETS - 1) == UINT64_MAX);
 }
 
 int
