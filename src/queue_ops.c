@@ -486,7 +486,9 @@ int
 queue_flush(struct queue *q, const char *id)
 {
 	struct queue_entry *qe;
+	struct policy_flush f;
 
+	policy_flush(id == NULL, &f);
 	if (id != NULL) {
 		if ((qe = queue_entry_find(q, id)) == NULL ||
 		    qe->area != SPOOL_QUEUE) {
@@ -495,14 +497,18 @@ queue_flush(struct queue *q, const char *id)
 		}
 		queue_entry_due(q, qe, 0);
 		log_info("msg=%s flush", qe->id);
-	} else {
+	}
+	if (f.all_due) {
 		TAILQ_FOREACH(qe, &q->areas[SPOOL_QUEUE], entry)
 			qe->si.due = 0;
 		dueheap_fix(&q->sched);
-		q->next_probe = 0;
-		queue_breaker_reset(q, "flush");
-		log_info("queue flush messages=%zu", q->n);
 	}
+	if (f.probe_now)
+		q->next_probe = 0;
+	if (f.reset_breaker)
+		queue_breaker_reset(q, "flush");
+	if (f.all_due)
+		log_info("queue flush messages=%zu", q->n);
 	queue_dispatch_soon(q);
 	return 0;
 }
