@@ -23,6 +23,8 @@ enum config_type {
 	CONFIG_T_CIDRS,		/* a list of addr/len */
 	CONFIG_T_DNSBL,		/* a list of zone[=filter][*weight] */
 	CONFIG_T_ADDR,		/* one address literal, IPv4 or IPv6 */
+	CONFIG_T_DNS_SERVER,	/* an address literal, optional :port
+				 * ([v6]:port), 53 when none */
 	CONFIG_T_ENUM,		/* one of the key's words */
 	CONFIG_T_UINT,
 	CONFIG_T_SIZE,
@@ -102,8 +104,9 @@ static const struct config_key config_keys[] = {
 	  "DNSBL zones as zone[=filter][*weight] (Postfix's syntax)" },
 	{ "screen", "dnsbl_threshold", CONFIG_T_UINT, OFF(dnsbl_threshold),
 	  "1", 1, 1000, "summed weight at which RCPT gets 450 4.7.1" },
-	{ "screen", "dns_server", CONFIG_T_STRING, OFF(screen_dns_server), "",
-	  0, 0, "ip[:port] for DNSBL lookups (default: the system's)" },
+	{ "screen", "dns_server", CONFIG_T_DNS_SERVER, OFF(screen_dns_server),
+	  "", 0, 0, "ip[:port] for DNSBL lookups (default: the system's)",
+	  .typed = OFF(screen_dns_addr) },
 	{ "screen", "allow", CONFIG_T_CIDRS, OFF(screen_allow), "", 0, 0,
 	  "CIDRs that skip every screen and per-address limit",
 	  .typed = OFF(screen_allow_nets) },
@@ -385,6 +388,18 @@ config_set(struct config *cf, const struct config_key *k, const char *val)
 		if (*val != '\0' &&
 		    net_addr_parse(val, &sa.ss, &sa.sslen) == -1)
 			return "not an IPv4 or IPv6 address";
+		*(struct config_sockaddr *)typed = sa;
+		break;
+	}
+	case CONFIG_T_DNS_SERVER: {
+		struct config_sockaddr sa = { .sslen = 0 };
+
+		if (*val == '\0')
+			;
+		else if (net_literal(val, 53, &sa.ss, &sa.sslen) == 0)
+			;
+		else if (net_parse_hostport(val, &sa.ss, &sa.sslen) == -1)
+			return "not ip[:port]";
 		*(struct config_sockaddr *)typed = sa;
 		break;
 	}
@@ -782,6 +797,7 @@ config_free(struct config *cf)
 		case CONFIG_T_ENUM:
 		case CONFIG_T_HOST:
 		case CONFIG_T_ADDR:
+		case CONFIG_T_DNS_SERVER:
 			free(*(char **)field);
 			break;
 		case CONFIG_T_LISTEN: {
@@ -853,6 +869,7 @@ config_fmt_value(const struct config *cf, const struct config_key *k)
 	case CONFIG_T_ENUM:
 	case CONFIG_T_HOST:
 	case CONFIG_T_ADDR:
+	case CONFIG_T_DNS_SERVER:
 	case CONFIG_T_HOSTPORT:
 		return xstrdup(*(char *const *)field != NULL ?
 		    *(char *const *)field : "");

@@ -94,6 +94,7 @@ struct config {
 	size_t			 ndnsbl_sites;
 	uint64_t		 dnsbl_threshold;
 	char			*screen_dns_server;
+	struct config_sockaddr	 screen_dns_addr; /* sslen 0: the system's */
 	struct config_list	 screen_allow;	/* CIDRs: no screens */
 	struct config_cidrs	 screen_allow_nets;
 	uint64_t		 max_sessions_per_ip;
