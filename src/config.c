@@ -706,6 +706,47 @@ config_defaults(struct config *cf, const bool *seen, const char *path,
 	return 0;
 }
 
+static bool
+config_sockaddr_eq(const struct config_sockaddr *a,
+    const struct config_sockaddr *b)
+{
+	return a->sslen != 0 && a->sslen == b->sslen &&
+	    memcmp(&a->ss, &b->ss, a->sslen) == 0;
+}
+
+/* The listeners: a proxy one needs someone to trust; no address is bound
+ * twice (it would fail at bind, after -n said yes). */
+static int
+config_check_listen(const struct config *cf, const char *path, char *err,
+    size_t errlen)
+{
+	const struct config_sockaddrs *l = &cf->listen_addrs;
+	size_t i, j;
+
+	for (i = 0; i < l->n; i++) {
+		if (l->v[i].proxy && cf->proxy_from_nets.n == 0) {
+			snprintf(err, errlen, "%s: [server] listen %s is "
+			    "marked proxy but [server] proxy_from is empty "
+			    "(every connection would be refused)", path,
+			    l->v[i].text);
+			return -1;
+		}
+		for (j = 0; j < i; j++)
+			if (config_sockaddr_eq(&l->v[i], &l->v[j])) {
+				snprintf(err, errlen, "%s: [server] listen "
+				    "names %s twice", path, l->v[i].text);
+				return -1;
+			}
+		if (config_sockaddr_eq(&l->v[i], &cf->metrics_addr)) {
+			snprintf(err, errlen, "%s: [metrics] listen %s is "
+			    "also in [server] listen", path,
+			    cf->metrics_addr.text);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* What no single line can say: keys that need or contradict each other.
  * The error names the keys, not a line. */
 static int
@@ -722,6 +763,8 @@ config_check(const struct config *cf, const char *path, char *err,
 		    "one domain", path);
 		return -1;
 	}
+	if (config_check_listen(cf, path, err, errlen) == -1)
+		return -1;
 	if (cf->retry_max < cf->retry_min) {
 		snprintf(err, errlen, "%s: [primary] retry_max is below "
 		    "[primary] retry_min", path);

@@ -183,6 +183,10 @@ test_errors(void)
 		{ MINIMAL "tls = maybe\n[spool]\n", "c.conf:9: [primary] tls: not one of none|may|encrypt|verify" },
 		/* across keys: the keys, not the last line read */
 		{ MINIMAL "retry_min = 2h\nretry_max = 1h\n# end\n", "c.conf: [primary] retry_max is below [primary] retry_min" },
+		{ MINIMAL "[server]\nlisten = 127.0.0.1:2525 proxy\n", "c.conf: [server] listen 127.0.0.1:2525 is marked proxy but [server] proxy_from is empty" },
+		{ MINIMAL "[server]\nlisten = 127.0.0.1:2525, 127.0.0.1:2525 proxy\nproxy_from = 10.0.0.0/8\n", "c.conf: [server] listen names 127.0.0.1:2525 twice" },
+		{ MINIMAL "[server]\nlisten = [::1]:25, [0:0::1]:25\n", "c.conf: [server] listen names [0:0::1]:25 twice" },
+		{ MINIMAL "[metrics]\nlisten = 127.0.0.1:2525\n", "c.conf: [metrics] listen 127.0.0.1:2525 is also in [server] listen" },
 		{ MINIMAL "[tls]\ncert = /etc/c.pem\n", "c.conf: [tls] cert and [tls] key go together (key is not set)" },
 		{ "[server]\nhostname = a.b\nlisten = 127.0.0.1:1\ndomains =\n[spool]\ndir = /x\n[primary]\nhost = h\n", "c.conf: [server] domains needs at least one domain" },
 	};
