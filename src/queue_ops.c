@@ -625,7 +625,7 @@ queue_hold_mode_load(struct queue *q)
 {
 	if (spool_state_span_load(q->spool, QUEUE_HOLD_MODE_FILE,
 	    &q->hold_since, &q->hold_until) == -1) {
-		if (errno == EINVAL)
+		if (errno == EBADMSG)
 			log_warnx("hold-mode file unreadable; hold-mode off");
 		q->hold_since = q->hold_until = 0;
 		return;
