@@ -48,10 +48,10 @@ struct config_sockaddrs {
 
 /* [primary] tls, in the order of its words "none|may|encrypt|verify". */
 enum config_tls {
-	CONFIG_TLS_NONE,
-	CONFIG_TLS_MAY,
-	CONFIG_TLS_ENCRYPT,
-	CONFIG_TLS_VERIFY,
+	CONFIG_TLS_NONE,	/* never STARTTLS to the primary */
+	CONFIG_TLS_MAY,		/* when offered */
+	CONFIG_TLS_ENCRYPT,	/* required, no certificate check */
+	CONFIG_TLS_VERIFY,	/* required, chain and name checked */
 };
 
 /*
