@@ -313,9 +313,20 @@ config_item(struct config *cf, const struct config_key *k, char *item)
 			    "each d a number or [n;n..m]; weight "
 			    "-1000..1000, not 0)";
 		return NULL;
-	default:
-		return NULL;
+	case CONFIG_T_LIST:
+		return NULL;	/* any text */
+	case CONFIG_T_STRING:
+	case CONFIG_T_HOST:
+	case CONFIG_T_HOSTPORT:
+	case CONFIG_T_ADDR:
+	case CONFIG_T_DNS_SERVER:
+	case CONFIG_T_ENUM:
+	case CONFIG_T_UINT:
+	case CONFIG_T_SIZE:
+	case CONFIG_T_DURATION:
+		break;
 	}
+	abort();	/* not a list: never split into items */
 }
 
 /* A comma-separated value: each item checked, parsed and appended. */

@@ -462,8 +462,9 @@ queue_bulk_after(void *arg)
 	queue_dispatch_soon(qb->q);
 }
 
-/* Queue a bulk operation over every idle message in qb's area now.  For
- * a hold-mode rewrite, only those whose lifetime moved (age_base set). */
+/* Queue a bulk operation over every idle message in qb's area now; qb's
+ * function picks which to act on (the hold-mode rewrite, only those whose
+ * lifetime moved: queue_rewrite_entry skips the rest). */
 static int
 queue_bulk_start(struct queue *q, struct queue_bulk *qb, const char *verb)
 {
@@ -520,9 +521,8 @@ queue_hold_mode_store(struct queue *q)
 	    q->hold_since, q->hold_until);
 }
 
-/* Hold-mode ends: every queued message's lifetime moves on by the time it
- * spent held, on disk too. */
-/* Bulk: persist the age_base hold-mode's end gave qe. */
+/* Bulk: persist the age_base hold-mode's end gave qe (marked rewrite by
+ * queue_hold_mode_end); the others are left alone. */
 int
 queue_rewrite_entry(struct queue *q, struct queue_entry *qe)
 {
@@ -540,6 +540,8 @@ queue_rewrite_entry(struct queue *q, struct queue_entry *qe)
 	return 0;
 }
 
+/* Hold-mode ends: every queued message's lifetime moves on by the time it
+ * spent held, on disk too. */
 void
 queue_hold_mode_end(struct queue *q, const char *why)
 {
