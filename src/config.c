@@ -23,6 +23,8 @@ enum config_type {
 	CONFIG_T_CIDRS,		/* a list of addr/len */
 	CONFIG_T_DNSBL,		/* a list of zone[=filter][*weight] */
 	CONFIG_T_ADDR,		/* one address literal, IPv4 or IPv6 */
+	CONFIG_T_DNS_SERVER,	/* an address literal, optional :port
+				 * ([v6]:port), 53 when none */
 	CONFIG_T_ENUM,		/* one of the key's words */
 	CONFIG_T_UINT,
 	CONFIG_T_SIZE,
@@ -102,8 +104,9 @@ static const struct config_key config_keys[] = {
 	  "DNSBL zones as zone[=filter][*weight] (Postfix's syntax)" },
 	{ "screen", "dnsbl_threshold", CONFIG_T_UINT, OFF(dnsbl_threshold),
 	  "1", 1, 1000, "summed weight at which RCPT gets 450 4.7.1" },
-	{ "screen", "dns_server", CONFIG_T_STRING, OFF(screen_dns_server), "",
-	  0, 0, "ip[:port] for DNSBL lookups (default: the system's)" },
+	{ "screen", "dns_server", CONFIG_T_DNS_SERVER, OFF(screen_dns_server),
+	  "", 0, 0, "ip[:port] for DNSBL lookups (default: the system's)",
+	  .typed = OFF(screen_dns_addr) },
 	{ "screen", "allow", CONFIG_T_CIDRS, OFF(screen_allow), "", 0, 0,
 	  "CIDRs that skip every screen and per-address limit",
 	  .typed = OFF(screen_allow_nets) },
@@ -310,9 +313,20 @@ config_item(struct config *cf, const struct config_key *k, char *item)
 			    "each d a number or [n;n..m]; weight "
 			    "-1000..1000, not 0)";
 		return NULL;
-	default:
-		return NULL;
+	case CONFIG_T_LIST:
+		return NULL;	/* any text */
+	case CONFIG_T_STRING:
+	case CONFIG_T_HOST:
+	case CONFIG_T_HOSTPORT:
+	case CONFIG_T_ADDR:
+	case CONFIG_T_DNS_SERVER:
+	case CONFIG_T_ENUM:
+	case CONFIG_T_UINT:
+	case CONFIG_T_SIZE:
+	case CONFIG_T_DURATION:
+		break;
 	}
+	abort();	/* not a list: never split into items */
 }
 
 /* A comma-separated value: each item checked, parsed and appended. */
@@ -385,6 +399,18 @@ config_set(struct config *cf, const struct config_key *k, const char *val)
 		if (*val != '\0' &&
 		    net_addr_parse(val, &sa.ss, &sa.sslen) == -1)
 			return "not an IPv4 or IPv6 address";
+		*(struct config_sockaddr *)typed = sa;
+		break;
+	}
+	case CONFIG_T_DNS_SERVER: {
+		struct config_sockaddr sa = { .sslen = 0 };
+
+		if (*val == '\0')
+			;
+		else if (net_literal(val, 53, &sa.ss, &sa.sslen) == 0)
+			;
+		else if (net_parse_hostport(val, &sa.ss, &sa.sslen) == -1)
+			return "not ip[:port]";
 		*(struct config_sockaddr *)typed = sa;
 		break;
 	}
@@ -691,6 +717,47 @@ config_defaults(struct config *cf, const bool *seen, const char *path,
 	return 0;
 }
 
+static bool
+config_sockaddr_eq(const struct config_sockaddr *a,
+    const struct config_sockaddr *b)
+{
+	return a->sslen != 0 && a->sslen == b->sslen &&
+	    memcmp(&a->ss, &b->ss, a->sslen) == 0;
+}
+
+/* The listeners: a proxy one needs someone to trust; no address is bound
+ * twice (it would fail at bind, after -n said yes). */
+static int
+config_check_listen(const struct config *cf, const char *path, char *err,
+    size_t errlen)
+{
+	const struct config_sockaddrs *l = &cf->listen_addrs;
+	size_t i, j;
+
+	for (i = 0; i < l->n; i++) {
+		if (l->v[i].proxy && cf->proxy_from_nets.n == 0) {
+			snprintf(err, errlen, "%s: [server] listen %s is "
+			    "marked proxy but [server] proxy_from is empty "
+			    "(every connection would be refused)", path,
+			    l->v[i].text);
+			return -1;
+		}
+		for (j = 0; j < i; j++)
+			if (config_sockaddr_eq(&l->v[i], &l->v[j])) {
+				snprintf(err, errlen, "%s: [server] listen "
+				    "names %s twice", path, l->v[i].text);
+				return -1;
+			}
+		if (config_sockaddr_eq(&l->v[i], &cf->metrics_addr)) {
+			snprintf(err, errlen, "%s: [metrics] listen %s is "
+			    "also in [server] listen", path,
+			    cf->metrics_addr.text);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* What no single line can say: keys that need or contradict each other.
  * The error names the keys, not a line. */
 static int
@@ -707,6 +774,8 @@ config_check(const struct config *cf, const char *path, char *err,
 		    "one domain", path);
 		return -1;
 	}
+	if (config_check_listen(cf, path, err, errlen) == -1)
+		return -1;
 	if (cf->retry_max < cf->retry_min) {
 		snprintf(err, errlen, "%s: [primary] retry_max is below "
 		    "[primary] retry_min", path);
@@ -782,6 +851,7 @@ config_free(struct config *cf)
 		case CONFIG_T_ENUM:
 		case CONFIG_T_HOST:
 		case CONFIG_T_ADDR:
+		case CONFIG_T_DNS_SERVER:
 			free(*(char **)field);
 			break;
 		case CONFIG_T_LISTEN: {
@@ -853,6 +923,7 @@ config_fmt_value(const struct config *cf, const struct config_key *k)
 	case CONFIG_T_ENUM:
 	case CONFIG_T_HOST:
 	case CONFIG_T_ADDR:
+	case CONFIG_T_DNS_SERVER:
 	case CONFIG_T_HOSTPORT:
 		return xstrdup(*(char *const *)field != NULL ?
 		    *(char *const *)field : "");

@@ -48,10 +48,10 @@ struct config_sockaddrs {
 
 /* [primary] tls, in the order of its words "none|may|encrypt|verify". */
 enum config_tls {
-	CONFIG_TLS_NONE,
-	CONFIG_TLS_MAY,
-	CONFIG_TLS_ENCRYPT,
-	CONFIG_TLS_VERIFY,
+	CONFIG_TLS_NONE,	/* never STARTTLS to the primary */
+	CONFIG_TLS_MAY,		/* when offered */
+	CONFIG_TLS_ENCRYPT,	/* required, no certificate check */
+	CONFIG_TLS_VERIFY,	/* required, chain and name checked */
 };
 
 /*
@@ -94,6 +94,7 @@ struct config {
 	size_t			 ndnsbl_sites;
 	uint64_t		 dnsbl_threshold;
 	char			*screen_dns_server;
+	struct config_sockaddr	 screen_dns_addr; /* sslen 0: the system's */
 	struct config_list	 screen_allow;	/* CIDRs: no screens */
 	struct config_cidrs	 screen_allow_nets;
 	uint64_t		 max_sessions_per_ip;

@@ -63,6 +63,7 @@ struct ctl_conn {
 	uid_t			 uid;
 	bool			 done;
 	struct ctl_bulk		*bulk;		/* a selection being applied */
+	struct ctl_proto_args	 args;	/* the request's, checked */
 	TAILQ_ENTRY(ctl_conn)	 entry;
 };
 
@@ -543,14 +544,9 @@ static int
 ctl_cmd_show(struct ctl_conn *c, int argc, char **argv, struct evbuffer *out,
     char *err, size_t errlen)
 {
-	bool body = argc == 3 && strcmp(argv[2], "--body") == 0;
-
-	if (argc == 3 && !body) {
-		snprintf(err, errlen, "usage: show ID [--body]");
-		return -1;
-	}
-	return ctl_proto_show_live(c->ctl->spool, argv[1], body, out, err,
-	    errlen, queue_primary_down_reason(c->ctl->queue));
+	(void)argc;
+	return ctl_proto_show_live(c->ctl->spool, argv[1], c->args.body, out,
+	    err, errlen, queue_primary_down_reason(c->ctl->queue));
 }
 
 static int
@@ -602,16 +598,12 @@ static int
 ctl_cmd_hold_mode(struct ctl_conn *c, int argc, char **argv,
     struct evbuffer *out, char *err, size_t errlen)
 {
-	uint64_t secs = 86400;
-	bool on;
+	uint64_t secs = c->args.secs;
 
+	(void)argc;
+	(void)argv;
 	(void)out;
-	if (ctl_proto_hold_mode_args(argc, argv, &on, &secs) == -1) {
-		snprintf(err, errlen, "usage: hold-mode %s",
-		    ctl_proto_command_find("hold-mode")->usage);
-		return -1;
-	}
-	if (!on) {
+	if (!c->args.on) {
 		log_info("ctl hold-mode off uid=%u", (unsigned)c->uid);
 		return queue_hold_mode_set(c->ctl->queue, false, 0);
 	}
@@ -625,20 +617,16 @@ ctl_cmd_hold_mode(struct ctl_conn *c, int argc, char **argv,
 	return 0;
 }
 
-/* pause-smtp [--for DURATION] (default 1h) */
+/* pause-smtp [--for DURATION] (default 1h, ctl_proto's table) */
 static int
 ctl_cmd_pause_smtp(struct ctl_conn *c, int argc, char **argv,
     struct evbuffer *out, char *err, size_t errlen)
 {
-	uint64_t secs = 3600;
+	uint64_t secs = c->args.secs;
 
+	(void)argc;
+	(void)argv;
 	(void)out;
-	if ((argc != 1 && argc != 3) || (argc == 3 &&
-	    (strcmp(argv[1], "--for") != 0 ||
-	    util_parse_duration(argv[2], &secs) == -1 || secs == 0))) {
-		snprintf(err, errlen, "usage: pause-smtp [--for DURATION]");
-		return -1;
-	}
 	if (c->ctl->pause == NULL) {
 		snprintf(err, errlen, "not ready yet");
 		return -1;
@@ -669,32 +657,26 @@ ctl_cmd_resume_smtp(struct ctl_conn *c, int argc, char **argv,
 	return 0;
 }
 
-/* trace on ADDR|CIDR|all [--for DURATION] (default 10m) | trace off */
+/* trace on ADDR|CIDR|all [--for DURATION] (default 10m, ctl_proto's
+ * table) | trace off */
 static int
 ctl_cmd_trace(struct ctl_conn *c, int argc, char **argv,
     struct evbuffer *out, char *err, size_t errlen)
 {
-	uint64_t secs = 600;
-	const char *who;
+	uint64_t secs = c->args.secs;
+	const char *who = c->args.who;
 
+	(void)argc;
 	(void)out;
 	if (c->ctl->smtp == NULL) {
 		snprintf(err, errlen, "not ready yet");
 		return -1;
 	}
-	if (strcmp(argv[1], "off") == 0 && argc == 2) {
+	if (!c->args.on) {
 		log_info("ctl trace off uid=%u", (unsigned)c->uid);
 		smtp_server_trace_off(c->ctl->smtp);
 		return 0;
 	}
-	if (strcmp(argv[1], "on") != 0 || (argc != 3 && argc != 5) ||
-	    (argc == 5 && (strcmp(argv[3], "--for") != 0 ||
-	    util_parse_duration(argv[4], &secs) == -1 || secs == 0))) {
-		snprintf(err, errlen, "usage: trace on ADDR|all "
-		    "[--for DURATION] | trace off");
-		return -1;
-	}
-	who = strcmp(argv[2], "all") == 0 ? NULL : argv[2];
 	if (smtp_server_trace_set(c->ctl->smtp, who, secs) == -1) {
 		snprintf(err, errlen, "usage: trace on ADDR|all: %.64s is not "
 		    "an address or CIDR", argv[2]);
@@ -894,10 +876,13 @@ ctl_request(struct ctl_conn *c, char *line)
 		if (cmd == NULL)
 			snprintf(err, sizeof(err), "unknown command %.64s",
 			    argv[0]);
-		else if (argc - 1 < pc->min_args || argc - 1 > pc->max_args)
-			snprintf(err, sizeof(err), "usage: %s %s", pc->name,
-			    pc->usage);
-		else if (ctl_is_index_verb(pc->name) &&
+		else if (ctl_proto_check(pc, argc, argv, &c->args) == -1) {
+			char usage[256];
+
+			ctl_proto_usage(pc, pc->name, "", usage,
+			    sizeof(usage));
+			snprintf(err, sizeof(err), "usage: %s", usage);
+		} else if (ctl_is_index_verb(pc->name) &&
 		    queue_is_loading(c->ctl->queue))
 			snprintf(err, sizeof(err), "the queue is still being "
 			    "loaded (holdfastctl status): try again shortly");

@@ -11,21 +11,82 @@
 #include "util.h"
 #include "xmalloc.h"
 
+/* "--for DURATION" at argv[i] (i == argc: absent, *secs kept); -1 if
+ * anything else is there. */
+static int
+ctl_proto_for(int argc, char **argv, int i, uint64_t *secs)
+{
+	uint64_t n;
+
+	if (i == argc)
+		return 0;
+	if (argc != i + 2 || strcmp(argv[i], "--for") != 0 ||
+	    util_parse_duration(argv[i + 1], &n) == -1 || n == 0)
+		return -1;
+	*secs = n;
+	return 0;
+}
+
+/* show ID [--body] */
+static int
+ctl_proto_check_show(int argc, char **argv, struct ctl_proto_args *a)
+{
+	a->body = argc == 3 && strcmp(argv[2], "--body") == 0;
+	return argc == 3 && !a->body ? -1 : 0;
+}
+
+/* hold-mode on [--for DURATION] | off */
+static int
+ctl_proto_check_hold_mode(int argc, char **argv, struct ctl_proto_args *a)
+{
+	a->on = strcmp(argv[1], "on") == 0;
+	if (!a->on)
+		return strcmp(argv[1], "off") == 0 && argc == 2 ? 0 : -1;
+	return ctl_proto_for(argc, argv, 2, &a->secs);
+}
+
+/* pause-smtp [--for DURATION] */
+static int
+ctl_proto_check_pause(int argc, char **argv, struct ctl_proto_args *a)
+{
+	return ctl_proto_for(argc, argv, 1, &a->secs);
+}
+
+/* trace on ADDR|all [--for DURATION] | off; ADDR is checked by the
+ * daemon (smtp_server_trace_set). */
+static int
+ctl_proto_check_trace(int argc, char **argv, struct ctl_proto_args *a)
+{
+	a->on = strcmp(argv[1], "on") == 0;
+	if (!a->on)
+		return strcmp(argv[1], "off") == 0 && argc == 2 ? 0 : -1;
+	if (argc < 3)
+		return -1;
+	a->who = strcmp(argv[2], "all") == 0 ? NULL : argv[2];
+	return ctl_proto_for(argc, argv, 3, &a->secs);
+}
+
 static const struct ctl_proto_command ctl_proto_table[] = {
-	{ "queue", 0, 0, "" },
-	{ "show", 1, 2, "ID [--body]" },
-	{ "flush", 0, CTL_ARGS_MAX - 1, "[ID...]" },
-	{ "hold", 1, CTL_ARGS_MAX - 1, "ID...|all | SELECTOR... [--dry-run]" },
+	{ "queue", 0, 0, "", 0, NULL },
+	{ "show", 1, 2, "ID [--body]", 0, ctl_proto_check_show },
+	{ "flush", 0, CTL_ARGS_MAX - 1, "[ID...]", 0, NULL },
+	{ "hold", 1, CTL_ARGS_MAX - 1, "ID...|all | SELECTOR... [--dry-run]",
+	  0, NULL },
 	{ "release", 1, CTL_ARGS_MAX - 1,
-	  "ID...|all | SELECTOR... [--dry-run]" },
-	{ "delete", 1, CTL_ARGS_MAX - 1, "ID... | SELECTOR... [--dry-run]" },
-	{ "dead", 0, 0, "" },
-	{ "requeue", 1, CTL_ARGS_MAX - 1, "ID... | SELECTOR... [--dry-run]" },
-	{ "hold-mode", 1, 3, "on [--for DURATION] | off" },
-	{ "status", 0, 0, "" },
-	{ "pause-smtp", 0, 2, "[--for DURATION]" },
-	{ "resume-smtp", 0, 0, "" },
-	{ "trace", 1, 4, "on ADDR|all [--for DURATION] | off" },
+	  "ID...|all | SELECTOR... [--dry-run]", 0, NULL },
+	{ "delete", 1, CTL_ARGS_MAX - 1, "ID... | SELECTOR... [--dry-run]",
+	  0, NULL },
+	{ "dead", 0, 0, "", 0, NULL },
+	{ "requeue", 1, CTL_ARGS_MAX - 1, "ID... | SELECTOR... [--dry-run]",
+	  0, NULL },
+	{ "hold-mode", 1, 3, "on [--for DURATION] | off", 86400,
+	  ctl_proto_check_hold_mode },
+	{ "status", 0, 0, "", 0, NULL },
+	{ "pause-smtp", 0, 2, "[--for DURATION]", 3600,
+	  ctl_proto_check_pause },
+	{ "resume-smtp", 0, 0, "", 0, NULL },
+	{ "trace", 1, 4, "on ADDR|all [--for DURATION] | off", 600,
+	  ctl_proto_check_trace },
 };
 
 const struct ctl_proto_command *
@@ -47,22 +108,36 @@ ctl_proto_commands(size_t *n)
 }
 
 int
-ctl_proto_hold_mode_args(int argc, char **argv, bool *on, uint64_t *secs)
+ctl_proto_check(const struct ctl_proto_command *pc, int argc, char **argv,
+    struct ctl_proto_args *a)
 {
-	uint64_t n;
+	memset(a, 0, sizeof(*a));
+	a->secs = pc->for_default;
+	if (argc - 1 < pc->min_args || argc - 1 > pc->max_args)
+		return -1;
+	return pc->check != NULL ? pc->check(argc, argv, a) : 0;
+}
 
-	if (argc < 2)
-		return -1;
-	*on = strcmp(argv[1], "on") == 0;
-	if (!*on)
-		return strcmp(argv[1], "off") == 0 && argc == 2 ? 0 : -1;
-	if (argc == 2)
-		return 0;
-	if (argc != 4 || strcmp(argv[2], "--for") != 0 ||
-	    util_parse_duration(argv[3], &n) == -1 || n == 0)
-		return -1;
-	*secs = n;
-	return 0;
+void
+ctl_proto_usage(const struct ctl_proto_command *pc, const char *name,
+    const char *extra, char *buf, size_t len)
+{
+	const char *u = pc != NULL ? pc->usage : "", *bar;
+	size_t n;
+
+	n = (size_t)snprintf(buf, len, "%s", name);
+	while (n < len && *u != '\0') {
+		bar = strstr(u, " | ");
+		n += (size_t)snprintf(buf + n, len - n, " %.*s",
+		    bar != NULL ? (int)(bar - u) : (int)strlen(u), u);
+		if (bar == NULL)
+			break;
+		u = bar + 3;
+		if (n < len)
+			n += (size_t)snprintf(buf + n, len - n, " | %s", name);
+	}
+	if (n < len && *extra != '\0')
+		snprintf(buf + n, len - n, " %s", extra);
 }
 
 /* Two pairs per recipient at most; the other keys number fewer than 20. */

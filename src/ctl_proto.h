@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "spool.h"
 
@@ -32,15 +33,28 @@
 struct envelope;
 struct evbuffer;
 
+/* A request's arguments as its verb's check parsed them. */
+struct ctl_proto_args {
+	bool		 on;	/* hold-mode, trace: on (else off) */
+	uint64_t	 secs;	/* --for DURATION, or the verb's default */
+	const char	*who;	/* trace on: ADDR, or NULL for all */
+	bool		 body;	/* show --body */
+};
+
 /*
  * The daemon's verbs: one table that ctl.c (which pairs each with its
- * handler) and holdfastctl (which checks a request before sending it)
- * share.  Arguments are counted after the name; usage follows the name.
+ * handler) and holdfastctl (which checks a request before sending it and
+ * builds its help from it) share.  Arguments are counted after the name;
+ * usage follows the name, its alternatives split by " | ".  check, where
+ * set, is the rest of the verb's argument rules.
  */
 struct ctl_proto_command {
 	const char	*name;
 	int		 min_args, max_args;
 	const char	*usage;
+	uint64_t	 for_default;	/* --for's default, 0: no --for */
+	int		(*check)(int argc, char **argv,
+			    struct ctl_proto_args *a);
 };
 
 /* The verb called name, or NULL. */
@@ -48,12 +62,16 @@ const struct ctl_proto_command *ctl_proto_command_find(const char *name);
 /* The whole table (*n entries), for iteration. */
 const struct ctl_proto_command *ctl_proto_commands(size_t *n);
 /*
- * "hold-mode" argv (argv[0] the verb): on [--for DURATION] | off.  0 with
- * *on set and, with --for, *secs (untouched otherwise); -1 when malformed.
- * Both holdfastctl and the daemon check requests with it.
+ * Check argv (argv[0] the verb) against pc's rules (count, then check)
+ * into *a.  0, or -1 when malformed.  Both holdfastctl and the daemon check
+ * requests with it.
  */
-int ctl_proto_hold_mode_args(int argc, char **argv, bool *on,
-    uint64_t *secs);
+int ctl_proto_check(const struct ctl_proto_command *pc, int argc,
+    char **argv, struct ctl_proto_args *a);
+/* "NAME ALT1 | NAME ALT2..." from pc's usage, with extra (holdfastctl's
+ * own options, "" for none) after the last alternative. */
+void ctl_proto_usage(const struct ctl_proto_command *pc, const char *name,
+    const char *extra, char *buf, size_t len);
 
 struct ctl_rec {
 	size_t	 n;

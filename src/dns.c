@@ -127,11 +127,34 @@ dns_sock_state_cb(void *arg, ares_socket_t fd, int readable, int writable)
 		fatalx("dns event");
 }
 
+/* The c-ares form of a resolver's address. */
+static int
+dns_server_node(const struct sockaddr *sa, struct ares_addr_port_node *n)
+{
+	memset(n, 0, sizeof(*n));
+	n->family = sa->sa_family;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)sa;
+
+		n->addr.addr4 = sin->sin_addr;
+		n->udp_port = n->tcp_port = ntohs(sin->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)sa;
+
+		memcpy(&n->addr.addr6, &sin6->sin6_addr,
+		    sizeof(n->addr.addr6));
+		n->udp_port = n->tcp_port = ntohs(sin6->sin6_port);
+	} else
+		return ARES_EBADFAMILY;
+	return ARES_SUCCESS;
+}
+
 struct dns *
-dns_new(struct event_base *base, const char *server)
+dns_new(struct event_base *base, const struct sockaddr *server)
 {
 	struct dns *dns = xcalloc(1, sizeof(*dns));
 	struct ares_options opts;
+	struct ares_addr_port_node node;
 	int rc, mask;
 
 	if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS)
@@ -149,9 +172,11 @@ dns_new(struct event_base *base, const char *server)
 		free(dns);
 		return NULL;
 	}
-	if (server != NULL && (rc = ares_set_servers_ports_csv(dns->channel,
-	    server)) != ARES_SUCCESS) {
-		log_warnx("dns server %s: %s", server, ares_strerror(rc));
+	if (server != NULL && (rc = dns_server_node(server, &node)) ==
+	    ARES_SUCCESS)
+		rc = ares_set_servers_ports(dns->channel, &node);
+	if (server != NULL && rc != ARES_SUCCESS) {
+		log_warnx("dns server: %s", ares_strerror(rc));
 		ares_destroy(dns->channel);
 		free(dns);
 		return NULL;

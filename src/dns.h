@@ -16,9 +16,10 @@ struct event_base;
 struct dns;
 struct dns_query;
 
-/* server: "ip[:port],..." for tests, or NULL for the system resolver.
- * NULL on error (logged). */
-struct dns *dns_new(struct event_base *base, const char *server);
+/* server: the one resolver to ask (its port included, the config's
+ * [screen] dns_server parsed at load), or NULL for the system's.  NULL on
+ * error (logged). */
+struct dns *dns_new(struct event_base *base, const struct sockaddr *server);
 /* Pending queries are cancelled; their callbacks do not run. */
 void dns_free(struct dns *dns);
 

@@ -674,11 +674,11 @@ static void drain_event_cb(struct bufferevent *bev, short what, void *arg);
 static bool
 drain_want_tls(struct drain_conn *c)
 {
-	enum tls_policy policy = tls_client_policy(c->d->tls);
+	enum config_tls policy = tls_client_policy(c->d->tls);
 
-	if (policy == TLS_POLICY_NONE || !(c->caps & DRAIN_F_STARTTLS))
+	if (policy == CONFIG_TLS_NONE || !(c->caps & DRAIN_F_STARTTLS))
 		return false;
-	if (policy == TLS_POLICY_MAY && c->d->tls_broken_until > time(NULL))
+	if (policy == CONFIG_TLS_MAY && c->d->tls_broken_until > time(NULL))
 		return false;
 	drain_enter_state(c, DRAIN_ST_STARTTLS);
 	drain_cmd(c, "STARTTLS");
@@ -713,7 +713,7 @@ drain_tls_start(struct drain_conn *c)
 static bool
 drain_tls_missing(struct drain_conn *c)
 {
-	if (c->tls || tls_client_policy(c->d->tls) < TLS_POLICY_ENCRYPT)
+	if (c->tls || tls_client_policy(c->d->tls) < CONFIG_TLS_ENCRYPT)
 		return false;
 	drain_site_failure(c, "the primary offers no STARTTLS and [primary] "
 	    "tls requires it");
@@ -772,7 +772,7 @@ drain_reply_state(struct drain_conn *c)
 			drain_tls_start(c);
 			return;
 		}
-		if (tls_client_policy(c->d->tls) >= TLS_POLICY_ENCRYPT) {
+		if (tls_client_policy(c->d->tls) >= CONFIG_TLS_ENCRYPT) {
 			drain_site_failure(c, text);
 			return;
 		}
@@ -922,7 +922,7 @@ drain_event_cb(struct bufferevent *bev, short what, void *arg)
 		tls_bufferevent_error(c->bev, err, sizeof(err));
 		metrics_inc(M_TLS_HANDSHAKES_FAILED);
 		snprintf(why, sizeof(why), "TLS handshake failed: %.200s", err);
-		if (tls_client_policy(c->d->tls) == TLS_POLICY_MAY) {
+		if (tls_client_policy(c->d->tls) == CONFIG_TLS_MAY) {
 			/* Never a silent downgrade under encrypt/verify;
 			 * under may, plaintext for a while. */
 			c->d->tls_broken_until = time(NULL) +

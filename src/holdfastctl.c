@@ -63,82 +63,83 @@ struct hctl_command {
 	int			 min_args, max_args;	/* -1: the wire's */
 	enum hctl_output	 output;
 	bool			 offline;	/* works from the spool alone */
-	const char		*usage;
+	/* usage: after the daemon verb's own (ctl_proto's table, for a
+	 * command with a wire verb), holdfastctl's arguments */
+	const char		*args;
 	const char		*opts;
 	const char		*help;
 };
 
 static const struct hctl_command hctl_commands[] = {
-	{ "queue", "queue", HCTL_PROTO_ARGS, HCTL_OUT_QUEUE, true, "queue [--json]",
+	{ "queue", "queue", HCTL_PROTO_ARGS, HCTL_OUT_QUEUE, true, "[--json]",
 	  "--json", "List every message: ID, size, arrival (UTC) and age, "
 	  "state (queued,\ndeferred, waiting for a down primary, held, dead), "
 	  "attempts, sender,\nrecipients and the last reply.\n" },
-	{ "mailq", "queue", HCTL_PROTO_ARGS, HCTL_OUT_QUEUE, true, "mailq [--json]",
+	{ "mailq", "queue", HCTL_PROTO_ARGS, HCTL_OUT_QUEUE, true, "[--json]",
 	  "--json", "The same as queue.\n" },
 	{ "show", "show", HCTL_PROTO_ARGS, HCTL_OUT_SHOW, true,
-	  "show ID [--body] [--json]", "--body --json",
+	  "[--json]", "--body --json",
 	  "The envelope and the headers of one message (--body: the whole "
 	  "message).\n" },
 	{ "flush", "flush", HCTL_PROTO_ARGS, HCTL_OUT_NONE, false,
-	  "flush [ID...]", "",
+	  "", "",
 	  "Try now; with no ID, every message, and probe the primary now.\n" },
 	{ "hold", "hold", HCTL_PROTO_ARGS, HCTL_OUT_BULK, false,
-	  "hold ID...|all | hold SELECTOR... [--dry-run]", HCTL_SELECT_OPTS,
+	  "", HCTL_SELECT_OPTS,
 	  "Hold messages: held mail is not drained and does not age.\n"
 	  HCTL_SELECT_HELP },
 	{ "release", "release", HCTL_PROTO_ARGS, HCTL_OUT_BULK, false,
-	  "release ID...|all | release SELECTOR... [--dry-run]",
-	  HCTL_SELECT_OPTS, "Release held messages into the queue.\n"
+	  "", HCTL_SELECT_OPTS, "Release held messages into the queue.\n"
 	  HCTL_SELECT_HELP },
 	{ "delete", "delete", HCTL_PROTO_ARGS, HCTL_OUT_BULK, false,
-	  "delete ID... | delete SELECTOR... [--dry-run]", HCTL_SELECT_OPTS,
+	  "", HCTL_SELECT_OPTS,
 	  "Delete messages (logged as \"removed reason=operator\").\n"
 	  HCTL_SELECT_HELP },
-	{ "dead", "dead", HCTL_PROTO_ARGS, HCTL_OUT_QUEUE, true, "dead [--json]",
+	{ "dead", "dead", HCTL_PROTO_ARGS, HCTL_OUT_QUEUE, true, "[--json]",
 	  "--json", "List the dead letters with their reasons.\n" },
 	{ "requeue", "requeue", HCTL_PROTO_ARGS, HCTL_OUT_BULK, false,
-	  "requeue ID... | requeue SELECTOR... [--dry-run]", HCTL_SELECT_OPTS,
+	  "", HCTL_SELECT_OPTS,
 	  "Put dead letters back into the queue with a fresh lifetime.\n"
 	  HCTL_SELECT_HELP },
 	{ "hold-mode", "hold-mode", HCTL_PROTO_ARGS, HCTL_OUT_NONE, false,
-	  "hold-mode on [--for DURATION] | hold-mode off", "--for=",
+	  "", "--for=",
 	  "Accept-and-hold: accept and keep mail, drain nothing; ends by "
 	  "itself\nafter --for (default 24h) and survives restarts.\n" },
 	{ "status", "status", HCTL_PROTO_ARGS, HCTL_OUT_STATUS, false,
-	  "status [--json]", "--json",
+	  "[--json]", "--json",
 	  "The primary (up/down and since when, its SIZE), counts and bytes "
 	  "per state,\nhold-mode, spool space, uptime.  Times are UTC with "
 	  "their age; --json\nkeeps epoch seconds and plain numbers.\n" },
 	{ "pause-smtp", "pause-smtp", HCTL_PROTO_ARGS, HCTL_OUT_NONE, false,
-	  "pause-smtp [--for DURATION]", "--for=",
+	  "", "--for=",
 	  "Stop accepting without stopping (disk emergencies): new SMTP "
 	  "sessions get\n421 4.3.2, open ones finish.  Kept across restarts; "
 	  "ends by itself after\n--for (default 1h).\n" },
 	{ "resume-smtp", "resume-smtp", HCTL_PROTO_ARGS, HCTL_OUT_NONE, false,
-	  "resume-smtp", "", "Accept new SMTP sessions again.\n" },
+	  "", "", "Accept new SMTP sessions again.\n" },
 	{ "trace", "trace", HCTL_PROTO_ARGS, HCTL_OUT_NONE, false,
-	  "trace on ADDR|all [--for DURATION] | trace off", "--for=",
+	  "", "--for=",
 	  "Log the SMTP protocol (commands, replies, states; never message "
 	  "content or\nauthentication data) of sessions from ADDR (an address "
 	  "or CIDR) or of all,\nat info level, like smtpctl's trace; ends by "
 	  "itself after --for (default 10m).\n" },
 	{ "shape", "queue", 0, 2, HCTL_OUT_SHAPE, true,
-	  "shape [-n N] [--json]", "-n= --json",
+	  "[-n N] [--json]", "-n= --json",
 	  "The backlog by age (0-5m, 5-10m, 10-20m, ... 640-1280m, older), "
 	  "per state\nand for the top N sender domains (default 10), like "
 	  "Postfix's qshape.\n" },
-	{ "help", NULL, 0, 1, HCTL_OUT_NONE, true, "help [COMMAND]", "",
+	{ "help", NULL, 0, 1, HCTL_OUT_NONE, true, "[COMMAND]", "",
 	  "Help on every command, or on one.\n" },
 };
 
 /* The commands that are not sent to the daemon's table. */
 static const struct hctl_command hctl_extra[] = {
 	{ "check-mx", NULL, 1, 16, HCTL_OUT_NONE, true,
-	  "check-mx DOMAIN --expect HOST[:PREF],... [--server IP[:PORT]] "
+	  "DOMAIN --expect HOST[:PREF],... [--server IP[:PORT]] "
 	  "[--prom FILE]", NULL,
 	  "Compare a domain's MX set with the expected one (exit 1 on "
 	  "drift);\n--prom writes a node_exporter textfile instead.\n" },
-	{ "version", NULL, 0, 0, HCTL_OUT_NONE, true, "version", "",
+	{ "version", NULL, 0, 0, HCTL_OUT_NONE, true, "", "",
 	  "The version of holdfastctl.\n" },
 };
 
@@ -156,17 +157,30 @@ hctl_command_find(const char *name)
 	return NULL;
 }
 
+/* cmd's usage line: the daemon's verb's usage, then holdfastctl's. */
+static const char *
+hctl_usage_of(const struct hctl_command *cmd, char *buf, size_t len)
+{
+	ctl_proto_usage(cmd->wire != NULL ?
+	    ctl_proto_command_find(cmd->wire) : NULL, cmd->name, cmd->args,
+	    buf, len);
+	return buf;
+}
+
 static void
 hctl_usage_fp(FILE *fp)
 {
+	char u[256];
 	size_t i;
 
 	fprintf(fp, "usage: holdfastctl [-c FILE] COMMAND [ARGS]\n"
 	    "commands:\n");
 	for (i = 0; i < UTIL_ARRAY_LEN(hctl_commands); i++)
-		fprintf(fp, "  %s\n", hctl_commands[i].usage);
+		fprintf(fp, "  %s\n", hctl_usage_of(&hctl_commands[i], u,
+		    sizeof(u)));
 	for (i = 0; i < UTIL_ARRAY_LEN(hctl_extra); i++)
-		fprintf(fp, "  %s\n", hctl_extra[i].usage);
+		fprintf(fp, "  %s\n", hctl_usage_of(&hctl_extra[i], u,
+		    sizeof(u)));
 	fprintf(fp, "holdfastctl help COMMAND, or COMMAND -h, says more.\n");
 }
 
@@ -182,12 +196,14 @@ static int
 hctl_help(const char *name)
 {
 	const struct hctl_command *cmd = hctl_command_find(name);
+	char u[256];
 
 	if (cmd == NULL) {
 		fprintf(stderr, "holdfastctl: no command %s\n", name);
 		return hctl_usage();
 	}
-	printf("usage: holdfastctl [-c FILE] %s\n\n%s", cmd->usage, cmd->help);
+	printf("usage: holdfastctl [-c FILE] %s\n\n%s",
+	    hctl_usage_of(cmd, u, sizeof(u)), cmd->help);
 	return 0;
 }
 
@@ -199,12 +215,14 @@ static int
 hctl_bad_usage(const struct hctl_command *cmd, const char *fmt, ...)
 {
 	va_list ap;
+	char u[256];
 
 	fprintf(stderr, "holdfastctl: %s: ", cmd->name);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nusage: holdfastctl %s\n", cmd->usage);
+	fprintf(stderr, "\nusage: holdfastctl %s\n",
+	    hctl_usage_of(cmd, u, sizeof(u)));
 	return 2;
 }
 
@@ -216,7 +234,7 @@ hctl_bad_usage(const struct hctl_command *cmd, const char *fmt, ...)
 static int
 hctl_check_opts(const struct hctl_command *cmd, int argc, char **argv)
 {
-	char want[64], allowed[256];
+	char want[64], allowed[256], u[256];
 	int i;
 
 	for (i = 1; i < argc; i++) {
@@ -249,7 +267,8 @@ hctl_check_opts(const struct hctl_command *cmd, int argc, char **argv)
 					*p = ' ';
 			fprintf(stderr, "holdfastctl: %s: unknown option %s "
 			    "(allowed: %s)\nusage: holdfastctl %s\n",
-			    cmd->name, a, allowed, cmd->usage);
+			    cmd->name, a, allowed,
+			    hctl_usage_of(cmd, u, sizeof(u)));
 			return 2;
 		}
 		if (value && (i + 1 >= argc || argv[i + 1][0] == '\0'))
@@ -1044,8 +1063,9 @@ main(int argc, char **argv)
 	struct evbuffer *req, *ans;
 	struct config *cf;
 	char err[512], *line;
-	bool json = false, on;
-	uint64_t top = 10, secs;
+	bool json = false;
+	uint64_t top = 10;
+	struct ctl_proto_args pargs;
 	int ch, i, n, rc, min, max;
 
 	while ((ch = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
@@ -1117,9 +1137,9 @@ main(int argc, char **argv)
 		if (strchr(argv[i], ' ') != NULL || strchr(argv[i], '\n'))
 			return hctl_bad_usage(cmd, "an argument has a "
 			    "newline or a space");
-	if (strcmp(cmd->name, "hold-mode") == 0 &&
-	    ctl_proto_hold_mode_args(argc, argv, &on, &secs) == -1)
-		return hctl_bad_usage(cmd, "%s", "on [--for DURATION] or off");
+	if (cmd->min_args < 0 && ctl_proto_check(ctl_proto_command_find(
+	    cmd->wire), argc, argv, &pargs) == -1)
+		return hctl_bad_usage(cmd, "%s", "arguments do not fit the usage");
 	if (cmd->output == HCTL_OUT_BULK) {
 		const char *ids[CTL_ARGS_MAX];
 		struct select sel;

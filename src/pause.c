@@ -40,7 +40,7 @@ pause_new(struct spool *sp)
 	metrics_add_collector(pause_metrics_cb, p);
 	if (spool_state_span_load(sp, PAUSE_FILE, &p->since, &p->until) ==
 	    -1) {
-		if (errno == EINVAL)
+		if (errno == EBADMSG)
 			log_warnx("smtp-pause file unreadable; smtp not paused");
 		p->since = p->until = 0;
 		return p;

@@ -154,3 +154,23 @@ policy_hold_credit(time_t age_base, time_t since, time_t now)
 
 	return from >= now ? age_base : age_base + (now - from);
 }
+
+void
+policy_dispatch_gate(time_t hold_until, time_t refusing_until, time_t now,
+    struct policy_gate *g)
+{
+	bool held = hold_until != 0 && now < hold_until;
+
+	g->hold_over = hold_until != 0 && !held;
+	/* While held the breaker's pause is not looked at. */
+	g->pause_over = !held && refusing_until != 0 && now >= refusing_until;
+	g->may_send = !held && (refusing_until == 0 || g->pause_over);
+}
+
+void
+policy_flush(bool whole_queue, struct policy_flush *f)
+{
+	f->all_due = whole_queue;
+	f->probe_now = whole_queue;
+	f->reset_breaker = whole_queue;
+}

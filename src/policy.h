@@ -93,4 +93,25 @@ bool policy_is_expired(time_t expiry, time_t now);
  * at now: the time it spent held does not count toward its lifetime. */
 time_t policy_hold_credit(time_t age_base, time_t since, time_t now);
 
+/* What the dispatcher does at now, from hold-mode's end (hold_until, 0
+ * when off) and the breaker's (refusing_until, 0 when closed). */
+struct policy_gate {
+	bool	hold_over;	/* hold-mode's time is up: end it */
+	bool	pause_over;	/* the breaker's pause is up: reset it */
+	bool	may_send;	/* send and expire what is due; false while
+				 * hold-mode is on or the breaker is open:
+				 * nothing is sent and nothing expires */
+};
+void policy_dispatch_gate(time_t hold_until, time_t refusing_until,
+    time_t now, struct policy_gate *g);
+
+/* What an operator's flush does: of one message (all false), or of the
+ * whole queue (all true). */
+struct policy_flush {
+	bool	all_due;	/* every queued message due now */
+	bool	probe_now;	/* a down primary is probed at once */
+	bool	reset_breaker;	/* the breaker's streak and pause end */
+};
+void policy_flush(bool whole_queue, struct policy_flush *f);
+
 #endif

@@ -1174,20 +1174,18 @@ static void
 queue_dispatch(struct queue *q)
 {
 	struct dueheap_item *it;
+	struct policy_gate g;
 	time_t now = queue_now(q);
 
 	if (q->drain == NULL)
 		return;
-	if (q->hold_until != 0) {
-		if (now < q->hold_until)
-			return;		/* accept-and-hold: nothing drains */
+	policy_dispatch_gate(q->hold_until, q->refusing_until, now, &g);
+	if (g.hold_over)
 		queue_hold_mode_end(q, "expired");
-	}
-	if (queue_is_refusing(q)) {
-		if (now < q->refusing_until)
-			return;
+	if (g.pause_over)
 		queue_breaker_reset(q, "pause-over");
-	}
+	if (!g.may_send)
+		return;		/* accept-and-hold, or the breaker's pause */
 	while ((it = dueheap_first(&q->expiry)) != NULL &&
 	    policy_is_expired(it->due, now)) {
 		queue_expire(q, queue_entry_of(it, si_exp));

@@ -462,8 +462,9 @@ queue_bulk_after(void *arg)
 	queue_dispatch_soon(qb->q);
 }
 
-/* Queue a bulk operation over every idle message in qb's area now.  For
- * a hold-mode rewrite, only those whose lifetime moved (age_base set). */
+/* Queue a bulk operation over every idle message in qb's area now; qb's
+ * function picks which to act on (the hold-mode rewrite, only those whose
+ * lifetime moved: queue_rewrite_entry skips the rest). */
 static int
 queue_bulk_start(struct queue *q, struct queue_bulk *qb, const char *verb)
 {
@@ -486,7 +487,9 @@ int
 queue_flush(struct queue *q, const char *id)
 {
 	struct queue_entry *qe;
+	struct policy_flush f;
 
+	policy_flush(id == NULL, &f);
 	if (id != NULL) {
 		if ((qe = queue_entry_find(q, id)) == NULL ||
 		    qe->area != SPOOL_QUEUE) {
@@ -495,14 +498,18 @@ queue_flush(struct queue *q, const char *id)
 		}
 		queue_entry_due(q, qe, 0);
 		log_info("msg=%s flush", qe->id);
-	} else {
+	}
+	if (f.all_due) {
 		TAILQ_FOREACH(qe, &q->areas[SPOOL_QUEUE], entry)
 			qe->si.due = 0;
 		dueheap_fix(&q->sched);
-		q->next_probe = 0;
-		queue_breaker_reset(q, "flush");
-		log_info("queue flush messages=%zu", q->n);
 	}
+	if (f.probe_now)
+		q->next_probe = 0;
+	if (f.reset_breaker)
+		queue_breaker_reset(q, "flush");
+	if (f.all_due)
+		log_info("queue flush messages=%zu", q->n);
 	queue_dispatch_soon(q);
 	return 0;
 }
@@ -514,9 +521,8 @@ queue_hold_mode_store(struct queue *q)
 	    q->hold_since, q->hold_until);
 }
 
-/* Hold-mode ends: every queued message's lifetime moves on by the time it
- * spent held, on disk too. */
-/* Bulk: persist the age_base hold-mode's end gave qe. */
+/* Bulk: persist the age_base hold-mode's end gave qe (marked rewrite by
+ * queue_hold_mode_end); the others are left alone. */
 int
 queue_rewrite_entry(struct queue *q, struct queue_entry *qe)
 {
@@ -534,6 +540,8 @@ queue_rewrite_entry(struct queue *q, struct queue_entry *qe)
 	return 0;
 }
 
+/* Hold-mode ends: every queued message's lifetime moves on by the time it
+ * spent held, on disk too. */
 void
 queue_hold_mode_end(struct queue *q, const char *why)
 {
@@ -619,7 +627,7 @@ queue_hold_mode_load(struct queue *q)
 {
 	if (spool_state_span_load(q->spool, QUEUE_HOLD_MODE_FILE,
 	    &q->hold_since, &q->hold_until) == -1) {
-		if (errno == EINVAL)
+		if (errno == EBADMSG)
 			log_warnx("hold-mode file unreadable; hold-mode off");
 		q->hold_since = q->hold_until = 0;
 		return;

@@ -448,8 +448,8 @@ screen_new(struct event_base *base, const struct config *cf)
 		sc->site_zone[i] = j;
 	}
 	if (sc->nzones > 0) {
-		sc->dns = dns_new(base, *cf->screen_dns_server != '\0' ?
-		    cf->screen_dns_server : NULL);
+		sc->dns = dns_new(base, cf->screen_dns_addr.sslen != 0 ?
+		    (const struct sockaddr *)&cf->screen_dns_addr.ss : NULL);
 		if (sc->dns == NULL) {
 			screen_free(sc);
 			return NULL;

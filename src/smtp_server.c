@@ -299,6 +299,21 @@ struct smtp_command {
 	enum smtp_args	 args;
 	const char	*keyword;	/* with SMTP_ARGS_KEYWORD */
 	enum smtp_rid	(*handler)(struct smtp_session *, const char *args);
+	/* when refused (wrong state or arguments): what else is owed
+	 * before the reply, which it may change; NULL for nothing */
+	void		(*refused)(struct smtp_session *, const char *args,
+			    enum smtp_rid *rid);
+};
+
+/*
+ * What a command outside its row's states gets, by the session's state:
+ * before EHLO/HELO every verb gets SMTP_R_NEED_HELO; between BDAT chunks
+ * every verb gets 503 and ends the transaction (RFC 3030); elsewhere
+ * (SMTP_R_NONE) the row says.
+ */
+struct smtp_state_refusal {
+	enum smtp_rid	 rid;
+	bool		 ends_tx;
 };
 
 /*
@@ -1087,43 +1102,80 @@ smtp_cmd_quit(struct smtp_session *s, const char *args)
 	return SMTP_R_NONE;	/* CLOSING: nothing after the 221 */
 }
 
+static const struct smtp_state_refusal smtp_state_refusals[] = {
+	[SMTP_ST_PROXY] = { SMTP_R_NONE, false },
+	[SMTP_ST_CONNECT] = { SMTP_R_NONE, false },
+	[SMTP_ST_GREET] = { SMTP_R_NEED_HELO, false },
+	[SMTP_ST_IDLE] = { SMTP_R_NONE, false },
+	[SMTP_ST_MAIL] = { SMTP_R_NONE, false },
+	[SMTP_ST_RCPT] = { SMTP_R_NONE, false },
+	[SMTP_ST_DATA] = { SMTP_R_NONE, false },
+	[SMTP_ST_BDAT] = { SMTP_R_NONE, false },
+	[SMTP_ST_BDAT_WAIT] = { SMTP_R_BAD_SEQ, true },
+	[SMTP_ST_COMMIT] = { SMTP_R_NONE, false },
+	[SMTP_ST_CLOSING] = { SMTP_R_NONE, false },
+};
+
+/*
+ * A refused BDAT still has its chunk on the wire: it must be read and
+ * dropped, or its bytes would be taken as commands (smuggling).  When even
+ * the size is unreadable, the stream cannot be resynchronised: hang up.
+ */
+static void
+smtp_bdat_refused(struct smtp_session *s, const char *args,
+    enum smtp_rid *rid)
+{
+	uint64_t size;
+	bool last;
+
+	if (smtp_bdat_parse(args, &size, &last) == -1) {
+		smtp_reply(s, SMTP_R_SYNTAX);
+		if (log_limit_ok(&smtp_ll[SMTP_LL_BDAT]))
+			log_info("sess=%016" PRIx64 " bad BDAT size, "
+			    "closing", s->id);
+		*rid = SMTP_R_BAD_BDAT;
+	} else
+		s->discard = size;
+}
+
 #define NUL_BAD SMTP_R_BAD_CHARS
 
 /*
- * Every rule dispatch applies, by verb.  Outside .states the reply is
- * SMTP_R_NEED_HELO before EHLO/HELO, 503 between BDAT chunks (ending the
- * transaction, RFC 3030), .in_bdat_tx in an open BDAT transaction and
- * .wrong_state otherwise.  .nul answers a NUL in an allowed command.
+ * Every rule dispatch applies, by verb.  Outside .states the reply is the
+ * session state's (smtp_state_refusals) if it has one, .in_bdat_tx in an
+ * open BDAT transaction and .wrong_state otherwise.  .nul answers a NUL in
+ * an allowed command; .refused settles what a refusal leaves on the wire.
  */
 static const struct smtp_command smtp_commands[] = {
 	{ "EHLO", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, SMTP_R_BAD_SEQ, NUL_BAD,
-	  SMTP_ARGS_SOME, NULL, smtp_cmd_ehlo },
+	  SMTP_ARGS_SOME, NULL, smtp_cmd_ehlo, NULL },
 	{ "HELO", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, SMTP_R_BAD_SEQ, NUL_BAD,
-	  SMTP_ARGS_SOME, NULL, smtp_cmd_helo },
+	  SMTP_ARGS_SOME, NULL, smtp_cmd_helo, NULL },
 	{ "MAIL", ST(SMTP_ST_IDLE), SMTP_R_NESTED_MAIL, SMTP_R_NESTED_MAIL,
-	  NUL_BAD, SMTP_ARGS_KEYWORD, "FROM:", smtp_cmd_mail },
+	  NUL_BAD, SMTP_ARGS_KEYWORD, "FROM:", smtp_cmd_mail, NULL },
 	/* An address with a NUL in it is a relay attempt. */
 	{ "RCPT", ST(SMTP_ST_MAIL) | ST(SMTP_ST_RCPT), SMTP_R_NEED_MAIL,
 	  SMTP_R_NEED_MAIL, SMTP_R_RELAY, SMTP_ARGS_KEYWORD, "TO:",
-	  smtp_cmd_rcpt },
+	  smtp_cmd_rcpt, NULL },
 	{ "DATA", ST(SMTP_ST_RCPT), SMTP_R_NEED_RCPT, SMTP_R_BAD_SEQ, NUL_BAD,
-	  SMTP_ARGS_NONE, NULL, smtp_cmd_data },
+	  SMTP_ARGS_NONE, NULL, smtp_cmd_data, NULL },
 	{ "BDAT", ST(SMTP_ST_RCPT) | ST(SMTP_ST_BDAT_WAIT), SMTP_R_NEED_RCPT,
-	  SMTP_R_NEED_RCPT, NUL_BAD, SMTP_ARGS_CHUNK, NULL, smtp_cmd_bdat },
+	  SMTP_R_NEED_RCPT, NUL_BAD, SMTP_ARGS_CHUNK, NULL, smtp_cmd_bdat,
+	  smtp_bdat_refused },
 	{ "RSET", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, SMTP_R_BAD_SEQ, NUL_BAD,
-	  SMTP_ARGS_ANY, NULL, smtp_cmd_rset },
+	  SMTP_ARGS_ANY, NULL, smtp_cmd_rset, NULL },
 	{ "NOOP", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, SMTP_R_BAD_SEQ, NUL_BAD,
-	  SMTP_ARGS_ANY, NULL, smtp_cmd_noop },
+	  SMTP_ARGS_ANY, NULL, smtp_cmd_noop, NULL },
 	{ "VRFY", SMTP_ST_ANY_CMD & ~ST(SMTP_ST_BDAT_WAIT), SMTP_R_BAD_SEQ,
-	  SMTP_R_BAD_SEQ, NUL_BAD, SMTP_ARGS_ANY, NULL, smtp_cmd_vrfy },
+	  SMTP_R_BAD_SEQ, NUL_BAD, SMTP_ARGS_ANY, NULL, smtp_cmd_vrfy, NULL },
 	{ "HELP", SMTP_ST_ANY_CMD & ~ST(SMTP_ST_BDAT_WAIT), SMTP_R_BAD_SEQ,
-	  SMTP_R_BAD_SEQ, NUL_BAD, SMTP_ARGS_ANY, NULL, smtp_cmd_help },
+	  SMTP_R_BAD_SEQ, NUL_BAD, SMTP_ARGS_ANY, NULL, smtp_cmd_help, NULL },
 	{ "ETRN", ST(SMTP_ST_IDLE), SMTP_R_BAD_SEQ, SMTP_R_BAD_SEQ, NUL_BAD,
-	  SMTP_ARGS_SOME, NULL, smtp_cmd_etrn },
+	  SMTP_ARGS_SOME, NULL, smtp_cmd_etrn, NULL },
 	{ "STARTTLS", ST(SMTP_ST_IDLE), SMTP_R_BAD_SEQ, SMTP_R_BAD_SEQ,
-	  NUL_BAD, SMTP_ARGS_NONE, NULL, smtp_cmd_starttls },
+	  NUL_BAD, SMTP_ARGS_NONE, NULL, smtp_cmd_starttls, NULL },
 	{ "QUIT", SMTP_ST_ANY_CMD, SMTP_R_BAD_SEQ, SMTP_R_BAD_SEQ, NUL_BAD,
-	  SMTP_ARGS_ANY, NULL, smtp_cmd_quit },
+	  SMTP_ARGS_ANY, NULL, smtp_cmd_quit, NULL },
 };
 
 #undef NUL_BAD
@@ -1132,17 +1184,16 @@ static const struct smtp_command smtp_commands[] = {
 static enum smtp_rid
 smtp_wrong_state(struct smtp_session *s, const struct smtp_command *cmd)
 {
-	if (s->state == SMTP_ST_GREET)
-		return SMTP_R_NEED_HELO;
-	if (s->state == SMTP_ST_BDAT_WAIT) {
-		/* RFC 3030: anything but BDAT/RSET/QUIT ends it. */
+	const struct smtp_state_refusal *r = &smtp_state_refusals[s->state];
+
+	if (r->ends_tx) {
 		smtp_tx_reset(s);
 		smtp_enter_state(s, SMTP_ST_IDLE);
-		return SMTP_R_BAD_SEQ;
 	}
-	if (s->tx != NULL && s->tx->bdat)
-		return cmd->in_bdat_tx;
-	return cmd->wrong_state;
+	if (r->rid != SMTP_R_NONE)
+		return r->rid;
+	return s->tx != NULL && s->tx->bdat ? cmd->in_bdat_tx :
+	    cmd->wrong_state;
 }
 
 /* Arguments against the row's policy; NULL when they break it. */
@@ -1167,28 +1218,13 @@ smtp_check_args(const struct smtp_command *cmd, const char *args)
 	return NULL;
 }
 
-/*
- * A refused BDAT still has its chunk on the wire: it must be read and
- * dropped, or its bytes would be taken as commands (smuggling).  When even
- * the size is unreadable, the stream cannot be resynchronised: hang up.
- */
+/* A refusal: the row's .refused settles the wire, then the reply. */
 static void
 smtp_refuse(struct smtp_session *s, const struct smtp_command *cmd,
     const char *args, enum smtp_rid rid)
 {
-	uint64_t size;
-	bool last;
-
-	if (cmd->args == SMTP_ARGS_CHUNK) {
-		if (smtp_bdat_parse(args, &size, &last) == -1) {
-			smtp_reply(s, SMTP_R_SYNTAX);
-			if (log_limit_ok(&smtp_ll[SMTP_LL_BDAT]))
-				log_info("sess=%016" PRIx64 " bad BDAT size, "
-				    "closing", s->id);
-			rid = SMTP_R_BAD_BDAT;
-		} else
-			s->discard = size;
-	}
+	if (cmd->refused != NULL)
+		cmd->refused(s, args, &rid);
 	smtp_reply(s, rid);
 }
 

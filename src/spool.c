@@ -778,7 +778,7 @@ spool_state_span_load(struct spool *sp, const char *name, time_t *since,
 	if (spool_state_read(sp, name, buf, sizeof(buf)) == -1)
 		return -1;
 	if (sscanf(buf, "%lld %lld", &s, &u) != 2 || s <= 0 || u < s) {
-		errno = EINVAL;
+		errno = EBADMSG;	/* not EINVAL: that one is logged */
 		return -1;
 	}
 	*since = (time_t)s;

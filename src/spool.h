@@ -74,8 +74,9 @@ int spool_state_read(struct spool *sp, const char *name, char *buf,
     size_t buflen);
 int spool_state_remove(struct spool *sp, const char *name);
 /* A timed on/off state (hold-mode, pause-smtp) as "since until": until 0
- * removes the file.  Load: 0, or -1 with ENOENT (off) or EINVAL (not two
- * times with 0 < since <= until: the caller warns and treats it as off). */
+ * removes the file.  Load: 0, or -1 with ENOENT (off), EBADMSG (not two
+ * times with 0 < since <= until: the caller warns and treats it as off) or
+ * another errno from spool_state_read (already logged there). */
 int spool_state_span_store(struct spool *sp, const char *name, time_t since,
     time_t until);
 int spool_state_span_load(struct spool *sp, const char *name, time_t *since,

@@ -23,7 +23,7 @@ struct tls {
 	const struct config	*cf;
 	SSL_CTX			*server;	/* NULL: no STARTTLS offered */
 	SSL_CTX			*client;
-	enum tls_policy		 policy;
+	enum config_tls		 policy;
 };
 
 /* Append one OpenSSL error (code e, or text s) to out; false when full. */
@@ -172,14 +172,6 @@ tls_check(const struct config *cf, char *err, size_t errlen)
 	return TLS_CHECK_OK;
 }
 
-/* [primary] tls as config parsed it, indexed by enum config_tls. */
-static const enum tls_policy tls_policies[] = {
-	[CONFIG_TLS_NONE] = TLS_POLICY_NONE,
-	[CONFIG_TLS_MAY] = TLS_POLICY_MAY,
-	[CONFIG_TLS_ENCRYPT] = TLS_POLICY_ENCRYPT,
-	[CONFIG_TLS_VERIFY] = TLS_POLICY_VERIFY,
-};
-
 struct tls *
 tls_new(const struct config *cf)
 {
@@ -187,7 +179,7 @@ tls_new(const struct config *cf)
 	char err[512];
 
 	tls->cf = cf;
-	tls->policy = tls_policies[cf->primary_tls_policy];
+	tls->policy = cf->primary_tls_policy;
 	if (*cf->tls_cert != '\0') {
 		/* Before the first certificate exists (certbot has not run
 		 * yet): serve without STARTTLS until a SIGHUP finds it. */
@@ -200,7 +192,7 @@ tls_new(const struct config *cf)
 	}
 	tls_metrics_update(tls);
 	tls->client = tls_ctx_new(TLS_client_method());
-	if (tls->policy == TLS_POLICY_VERIFY) {
+	if (tls->policy == CONFIG_TLS_VERIFY) {
 		int rc = *cf->primary_tls_ca != '\0' ?
 		    SSL_CTX_load_verify_locations(tls->client,
 		    cf->primary_tls_ca, NULL) :
@@ -269,10 +261,10 @@ tls_server_not_after(const struct tls *tls)
 	    0;
 }
 
-enum tls_policy
+enum config_tls
 tls_client_policy(const struct tls *tls)
 {
-	return tls == NULL ? TLS_POLICY_NONE : tls->policy;
+	return tls == NULL ? CONFIG_TLS_NONE : tls->policy;
 }
 
 SSL *
@@ -301,7 +293,7 @@ tls_client_ssl(struct tls *tls)
 	if (strspn(name, "0123456789.") != strlen(name) &&
 	    strchr(name, ':') == NULL)
 		SSL_set_tlsext_host_name(ssl, name);
-	if (tls->policy == TLS_POLICY_VERIFY) {
+	if (tls->policy == CONFIG_TLS_VERIFY) {
 		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 		if (SSL_set1_host(ssl, name) != 1)
 			fatalx("SSL_set1_host");

@@ -18,16 +18,11 @@
 #include <time.h>
 #include <openssl/ssl.h>
 
+#include "config.h"
+
 struct bufferevent;
 struct config;
 struct tls;
-
-enum tls_policy {
-	TLS_POLICY_NONE,	/* never STARTTLS to the primary */
-	TLS_POLICY_MAY,		/* when offered */
-	TLS_POLICY_ENCRYPT,	/* required, no certificate check */
-	TLS_POLICY_VERIFY,	/* required, chain and name checked */
-};
 
 enum tls_check {
 	TLS_CHECK_OK,		/* no pair configured, or it loads */
@@ -53,7 +48,8 @@ int tls_reload(struct tls *tls);
 bool tls_server_enabled(const struct tls *tls);
 /* notAfter of the server certificate in use (UNIX time), 0 if none. */
 time_t tls_server_not_after(const struct tls *tls);
-enum tls_policy tls_client_policy(const struct tls *tls);
+/* [primary] tls; CONFIG_TLS_NONE without a tls. */
+enum config_tls tls_client_policy(const struct tls *tls);
 /* A new SSL for an inbound STARTTLS; NULL if not enabled. */
 SSL *tls_server_ssl(struct tls *tls);
 /* A new SSL for STARTTLS to the primary, with SNI and (under verify) the

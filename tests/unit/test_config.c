@@ -99,8 +99,46 @@ test_typed(void)
 	config_free(cf);
 	cf = load(MINIMAL, err, sizeof(err));
 	T_CHECK(cf != NULL && cf->primary_tls_policy == CONFIG_TLS_MAY &&
-	    cf->metrics_addr.sslen == 0);
+	    cf->metrics_addr.sslen == 0 && cf->screen_dns_addr.sslen == 0);
 	config_free(cf);
+}
+
+/* [screen] dns_server: ip[:port], the port 53 when not given. */
+static void
+test_dns_server(void)
+{
+	static const struct {
+		const char	*val;
+		int		 family;
+		unsigned	 port;
+	} cases[] = {
+		{ "127.0.0.1", AF_INET, 53 },
+		{ "127.0.0.1:5353", AF_INET, 5353 },
+		{ "2001:db8::53", AF_INET6, 53 },
+		{ "[::1]:5353", AF_INET6, 5353 },
+	};
+	char text[256], err[256], addr[64];
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *cf;
+		unsigned port = 0;
+
+		snprintf(text, sizeof(text), MINIMAL "[screen]\n"
+		    "dns_server = %s\n", cases[i].val);
+		cf = load(text, err, sizeof(err));
+		T_CHECK(cf != NULL);
+		if (cf == NULL) {
+			fprintf(stderr, "  %s: %s\n", cases[i].val, err);
+			continue;
+		}
+		T_CHECK(cf->screen_dns_addr.ss.ss_family == cases[i].family);
+		net_addr_fmt((struct sockaddr *)&cf->screen_dns_addr.ss, addr,
+		    sizeof(addr), &port);
+		T_CHECK(port == cases[i].port);
+		T_STREQ(cf->screen_dns_server, cases[i].val);
+		config_free(cf);
+	}
 }
 
 static void
@@ -138,9 +176,17 @@ test_errors(void)
 		{ MINIMAL "[server]\nlisten = 127.0.0.1:25 proxyy\n[spool]\n", "c.conf:10: [server] listen: not address:port" },
 		{ MINIMAL "[metrics]\nlisten = localhost:9100\n[spool]\n", "c.conf:10: [metrics] listen: not address:port" },
 		{ MINIMAL "[metrics]\nlisten = 127.0.0.1:9100 proxy\n", "c.conf:10: [metrics] listen: not address:port" },
+		{ MINIMAL "[screen]\ndns_server = garbage!!\n", "c.conf:10: [screen] dns_server: not ip[:port]" },
+		{ MINIMAL "[screen]\ndns_server = localhost:53\n", "c.conf:10: [screen] dns_server: not ip[:port]" },
+		{ MINIMAL "[screen]\ndns_server = 127.0.0.1:0\n", "c.conf:10: [screen] dns_server: not ip[:port]" },
+		{ MINIMAL "[screen]\ndns_server = 127.0.0.1,127.0.0.2\n", "c.conf:10: [screen] dns_server: not ip[:port]" },
 		{ MINIMAL "tls = maybe\n[spool]\n", "c.conf:9: [primary] tls: not one of none|may|encrypt|verify" },
 		/* across keys: the keys, not the last line read */
 		{ MINIMAL "retry_min = 2h\nretry_max = 1h\n# end\n", "c.conf: [primary] retry_max is below [primary] retry_min" },
+		{ MINIMAL "[server]\nlisten = 127.0.0.1:2525 proxy\n", "c.conf: [server] listen 127.0.0.1:2525 is marked proxy but [server] proxy_from is empty" },
+		{ MINIMAL "[server]\nlisten = 127.0.0.1:2525, 127.0.0.1:2525 proxy\nproxy_from = 10.0.0.0/8\n", "c.conf: [server] listen names 127.0.0.1:2525 twice" },
+		{ MINIMAL "[server]\nlisten = [::1]:25, [0:0::1]:25\n", "c.conf: [server] listen names [0:0::1]:25 twice" },
+		{ MINIMAL "[metrics]\nlisten = 127.0.0.1:2525\n", "c.conf: [metrics] listen 127.0.0.1:2525 is also in [server] listen" },
 		{ MINIMAL "[tls]\ncert = /etc/c.pem\n", "c.conf: [tls] cert and [tls] key go together (key is not set)" },
 		{ "[server]\nhostname = a.b\nlisten = 127.0.0.1:1\ndomains =\n[spool]\ndir = /x\n[primary]\nhost = h\n", "c.conf: [server] domains needs at least one domain" },
 	};
@@ -300,6 +346,7 @@ main(void)
 		{ "config_minimal", test_minimal },
 		{ "config_errors", test_errors },
 		{ "config_typed", test_typed },
+		{ "config_dns_server", test_dns_server },
 		{ "config_dnsbl_parse", test_dnsbl_parse },
 		{ "config_dnsbl_load", test_dnsbl_load },
 	};

@@ -172,6 +172,81 @@ test_env_rec_many(void)
 	envelope_free(env);
 }
 
+/* Every verb's argument rules, one table both sides check with. */
+static void
+test_check(void)
+{
+	static const struct {
+		const char	*line;
+		int		 rc;
+		bool		 on;
+		unsigned long long secs;
+		const char	*who;
+	} cases[] = {
+		{ "hold-mode on", 0, true, 86400, NULL },
+		{ "hold-mode on --for 2h", 0, true, 7200, NULL },
+		{ "hold-mode off", 0, false, 86400, NULL },
+		{ "hold-mode off --for 2h", -1, false, 0, NULL },
+		{ "hold-mode on --for 0", -1, false, 0, NULL },
+		{ "hold-mode on --four 2h", -1, false, 0, NULL },
+		{ "hold-mode maybe", -1, false, 0, NULL },
+		{ "pause-smtp", 0, false, 3600, NULL },
+		{ "pause-smtp --for 5m", 0, false, 300, NULL },
+		{ "pause-smtp --for", -1, false, 0, NULL },
+		{ "pause-smtp 5m x", -1, false, 0, NULL },
+		{ "trace on all", 0, true, 600, NULL },
+		{ "trace on 192.0.2.0/24 --for 1m", 0, true, 60, "192.0.2.0/24" },
+		{ "trace on", -1, false, 0, NULL },
+		{ "trace on all --for", -1, false, 0, NULL },
+		{ "trace off", 0, false, 600, NULL },
+		{ "trace off all", -1, false, 0, NULL },
+		{ "show 0123456789abcdef --body", 0, false, 0, NULL },
+		{ "show 0123456789abcdef --bodies", -1, false, 0, NULL },
+		{ "queue x", -1, false, 0, NULL },
+		{ "status", 0, false, 0, NULL },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char line[128], *argv[CTL_ARGS_MAX];
+		struct ctl_proto_args a;
+		int argc, rc;
+
+		snprintf(line, sizeof(line), "%s", cases[i].line);
+		argc = ctl_proto_split(line, argv, CTL_ARGS_MAX);
+		rc = ctl_proto_check(ctl_proto_command_find(argv[0]), argc,
+		    argv, &a);
+		if (rc != cases[i].rc || (rc == 0 && (a.on != cases[i].on ||
+		    a.secs != cases[i].secs || (a.who == NULL) !=
+		    (cases[i].who == NULL)))) {
+			fprintf(stderr, "  \"%s\": rc %d\n", cases[i].line,
+			    rc);
+			T_CHECK(!"check");
+		}
+	}
+}
+
+/* The usage line: the name before every alternative, extra at the end. */
+static void
+test_usage(void)
+{
+	char u[256];
+
+	ctl_proto_usage(ctl_proto_command_find("trace"), "trace", "", u,
+	    sizeof(u));
+	T_STREQ(u, "trace on ADDR|all [--for DURATION] | trace off");
+	ctl_proto_usage(ctl_proto_command_find("show"), "show", "[--json]",
+	    u, sizeof(u));
+	T_STREQ(u, "show ID [--body] [--json]");
+	ctl_proto_usage(ctl_proto_command_find("queue"), "mailq", "[--json]",
+	    u, sizeof(u));
+	T_STREQ(u, "mailq [--json]");
+	ctl_proto_usage(NULL, "version", "", u, sizeof(u));
+	T_STREQ(u, "version");
+	ctl_proto_usage(ctl_proto_command_find("hold"), "hold", "", u, 12);
+	T_STREQ(u, "hold ID...|");	/* cut, terminated */
+}
+
 int
 main(void)
 {
@@ -181,6 +256,8 @@ main(void)
 		{ "ctl_proto_split", test_split },
 		{ "ctl_proto_env_rec", test_env_rec },
 		{ "ctl_proto_commands", test_commands },
+		{ "ctl_proto_check", test_check },
+		{ "ctl_proto_usage", test_usage },
 		{ "ctl_proto_env_rec_many", test_env_rec_many },
 	};
 

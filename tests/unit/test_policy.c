@@ -127,6 +127,18 @@ static const struct {
 	{ "breaker open: a delivery resets", "P", { 250 }, false, true, 5, 0,
 	    0.5, POLICY_DELIVERED, "d", true, POLICY_BREAKER_RESET, 0, 0, 0, 0,
 	    -1 },
+	{ "breaker open: mixed 2xx/5xx resets, 5xx kept", "PP", { 250, 550 },
+	    false, true, 5, 0, 0.5, POLICY_DEFER, "dk", true,
+	    POLICY_BREAKER_RESET, 0, 1, 300, 1300, 1 },
+	{ "5xx below 550 is dead", "PPP", { 530, 521, 500 }, false, false, 0,
+	    0, 0.5, POLICY_DEAD, "xxx", true, POLICY_BREAKER_COUNT, 1, 0, 0, 0,
+	    -1 },
+	{ "521 and 4xx: split", "PP", { 521, 451 }, false, false, 0, 0,
+	    0.5, POLICY_SPLIT, "xr", true, POLICY_BREAKER_COUNT, 1, 1, 300,
+	    1300, 1 },
+	{ "1xx and 3xx are retried, not delivered", "PP", { 150, 354 }, false,
+	    false, 2, 0, 0.5, POLICY_DEFER, "rr", true, POLICY_BREAKER_KEEP, 2,
+	    1, 300, 1300, 0 },
 	{ "backoff doubles", "P", { 451 }, false, false, 0, 3, 0.5,
 	    POLICY_DEFER, "r", true, POLICY_BREAKER_KEEP, 0, 4, 2400, 3400,
 	    0 },
@@ -276,6 +288,55 @@ test_hold_credit(void)
 		}
 }
 
+/* The dispatcher's gate: hold-mode freezes everything (nothing sent,
+ * nothing expires, the breaker's pause not looked at); its end and the
+ * end of the breaker's pause are seen at the boundary. */
+static void
+test_dispatch_gate(void)
+{
+	static const struct {
+		time_t	hold_until, refusing_until, now;
+		bool	hold_over, pause_over, may_send;
+	} cases[] = {
+		{ 0, 0, 1000, false, false, true },	/* nothing on */
+		{ 1001, 0, 1000, false, false, false },	/* held */
+		{ 1000, 0, 1000, true, false, true },	/* hold over */
+		{ 1001, 900, 1000, false, false, false }, /* held, pause up */
+		{ 999, 900, 1000, true, true, true },	/* both over */
+		{ 999, 1001, 1000, true, false, false },	/* hold over, pause not */
+		{ 0, 1001, 1000, false, false, false },	/* breaker open */
+		{ 0, 1000, 1000, false, true, true },	/* pause over */
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct policy_gate g;
+
+		policy_dispatch_gate(cases[i].hold_until,
+		    cases[i].refusing_until, cases[i].now, &g);
+		if (g.hold_over != cases[i].hold_over ||
+		    g.pause_over != cases[i].pause_over ||
+		    g.may_send != cases[i].may_send) {
+			fprintf(stderr, "  gate case %zu: %d %d %d\n", i,
+			    g.hold_over, g.pause_over, g.may_send);
+			T_CHECK(!"dispatch gate");
+		}
+	}
+}
+
+/* A whole-queue flush resets the breaker and probes at once; one
+ * message's flush touches neither. */
+static void
+test_flush(void)
+{
+	struct policy_flush f;
+
+	policy_flush(true, &f);
+	T_CHECK(f.all_due && f.probe_now && f.reset_breaker);
+	policy_flush(false, &f);
+	T_CHECK(!f.all_due && !f.probe_now && !f.reset_breaker);
+}
+
 int
 main(void)
 {
@@ -284,6 +345,8 @@ main(void)
 		{ "policy_expiry", test_expiry },
 		{ "policy_hold_credit", test_hold_credit },
 		{ "policy_backoff", test_backoff },
+		{ "policy_dispatch_gate", test_dispatch_gate },
+		{ "policy_flush", test_flush },
 	};
 
 	return t_main(cases, sizeof(cases) / sizeof(cases[0]));

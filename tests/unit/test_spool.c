@@ -625,7 +625,7 @@ test_link_list_state(void)
 		    0 && since == 5 && until == 9);
 		T_CHECK(spool_state_write(sp, "span", "9 5\n") == 0);
 		T_CHECK(spool_state_span_load(sp, "span", &since, &until) ==
-		    -1 && errno == EINVAL);
+		    -1 && errno == EBADMSG);
 		T_CHECK(spool_state_span_store(sp, "span", 5, 0) == 0);
 		T_CHECK(spool_state_span_load(sp, "span", &since, &until) ==
 		    -1 && errno == ENOENT);
