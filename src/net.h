@@ -32,11 +32,8 @@ struct net_cidr {
 
 /* Parse s into cidr (may be NULL to only validate).  0 or -1. */
 int net_cidr_parse(const char *s, struct net_cidr *cidr);
-/* Is sa inside any of the n CIDR strings (already validated)?  A
+/* Is sa inside any of the n blocks (parsed once by net_cidr_parse)?  A
  * v4-mapped IPv6 address matches IPv4 blocks. */
-bool net_cidr_list_match(char *const *cidrs, size_t n,
-    const struct sockaddr *sa);
-/* The same over n blocks parsed once (by net_cidr_parse). */
 bool net_cidrs_match(const struct net_cidr *cidrs, size_t n,
     const struct sockaddr *sa);
 
