@@ -68,6 +68,25 @@ struct notify {
 
 static void notify_start(struct notify *n);
 
+/* Free the running program's events and close its descriptors (the
+ * program itself is reaped or killed by the caller). */
+static void
+notify_release(struct notify *n)
+{
+	if (n->exit_ev != NULL)
+		event_free(n->exit_ev);
+	if (n->out_ev != NULL)
+		event_free(n->out_ev);
+	if (n->timer != NULL)
+		event_free(n->timer);
+	n->exit_ev = n->out_ev = n->timer = NULL;
+	if (n->pidfd != -1)
+		close(n->pidfd);
+	if (n->outfd != -1)
+		close(n->outfd);
+	n->pidfd = n->outfd = -1;
+}
+
 const char *
 notify_event_name(enum notify_event ev)
 {
@@ -160,18 +179,7 @@ notify_finish(struct notify *n, int status)
 		log_warnx("notify failed event=%s status=%s duration=%.1fs "
 		    "output=%s", ev, how, secs, esc);
 	}
-	if (n->exit_ev != NULL)
-		event_free(n->exit_ev);
-	if (n->out_ev != NULL)
-		event_free(n->out_ev);
-	if (n->timer != NULL)
-		event_free(n->timer);
-	n->exit_ev = n->out_ev = n->timer = NULL;
-	if (n->pidfd != -1)
-		close(n->pidfd);
-	if (n->outfd != -1)
-		close(n->outfd);
-	n->pidfd = n->outfd = -1;
+	notify_release(n);
 	n->pid = 0;
 	notify_item_free(n->running);
 	n->running = NULL;
@@ -391,16 +399,7 @@ notify_free(struct notify *n)
 		log_info("notify killed event=%s reason=shutdown",
 		    notify_event_name(n->running->ev));
 	}
-	if (n->exit_ev != NULL)
-		event_free(n->exit_ev);
-	if (n->out_ev != NULL)
-		event_free(n->out_ev);
-	if (n->timer != NULL)
-		event_free(n->timer);
-	if (n->pidfd != -1)
-		close(n->pidfd);
-	if (n->outfd != -1)
-		close(n->outfd);
+	notify_release(n);
 	notify_item_free(n->running);
 	for (i = 0; i < NOTIFY_QUEUE_MAX; i++)
 		notify_item_free(n->waiting[i]);
