@@ -1,6 +1,12 @@
 /*
- * net: socket plumbing with no SMTP knowledge: parsing "addr:port",
- * formatting addresses, and resolving the primary's fixed address.
+ * net: socket plumbing with no SMTP knowledge: parsing "addr:port" and
+ * bare addresses, formatting addresses, CIDR blocks (parsed once at config
+ * load, matched per connection) and the accept() backoff of a listener
+ * that ran out of descriptors.
+ *
+ * It owns only the net_backoff it creates (and its timer); the listeners,
+ * sockets and address buffers belong to the callers.  It keeps no global
+ * state, opens no socket and knows no config.
  */
 #ifndef HOLDFAST_NET_H
 #define HOLDFAST_NET_H
