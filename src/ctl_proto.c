@@ -400,6 +400,28 @@ ctl_proto_list(struct spool *sp, enum spool_area area, struct evbuffer *out)
 	return ctl_proto_list_live(sp, area, out, NULL);
 }
 
+/* Every message of area with its envelope (NULL: gone meanwhile or
+ * unreadable), sorted as the listings show them.  -1 if the area cannot
+ * be listed (c is then empty). */
+static int
+ctl_proto_collect_area(struct spool *sp, enum spool_area area,
+    struct ctl_proto_collect *c)
+{
+	size_t i;
+
+	if (spool_list(sp, area, ctl_proto_collect_cb, c) == -1) {
+		free(c->items);
+		c->items = NULL;
+		c->n = 0;
+		return -1;
+	}
+	for (i = 0; i < c->n; i++)
+		c->items[i].env = ctl_proto_env_get(sp, area, c->items[i].id);
+	if (c->n > 0)
+		qsort(c->items, c->n, sizeof(*c->items), ctl_proto_item_cmp);
+	return 0;
+}
+
 int
 ctl_proto_list_live(struct spool *sp, enum spool_area area,
     struct evbuffer *out, const char *primary_down)
@@ -407,14 +429,8 @@ ctl_proto_list_live(struct spool *sp, enum spool_area area,
 	struct ctl_proto_collect c = { NULL, 0 };
 	size_t i;
 
-	if (spool_list(sp, area, ctl_proto_collect_cb, &c) == -1) {
-		free(c.items);
+	if (ctl_proto_collect_area(sp, area, &c) == -1)
 		return -1;
-	}
-	for (i = 0; i < c.n; i++)
-		c.items[i].env = ctl_proto_env_get(sp, area, c.items[i].id);
-	if (c.n > 0)
-		qsort(c.items, c.n, sizeof(*c.items), ctl_proto_item_cmp);
 	for (i = 0; i < c.n; i++) {
 		if (c.items[i].env != NULL)
 			ctl_proto_env_rec_live(out, area, c.items[i].env,
@@ -438,14 +454,8 @@ ctl_proto_each(struct spool *sp, enum spool_area area,
 	struct ctl_proto_collect c = { NULL, 0 };
 	size_t i;
 
-	if (spool_list(sp, area, ctl_proto_collect_cb, &c) == -1) {
-		free(c.items);
+	if (ctl_proto_collect_area(sp, area, &c) == -1)
 		return -1;
-	}
-	for (i = 0; i < c.n; i++)
-		c.items[i].env = ctl_proto_env_get(sp, area, c.items[i].id);
-	if (c.n > 0)
-		qsort(c.items, c.n, sizeof(*c.items), ctl_proto_item_cmp);
 	for (i = 0; i < c.n; i++) {
 		struct envelope *env = c.items[i].env;
 

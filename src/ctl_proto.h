@@ -13,7 +13,9 @@
  *
  * It also renders spool entries as records, for the daemon and for the
  * CLI's read-only view of a stopped daemon's spool.  Pure apart from
- * reading the spool through spool.c.
+ * reading the spool through spool.c: it never changes the spool, never
+ * reads the queue's index and never writes to a socket (the caller sends
+ * the evbuffer it fills).
  */
 #ifndef HOLDFAST_CTL_PROTO_H
 #define HOLDFAST_CTL_PROTO_H

@@ -5,6 +5,10 @@
  * name: the PTR name whose forward lookup includes the address, as Postfix
  * does; anything else is "unknown" (NULL).  A query can be cancelled when
  * its owner goes away; the callback then never runs.
+ *
+ * It owns the channel and its socket events; the caller owns each query's
+ * argument.  It decides nothing with an answer (screen weighs DNSBL
+ * replies, drain connects to the primary, smtp_server logs the name).
  */
 #ifndef HOLDFAST_DNS_H
 #define HOLDFAST_DNS_H

@@ -5,11 +5,16 @@
  * with the body streamed from the spool and dot-stuffed, several messages
  * per connection, at most [primary] connections of them, then QUIT.  It
  * reports the primary's reply per recipient (code and text) through the
- * done callback, and a failure of the whole site (connect, timeout, 421,
- * broken session) in one function, drain_site_failure().  It does not
- * classify replies into fates: policy.c turns 2xx/4xx/5xx into delivered,
- * deferred and dead, and the queue applies that.  It never edits the spool
- * and never decides when to retry.
+ * done callback.  What drain classifies itself is the session: a failure
+ * of the whole site (connect, timeout, TLS, 421, a bad banner or EHLO,
+ * a malformed or overlong reply) goes through one function,
+ * drain_site_failure(), and sets job->site_failure; a refused MAIL is
+ * copied onto every recipient and the reply to DATA or the final dot onto
+ * the recipients RCPT accepted (drain_results_set); a reply while the
+ * body is being sent aborts the transaction.  It does not turn reply
+ * codes into fates: policy.c turns 2xx/4xx/5xx into delivered, deferred
+ * and dead, and queue_drain_done() applies that.  It never edits the
+ * spool and never decides when to retry.
  */
 #ifndef HOLDFAST_DRAIN_H
 #define HOLDFAST_DRAIN_H

@@ -220,12 +220,63 @@ main_signal_cb(evutil_socket_t sig, short what, void *arg)
 	event_add(ctx->stop_timer, &tv);
 }
 
+/* What the command line asks for. */
+struct main_opts {
+	const char	*path;		/* -c */
+	bool		 check_only;	/* -n */
+	bool		 verbose;	/* -v */
+	bool		 print_conf;	/* -P */
+	bool		 print_all;	/* -a, with -P only */
+};
+
+/* Parse argv into o; -k and -V are answered here and exit. */
+static void
+main_args(int argc, char **argv, struct main_opts *o)
+{
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	while ((ch = getopt(argc, argv, "ac:nPvkV")) != -1) {
+		switch (ch) {
+		case 'c':
+			o->path = optarg;
+			break;
+		case 'n':
+			o->check_only = true;
+			break;
+		case 'P':
+			o->print_conf = true;
+			break;
+		case 'a':
+			o->print_all = true;
+			break;
+		case 'v':
+			o->verbose = true;
+			break;
+		case 'k':
+			config_print_keys();
+			exit(0);
+		case 'V':
+			printf("holdfast %s\n", HOLDFAST_VERSION);
+			exit(0);
+		default:
+			main_usage();
+		}
+	}
+	if (o->path == NULL || optind != argc)
+		main_usage();
+}
+
+/*
+ * Startup in the order the modules depend on each other, the loop, then
+ * teardown in reverse.  It stays one function on purpose: the order of
+ * creation (and of the privilege drop within it) is the thing to read,
+ * and each step is one call.
+ */
 int
 main(int argc, char **argv)
 {
-	const char *path = NULL;
-	bool check_only = false, verbose = false, print_conf = false;
-	bool print_all = false;
+	struct main_opts o;
 	struct main_ctx ctx = { 0 };
 	struct main_creds mc;
 	struct event *sigs[3];
@@ -238,51 +289,23 @@ main(int argc, char **argv)
 	struct notify *notify;
 	struct pause *pause;
 	char err[512];
-	int ch, i;
+	int i;
 
-	while ((ch = getopt(argc, argv, "ac:nPvkV")) != -1) {
-		switch (ch) {
-		case 'c':
-			path = optarg;
-			break;
-		case 'n':
-			check_only = true;
-			break;
-		case 'P':
-			print_conf = true;
-			break;
-		case 'a':
-			print_all = true;
-			break;
-		case 'v':
-			verbose = true;
-			break;
-		case 'k':
-			config_print_keys();
-			return 0;
-		case 'V':
-			printf("holdfast %s\n", HOLDFAST_VERSION);
-			return 0;
-		default:
-			main_usage();
-		}
-	}
-	if (path == NULL || optind != argc)
-		main_usage();
-	log_init(verbose);
-	if ((cf = config_load(path, err, sizeof(err))) == NULL) {
+	main_args(argc, argv, &o);
+	log_init(o.verbose);
+	if ((cf = config_load(o.path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	if (print_conf) {
-		config_print(cf, print_all);
+	if (o.print_conf) {
+		config_print(cf, o.print_all);
 		config_free(cf);
 		return 0;
 	}
-	if (print_all)
+	if (o.print_all)
 		main_usage();
-	if (check_only)
-		return main_check(path, cf);
+	if (o.check_only)
+		return main_check(o.path, cf);
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 	if (evthread_use_pthreads() == -1)

@@ -175,23 +175,6 @@ net_cidr_key(const struct sockaddr *sa, int *family, unsigned char addr[16])
 }
 
 bool
-net_cidr_list_match(char *const *cidrs, size_t n, const struct sockaddr *sa)
-{
-	unsigned char addr[16];
-	int family;
-	struct net_cidr c;
-	size_t i;
-
-	if (!net_cidr_key(sa, &family, addr))
-		return false;
-	for (i = 0; i < n; i++)
-		if (net_cidr_parse(cidrs[i], &c) == 0 &&
-		    net_cidr_match(&c, family, addr))
-			return true;
-	return false;
-}
-
-bool
 net_cidrs_match(const struct net_cidr *cidrs, size_t n,
     const struct sockaddr *sa)
 {

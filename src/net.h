@@ -1,6 +1,12 @@
 /*
- * net: socket plumbing with no SMTP knowledge: parsing "addr:port",
- * formatting addresses, and resolving the primary's fixed address.
+ * net: socket plumbing with no SMTP knowledge: parsing "addr:port" and
+ * bare addresses, formatting addresses, CIDR blocks (parsed once at config
+ * load, matched per connection) and the accept() backoff of a listener
+ * that ran out of descriptors.
+ *
+ * It owns only the net_backoff it creates (and its timer); the listeners,
+ * sockets and address buffers belong to the callers.  It keeps no global
+ * state, opens no socket and knows no config.
  */
 #ifndef HOLDFAST_NET_H
 #define HOLDFAST_NET_H
@@ -32,11 +38,8 @@ struct net_cidr {
 
 /* Parse s into cidr (may be NULL to only validate).  0 or -1. */
 int net_cidr_parse(const char *s, struct net_cidr *cidr);
-/* Is sa inside any of the n CIDR strings (already validated)?  A
+/* Is sa inside any of the n blocks (parsed once by net_cidr_parse)?  A
  * v4-mapped IPv6 address matches IPv4 blocks. */
-bool net_cidr_list_match(char *const *cidrs, size_t n,
-    const struct sockaddr *sa);
-/* The same over n blocks parsed once (by net_cidr_parse). */
 bool net_cidrs_match(const struct net_cidr *cidrs, size_t n,
     const struct sockaddr *sa);
 

@@ -68,6 +68,25 @@ struct notify {
 
 static void notify_start(struct notify *n);
 
+/* Free the running program's events and close its descriptors (the
+ * program itself is reaped or killed by the caller). */
+static void
+notify_release(struct notify *n)
+{
+	if (n->exit_ev != NULL)
+		event_free(n->exit_ev);
+	if (n->out_ev != NULL)
+		event_free(n->out_ev);
+	if (n->timer != NULL)
+		event_free(n->timer);
+	n->exit_ev = n->out_ev = n->timer = NULL;
+	if (n->pidfd != -1)
+		close(n->pidfd);
+	if (n->outfd != -1)
+		close(n->outfd);
+	n->pidfd = n->outfd = -1;
+}
+
 const char *
 notify_event_name(enum notify_event ev)
 {
@@ -160,18 +179,7 @@ notify_finish(struct notify *n, int status)
 		log_warnx("notify failed event=%s status=%s duration=%.1fs "
 		    "output=%s", ev, how, secs, esc);
 	}
-	if (n->exit_ev != NULL)
-		event_free(n->exit_ev);
-	if (n->out_ev != NULL)
-		event_free(n->out_ev);
-	if (n->timer != NULL)
-		event_free(n->timer);
-	n->exit_ev = n->out_ev = n->timer = NULL;
-	if (n->pidfd != -1)
-		close(n->pidfd);
-	if (n->outfd != -1)
-		close(n->outfd);
-	n->pidfd = n->outfd = -1;
+	notify_release(n);
 	n->pid = 0;
 	notify_item_free(n->running);
 	n->running = NULL;
@@ -235,33 +243,23 @@ notify_timeout_cb(evutil_socket_t fd, short what, void *arg)
 		log_warn("notify: kill %ld", (long)n->pid);
 }
 
-/* Run the program for the next waiting event, if none is running. */
-static void
-notify_start(struct notify *n)
+/*
+ * posix_spawn the program for n->running: stdin /dev/null, stdout and
+ * stderr into outfd, no other descriptor, default signal handling, its
+ * own process group (so a timeout kills the whole group).  0 or an errno.
+ */
+static int
+notify_spawn(struct notify *n, int outfd, pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t none, dfl;
-	struct timeval tv;
-	int pipefd[2] = { -1, -1 }, rc;
-	pid_t pid;
+	int rc;
 
-	if (n->pid != 0 || n->nwaiting == 0)
-		return;
-	n->running = n->waiting[n->head];
-	n->waiting[n->head] = NULL;
-	n->head = (n->head + 1) % NOTIFY_QUEUE_MAX;
-	n->nwaiting--;
-	n->outlen = 0;
-	n->timed_out = false;
-	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) == -1) {
-		log_warn("notify: pipe");
-		goto fail;
-	}
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+	posix_spawn_file_actions_adddup2(&fa, outfd, 1);
+	posix_spawn_file_actions_adddup2(&fa, outfd, 2);
 	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	posix_spawnattr_init(&attr);
 	sigemptyset(&none);
@@ -276,21 +274,24 @@ notify_start(struct notify *n)
 	posix_spawnattr_setpgroup(&attr, 0);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
 	    POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	rc = posix_spawn(&pid, n->argv[0], &fa, &attr, n->argv,
+	rc = posix_spawn(pid, n->argv[0], &fa, &attr, n->argv,
 	    n->running->envp);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
-	close(pipefd[1]);
-	if (rc != 0) {
-		errno = rc;
-		log_warn("notify failed event=%s: cannot run %s",
-		    notify_event_name(n->running->ev), n->argv[0]);
-		goto fail;
-	}
-	n->pid = pid;
-	n->outfd = pipefd[0];
-	clock_gettime(CLOCK_MONOTONIC, &n->started);
-	n->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	return rc;
+}
+
+/*
+ * Watch the started program: its exit (a pidfd, or a poll every
+ * NOTIFY_POLL_MSEC on kernels without one), its output and its
+ * [notify] timeout.
+ */
+static void
+notify_watch(struct notify *n)
+{
+	struct timeval tv;
+
+	n->pidfd = (int)syscall(SYS_pidfd_open, n->pid, 0);
 	if (n->pidfd != -1) {
 		n->exit_ev = event_new(n->base, n->pidfd, EV_READ,
 		    notify_exit_cb, n);
@@ -313,6 +314,39 @@ notify_start(struct notify *n)
 	if (n->out_ev == NULL || event_add(n->out_ev, NULL) == -1 ||
 	    n->timer == NULL || evtimer_add(n->timer, &tv) == -1)
 		fatalx("notify: events");
+}
+
+/* Run the program for the next waiting event, if none is running. */
+static void
+notify_start(struct notify *n)
+{
+	int pipefd[2] = { -1, -1 }, rc;
+	pid_t pid;
+
+	if (n->pid != 0 || n->nwaiting == 0)
+		return;
+	n->running = n->waiting[n->head];
+	n->waiting[n->head] = NULL;
+	n->head = (n->head + 1) % NOTIFY_QUEUE_MAX;
+	n->nwaiting--;
+	n->outlen = 0;
+	n->timed_out = false;
+	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) == -1) {
+		log_warn("notify: pipe");
+		goto fail;
+	}
+	rc = notify_spawn(n, pipefd[1], &pid);
+	close(pipefd[1]);
+	if (rc != 0) {
+		errno = rc;
+		log_warn("notify failed event=%s: cannot run %s",
+		    notify_event_name(n->running->ev), n->argv[0]);
+		goto fail;
+	}
+	n->pid = pid;
+	n->outfd = pipefd[0];
+	clock_gettime(CLOCK_MONOTONIC, &n->started);
+	notify_watch(n);
 	log_debug("notify started event=%s pid=%ld",
 	    notify_event_name(n->running->ev), (long)pid);
 	return;
@@ -391,16 +425,7 @@ notify_free(struct notify *n)
 		log_info("notify killed event=%s reason=shutdown",
 		    notify_event_name(n->running->ev));
 	}
-	if (n->exit_ev != NULL)
-		event_free(n->exit_ev);
-	if (n->out_ev != NULL)
-		event_free(n->out_ev);
-	if (n->timer != NULL)
-		event_free(n->timer);
-	if (n->pidfd != -1)
-		close(n->pidfd);
-	if (n->outfd != -1)
-		close(n->outfd);
+	notify_release(n);
 	notify_item_free(n->running);
 	for (i = 0; i < NOTIFY_QUEUE_MAX; i++)
 		notify_item_free(n->waiting[i]);

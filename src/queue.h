@@ -6,13 +6,16 @@
  * pure functions of policy.c; the queue gathers the facts, reads the time
  * from its clock (queue_set_clock) and applies the decision.
  *
- * Once a message is handed over by queue_submit(), the queue is the only
- * caller of what changes it in the spool (commit, stage/publish,
- * env_write, move, delete: received messages through its commit pipeline,
- * commit.c) and of drain_send().  Before that, smtp_server writes and
- * aborts the uncommitted message itself (spool_msg_new, _write, _abort);
+ * Who changes the spool: smtp_server writes and aborts a message still
+ * being received (spool_msg_new, _write, _abort).  Once queue_submit()
+ * has it, the queue owns its fate: received messages go through the
+ * commit pipeline, commit.c, which the queue drives and which alone calls
+ * spool_msg_stage, _publish_many, spool_sync (and _abort on failure);
+ * after that the queue is the only caller of spool_msg_commit, _link,
+ * spool_env_write, spool_move, spool_delete and spool_scan, and the only
+ * caller of drain_send().  main.c creates the spool (spool_open_owned);
  * pause.c keeps its own state file (spool_state_*), the queue the
- * primary's and hold-mode's.  Delivered means delete; deferred means
+ * primary's and hold-mode's.  ctl, ctl_proto and holdfastctl only read.  Delivered means delete; deferred means
  * persist and reschedule; refused or expired means dead/.  Every fate is a
  * log line with the message ID.  No network I/O.  The index is one list
  * per area, an ID hash and the due-heaps of dueheap.c.  Operator actions

@@ -629,6 +629,14 @@ struct smtp_mail_param {
 			    const char *value);
 };
 
+/* Is the parameter's value present or absent as rule says? */
+static bool
+smtp_value_ok(enum smtp_value rule, const struct smtp_param *pm)
+{
+	return !((rule == SMTP_VALUE_NONE && pm->has_value) ||
+	    (rule == SMTP_VALUE_NEEDED && !pm->has_value));
+}
+
 static enum smtp_rid
 smtp_mail_size(struct smtp_session *s, struct envelope *env, const char *v)
 {
@@ -708,8 +716,7 @@ smtp_mail_param(struct smtp_session *s, struct envelope *env,
 		row = &smtp_mail_params[i];
 		if (strcmp(pm->keyword, row->keyword) != 0)
 			continue;
-		if ((row->value == SMTP_VALUE_NONE && pm->has_value) ||
-		    (row->value == SMTP_VALUE_NEEDED && !pm->has_value))
+		if (!smtp_value_ok(row->value, pm))
 			return row->bad_value;
 		return row->apply(s, env, pm->value);
 	}
@@ -813,6 +820,63 @@ smtp_is_notify(const char *v)
 	return !(never && other);
 }
 
+/*
+ * RCPT TO parameters (RFC 3461 DSN), the same shape as MAIL's: the row's
+ * value rule, then its check, which keeps the value for the recipient.
+ * Every refusal is 555 (SMTP_R_PARAM); a repeated parameter keeps the last.
+ */
+struct smtp_rcpt_dsn {
+	const char	*notify, *orcpt;
+};
+
+struct smtp_rcpt_param {
+	const char	*keyword;
+	enum smtp_value	 value;
+	enum smtp_rid	 bad_value;
+	enum smtp_rid	(*apply)(struct smtp_rcpt_dsn *, const char *value);
+};
+
+static enum smtp_rid
+smtp_rcpt_notify(struct smtp_rcpt_dsn *dsn, const char *v)
+{
+	if (!smtp_is_notify(v))
+		return SMTP_R_PARAM;
+	dsn->notify = v;
+	return SMTP_R_OK;
+}
+
+static enum smtp_rid
+smtp_rcpt_orcpt(struct smtp_rcpt_dsn *dsn, const char *v)
+{
+	if (!smtp_is_orcpt(v))
+		return SMTP_R_PARAM;
+	dsn->orcpt = v;
+	return SMTP_R_OK;
+}
+
+static const struct smtp_rcpt_param smtp_rcpt_params[] = {
+	{ "NOTIFY", SMTP_VALUE_NEEDED, SMTP_R_PARAM, smtp_rcpt_notify },
+	{ "ORCPT", SMTP_VALUE_NEEDED, SMTP_R_PARAM, smtp_rcpt_orcpt },
+};
+
+/* One parameter: its row, its value's presence, then the row's check. */
+static enum smtp_rid
+smtp_rcpt_param(struct smtp_rcpt_dsn *dsn, const struct smtp_param *pm)
+{
+	const struct smtp_rcpt_param *row;
+	size_t i;
+
+	for (i = 0; i < UTIL_ARRAY_LEN(smtp_rcpt_params); i++) {
+		row = &smtp_rcpt_params[i];
+		if (strcmp(pm->keyword, row->keyword) != 0)
+			continue;
+		if (!smtp_value_ok(row->value, pm))
+			return row->bad_value;
+		return row->apply(dsn, pm->value);
+	}
+	return SMTP_R_PARAM;
+}
+
 static enum smtp_rid
 smtp_cmd_rcpt(struct smtp_session *s, const char *p)
 {
@@ -820,7 +884,9 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *p)
 	struct smtp_param params[SMTP_PARAMS_MAX];
 	struct envelope *env = s->tx->env;
 	struct smtp_path path;
-	const char *rest, *notify = NULL, *orcpt = NULL;
+	const char *rest;
+	struct smtp_rcpt_dsn dsn = { NULL, NULL };
+	enum smtp_rid rid;
 	char esc[LOG_ESCAPE_MAX];
 	enum smtp_path_status st;
 	size_t i;
@@ -860,18 +926,9 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *p)
 	if ((n = smtp_proto_parse_params(rest, params, SMTP_PARAMS_MAX)) ==
 	    -1)
 		return SMTP_R_SYNTAX;
-	for (k = 0; k < n; k++) {
-		const struct smtp_param *pm = &params[k];
-
-		if (strcmp(pm->keyword, "NOTIFY") == 0 && pm->has_value &&
-		    smtp_is_notify(pm->value))
-			notify = pm->value;
-		else if (strcmp(pm->keyword, "ORCPT") == 0 &&
-		    pm->has_value && smtp_is_orcpt(pm->value))
-			orcpt = pm->value;
-		else
-			return SMTP_R_PARAM;
-	}
+	for (k = 0; k < n; k++)
+		if ((rid = smtp_rcpt_param(&dsn, &params[k])) != SMTP_R_OK)
+			return rid;
 	/* The primary gets the canonical form: no trailing root dot. */
 	if (!path.is_postmaster && (i = strlen(path.mailbox)) > 0 &&
 	    path.mailbox[i - 1] == '.')
@@ -881,7 +938,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *p)
 			return SMTP_R_RCPT_OK;	/* duplicate: once is enough */
 	if (env->nrcpt >= cf->max_recipients)
 		return SMTP_R_TOO_MANY_RCPT;
-	envelope_add_rcpt(env, path.mailbox, notify, orcpt);
+	envelope_add_rcpt(env, path.mailbox, dsn.notify, dsn.orcpt);
 	smtp_enter_state(s, SMTP_ST_RCPT);
 	return SMTP_R_RCPT_OK;
 }

@@ -1,7 +1,10 @@
 /*
  * util: small helpers with no SMTP knowledge: truncation-checked copies,
- * number/duration/size parsing, random IDs, time formatting.
- * Nothing here allocates except where the name says so.
+ * number/duration/size parsing, random IDs, time formatting, the clock
+ * (util_now) and systemd's readiness notification.
+ * Nothing here allocates except where the name says so.  It owns no state
+ * and must not grow any: a helper that needs state or knows a protocol
+ * belongs to the module that owns that state.
  */
 #ifndef HOLDFAST_UTIL_H
 #define HOLDFAST_UTIL_H

@@ -24,18 +24,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import holdfast as hf  # noqa: E402
 
 
-def rcpt(d, source):
-    c = hf.SMTPClient(d.port, timeout=30, source=source)
-    try:
-        c.ehlo()
-        c.cmd("MAIL FROM:<s@client.test>", expect=250)
-        r = c.cmd("RCPT TO:<rcpt@example.test>")
-        c.quit()
-        return r
-    finally:
-        c.close()
-
-
 def main(env):
     dns = env.own(hf.Dnsmasq(env, [
         "--address=/2.0.0.127.zen.test/127.0.0.2",
@@ -69,7 +57,7 @@ def main(env):
             ("127.0.0.8", 450, "127.0.0.20 and 127.0.0.5: one in the filter"),
             ("127.0.0.9", 250, "127.0.0.2 with an error code: unusable")]
     for src, code, what in want:
-        r = rcpt(d, src)
+        r = hf.rcpt_reply(d.port, src)
         hf.check(r.code == code, "%s (%s): RCPT -> %r, wanted %d"
                  % (src, what, r, code))
         if code == 450:
@@ -84,7 +72,7 @@ def main(env):
 
     # The error: logged once, counted each time, never a deferral.
     for _ in range(3):
-        r = rcpt(d, "127.0.0.3")
+        r = hf.rcpt_reply(d.port, "127.0.0.3")
         hf.check(r.code == 250, "error code again -> %r" % r)
     lines = d.grep(r"dnsbl error zone=zen\.test ")
     hf.check(len(lines) == 1, "wanted one rate-limited error line, got %d: "

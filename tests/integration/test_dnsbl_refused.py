@@ -12,18 +12,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import holdfast as hf  # noqa: E402
 
 
-def rcpt(d, source):
-    c = hf.SMTPClient(d.port, timeout=30, source=source)
-    try:
-        c.ehlo()
-        c.cmd("MAIL FROM:<s@client.test>", expect=250)
-        r = c.cmd("RCPT TO:<rcpt@example.test>")
-        c.quit()
-        return r
-    finally:
-        c.close()
-
-
 def main(env):
     dns = env.own(hf.Dnsmasq(env, [
         "--address=/2.0.0.127.zen.test/127.0.0.2",
@@ -37,10 +25,10 @@ def main(env):
                            "dnsbl": "zen.test", "dnsbl_threshold": "1",
                            "dns_server": "127.0.0.1:%d" % dns.port}).start()
     for src in ("127.0.0.3", "127.0.0.4", "127.0.0.5"):
-        r = rcpt(d, src)
+        r = hf.rcpt_reply(d.port, src)
         hf.check(r.code == 250, "%s (the list refused the query) RCPT -> %r"
                  % (src, r))
-    r = rcpt(d, "127.0.0.2")
+    r = hf.rcpt_reply(d.port, "127.0.0.2")
     hf.check(r.code == 450 and r.text.startswith("450 4.7.1"),
              "127.0.0.2 (listed) RCPT -> %r" % r)
     hf.check(not d.grep(r"dnsbl listed addr=127\.0\.0\.[345] "),

@@ -76,6 +76,12 @@ def main(env):
     c.cmd("MAIL FROM:<a@client.test> RET=HDRS ENVID=env+2Bid", expect=250)
     c.cmd("RCPT TO:<dsn@example.test> NOTIFY=SUCCESS,FAILURE "
           "ORCPT=rfc822;dsn+40example.test", expect=250)
+    # RCPT's parameter table: a value is needed, checked; others are 555
+    for bad in ("NOTIFY", "NOTIFY=SOMETIMES", "NOTIFY=NEVER,SUCCESS",
+                "ORCPT", "ORCPT=rfc822", "BOGUS=1", "SIZE=10"):
+        r = c.cmd("RCPT TO:<dsn2@example.test> " + bad)
+        hf.check(r.code == 555 and r.text.startswith("555 5.5.4 "),
+                 "RCPT ... %s -> %r, want 555 5.5.4" % (bad, r))
     dsn = hf.make_message("dsn")
     r = c.data(hf.dot_stuff(dsn), expect=250)
     c.quit()

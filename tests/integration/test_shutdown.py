@@ -95,6 +95,19 @@ def sent_from_queue(d, qid):
 
 # ------------------------------------------------------------- a) and b)
 
+def restart_clean(d, sink, name):
+    """After a clean stop: tmp/ is empty; started again, tmp/ and
+    quarantine/ stay empty; then the primary comes up."""
+    hf.check(not d.tmp_entries(), "%s: tmp/ not empty after a clean stop: "
+             "%s" % (name, d.tmp_entries()))
+    d.start()
+    hf.check(not d.tmp_entries(), "%s: tmp/ not empty after restart: %s"
+             % (name, d.tmp_entries()))
+    hf.check(not d.quarantine_entries(), "%s: quarantine/ has %s"
+             % (name, d.quarantine_entries()))
+    sink.start()
+
+
 def cut_mid_data(env, sig, name):
     sink = env.sink(name="sink-" + name)           # down
     d = env.daemon(name="hf-" + name, primary_port=sink.port).start()
@@ -136,15 +149,7 @@ def cut_mid_data(env, sig, name):
              "%s: no 'message discarded' for the cut session" % name)
     hf.check(d.queue_ids() == [m1.qid], "%s: queue/ after the stop is %s, "
              "want only M1 %s" % (name, d.queue_ids(), m1.qid))
-    hf.check(not d.tmp_entries(), "%s: tmp/ not empty after a clean stop: "
-             "%s" % (name, d.tmp_entries()))
-
-    d.start()
-    hf.check(not d.tmp_entries(), "%s: tmp/ not empty after restart: %s"
-             % (name, d.tmp_entries()))
-    hf.check(not d.quarantine_entries(), "%s: quarantine/ has %s"
-             % (name, d.quarantine_entries()))
-    sink.start()
+    restart_clean(d, sink, name)
     got = hf.verify_deliveries(sink, [m1], timeout=20, settle=2)
     hf.check(tok2 not in got, "%s: the cut message was delivered" % name)
     hf.wait_until(lambda: not d.queue_ids(), 10, name + ": queue/ to empty")
@@ -248,15 +253,7 @@ def commit_in_flight(env, name, build_tx):
         hf.check(x.token != txs[1][0], "%s: tx2 reached queue/ although its "
                  "commit could only start after 'holdfast stopping'"
                  % name)
-    hf.check(not d.tmp_entries(), "%s: tmp/ not empty after a clean stop: "
-             "%s" % (name, d.tmp_entries()))
-
-    d.start()
-    hf.check(not d.tmp_entries(), "%s: tmp/ not empty after restart: %s"
-             % (name, d.tmp_entries()))
-    hf.check(not d.quarantine_entries(), "%s: quarantine/ has %s"
-             % (name, d.quarantine_entries()))
-    sink.start()
+    restart_clean(d, sink, name)
     got = hf.verify_deliveries(sink, sent + extra, timeout=20, settle=2)
     hf.check(txs[1][0] not in got, "%s: tx2 (no 250) was delivered" % name)
     hf.note("%s: delivered %s (%d acked, %d committed-unanswered)"

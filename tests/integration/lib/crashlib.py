@@ -274,14 +274,7 @@ def _tap_transactions(sink):
             continue
         done = (os.path.exists(c + ".done")
                 and os.path.exists(base + ".s2c.done"))
-        with open(c, "rb") as f:
-            c2s = f.read()
-        try:
-            with open(base + ".s2c", "rb") as f:
-                s2c = f.read()
-        except FileNotFoundError:
-            s2c = b""
-        txs = hf.parse_session(c2s, s2c, os.path.basename(base))
+        txs = hf.parse_tap_session(base)
         if done:
             _tap_cache[base] = txs
         out += txs

@@ -1143,7 +1143,8 @@ class Sink:
             self.tap.start()
         return self
 
-    def stop(self):
+    def _terminate(self):
+        """Stop the tap and smtp-sink (TERM, then KILL after 10 s)."""
         if self.tap:
             self.tap.stop()
             self.tap = None
@@ -1154,6 +1155,9 @@ class Sink:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def stop(self):
+        self._terminate()
         self.proc = None
         wait_until(lambda: not port_open(self.port, 0.2), 5,
                    "sink port %d to close" % self.port)
@@ -1178,16 +1182,7 @@ class Sink:
         return self.start(options)
 
     def cleanup(self):
-        if self.tap:
-            self.tap.stop()
-            self.tap = None
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self._terminate()
 
     def _open_files(self):
         if not self.running():
@@ -1489,18 +1484,23 @@ def parse_session(c2s, s2c, name=""):
     return txs
 
 
+def parse_tap_session(base):
+    """The transactions of one tapped session, from base.c2s and base.s2c
+    (the latter may not exist yet)."""
+    with open(base + ".c2s", "rb") as f:
+        c2s = f.read()
+    try:
+        with open(base + ".s2c", "rb") as f:
+            s2c = f.read()
+    except FileNotFoundError:
+        s2c = b""
+    return parse_session(c2s, s2c, os.path.basename(base))
+
+
 def parse_tap_dir(d):
     out = []
     for c in sorted(glob.glob(os.path.join(d, "*.c2s"))):
-        base = c[:-4]
-        with open(c, "rb") as f:
-            c2s = f.read()
-        try:
-            with open(base + ".s2c", "rb") as f:
-                s2c = f.read()
-        except FileNotFoundError:
-            s2c = b""
-        out += parse_session(c2s, s2c, os.path.basename(base))
+        out += parse_tap_session(c[:-4])
     return out
 
 
@@ -2347,3 +2347,18 @@ class Dnsmasq:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+
+
+def rcpt_reply(port, source, sender="s@client.test",
+               rcpt="rcpt@example.test"):
+    """EHLO, MAIL and one RCPT from the loopback address source; the
+    RCPT's Reply (the screens decide it), then QUIT."""
+    c = SMTPClient(port, timeout=30, source=source)
+    try:
+        c.ehlo()
+        c.cmd("MAIL FROM:<%s>" % sender, expect=250)
+        r = c.cmd("RCPT TO:<%s>" % rcpt)
+        c.quit()
+        return r
+    finally:
+        c.close()
