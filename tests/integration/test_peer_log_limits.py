@@ -154,6 +154,12 @@ def connect_flood(env, sink):
 
     d = env.daemon(name="busy", primary_port=sink.port,
                    server={"max_sessions": "2"}).start()
+    # the harness's readiness probe must be gone before two sessions
+    # fill max_sessions (a banner written at once lets a client connect
+    # before the loop has seen the probe's close)
+    hf.wait_until(lambda: 1 <= len(d.grep(r" disconnected addr=")) ==
+                  len(d.grep(r" smtp connected addr=")), 5,
+                  "busy: the readiness probe's session to end")
     held = [hf.SMTPClient(d.port) for _ in range(2)]
     mark = d.mark()
     t0 = time.monotonic()
