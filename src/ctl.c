@@ -612,6 +612,12 @@ ctl_cmd_hold_mode(struct ctl_conn *c, int argc, char **argv,
 		return -1;
 	}
 	if (!on) {
+		/* the held-time credit reaches only indexed messages */
+		if (queue_is_loading(c->ctl->queue)) {
+			snprintf(err, errlen, "the queue is still being "
+			    "loaded (holdfastctl status): try again shortly");
+			return -1;
+		}
 		log_info("ctl hold-mode off uid=%u", (unsigned)c->uid);
 		return queue_hold_mode_set(c->ctl->queue, false, 0);
 	}

@@ -1179,8 +1179,8 @@ queue_dispatch(struct queue *q)
 	if (q->drain == NULL)
 		return;
 	if (q->hold_until != 0) {
-		if (now < q->hold_until)
-			return;		/* accept-and-hold: nothing drains */
+		if (now < q->hold_until || queue_is_loading(q))
+			return;		/* held; ends once all is indexed */
 		queue_hold_mode_end(q, "expired");
 	}
 	if (queue_is_refusing(q)) {
