@@ -1418,6 +1418,15 @@ queue_env_store_move(struct queue *q, struct queue_entry *qe,
 			saved = errno;
 			w = queue_where_is(q->spool, qe->id, &where);
 			/* (callers go on using qe: never drop it here) */
+			if (w == QUEUE_WHERE_FOUND && where == to) {
+				/* renamed, the directory fsync failed: the
+				 * rewritten envelope is in place */
+				log_warnx("msg=%s moved to %s, not known to be "
+				    "durable: %s", qe->id,
+				    spool_area_name(to), strerror(saved));
+				queue_entry_set_area(q, qe, to);
+				return 0;
+			}
 			if (w == QUEUE_WHERE_FOUND)
 				queue_entry_relocate(q, qe, w, where);
 			errno = saved;

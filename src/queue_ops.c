@@ -67,6 +67,7 @@ struct queue_op_item {
 	size_t			 envlen;
 	time_t			 age_base;	/* release, requeue */
 	int			 rc, err;
+	bool			 moving;	/* envelope written, move tried */
 	enum queue_where	 where;	/* after a failure */
 	enum spool_area		 where_area;
 };
@@ -114,6 +115,7 @@ queue_batch_work(void *arg)
 
 		errno = 0;
 		it->rc = 0;
+		it->moving = false;
 		if (it->envtext != NULL)
 			it->rc = spool_env_write(bt->spool, it->from, it->id,
 			    it->envtext, it->envlen);
@@ -123,6 +125,7 @@ queue_batch_work(void *arg)
 			areas[k] = it->from;
 			idx[k++] = i;
 			del = it->to == SPOOL_TMP;
+			it->moving = !del;
 		}
 	}
 	/* a batch is all moves from one area to one other, or all deletes */
@@ -200,8 +203,18 @@ queue_batch_done(void *arg)
 			ok++;
 			continue;
 		}
-		/* the rename may have happened all the same */
-		queue_entry_relocate(q, it->qe, it->where, it->where_area);
+		/*
+		 * The rename may have happened all the same (the directory
+		 * fsync failed after it): then the rewritten envelope is in
+		 * place and the index takes it over, though the move is not
+		 * known to be durable and is reported as failed.
+		 */
+		if (it->moving && it->where == QUEUE_WHERE_FOUND &&
+		    it->where_area == it->to)
+			queue_item_done(run, it);
+		else
+			queue_entry_relocate(q, it->qe, it->where,
+			    it->where_area);
 		log_warnx("msg=%s %s failed reason=%s: %s", it->id,
 		    queue_act_verbs[run->act], run->reason,
 		    strerror(it->err));
