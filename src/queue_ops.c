@@ -304,7 +304,10 @@ queue_item_prepare(struct queue_run *run, struct queue_entry *qe,
 			base += now - env->held_since;
 		env->age_base = it->age_base = base;
 		env->held = false;
-		env->held_since = 0;
+		/* written before the move: should it stay in hold/ (a
+		 * failed rename, a crash), the next release credits from
+		 * here on; ignored in queue/ */
+		env->held_since = now;
 		break;
 	case QUEUE_ACT_REQUEUE:
 		queue_env_requeue(env, now);
