@@ -423,7 +423,8 @@ queue_act(struct queue *q, enum queue_act act, const char *const *ids,
 	/* the breaker's requeue is the only action not the operator's */
 	rc = bulk_start(q->bulk, strcmp(reason, "operator") == 0 ?
 	    queue_act_verbs[act] : "breaker-requeue", ids, n,
-	    queue_run_apply, queue_run_after, queue_run_finish, run);
+	    queue_run_apply, queue_run_after, queue_run_finish, run,
+	    strcmp(reason, "operator") == 0);
 	free(all);
 	if (rc == -1)
 		free(run);
@@ -493,7 +494,7 @@ queue_bulk_start(struct queue *q, struct queue_bulk *qb, const char *verb)
 		if (!qe->busy)
 			ids[n++] = qe->id;
 	rc = bulk_start(q->bulk, verb, ids, n, queue_bulk_apply,
-	    queue_bulk_after, NULL, qb);
+	    queue_bulk_after, NULL, qb, false);
 	free(ids);
 	return rc;
 }

@@ -2,7 +2,8 @@
 """Hold-mode and the sliced startup scan: hold-mode that expired while the
 daemon was down ends only once every spooled message is indexed, and
 "hold-mode off" is refused until then, so the held-time credit reaches all
-of them, not just those indexed by the first dispatch."""
+of them, not just those indexed by the first dispatch.  The rewrite
+starts even while 16 operator bulk actions wait (their limit is theirs)."""
 import os
 import re
 import shutil
@@ -98,6 +99,28 @@ def main(env):
         time.sleep(0.01)
     hf.check(refused, "hold-mode off not refused during the scan")
     check_credit(d, mark, "off during the scan")
+    d.stop()
+
+    # the operator's bulk actions fill their queue (16): hold-mode's own
+    # rewrite still starts
+    d = backlog(env, "full", "1h")
+    mark = d.mark()
+    d.start()
+    d.wait_log(r"queue loaded messages=", timeout=hf.scaled(60), since=mark)
+    refused = False
+    for _ in range(20):
+        r = d.ctl("hold", "all")
+        if r.rc != 0:
+            hf.check("too many bulk" in r.out + r.err, "%r" % r)
+            refused = True
+            break
+    hf.check(refused, "the 16 operator actions were done before the test "
+             "filled the queue")
+    d.ctl("hold-mode", "off").ok()
+    d.wait_log(r"queue bulk hold-mode-rewrite started", since=mark,
+               timeout=5)
+    hf.check("lifetimes not persisted" not in d.log_text(mark),
+             "hold-mode's rewrite refused by the operator's limit")
     d.stop()
 
 
