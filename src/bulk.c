@@ -23,6 +23,7 @@ struct bulk_op {
 	void			(*after)(void *);
 	void			(*finish)(void *, const struct bulk_state *);
 	void			*arg;
+	bool			 limited;	/* counts toward the limit */
 	struct timespec		 started, last_progress;
 	TAILQ_ENTRY(bulk_op)	 entry;
 };
@@ -31,6 +32,7 @@ struct bulk {
 	struct event		*ev;		/* zero timer: the next slice */
 	TAILQ_HEAD(, bulk_op)	 ops;		/* first runs */
 	size_t			 nops;
+	size_t			 nlimited;	/* of them, the operator's */
 };
 
 static double
@@ -48,6 +50,8 @@ bulk_op_free(struct bulk *b, struct bulk_op *op)
 {
 	TAILQ_REMOVE(&b->ops, op, entry);
 	b->nops--;
+	if (op->limited)
+		b->nlimited--;
 	free(op->ids);
 	free(op);
 }
@@ -199,12 +203,13 @@ int
 bulk_start(struct bulk *b, const char *verb, const char *const *ids,
     size_t n, enum bulk_res (*fn)(void *arg, const char *id),
     void (*after)(void *arg),
-    void (*finish)(void *arg, const struct bulk_state *st), void *arg)
+    void (*finish)(void *arg, const struct bulk_state *st), void *arg,
+    bool limited)
 {
 	struct bulk_op *op;
 	size_t i;
 
-	if (b->nops >= BULK_QUEUE_MAX) {
+	if (limited && b->nlimited >= BULK_QUEUE_MAX) {
 		errno = EAGAIN;
 		return -1;
 	}
@@ -218,10 +223,13 @@ bulk_start(struct bulk *b, const char *verb, const char *const *ids,
 	op->after = after;
 	op->finish = finish;
 	op->arg = arg;
+	op->limited = limited;
 	clock_gettime(CLOCK_MONOTONIC, &op->started);
 	op->last_progress = op->started;
 	TAILQ_INSERT_TAIL(&b->ops, op, entry);
 	b->nops++;
+	if (limited)
+		b->nlimited++;
 	log_info("queue bulk %s started messages=%zu%s", verb, n,
 	    b->nops > 1 ? " queued=yes" : "");
 	bulk_schedule(b);

@@ -58,13 +58,15 @@ void bulk_free(struct bulk *b);
  * disk work, to schedule a dispatch); finish(arg, st) once when the
  * operation is over (all reported) or dropped by bulk_free (st->stopped),
  * the last use of arg.  verb and arg are borrowed until then; after and
- * finish may be NULL.  0, or -1 with EAGAIN when BULK_QUEUE_MAX
- * operations wait already.
+ * finish may be NULL.  limited: the operator's, refused (-1 with EAGAIN)
+ * when BULK_QUEUE_MAX of those wait already; the daemon's own (breaker,
+ * hold-mode) always queue, so operators cannot crowd them out.  0 or -1.
  */
 int bulk_start(struct bulk *b, const char *verb, const char *const *ids,
     size_t n, enum bulk_res (*fn)(void *arg, const char *id),
     void (*after)(void *arg),
-    void (*finish)(void *arg, const struct bulk_state *st), void *arg);
+    void (*finish)(void *arg, const struct bulk_state *st), void *arg,
+    bool limited);
 /* Outcomes of messages of the running operation that fn left
  * BULK_PENDING; when none is pending any more its next slice follows. */
 void bulk_report(struct bulk *b, size_t done, size_t skipped,

@@ -96,7 +96,8 @@ struct ctl_bulk {
 	/* matched on a worker: the listing's failure, if any */
 	int			 match_errno;
 	enum spool_area		 match_area;
-	struct ctl		*ctl;
+	struct ctl		*ctl;		/* not on the worker */
+	struct spool		*spool;		/* the worker's; outlives ctl */
 	struct event		*tick;		/* progress to the client */
 };
 
@@ -296,7 +297,8 @@ ctl_bulk_run(struct ctl_conn *c, struct ctl_bulk *b, char *err,
 }
 
 /* Match b's selector against the spool: on a worker (touching only b
- * and the spool, read-only) or, for a dry run, on the loop. */
+ * and the spool, read-only; ctl may be freed meanwhile at shutdown) or,
+ * for a dry run, on the loop. */
 static void
 ctl_bulk_match_work(void *arg)
 {
@@ -310,7 +312,7 @@ ctl_bulk_match_work(void *arg)
 
 	for (i = 0; i < UTIL_ARRAY_LEN(areas); i++)
 		if ((area_states[i] & b->states) != 0 &&
-		    ctl_proto_each(b->ctl->spool, areas[i], b->primary_down,
+		    ctl_proto_each(b->spool, areas[i], b->primary_down,
 		    ctl_bulk_match_cb, b) == -1) {
 			b->match_errno = errno;
 			b->match_area = areas[i];
@@ -411,6 +413,7 @@ ctl_bulk_start(struct ctl_conn *c, struct ctl_bulk *b, int argc, char **argv,
 	b->states = b->sel.states != 0 ? b->sel.states & states : states;
 	select_fmt(&b->sel, b->selector, sizeof(b->selector));
 	b->ctl = c->ctl;
+	b->spool = c->ctl->spool;
 	if (!b->dry_run && c->ctl->wp != NULL) {
 		/* reading every envelope takes long in a big queue: off the
 		 * loop; the answer is pending on c->bulk from now on */
@@ -604,6 +607,12 @@ ctl_cmd_hold_mode(struct ctl_conn *c, int argc, char **argv,
 	(void)argv;
 	(void)out;
 	if (!c->args.on) {
+		/* the held-time credit reaches only indexed messages */
+		if (queue_is_loading(c->ctl->queue)) {
+			snprintf(err, errlen, "the queue is still being "
+			    "loaded (holdfastctl status): try again shortly");
+			return -1;
+		}
 		log_info("ctl hold-mode off uid=%u", (unsigned)c->uid);
 		return queue_hold_mode_set(c->ctl->queue, false, 0);
 	}

@@ -1179,6 +1179,9 @@ queue_dispatch(struct queue *q)
 
 	if (q->drain == NULL)
 		return;
+	/* hold-mode's end credits every message: not before all are indexed */
+	if (q->hold_until != 0 && queue_is_loading(q))
+		return;
 	policy_dispatch_gate(q->hold_until, q->refusing_until, now, &g);
 	if (g.hold_over)
 		queue_hold_mode_end(q, "expired");
@@ -1416,6 +1419,15 @@ queue_env_store_move(struct queue *q, struct queue_entry *qe,
 			saved = errno;
 			w = queue_where_is(q->spool, qe->id, &where);
 			/* (callers go on using qe: never drop it here) */
+			if (w == QUEUE_WHERE_FOUND && where == to) {
+				/* renamed, the directory fsync failed: the
+				 * rewritten envelope is in place */
+				log_warnx("msg=%s moved to %s, not known to be "
+				    "durable: %s", qe->id,
+				    spool_area_name(to), strerror(saved));
+				queue_entry_set_area(q, qe, to);
+				return 0;
+			}
 			if (w == QUEUE_WHERE_FOUND)
 				queue_entry_relocate(q, qe, w, where);
 			errno = saved;

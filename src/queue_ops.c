@@ -67,6 +67,7 @@ struct queue_op_item {
 	size_t			 envlen;
 	time_t			 age_base;	/* release, requeue */
 	int			 rc, err;
+	bool			 moving;	/* envelope written, move tried */
 	enum queue_where	 where;	/* after a failure */
 	enum spool_area		 where_area;
 };
@@ -114,6 +115,7 @@ queue_batch_work(void *arg)
 
 		errno = 0;
 		it->rc = 0;
+		it->moving = false;
 		if (it->envtext != NULL)
 			it->rc = spool_env_write(bt->spool, it->from, it->id,
 			    it->envtext, it->envlen);
@@ -123,6 +125,7 @@ queue_batch_work(void *arg)
 			areas[k] = it->from;
 			idx[k++] = i;
 			del = it->to == SPOOL_TMP;
+			it->moving = !del;
 		}
 	}
 	/* a batch is all moves from one area to one other, or all deletes */
@@ -200,8 +203,18 @@ queue_batch_done(void *arg)
 			ok++;
 			continue;
 		}
-		/* the rename may have happened all the same */
-		queue_entry_relocate(q, it->qe, it->where, it->where_area);
+		/*
+		 * The rename may have happened all the same (the directory
+		 * fsync failed after it): then the rewritten envelope is in
+		 * place and the index takes it over, though the move is not
+		 * known to be durable and is reported as failed.
+		 */
+		if (it->moving && it->where == QUEUE_WHERE_FOUND &&
+		    it->where_area == it->to)
+			queue_item_done(run, it);
+		else
+			queue_entry_relocate(q, it->qe, it->where,
+			    it->where_area);
 		log_warnx("msg=%s %s failed reason=%s: %s", it->id,
 		    queue_act_verbs[run->act], run->reason,
 		    strerror(it->err));
@@ -291,7 +304,10 @@ queue_item_prepare(struct queue_run *run, struct queue_entry *qe,
 			base += now - env->held_since;
 		env->age_base = it->age_base = base;
 		env->held = false;
-		env->held_since = 0;
+		/* written before the move: should it stay in hold/ (a
+		 * failed rename, a crash), the next release credits from
+		 * here on; ignored in queue/ */
+		env->held_since = now;
 		break;
 	case QUEUE_ACT_REQUEUE:
 		queue_env_requeue(env, now);
@@ -407,7 +423,8 @@ queue_act(struct queue *q, enum queue_act act, const char *const *ids,
 	/* the breaker's requeue is the only action not the operator's */
 	rc = bulk_start(q->bulk, strcmp(reason, "operator") == 0 ?
 	    queue_act_verbs[act] : "breaker-requeue", ids, n,
-	    queue_run_apply, queue_run_after, queue_run_finish, run);
+	    queue_run_apply, queue_run_after, queue_run_finish, run,
+	    strcmp(reason, "operator") == 0);
 	free(all);
 	if (rc == -1)
 		free(run);
@@ -478,7 +495,7 @@ queue_bulk_start(struct queue *q, struct queue_bulk *qb, const char *verb)
 		if (!qe->busy)
 			ids[n++] = qe->id;
 	rc = bulk_start(q->bulk, verb, ids, n, queue_bulk_apply,
-	    queue_bulk_after, NULL, qb);
+	    queue_bulk_after, NULL, qb, false);
 	free(ids);
 	return rc;
 }
