@@ -1398,45 +1398,6 @@ queue_env_load(struct queue *q, struct queue_entry *qe)
 	return env;
 }
 
-/* Rewrite env in qe's area, then move it to area "to" (when different). */
-int
-queue_env_store_move(struct queue *q, struct queue_entry *qe,
-    const struct envelope *env, enum spool_area to)
-{
-	size_t len;
-	char *text = envelope_dump(env, &len);
-	enum spool_area where;
-	enum queue_where w;
-	int rc, saved;
-
-	rc = spool_env_write(q->spool, qe->area, qe->id, text, len);
-	free(text);
-	if (rc == 0 && to != qe->area) {
-		if ((rc = spool_move(q->spool, qe->id, qe->area, to)) == 0)
-			queue_entry_set_area(q, qe, to);
-		else {
-			/* the rename may have happened all the same */
-			saved = errno;
-			w = queue_where_is(q->spool, qe->id, &where);
-			/* (callers go on using qe: never drop it here) */
-			if (w == QUEUE_WHERE_FOUND && where == to) {
-				/* renamed, the directory fsync failed: the
-				 * rewritten envelope is in place */
-				log_warnx("msg=%s moved to %s, not known to be "
-				    "durable: %s", qe->id,
-				    spool_area_name(to), strerror(saved));
-				queue_entry_set_area(q, qe, to);
-				return 0;
-			}
-			if (w == QUEUE_WHERE_FOUND)
-				queue_entry_relocate(q, qe, w, where);
-			errno = saved;
-		}
-	}
-	return rc;
-}
-
-
 void
 queue_breaker_reset(struct queue *q, const char *why)
 {
@@ -1446,13 +1407,20 @@ queue_breaker_reset(struct queue *q, const char *why)
 	q->refuse_streak = 0;
 	q->nstreak = 0;
 }
+
 /* A message dead by refusal: while the breaker is open it goes straight
  * back; otherwise it is remembered as part of the current streak. */
 static void
 queue_refused_dead(struct queue *q, struct queue_entry *qe)
 {
 	if (queue_is_refusing(q)) {
-		queue_requeue_entry(q, qe, "primary-refusing");
+		/* off the loop like every requeue (queue_act), in a slice */
+		const char *id = qe->id;
+
+		if (queue_act(q, QUEUE_ACT_REQUEUE, &id, 1, "primary-refusing",
+		    NULL, NULL, NULL) == -1)
+			log_warn("msg=%s primary refusing: not requeued, stays "
+			    "in dead/", qe->id);
 		return;
 	}
 	if (q->streak_ids == NULL)

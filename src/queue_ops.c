@@ -431,33 +431,6 @@ queue_act(struct queue *q, enum queue_act act, const char *const *ids,
 	return rc;
 }
 
-int
-queue_requeue_entry(struct queue *q, struct queue_entry *qe,
-    const char *reason)
-{
-	struct envelope *env;
-	time_t now = queue_now(q);
-
-	if (qe->area != SPOOL_DEAD) {
-		errno = EINVAL;
-		return -1;
-	}
-	if ((env = queue_env_load(q, qe)) == NULL)
-		return -1;
-	queue_env_requeue(env, now);
-	if (queue_env_store_move(q, qe, env, SPOOL_QUEUE) == -1) {
-		envelope_free(env);
-		return -1;
-	}
-	envelope_free(env);
-	queue_entry_age_base(q, qe, now);
-	queue_entry_set_attempts(q, qe, 0);
-	queue_entry_due(q, qe, 0);
-	qe->refused = false;
-	log_info("msg=%s requeued reason=%s", qe->id, reason);
-	return 0;
-}
-
 /* The hold-mode rewrite (queue_rewrite_entry) in slices: one message,
  * still there, in that area, idle? */
 static enum bulk_res

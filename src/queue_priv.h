@@ -192,8 +192,6 @@ bool queue_entry_relocate(struct queue *q, struct queue_entry *qe,
 void queue_dispatch_soon(struct queue *q);
 void queue_entry_busy(struct queue *q, struct queue_entry *qe, bool busy);
 struct envelope *queue_env_load(struct queue *q, struct queue_entry *qe);
-int queue_env_store_move(struct queue *q, struct queue_entry *qe,
-    const struct envelope *env, enum spool_area to);
 struct envelope *queue_env_get(struct queue *q, struct queue_entry *qe);
 void queue_job_start(struct queue *q, enum queue_op op, struct queue_entry *qe,
     struct envelope *env);
@@ -201,8 +199,6 @@ void queue_breaker_reset(struct queue *q, const char *why);
 
 /* ---- queue_ops.c: operator actions and hold-mode ---- */
 
-int queue_requeue_entry(struct queue *q, struct queue_entry *qe,
-    const char *reason);
 int queue_rewrite_entry(struct queue *q, struct queue_entry *qe);
 void queue_hold_mode_end(struct queue *q, const char *why);
 void queue_hold_mode_load(struct queue *q);
