@@ -101,10 +101,16 @@ struct ctl_bulk {
 	struct event		*tick;		/* progress to the client */
 };
 
+/*
+ * A verb has a handler, or (handler NULL) is a queue action done by
+ * ctl_act: act on the messages in one of the states.
+ */
 struct ctl_command {
 	const char	*name;
 	int		(*handler)(struct ctl_conn *, int, char **,
 			    struct evbuffer *, char *, size_t);
+	enum queue_act	 act;
+	unsigned	 states;
 };
 
 /* Per-ID actions: run fn on each, collect failures into err. */
@@ -565,39 +571,6 @@ ctl_cmd_flush(struct ctl_conn *c, int argc, char **argv, struct evbuffer *out,
 }
 
 static int
-ctl_cmd_hold(struct ctl_conn *c, int argc, char **argv, struct evbuffer *out,
-    char *err, size_t errlen)
-{
-	return ctl_act(c, argc, argv, QUEUE_ACT_HOLD, SELECT_ST_QUEUED |
-	    SELECT_ST_DEFERRED | SELECT_ST_WAITING, out, err, errlen);
-}
-
-static int
-ctl_cmd_release(struct ctl_conn *c, int argc, char **argv,
-    struct evbuffer *out, char *err, size_t errlen)
-{
-	return ctl_act(c, argc, argv, QUEUE_ACT_RELEASE, SELECT_ST_HELD, out,
-	    err, errlen);
-}
-
-static int
-ctl_cmd_delete(struct ctl_conn *c, int argc, char **argv,
-    struct evbuffer *out, char *err, size_t errlen)
-{
-	return ctl_act(c, argc, argv, QUEUE_ACT_DELETE, SELECT_ST_QUEUED |
-	    SELECT_ST_DEFERRED | SELECT_ST_WAITING | SELECT_ST_HELD |
-	    SELECT_ST_DEAD, out, err, errlen);
-}
-
-static int
-ctl_cmd_requeue(struct ctl_conn *c, int argc, char **argv,
-    struct evbuffer *out, char *err, size_t errlen)
-{
-	return ctl_act(c, argc, argv, QUEUE_ACT_REQUEUE, SELECT_ST_DEAD, out,
-	    err, errlen);
-}
-
-static int
 ctl_cmd_hold_mode(struct ctl_conn *c, int argc, char **argv,
     struct evbuffer *out, char *err, size_t errlen)
 {
@@ -805,19 +778,24 @@ ctl_cmd_status(struct ctl_conn *c, int argc, char **argv,
 /* Handlers of ctl_proto's verbs (which hold their argument counts and
  * usage); ctl_new checks that every verb has one. */
 static const struct ctl_command ctl_commands[] = {
-	{ "queue", ctl_cmd_queue },
-	{ "show", ctl_cmd_show },
-	{ "flush", ctl_cmd_flush },
-	{ "hold", ctl_cmd_hold },
-	{ "release", ctl_cmd_release },
-	{ "delete", ctl_cmd_delete },
-	{ "dead", ctl_cmd_dead },
-	{ "requeue", ctl_cmd_requeue },
-	{ "hold-mode", ctl_cmd_hold_mode },
-	{ "status", ctl_cmd_status },
-	{ "pause-smtp", ctl_cmd_pause_smtp },
-	{ "resume-smtp", ctl_cmd_resume_smtp },
-	{ "trace", ctl_cmd_trace },
+	{ .name = "queue", .handler = ctl_cmd_queue },
+	{ .name = "show", .handler = ctl_cmd_show },
+	{ .name = "flush", .handler = ctl_cmd_flush },
+	{ .name = "hold", .act = QUEUE_ACT_HOLD, .states = SELECT_ST_QUEUED |
+	    SELECT_ST_DEFERRED | SELECT_ST_WAITING },
+	{ .name = "release", .act = QUEUE_ACT_RELEASE,
+	    .states = SELECT_ST_HELD },
+	{ .name = "delete", .act = QUEUE_ACT_DELETE, .states =
+	    SELECT_ST_QUEUED | SELECT_ST_DEFERRED | SELECT_ST_WAITING |
+	    SELECT_ST_HELD | SELECT_ST_DEAD },
+	{ .name = "dead", .handler = ctl_cmd_dead },
+	{ .name = "requeue", .act = QUEUE_ACT_REQUEUE,
+	    .states = SELECT_ST_DEAD },
+	{ .name = "hold-mode", .handler = ctl_cmd_hold_mode },
+	{ .name = "status", .handler = ctl_cmd_status },
+	{ .name = "pause-smtp", .handler = ctl_cmd_pause_smtp },
+	{ .name = "resume-smtp", .handler = ctl_cmd_resume_smtp },
+	{ .name = "trace", .handler = ctl_cmd_trace },
 };
 
 static const struct ctl_command *
@@ -896,7 +874,9 @@ ctl_request(struct ctl_conn *c, char *line)
 			snprintf(err, sizeof(err), "the queue is still being "
 			    "loaded (holdfastctl status): try again shortly");
 		else {
-			rc = cmd->handler(c, argc, argv, body, err,
+			rc = cmd->handler != NULL ? cmd->handler(c, argc,
+			    argv, body, err, sizeof(err)) : ctl_act(c, argc,
+			    argv, cmd->act, cmd->states, body, err,
 			    sizeof(err));
 			if (rc == -1 && err[0] == '\0')
 				snprintf(err, sizeof(err), "%s",

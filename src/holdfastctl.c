@@ -926,21 +926,27 @@ hctl_shape_print(struct hctl_shape *sh, size_t top, bool json)
 		hctl_shape_row_text(sh->domains[i].name, &sh->domains[i]);
 }
 
-/* Print the answer; returns the exit code. */
+/* What hctl_print carries from one record of the answer to the next. */
+struct hctl_out {
+	const struct hctl_command *cmd;
+	struct hctl_shape	 sh;
+	time_t			 now;
+	uint64_t		 nmsgs, bytes;
+	bool			 json, any, sep;
+};
+
+/*
+ * Read the answer's first line. Returns -1 when records follow (*ok set
+ * to the exit code the answer means), else the exit code of an error
+ * answer, already reported.
+ */
 static int
-hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json,
-    size_t top)
+hctl_answer_head(struct evbuffer *ans, int *ok)
 {
-	struct hctl_shape sh;
-	char *line, *first;
-	size_t len, i;
-	uint64_t nmsgs = 0, bytes = 0;
-	time_t now = util_now();
-	bool any = false, sep = false, list = json &&
-	    cmd->output != HCTL_OUT_STATUS && cmd->output != HCTL_OUT_SHAPE;
+	char *first;
+	size_t len;
 	int rc;
 
-	memset(&sh, 0, sizeof(sh));
 	if ((first = evbuffer_readln(ans, &len, EVBUFFER_EOL_LF)) == NULL) {
 		fprintf(stderr, "holdfastctl: no answer from the daemon\n");
 		return 1;
@@ -954,8 +960,109 @@ hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json,
 		free(first);
 		return rc;
 	}
-	rc = strcmp(first, "ok") == 0 ? 0 : 1;
+	*ok = strcmp(first, "ok") == 0 ? 0 : 1;
 	free(first);
+	return -1;
+}
+
+/* One record as "key: value" lines (show, status and the others). */
+static void
+hctl_text_fields(struct hctl_out *o, const struct ctl_rec *rec)
+{
+	size_t i;
+
+	/* A blank line ends the envelope (and the records of its further
+	 * recipients). */
+	if (o->cmd->output == HCTL_OUT_SHOW && o->any && !o->sep &&
+	    rec->n > 0 && strcmp(rec->key[0], "rcpt") != 0) {
+		printf("\n");
+		o->sep = true;
+	}
+	for (i = 0; i < rec->n; i++) {
+		char val[128];
+
+		if (strcmp(rec->key[i], "line") != 0 &&
+		    strcmp(rec->key[i], "header") != 0) {
+			hctl_put(rec->key[i]);
+			printf(": ");
+		}
+		if (o->cmd->output == HCTL_OUT_STATUS) {
+			hctl_fmt_status(rec->key[i], rec->val[i], o->now, val,
+			    sizeof(val));
+			hctl_put(val);
+		} else
+			hctl_put(rec->val[i]);
+		putchar('\n');
+	}
+}
+
+/* One record of the answer, in the command's output form. */
+static void
+hctl_print_rec(struct hctl_out *o, const struct ctl_rec *rec)
+{
+	enum hctl_output out = o->cmd->output;
+
+	if (out == HCTL_OUT_SHAPE) {
+		hctl_shape_add(&o->sh, rec, o->now);
+		return;
+	}
+	if (o->json) {
+		printf("%s", o->any ? ",\n" : "");
+		hctl_json_rec(rec);
+	} else if (out == HCTL_OUT_QUEUE || (out == HCTL_OUT_BULK &&
+	    ctl_proto_rec_get(rec, "id") != NULL))
+		hctl_text_queue(rec, o->now, &o->nmsgs, &o->bytes);
+	else if (out == HCTL_OUT_BULK)
+		hctl_text_bulk(o->cmd->name, rec);
+	else
+		hctl_text_fields(o, rec);
+	o->any = true;
+}
+
+/* What follows the last record: the shape table, the closing of a JSON
+ * list, the queue's totals. */
+static void
+hctl_print_end(struct hctl_out *o, bool list, size_t top)
+{
+	size_t i;
+
+	if (o->cmd->output == HCTL_OUT_SHAPE) {
+		hctl_shape_print(&o->sh, top, o->json);
+		for (i = 0; i < o->sh.ndomains; i++)
+			free(o->sh.domains[i].name);
+		free(o->sh.domains);
+	} else if (list)
+		printf("]\n");
+	else if (o->json)
+		printf("\n");
+	else if (o->cmd->output == HCTL_OUT_QUEUE) {
+		char b[32];
+
+		hctl_fmt_bytes(o->bytes, b, sizeof(b));
+		printf("-- %llu message%s, %s (%llu bytes)\n",
+		    (unsigned long long)o->nmsgs, o->nmsgs == 1 ? "" : "s", b,
+		    (unsigned long long)o->bytes);
+	}
+}
+
+/* Print the answer; returns the exit code. */
+static int
+hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json,
+    size_t top)
+{
+	struct hctl_out o;
+	char *line;
+	size_t len;
+	bool list = json && cmd->output != HCTL_OUT_STATUS &&
+	    cmd->output != HCTL_OUT_SHAPE;
+	int rc, ok;
+
+	if ((rc = hctl_answer_head(ans, &ok)) != -1)
+		return rc;
+	memset(&o, 0, sizeof(o));
+	o.cmd = cmd;
+	o.json = json;
+	o.now = util_now();
 	if (list)
 		printf("[");
 	while ((line = evbuffer_readln(ans, &len, EVBUFFER_EOL_LF)) != NULL) {
@@ -970,66 +1077,11 @@ hctl_print(const struct hctl_command *cmd, struct evbuffer *ans, bool json,
 			free(line);
 			return 1;
 		}
-		if (cmd->output == HCTL_OUT_SHAPE) {
-			hctl_shape_add(&sh, &rec, now);
-			free(line);
-			continue;
-		}
-		if (json) {
-			printf("%s", any ? ",\n" : "");
-			hctl_json_rec(&rec);
-		} else if (cmd->output == HCTL_OUT_QUEUE ||
-		    (cmd->output == HCTL_OUT_BULK &&
-		    ctl_proto_rec_get(&rec, "id") != NULL))
-			hctl_text_queue(&rec, now, &nmsgs, &bytes);
-		else if (cmd->output == HCTL_OUT_BULK)
-			hctl_text_bulk(cmd->name, &rec);
-		else {
-			/* A blank line ends the envelope (and the records of
-			 * its further recipients). */
-			if (cmd->output == HCTL_OUT_SHOW && any && !sep &&
-			    rec.n > 0 && strcmp(rec.key[0], "rcpt") != 0) {
-				printf("\n");
-				sep = true;
-			}
-			for (i = 0; i < rec.n; i++) {
-				char val[128];
-
-				if (strcmp(rec.key[i], "line") != 0 &&
-				    strcmp(rec.key[i], "header") != 0) {
-					hctl_put(rec.key[i]);
-					printf(": ");
-				}
-				if (cmd->output == HCTL_OUT_STATUS) {
-					hctl_fmt_status(rec.key[i], rec.val[i],
-					    now, val, sizeof(val));
-					hctl_put(val);
-				} else
-					hctl_put(rec.val[i]);
-				putchar('\n');
-			}
-		}
-		any = true;
+		hctl_print_rec(&o, &rec);
 		free(line);
 	}
-	if (cmd->output == HCTL_OUT_SHAPE) {
-		hctl_shape_print(&sh, top, json);
-		for (i = 0; i < sh.ndomains; i++)
-			free(sh.domains[i].name);
-		free(sh.domains);
-	} else if (list)
-		printf("]\n");
-	else if (json)
-		printf("\n");
-	else if (cmd->output == HCTL_OUT_QUEUE) {
-		char b[32];
-
-		hctl_fmt_bytes(bytes, b, sizeof(b));
-		printf("-- %llu message%s, %s (%llu bytes)\n",
-		    (unsigned long long)nmsgs, nmsgs == 1 ? "" : "s", b,
-		    (unsigned long long)bytes);
-	}
-	return rc;
+	hctl_print_end(&o, list, top);
+	return ok;
 }
 
 /*
@@ -1051,75 +1103,34 @@ hctl_pattern_spaces(int argc, char **argv)
 					*p = '?';
 }
 
-int
-main(int argc, char **argv)
+/*
+ * The words after the command: takes out --json and (shape) -n N, then
+ * checks the arguments against the command's usage. Returns -1 when
+ * they fit, else the exit code, already reported.
+ */
+static int
+hctl_parse_args(const struct hctl_command *cmd, int *argcp, char **argv,
+    bool *json, uint64_t *top)
 {
-	static const struct option longopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *path = HOLDFASTCTL_DEFAULT_CONF;
-	const struct hctl_command *cmd = NULL;
-	struct evbuffer *req, *ans;
-	struct config *cf;
-	char err[512], *line;
-	bool json = false;
-	uint64_t top = 10;
 	struct ctl_proto_args pargs;
-	int ch, i, n, rc, min, max;
+	char err[512];
+	int argc = *argcp, i, n, min, max;
 
-	while ((ch = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
-		if (ch == 'h') {
-			hctl_usage_fp(stdout);
-			return 0;
-		}
-		if (ch != 'c')
-			return hctl_usage();
-		path = optarg;
-	}
-	argc -= optind;
-	argv += optind;
-	if (argc < 1)
-		return hctl_usage();
-	if (strcmp(argv[0], "help") == 0) {
-		if (argc == 1) {
-			hctl_usage_fp(stdout);
-			return 0;
-		}
-		return argc == 2 ? hctl_help(argv[1]) : hctl_usage();
-	}
-	if ((cmd = hctl_command_find(argv[0])) == NULL) {
-		fprintf(stderr, "holdfastctl: unknown command %s\n", argv[0]);
-		return hctl_usage();
-	}
-	for (i = 1; i < argc; i++)
-		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
-			return hctl_help(cmd->name);
-	if (strcmp(argv[0], "version") == 0 && argc == 1) {
-		printf("holdfastctl %s\n", HOLDFAST_VERSION);
-		return 0;
-	}
-	if (strcmp(argv[0], "check-mx") == 0)
-		return mxcheck_main(argc, argv);
-	if (cmd->wire == NULL)
-		return hctl_usage();
-	if ((rc = hctl_check_opts(cmd, argc, argv)) != -1)
-		return rc;
 	/* --json (where allowed) anywhere after the command; -n N (shape) */
 	for (i = n = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0)
-			json = true;
+			*json = true;
 		else if (cmd->output == HCTL_OUT_SHAPE &&
 		    strcmp(argv[i], "-n") == 0 && i + 1 < argc) {
-			if (util_parse_u64(argv[++i], &top) == -1 || top == 0)
+			if (util_parse_u64(argv[++i], top) == -1 || *top == 0)
 				return hctl_bad_usage(cmd, "-n %s: not a "
 				    "positive number", argv[i]);
 		} else
 			argv[n++] = argv[i];
 	}
-	argc = n;
+	argc = *argcp = n;
 	if (cmd->output == HCTL_OUT_SHAPE)
-		argc = 1;
+		argc = *argcp = 1;
 	min = cmd->min_args;
 	max = cmd->max_args;
 	if (min < 0) {
@@ -1149,6 +1160,22 @@ main(int argc, char **argv)
 		    UTIL_ARRAY_LEN(ids), &nids, err, sizeof(err)) == -1)
 			return hctl_bad_usage(cmd, "%s", err);
 	}
+	return -1;
+}
+
+/*
+ * Send the request to the daemon (or answer it offline when allowed and
+ * the daemon is down) and print the answer; returns the exit code.
+ */
+static int
+hctl_request(const struct hctl_command *cmd, const char *path, int argc,
+    char **argv, bool json, size_t top)
+{
+	struct evbuffer *req, *ans;
+	struct config *cf;
+	char err[512], *line;
+	int i, rc;
+
 	if ((cf = config_load(path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "holdfastctl: %s\n", err);
 		return 1;
@@ -1164,7 +1191,7 @@ main(int argc, char **argv)
 		if (cmd->offline && (errno == ENOENT ||
 		    errno == ECONNREFUSED) &&
 		    hctl_offline(cf, argc, argv, ans) == 0)
-			rc = hctl_print(cmd, ans, json, (size_t)top);
+			rc = hctl_print(cmd, ans, json, top);
 		else {
 			fprintf(stderr, "holdfastctl: cannot reach the daemon "
 			    "at %s: %s\n", cf->control_socket,
@@ -1172,10 +1199,79 @@ main(int argc, char **argv)
 			rc = 1;
 		}
 	} else
-		rc = hctl_print(cmd, ans, json, (size_t)top);
+		rc = hctl_print(cmd, ans, json, top);
 	free(line);
 	evbuffer_free(req);
 	evbuffer_free(ans);
 	config_free(cf);
 	return rc;
+}
+
+/*
+ * What needs no daemon: help, a command's -h/--help, version, check-mx.
+ * Returns -1 when the command goes to the daemon, else the exit code.
+ */
+static int
+hctl_local(const struct hctl_command *cmd, int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc; i++)
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			return hctl_help(cmd->name);
+	if (strcmp(argv[0], "version") == 0 && argc == 1) {
+		printf("holdfastctl %s\n", HOLDFAST_VERSION);
+		return 0;
+	}
+	if (strcmp(argv[0], "check-mx") == 0)
+		return mxcheck_main(argc, argv);
+	if (cmd->wire == NULL)
+		return hctl_usage();
+	return -1;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = HOLDFASTCTL_DEFAULT_CONF;
+	const struct hctl_command *cmd = NULL;
+	bool json = false;
+	uint64_t top = 10;
+	int ch, rc;
+
+	while ((ch = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
+		if (ch == 'h') {
+			hctl_usage_fp(stdout);
+			return 0;
+		}
+		if (ch != 'c')
+			return hctl_usage();
+		path = optarg;
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		return hctl_usage();
+	if (strcmp(argv[0], "help") == 0) {
+		if (argc == 1) {
+			hctl_usage_fp(stdout);
+			return 0;
+		}
+		return argc == 2 ? hctl_help(argv[1]) : hctl_usage();
+	}
+	if ((cmd = hctl_command_find(argv[0])) == NULL) {
+		fprintf(stderr, "holdfastctl: unknown command %s\n", argv[0]);
+		return hctl_usage();
+	}
+	if ((rc = hctl_local(cmd, argc, argv)) != -1)
+		return rc;
+	if ((rc = hctl_check_opts(cmd, argc, argv)) != -1)
+		return rc;
+	if ((rc = hctl_parse_args(cmd, &argc, argv, &json, &top)) != -1)
+		return rc;
+	return hctl_request(cmd, path, argc, argv, json, (size_t)top);
 }
