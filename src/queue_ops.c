@@ -210,9 +210,12 @@ queue_batch_done(void *arg)
 		 * known to be durable and is reported as failed.
 		 */
 		if (it->moving && it->where == QUEUE_WHERE_FOUND &&
-		    it->where_area == it->to)
+		    it->where_area == it->to) {
+			log_warnx("msg=%s in %s after a failed spool "
+			    "operation; the index follows", it->id,
+			    spool_area_name(it->to));
 			queue_item_done(run, it);
-		else
+		} else
 			queue_entry_relocate(q, it->qe, it->where,
 			    it->where_area);
 		log_warnx("msg=%s %s failed reason=%s: %s", it->id,
