@@ -76,8 +76,9 @@ FUZZSAN   := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZFLAGS := -std=c17 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror \
              -Wshadow -Wformat=2 -Wmissing-prototypes -pthread \
              $(shell pkg-config --cflags $(PKGS))
-FUZZLIB   := $(addprefix $(FUZZDIR)/obj/,smtp_proto.o envelope.o config.o \
-             net.o util.o log.o xmalloc.o ctl_proto.o spool.o metrics.o)
+# The whole library, as an archive like the unit tests': the linker takes
+# only what a harness needs, however the modules come to depend on each other.
+FUZZLIB   := $(FUZZDIR)/libholdfast.a
 FUZZBIN   := $(patsubst tests/fuzz/%.c,$(FUZZDIR)/%,\
              $(wildcard tests/fuzz/fuzz_*.c))
 
@@ -88,6 +89,9 @@ $(FUZZDIR)/obj/%.o: src/%.c $(wildcard src/*.h) VERSION
 	@mkdir -p $(@D)
 	$(FUZZCC) $(CPPFLAGS) $(FUZZFLAGS) $(FUZZSAN) \
 	    -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZLIB): $(LIBSRC:src/%.c=$(FUZZDIR)/obj/%.o)
+	$(AR) rcs $@ $^
 
 $(FUZZBIN): $(FUZZDIR)/%: tests/fuzz/%.c $(FUZZLIB) $(wildcard src/*.h)
 	$(FUZZCC) $(CPPFLAGS) $(FUZZFLAGS) $(FUZZSAN) -fsanitize=fuzzer \
