@@ -108,6 +108,12 @@ def proxy_flood(env, sink):
                            "proxy_from": "127.0.0.1/32"},
                    screen={"allow": "", "conn_rate": "3"}).start()
     hf.wait_port(pport, 5, what="proxy listener")
+    # the two probes (the harness's readiness probe and wait_port's, which
+    # ends before a PROXY header) must have written their lines before the
+    # first mark: they are neither refused nor among the 3 served
+    hf.wait_until(lambda: 2 <= len(d.grep(r" disconnected addr=")) ==
+                  len(d.grep(r" smtp connected addr=")), 5,
+                  "proxy: the two probes' sessions to end")
     for what, header, want in (
             ("proxied over conn_rate",
              b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 25\r\n", b"421"),
