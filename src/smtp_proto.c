@@ -564,15 +564,83 @@ smtp_proto_data_text(struct smtp_proto_data *d, char *out, size_t *o, char c)
 		smtp_proto_data_put(d, out, o, c == '\0' ? ' ' : c);
 }
 
+/*
+ * The first CR, LF or NUL in [p, end), or end.  The three memchr results
+ * are kept in the caller's cache (NULL: not looked up yet; end: none left)
+ * and looked up again only once p has passed them, so a chunk is scanned
+ * for each byte value at most once however its specials are spread.
+ */
+static const char *
+smtp_proto_data_special(const char *p, const char *end, const char *cache[3])
+{
+	static const char specials[3] = { '\r', '\n', '\0' };
+	const char *q, *first = end;
+	size_t k;
+
+	for (k = 0; k < 3; k++) {
+		if (cache[k] == NULL || cache[k] < p) {
+			q = memchr(p, specials[k], (size_t)(end - p));
+			cache[k] = q != NULL ? q : end;
+		}
+		if (cache[k] < first)
+			first = cache[k];
+	}
+	return first;
+}
+
+/*
+ * n ordinary bytes (no CR, LF or NUL) as line content: exactly what n
+ * calls of smtp_proto_data_put() would do, in one copy.
+ */
+static void
+smtp_proto_data_run(struct smtp_proto_data *d, char *out, size_t *o,
+    const char *run, size_t n)
+{
+	size_t room;
+
+	memcpy(out + *o, run, n);
+	*o += n;
+	if (d->in_headers && d->hdrlen < sizeof(d->hdr)) {
+		room = sizeof(d->hdr) - d->hdrlen;
+		if (room > n)
+			room = n;
+		memcpy(d->hdr + d->hdrlen, run, room);
+		d->hdrlen += room;
+	}
+	d->state = SMTP_PROTO_DATA_ST_TEXT;
+}
+
+/*
+ * Runs of ordinary bytes inside a line (TEXT, or BOL when the byte is not
+ * a dot that dot_mode must look at) are copied whole; every CR, LF, NUL and
+ * line-start dot goes through the byte state machine below, so the result
+ * is the same as feeding every byte to it, at any split of the input.
+ */
 size_t
 smtp_proto_data_feed(struct smtp_proto_data *d, const char *in, size_t inlen,
     char *out, size_t *outlen)
 {
-	size_t i, o = 0;
+	const char *cache[3] = { NULL, NULL, NULL };
+	const char *end = in + inlen, *stop;
+	size_t i = 0, o = 0;
 	char c;
 
-	for (i = 0; i < inlen && !d->done; i++) {
+	while (i < inlen && !d->done) {
 		c = in[i];
+		if (d->state == SMTP_PROTO_DATA_ST_TEXT ||
+		    (d->state == SMTP_PROTO_DATA_ST_BOL &&
+		    !(d->dot_mode && c == '.'))) {
+			stop = smtp_proto_data_special(in + i, end, cache);
+			if (stop > in + i) {
+				smtp_proto_data_run(d, out, &o, in + i,
+				    (size_t)(stop - (in + i)));
+				i = (size_t)(stop - in);
+				if (i == inlen)
+					break;
+				c = in[i];
+			}
+		}
+		i++;
 		switch ((enum smtp_proto_data_state)d->state) {
 		case SMTP_PROTO_DATA_ST_BOL:
 			if (d->dot_mode && c == '.') {

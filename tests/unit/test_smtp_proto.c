@@ -894,6 +894,265 @@ test_data_random_big(void)
 	free(in);
 }
 
+/*
+ * A second model, byte by byte: the documented DATA/BDAT rules applied
+ * plainly to a whole input with look-ahead, without the streaming
+ * decoder's states or the line model's splitting.  smtp_proto_data_finish() is included (what
+ * is left at the end is flushed), as decode() calls it.
+ */
+struct bref {
+	char		*out;
+	size_t		 outlen;
+	size_t		 consumed;
+	bool		 done;
+	bool		 in_headers;
+	unsigned	 received;
+	bool		 prev_crlf;
+	bool		 bol;
+	char		 hdr[10];
+	size_t		 hdrlen;
+};
+
+static void
+bref_put(struct bref *r, char c)
+{
+	r->out[r->outlen++] = c;
+	if (r->in_headers && r->hdrlen < sizeof(r->hdr))
+		r->hdr[r->hdrlen++] = c;
+	r->bol = false;
+}
+
+static void
+bref_eol(struct bref *r, bool crlf)
+{
+	r->out[r->outlen++] = '\r';
+	r->out[r->outlen++] = '\n';
+	if (r->in_headers) {
+		if (r->hdrlen == 0)
+			r->in_headers = false;	/* the empty line */
+		else if (r->hdrlen >= 9 &&
+		    strncasecmp(r->hdr, "Received:", 9) == 0)
+			r->received++;
+	}
+	r->hdrlen = 0;
+	r->prev_crlf = crlf;
+	r->bol = true;
+}
+
+static void
+bref_decode(bool dot, const char *in, size_t len, struct bref *r)
+{
+	size_t i = 0;
+	char c;
+
+	memset(r, 0, sizeof(*r));
+	r->out = malloc(2 * len + 8);
+	r->in_headers = true;
+	r->prev_crlf = true;	/* the DATA command's CRLF */
+	r->bol = true;
+	while (i < len) {
+		c = in[i];
+		if (dot && r->bol && c == '.') {
+			if (i + 1 == len) {		/* "." at the end */
+				bref_put(r, '.');
+				bref_eol(r, true);
+				i++;
+			} else if (in[i + 1] == '\n') {	/* ".\n": content */
+				bref_put(r, '.');
+				bref_eol(r, false);
+				i += 2;
+			} else if (in[i + 1] != '\r') {	/* un-stuff */
+				r->bol = false;
+				i++;
+			} else if (i + 2 == len) {	/* ".\r" at the end */
+				bref_put(r, ' ');
+				bref_eol(r, true);
+				i += 2;
+			} else if (in[i + 2] == '\n' && r->prev_crlf) {
+				r->done = true;		/* CRLF.CRLF */
+				i += 3;
+				break;
+			} else if (in[i + 2] == '\n') {	/* "\n.\r\n" */
+				bref_put(r, '.');
+				bref_eol(r, true);
+				i += 3;
+			} else {			/* ".\rx": CR is a space */
+				bref_put(r, ' ');
+				i += 2;
+			}
+			continue;
+		}
+		if (c == '\r') {
+			if (i + 1 < len && in[i + 1] == '\n') {
+				bref_eol(r, true);
+				i += 2;
+			} else if (i + 1 < len) {	/* bare CR */
+				bref_put(r, ' ');
+				i++;
+			} else {			/* CR at the end */
+				bref_put(r, ' ');
+				bref_eol(r, true);
+				i++;
+			}
+			continue;
+		}
+		if (c == '\n')
+			bref_eol(r, false);		/* bare LF */
+		else
+			bref_put(r, c == '\0' ? ' ' : c);
+		i++;
+	}
+	if (!r->done && !r->bol)
+		bref_eol(r, true);	/* an unterminated last line */
+	r->consumed = i;
+}
+
+/*
+ * Feed in to the streaming decoder split at the offsets cuts[0..ncuts)
+ * (ascending), finish, and compare everything with the reference.
+ */
+static bool
+bref_check_cuts(bool dot, const char *in, size_t len, const struct bref *want,
+    const size_t *cuts, size_t ncuts, char *out)
+{
+	struct smtp_proto_data d;
+	size_t off = 0, k = 0, next, n, got, outlen = 0;
+
+	smtp_proto_data_init(&d, dot);
+	while (off < len && !d.done) {
+		next = k < ncuts ? cuts[k++] : len;
+		if (next <= off)
+			continue;
+		n = smtp_proto_data_feed(&d, in + off, next - off,
+		    out + outlen, &got);
+		if (got > 2 * (next - off) + 4 || n > next - off ||
+		    (n < next - off && !d.done))
+			return false;
+		outlen += got;
+		off += n;
+	}
+	outlen += smtp_proto_data_finish(&d, out + outlen);
+	return outlen == want->outlen &&
+	    memcmp(out, want->out, outlen) == 0 && off == want->consumed &&
+	    d.done == want->done && d.in_headers == want->in_headers &&
+	    d.received == want->received && d.out_total == outlen;
+}
+
+/*
+ * A generated body: pieces drawn from a table dense in what the decoder
+ * must get right (CR, LF, dots at line starts, CRLF.CRLF in every
+ * disguise, NUL, 8-bit bytes, Received: fields, long runs).
+ */
+static size_t
+bref_gen(char *buf, size_t max)
+{
+	static const char *const pieces[] = {
+		"\r\n", "\r\n", "\r\n", "\n", "\r", ".", "..", "\r\n.\r\n",
+		"\n.\r\n", "\r.\n", "\r\n.\n", "\n.\n", ".\r", "\r\r\n",
+		"\r\n\r\n", "Received: from x\r\n", "received:", "RECEIVED:y",
+		"Receive", "d:", "x", "ab", "\t", " ", "\r\n..\r\n",
+		"\r\n. \r\n", "\xff\xfe", "\x80",
+	};
+	size_t len = 0, n, k, cap = max == 0 ? 0 : 1 + rng() % max;
+	const char *p;
+
+	while (len < cap) {
+		switch (rng() % 8) {
+		case 0:		/* a run of ordinary or 8-bit bytes */
+			n = rng() % (rng() % 4 == 0 ? 3000 : 90);
+			for (k = 0; k < n && len < cap; k++)
+				buf[len++] = (char)(rng() % 2 ? 'a' + rng() %
+				    26 : 0x80 + rng() % 128);
+			break;
+		case 1:		/* any byte at all */
+			buf[len++] = (char)rng();
+			break;
+		case 2:
+			buf[len++] = '\0';
+			break;
+		default:
+			p = pieces[rng() % NELEM(pieces)];
+			n = strlen(p);
+			if (p[0] == '\x80' || p[0] == '\xff')
+				n = p[0] == '\x80' ? 1 : 2;
+			for (k = 0; k < n && len < cap; k++)
+				buf[len++] = p[k];
+			break;
+		}
+	}
+	return len;
+}
+
+/* Short bodies, split into two reads at every offset and into three. */
+static void
+test_data_reference_splits(void)
+{
+	char in[400], *out = malloc(2 * sizeof(in) + 16);
+	struct bref want;
+	size_t len, cut[2];
+	int iter, dot, bad = 0;
+
+	for (iter = 0; iter < 400; iter++) {
+		len = bref_gen(in, sizeof(in));
+		for (dot = 0; dot <= 1; dot++) {
+			bref_decode(dot, in, len, &want);
+			for (cut[0] = 0; cut[0] <= len; cut[0]++) {
+				if (!bref_check_cuts(dot, in, len, &want, cut,
+				    1, out))
+					bad++;
+				cut[1] = cut[0] + rng() % (len - cut[0] + 1);
+				if (!bref_check_cuts(dot, in, len, &want, cut,
+				    2, out))
+					bad++;
+			}
+			free(want.out);
+		}
+	}
+	T_CHECK(bad == 0);
+	free(out);
+}
+
+/*
+ * Bodies up to 300 KB, fed whole, byte by byte (the smaller ones) and in
+ * random chunk sizes from 1 byte to 64 KB.
+ */
+static void
+test_data_reference_big(void)
+{
+	size_t max = 300 * 1024, len, ncuts, off, *cuts;
+	char *in = malloc(max), *out = malloc(2 * max + 16);
+	struct bref want;
+	int iter, dot, bad = 0;
+
+	cuts = malloc((max + 1) * sizeof(*cuts));
+	for (iter = 0; iter < 24; iter++) {
+		len = bref_gen(in, iter < 4 ? 4096 : max);
+		dot = iter & 1;
+		bref_decode(dot, in, len, &want);
+		if (!bref_check_cuts(dot, in, len, &want, NULL, 0, out))
+			bad++;
+		if (iter < 4) {
+			for (ncuts = 0; ncuts < len; ncuts++)
+				cuts[ncuts] = ncuts + 1;
+			if (!bref_check_cuts(dot, in, len, &want, cuts, ncuts,
+			    out))
+				bad++;
+		}
+		for (ncuts = 0, off = 0; off < len; ncuts++) {
+			off += 1 + (rng() % 3 == 0 ? rng() % 65536 :
+			    rng() % 16);
+			cuts[ncuts] = off < len ? off : len;
+		}
+		if (!bref_check_cuts(dot, in, len, &want, cuts, ncuts, out))
+			bad++;
+		free(want.out);
+	}
+	T_CHECK(bad == 0);
+	free(cuts);
+	free(out);
+	free(in);
+}
+
 /* decode(dotstuff(x) ".\r\n") == x for canonical x ending in CRLF. */
 static void
 test_dotstuff(void)
@@ -1217,6 +1476,9 @@ main(void)
 		{ "smtp_proto_data_long", test_data_long },
 		{ "smtp_proto_data_random_short", test_data_random_short },
 		{ "smtp_proto_data_random_big", test_data_random_big },
+		{ "smtp_proto_data_reference_splits",
+		    test_data_reference_splits },
+		{ "smtp_proto_data_reference_big", test_data_reference_big },
 		{ "smtp_proto_dotstuff", test_dotstuff },
 		{ "smtp_proto_xtext", test_xtext },
 		{ "smtp_proto_received", test_received },
