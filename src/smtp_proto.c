@@ -612,7 +612,8 @@ smtp_proto_data_run(struct smtp_proto_data *d, char *out, size_t *o,
 
 /*
  * Runs of ordinary bytes inside a line (TEXT, or BOL when the byte is not
- * a dot that dot_mode must look at) are copied whole; every CR, LF, NUL and
+ * a dot that dot_mode must look at) are copied whole, and a CRLF found
+ * inside the chunk ends the line at once; every other CR, LF, NUL and
  * line-start dot goes through the byte state machine below, so the result
  * is the same as feeding every byte to it, at any split of the input.
  */
@@ -638,6 +639,12 @@ smtp_proto_data_feed(struct smtp_proto_data *d, const char *in, size_t inlen,
 				if (i == inlen)
 					break;
 				c = in[i];
+			}
+			if (c == '\r' && i + 1 < inlen && in[i + 1] == '\n') {
+				/* The usual line end: CR held, then LF. */
+				smtp_proto_data_eol(d, out, &o, true);
+				i += 2;
+				continue;
 			}
 		}
 		i++;
