@@ -1092,7 +1092,7 @@ test_data_reference_splits(void)
 	size_t len, cut[2];
 	int iter, dot, bad = 0;
 
-	for (iter = 0; iter < 400; iter++) {
+	for (iter = 0; iter < 250; iter++) {
 		len = bref_gen(in, sizeof(in));
 		for (dot = 0; dot <= 1; dot++) {
 			bref_decode(dot, in, len, &want);
