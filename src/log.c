@@ -36,33 +36,77 @@ log_priority(const char *level)
 	}
 }
 
+/*
+ * The "YYYY-MM-DDTHH:MM:SS" of now, formatted once a second per thread
+ * (gmtime and strftime cost more than the rest of a line); 19 bytes.
+ */
+static const char *
+log_stamp(time_t sec)
+{
+	static _Thread_local time_t cached = -1;
+	static _Thread_local char ts[32];
+	struct tm tm;
+
+	if (sec != cached) {
+		gmtime_r(&sec, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+		cached = sec;
+	}
+	return ts;
+}
+
+/* The whole line in one write(2), as stdio's line buffer wrote it: lines
+ * from several threads never mix, and none waits in a buffer. */
+static void
+log_write(const char *buf, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		if ((n = write(STDERR_FILENO, buf, len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return;		/* nowhere to say it */
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+/*
+ * One line: "<stamp>.<ms>Z <level> <message>[: <strerror>]\n", or for
+ * the journal "<<priority>><message>[: <strerror>]\n".  The message is
+ * formatted once, in place, truncated to LOG_MSG_MAX - 1 bytes.
+ */
+#define LOG_MSG_MAX	2048
 static void
 log_vline(const char *level, const char *fmt, va_list ap, int errnum)
 {
-	char ts[32], msg[2048];
+	char line[64 + LOG_MSG_MAX + 256];
 	struct timespec now;
-	struct tm tm;
+	size_t off, room;
+	int n;
 
 	if (log_journal) {
 		/* The journal stamps lines itself and reads the level. */
-		vsnprintf(msg, sizeof(msg), fmt, ap);
-		if (errnum != 0)
-			fprintf(stderr, "<%d>%s: %s\n", log_priority(level),
-			    msg, strerror(errnum));
-		else
-			fprintf(stderr, "<%d>%s\n", log_priority(level), msg);
-		return;
+		n = snprintf(line, 64, "<%d>", log_priority(level));
+	} else {
+		clock_gettime(CLOCK_REALTIME, &now);
+		n = snprintf(line, 64, "%s.%03ldZ %s ", log_stamp(now.tv_sec),
+		    now.tv_nsec / 1000000, level);
 	}
-	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	if (errnum != 0)
-		fprintf(stderr, "%s.%03ldZ %s %s: %s\n", ts,
-		    now.tv_nsec / 1000000, level, msg, strerror(errnum));
-	else
-		fprintf(stderr, "%s.%03ldZ %s %s\n", ts,
-		    now.tv_nsec / 1000000, level, msg);
+	off = n > 0 && n < 64 ? (size_t)n : 0;
+	n = vsnprintf(line + off, LOG_MSG_MAX, fmt, ap);
+	if (n > 0)
+		off += (size_t)n < LOG_MSG_MAX ? (size_t)n : LOG_MSG_MAX - 1;
+	room = sizeof(line) - off - 1;		/* the newline */
+	if (errnum != 0) {
+		n = snprintf(line + off, room, ": %s", strerror(errnum));
+		if (n > 0)
+			off += (size_t)n < room ? (size_t)n : room - 1;
+	}
+	line[off++] = '\n';
+	log_write(line, off);
 }
 
 static void
@@ -89,6 +133,8 @@ log_init(bool verbose)
 {
 	log_verbose = verbose;
 	log_journal = getenv("JOURNAL_STREAM") != NULL;
+	/* log lines are written directly (log_write); anything else on
+	 * stderr still goes out line by line */
 	setvbuf(stderr, NULL, _IOLBF, 0);
 	event_set_log_callback(log_event_cb);
 	event_set_fatal_callback(log_event_fatal_cb);

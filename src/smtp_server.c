@@ -240,12 +240,16 @@ struct smtp_session {
 	uint64_t		 discard;	/* octets of a refused BDAT chunk */
 	bool			 gone;		/* peer left during a commit */
 	bool			 processing;	/* inside smtp_process() */
+	bool			 process_next;	/* the caller runs smtp_process()
+						 * next: its flush sends the
+						 * reply (banner, after commit) */
 	unsigned		 linger;	/* flush checks while closing */
 	bool			 tls_closed;	/* close_notify sent */
 	struct event		*linger_ev;
 	unsigned		 errors;
 	unsigned		 nmsgs;
-	struct smtp_tx		*tx;
+	struct smtp_tx		*tx;		/* &tx_store or NULL: none */
+	struct smtp_tx		 tx_store;
 	TAILQ_ENTRY(smtp_session) entry;
 };
 
@@ -402,6 +406,14 @@ smtp_tracing(struct smtp_session *s)
 	    1, (const struct sockaddr *)&s->sa);
 }
 
+/* Whether smtp_trace() shows anything for s now: callers skip escaping
+ * what would not be shown (a command and a reply per round trip). */
+static bool
+smtp_trace_on(struct smtp_session *s)
+{
+	return smtp_tracing(s) || log_is_verbose();
+}
+
 static void smtp_trace(struct smtp_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -440,6 +452,23 @@ smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 	s->state = state;
 }
 
+/* line[0..len) and CRLF onto the output, in one piece when it fits. */
+static void
+smtp_out(struct smtp_session *s, const char *line, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char buf[1024];
+
+	if (len + 2 <= sizeof(buf)) {
+		memcpy(buf, line, len);
+		memcpy(buf + len, "\r\n", 2);
+		evbuffer_add(out, buf, len + 2);
+	} else {
+		evbuffer_add(out, line, len);
+		evbuffer_add(out, "\r\n", 2);
+	}
+}
+
 /*
  * Every reply goes out here, counted once by class; a multi-line reply
  * comes as one string, its lines joined by CRLF.
@@ -448,18 +477,39 @@ static void
 smtp_reply_raw(struct smtp_session *s, const char *line)
 {
 	char esc[LOG_ESCAPE_MAX];
+	size_t len = strlen(line);
 
 	static const enum metrics_id classes[] = { M_SMTP_REPLIES_2XX,
 		M_SMTP_REPLIES_3XX, M_SMTP_REPLIES_4XX, M_SMTP_REPLIES_5XX };
 
 	if (line[0] >= '2' && line[0] <= '5')
 		metrics_inc(classes[line[0] - '2']);
-	evbuffer_add_printf(bufferevent_get_output(s->bev), "%s\r\n", line);
-	/* Outside smtp_process() nothing flushes it: the bufferevent does. */
-	if (!s->processing)
+	smtp_out(s, line, len);
+	/* Outside smtp_process() nothing flushes it: the bufferevent does,
+	 * unless smtp_process() comes next. */
+	if (!s->processing && !s->process_next)
 		bufferevent_enable(s->bev, EV_WRITE);
-	smtp_trace(s, "reply=%s", log_escape(line, strlen(line), esc,
-	    sizeof(esc)));
+	if (smtp_trace_on(s))
+		smtp_trace(s, "reply=%s", log_escape(line, len, esc,
+		    sizeof(esc)));
+}
+
+/* Append " " and word to the string buf[0..n), truncating to size;
+ * returns the new length. */
+static size_t
+smtp_cat(char *buf, size_t size, size_t n, const char *word)
+{
+	size_t len = strlen(word);
+
+	if (n + 1 >= size)
+		return n;
+	buf[n++] = ' ';
+	if (len > size - 1 - n)
+		len = size - 1 - n;
+	memcpy(buf + n, word, len);
+	n += len;
+	buf[n] = '\0';
+	return n;
 }
 
 static void
@@ -467,15 +517,20 @@ smtp_reply(struct smtp_session *s, enum smtp_rid rid)
 {
 	const struct smtp_reply_row *r = &smtp_replies[rid];
 	char line[512];
+	size_t n;
 
+	/* "code[ enhanced][ hostname (421)] text", as snprintf would make
+	 * it, without its cost on every round trip. */
+	line[0] = (char)('0' + r->code / 100);
+	line[1] = (char)('0' + r->code / 10 % 10);
+	line[2] = (char)('0' + r->code % 10);
+	line[3] = '\0';
+	n = 3;
+	if (r->enhanced != NULL)
+		n = smtp_cat(line, sizeof(line), n, r->enhanced);
 	if (r->code == 421)
-		snprintf(line, sizeof(line), "%d %s %s %s", r->code,
-		    r->enhanced, s->srv->cf->hostname, r->text);
-	else if (r->enhanced != NULL)
-		snprintf(line, sizeof(line), "%d %s %s", r->code, r->enhanced,
-		    r->text);
-	else
-		snprintf(line, sizeof(line), "%d %s", r->code, r->text);
+		n = smtp_cat(line, sizeof(line), n, s->srv->cf->hostname);
+	(void)smtp_cat(line, sizeof(line), n, r->text);
 	smtp_reply_raw(s, line);
 	if (r->code >= 500 && ++s->errors >= SMTP_MAX_ERRORS &&
 	    s->state != SMTP_ST_CLOSING) {
@@ -487,21 +542,17 @@ smtp_reply(struct smtp_session *s, enum smtp_rid rid)
 		smtp_enter_state(s, SMTP_ST_CLOSING);
 }
 
+/* End the open transaction, if any (s->tx points into the session). */
 static void
-smtp_tx_free(struct smtp_tx *tx)
+smtp_tx_reset(struct smtp_session *s)
 {
+	struct smtp_tx *tx = s->tx;
+
 	if (tx == NULL)
 		return;
 	if (tx->msg != NULL)
 		spool_msg_abort(tx->msg);
 	envelope_free(tx->env);
-	free(tx);
-}
-
-static void
-smtp_tx_reset(struct smtp_session *s)
-{
-	smtp_tx_free(s->tx);
 	s->tx = NULL;
 }
 
@@ -520,7 +571,8 @@ smtp_greet(struct smtp_session *s, const char *args, bool esmtp)
 	smtp_tx_reset(s);
 	smtp_enter_state(s, SMTP_ST_IDLE);
 	if (!esmtp) {
-		snprintf(lines, sizeof(lines), "250 %s", cf->hostname);
+		memcpy(lines, "250", 4);
+		(void)smtp_cat(lines, sizeof(lines), 3, cf->hostname);
 		smtp_reply_raw(s, lines);
 		return SMTP_R_NONE;
 	}
@@ -794,11 +846,13 @@ smtp_cmd_mail(struct smtp_session *s, const char *p)
 		return rid;
 	}
 	smtp_tx_reset(s);
-	s->tx = xcalloc(1, sizeof(*s->tx));
+	s->tx = &s->tx_store;
+	memset(s->tx, 0, sizeof(*s->tx));
 	s->tx->env = env;
 	smtp_enter_state(s, SMTP_ST_MAIL);
-	smtp_trace(s, "mail from=%s", log_addr(env->sender, esc,
-	    sizeof(esc)));
+	if (smtp_trace_on(s))
+		smtp_trace(s, "mail from=%s", log_addr(env->sender, esc,
+		    sizeof(esc)));
 	return SMTP_R_SENDER_OK;
 }
 
@@ -1300,7 +1354,9 @@ smtp_dispatch(struct smtp_session *s, const char *line, size_t len)
 	enum smtp_rid rid;
 	size_t i;
 
-	smtp_trace(s, "cmd=%s", log_escape(line, len, esc, sizeof(esc)));
+	if (smtp_trace_on(s))
+		smtp_trace(s, "cmd=%s", log_escape(line, len, esc,
+		    sizeof(esc)));
 	if (smtp_proto_split(line, verb, sizeof(verb), &args) == 0)
 		for (i = 0; i < UTIL_ARRAY_LEN(smtp_commands); i++)
 			if (strcmp(smtp_commands[i].verb, verb) == 0)
@@ -1356,6 +1412,7 @@ smtp_commit_cb(void *arg, int err, const struct envelope *env)
 		smtp_session_free(s);
 		return;
 	}
+	s->process_next = true;		/* see the end */
 	if (err == 0) {
 		char line[128];
 
@@ -1363,8 +1420,8 @@ smtp_commit_cb(void *arg, int err, const struct envelope *env)
 		    "from=%s nrcpt=%zu size=%" PRIu64 " tls=%s", env->id,
 		    s->id, s->addr, log_addr(env->sender, esc, sizeof(esc)),
 		    env->nrcpt, env->size, s->tls ? "yes" : "no");
-		snprintf(line, sizeof(line), "250 2.0.0 Ok: queued as %s",
-		    env->id);
+		memcpy(line, "250 2.0.0 Ok: queued as", 24);
+		(void)smtp_cat(line, sizeof(line), 23, env->id);
 		smtp_reply_raw(s, line);
 		s->nmsgs++;
 	} else {
@@ -1378,6 +1435,9 @@ smtp_commit_cb(void *arg, int err, const struct envelope *env)
 		smtp_reply(s, SMTP_R_SHUTDOWN);
 	/* A read timeout during the commit disabled reading. */
 	bufferevent_enable(s->bev, EV_READ);
+	/* The replies above go out in smtp_process()'s flush (smtp_flush:
+	 * directly on a plain connection). */
+	s->process_next = false;
 	smtp_process(s);
 }
 
@@ -1513,7 +1573,7 @@ smtp_line_in(struct smtp_session *s, struct evbuffer *in)
 {
 	struct evbuffer_ptr eol;
 	size_t len, eol_len;
-	char *line;
+	char line[SMTP_LINE_MAX];	/* len + eol_len fit, checked below */
 
 	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
 	if (eol.pos == -1) {
@@ -1552,14 +1612,12 @@ smtp_line_in(struct smtp_session *s, struct evbuffer *in)
 		s->skip_line = false;
 		return true;
 	}
-	line = xmalloc(len + 1);
 	evbuffer_remove(in, line, len);
 	evbuffer_drain(in, eol_len);
 	if (len > 0 && line[len - 1] == '\r')
 		len--;
 	line[len] = '\0';
 	smtp_dispatch(s, line, len);
-	free(line);
 	return true;
 }
 
@@ -1852,9 +1910,13 @@ smtp_banner_maybe(struct smtp_session *s)
 		return;
 	}
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
-	snprintf(banner, sizeof(banner), "220 %s ESMTP holdfast",
-	    cf->hostname);
+	memcpy(banner, "220", 4);	/* "220 <hostname> ESMTP holdfast" */
+	(void)smtp_cat(banner, sizeof(banner), smtp_cat(banner,
+	    sizeof(banner), 3, cf->hostname), "ESMTP holdfast");
+	/* Sent by smtp_process()'s flush, as the replies to commands are. */
+	s->process_next = true;
 	smtp_reply_raw(s, banner);
+	s->process_next = false;
 	smtp_enter_state(s, SMTP_ST_GREET);
 	smtp_process(s);
 }
@@ -2068,7 +2130,14 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIGHWAT);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	/*
+	 * Writing is enabled when a reply waits that smtp_flush() does not
+	 * send directly (smtp_reply_raw, smtp_flush).  A new bufferevent has
+	 * it on, and the banner would turn the write event on and off again:
+	 * two epoll changes for nothing.
+	 */
+	bufferevent_disable(s->bev, EV_WRITE);
+	bufferevent_enable(s->bev, EV_READ);
 	if (srv->stopping || srv->nsessions > srv->cf->max_sessions) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_SCREEN]))
 			smtp_log_connected(s);

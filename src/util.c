@@ -107,11 +107,19 @@ util_random_hex(char *out, size_t n)
 void
 util_fmt_date(time_t t, char *out, size_t outlen)
 {
+	/* formatted once a second per thread: a Received header each */
+	static _Thread_local time_t cached_t = -1;
+	static _Thread_local char cached[64];
 	struct tm tm;
 
-	localtime_r(&t, &tm);
-	if (strftime(out, outlen, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0 &&
-	    outlen > 0)
+	if (t != cached_t) {
+		localtime_r(&t, &tm);
+		if (strftime(cached, sizeof(cached),
+		    "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
+			cached[0] = '\0';
+		cached_t = t;
+	}
+	if (util_copy(out, outlen, cached) == -1 && outlen > 0)
 		out[0] = '\0';
 }
 
