@@ -1,12 +1,14 @@
 #include "dns.h"
 
 #include <ares.h>
+#include <ares_nameser.h>
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -85,6 +87,7 @@ struct dns_query {
 struct dns {
 	struct event_base	*base;
 	ares_channel		 channel;
+	ares_channel		 hosts;		/* the hosts file only */
 	struct event		*timer;
 	struct event		*deliver;	/* runs finished callbacks */
 	struct dns_sock		 socks[DNS_MAX_SOCKS];
@@ -190,8 +193,9 @@ struct dns *
 dns_new(struct event_base *base, const struct sockaddr *server)
 {
 	struct dns *dns = xcalloc(1, sizeof(*dns));
-	struct ares_options opts;
+	struct ares_options opts, hopts;
 	struct ares_addr_port_node node;
+	char files[] = "f";
 	int rc, mask;
 
 	if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS)
@@ -218,6 +222,15 @@ dns_new(struct event_base *base, const struct sockaddr *server)
 		free(dns);
 		return NULL;
 	}
+	memset(&hopts, 0, sizeof(hopts));
+	hopts.lookups = files;
+	if ((rc = ares_init_options(&dns->hosts, &hopts, ARES_OPT_LOOKUPS)) !=
+	    ARES_SUCCESS) {
+		log_warnx("dns init: %s", ares_strerror(rc));
+		ares_destroy(dns->channel);
+		free(dns);
+		return NULL;
+	}
 	TAILQ_INIT(&dns->queries);
 	dns->cache = dns_cache_new(DNS_CACHE_MAX, DNS_CACHE_TTL);
 	dns->timer = evtimer_new(base, dns_timer_cb, dns);
@@ -235,6 +248,7 @@ dns_free(struct dns *dns)
 	if (dns == NULL)
 		return;
 	dns->destroying = true;
+	ares_destroy(dns->hosts);	/* answers inside the call: idle */
 	ares_destroy(dns->channel);	/* ends every lookup */
 	while (!TAILQ_EMPTY(&dns->queries))
 		dns_query_free(TAILQ_FIRST(&dns->queries));
@@ -467,24 +481,88 @@ dns_forward_cb(void *arg, int status, int timeouts,
 	    dns_is_negative(status));
 }
 
+/* The name was found (hosts file or PTR): confirm it forward. */
 static void
-dns_ptr_cb(void *arg, int status, int timeouts, struct hostent *he)
+dns_ptr_found(struct dns_query *q, const char *name)
 {
-	struct dns_query *q = arg;
 	struct ares_addrinfo_hints hints;
 
-	(void)timeouts;
-	if (status != ARES_SUCCESS || he == NULL || he->h_name == NULL ||
-	    q->cancelled || q->dns->destroying) {
-		dns_rdns_finish(q, false, dns_is_negative(status));
-		return;
-	}
-	q->name = xstrdup(he->h_name);
+	q->name = xstrdup(name);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = q->family;
 	hints.ai_flags = ARES_AI_NOSORT;
 	ares_getaddrinfo(q->dns->channel, q->name, NULL, &hints,
 	    dns_forward_cb, q);
+	dns_timer_arm(q->dns);
+}
+
+static void
+dns_ptr_cb(void *arg, int status, int timeouts, unsigned char *abuf,
+    int alen)
+{
+	struct dns_query *q = arg;
+	struct hostent *he = NULL;
+
+	(void)timeouts;
+	if (q->cancelled || q->dns->destroying) {
+		dns_rdns_finish(q, false, false);
+		return;
+	}
+	if (status == ARES_SUCCESS)
+		status = ares_parse_ptr_reply(abuf, alen, q->addr,
+		    q->family == AF_INET ? 4 : 16, q->family, &he);
+	if (status == ARES_SUCCESS && he != NULL && he->h_name != NULL)
+		dns_ptr_found(q, he->h_name);
+	else
+		dns_rdns_finish(q, false, dns_is_negative(status));
+	if (he != NULL)
+		ares_free_hostent(he);
+}
+
+/* "4.3.2.1.in-addr.arpa", or the ip6.arpa nibbles of addr. */
+static void
+dns_ptr_qname(const struct dns_query *q, char *buf, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, o = 0;
+
+	if (q->family == AF_INET) {
+		snprintf(buf, len, "%u.%u.%u.%u.in-addr.arpa", q->addr[3],
+		    q->addr[2], q->addr[1], q->addr[0]);
+		return;
+	}
+	for (i = 16; i-- > 0 && o + 4 < len; ) {
+		buf[o++] = hex[q->addr[i] & 0xf];
+		buf[o++] = '.';
+		buf[o++] = hex[q->addr[i] >> 4];
+		buf[o++] = '.';
+	}
+	snprintf(buf + o, len - o, "ip6.arpa");
+}
+
+/*
+ * The hosts file first, then DNS, as c-ares's gethostbyaddr does; done in
+ * two steps because gethostbyaddr turns a failed DNS query (SERVFAIL,
+ * REFUSED, a timeout) into "not found", which must not be cached.  The
+ * hosts channel answers from inside the call.
+ */
+static void
+dns_hosts_cb(void *arg, int status, int timeouts, struct hostent *he)
+{
+	struct dns_query *q = arg;
+	char qname[80];
+
+	(void)timeouts;
+	if (q->dns->destroying) {
+		dns_rdns_finish(q, false, false);
+		return;
+	}
+	if (status == ARES_SUCCESS && he != NULL && he->h_name != NULL) {
+		dns_ptr_found(q, he->h_name);
+		return;
+	}
+	dns_ptr_qname(q, qname, sizeof(qname));
+	ares_query(q->dns->channel, qname, C_IN, T_PTR, dns_ptr_cb, q);
 	dns_timer_arm(q->dns);
 }
 
@@ -524,8 +602,8 @@ dns_rdns(struct dns *dns, const struct sockaddr *sa,
 		dns_query_finish(q, name != NULL);
 		return q;
 	}
-	ares_gethostbyaddr(dns->channel, q->addr,
-	    q->family == AF_INET ? 4 : 16, q->family, dns_ptr_cb, q);
+	ares_gethostbyaddr(dns->hosts, q->addr,
+	    q->family == AF_INET ? 4 : 16, q->family, dns_hosts_cb, q);
 	dns_timer_arm(dns);
 	return q;
 }
