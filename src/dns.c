@@ -27,10 +27,12 @@
  * come from a few addresses (a sending MTA reconnects for every message),
  * and each lookup costs a PTR and a forward query (or two reads of
  * /etc/hosts) plus ~13 syscalls.  Entries live DNS_CACHE_TTL seconds: short
- * enough that a PTR or address change (or a fixed outage) shows within a
- * minute, far below the hours DNS itself lets resolvers cache, and long
- * enough to cover a flood's reconnects.  The record's own TTL is not
- * used: c-ares's hostent answers do not carry it.  A negative result
+ * enough that a PTR or address change shows within a minute, far below
+ * the hours DNS itself usually lets resolvers cache, and long enough to
+ * cover a flood's reconnects.  The records' own TTLs are not used: the
+ * parsed PTR answer and the hosts file do not carry one.  Lookups of one
+ * address that overlap are not merged: each asks, the last to finish
+ * stays.  A negative result
  * ("unknown": no PTR, or a forward lookup without the address) is cached
  * alike; a failed lookup (timeout, SERVFAIL, REFUSED, ...) never is.  At
  * most DNS_CACHE_MAX entries: a flood of distinct addresses evicts the
