@@ -3,8 +3,10 @@
  *
  * Lookups never block the loop.  dns_rdns() gives a client's verified
  * name: the PTR name whose forward lookup includes the address, as Postfix
- * does; anything else is "unknown" (NULL).  A query can be cancelled when
- * its owner goes away; the callback then never runs.
+ * does; anything else is "unknown" (NULL).  Its answers, "unknown"
+ * included but never a failed lookup, are cached per address for a
+ * minute.  A query can be cancelled when its owner goes away; the
+ * callback then never runs.
  *
  * It owns the channel and its socket events; the caller owns each query's
  * argument.  It decides nothing with an answer (screen weighs DNSBL
@@ -13,6 +15,7 @@
 #ifndef HOLDFAST_DNS_H
 #define HOLDFAST_DNS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -51,5 +54,23 @@ struct dns_query *dns_resolve(struct dns *dns, const char *host,
 struct dns_query *dns_query_a(struct dns *dns, const char *name,
     void (*cb)(void *arg, const unsigned char *a, size_t n), void *arg);
 void dns_cancel(struct dns_query *query);
+
+/*
+ * The cache behind dns_rdns(), public for its unit test: at most max
+ * entries (the least recently used goes first), each valid for ttl
+ * seconds; family AF_INET (addr 4 bytes) or AF_INET6 (16); now in
+ * monotonic seconds.  name NULL means "unknown".
+ */
+struct dns_cache;
+struct dns_cache *dns_cache_new(size_t max, long long ttl);
+void dns_cache_free(struct dns_cache *cache);
+/* On a hit, true with *name the cached name (borrowed until the next
+ * call) or NULL for "unknown"; false when absent or expired. */
+bool dns_cache_get(struct dns_cache *cache, int family,
+    const unsigned char *addr, long long now, const char **name);
+/* Remember addr's answer (name copied) until now + ttl. */
+void dns_cache_put(struct dns_cache *cache, int family,
+    const unsigned char *addr, const char *name, long long now);
+size_t dns_cache_count(const struct dns_cache *cache);
 
 #endif
