@@ -435,7 +435,8 @@ dns_is_negative(int status)
 static void
 dns_rdns_finish(struct dns_query *q, bool verified, bool definite)
 {
-	if (definite && !q->cancelled && !q->dns->destroying)
+	/* a session that left meanwhile still leaves a valid answer */
+	if (definite && !q->dns->destroying)
 		dns_cache_put(q->dns->cache, q->family, q->addr,
 		    verified ? q->name : NULL, dns_now());
 	dns_query_finish(q, verified);

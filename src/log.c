@@ -63,8 +63,8 @@ log_write(const char *buf, size_t len)
 	ssize_t n;
 
 	while (len > 0) {
-		if ((n = write(STDERR_FILENO, buf, len)) == -1) {
-			if (errno == EINTR)
+		if ((n = write(STDERR_FILENO, buf, len)) <= 0) {
+			if (n == -1 && errno == EINTR)
 				continue;
 			return;		/* nowhere to say it */
 		}

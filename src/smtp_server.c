@@ -452,6 +452,14 @@ smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 	s->state = state;
 }
 
+/* Whether smtp_flush() writes s's replies itself (a plain connection);
+ * a TLS session's go through its bufferevent. */
+static bool
+smtp_direct(struct smtp_session *s)
+{
+	return !s->tls && bufferevent_get_underlying(s->bev) == NULL;
+}
+
 /* line[0..len) and CRLF onto the output, in one piece when it fits. */
 static void
 smtp_out(struct smtp_session *s, const char *line, size_t len)
@@ -486,8 +494,10 @@ smtp_reply_raw(struct smtp_session *s, const char *line)
 		metrics_inc(classes[line[0] - '2']);
 	smtp_out(s, line, len);
 	/* Outside smtp_process() nothing flushes it: the bufferevent does,
-	 * unless smtp_process() comes next. */
-	if (!s->processing && !s->process_next)
+	 * unless smtp_process() comes next and its flush writes directly (a
+	 * plain connection).  TLS keeps the write event on here: a write
+	 * timeout during the commit turned it off. */
+	if (!s->processing && (!s->process_next || !smtp_direct(s)))
 		bufferevent_enable(s->bev, EV_WRITE);
 	if (smtp_trace_on(s))
 		smtp_trace(s, "reply=%s", log_escape(line, len, esc,
@@ -553,6 +563,7 @@ smtp_tx_reset(struct smtp_session *s)
 	if (tx->msg != NULL)
 		spool_msg_abort(tx->msg);
 	envelope_free(tx->env);
+	memset(tx, 0, sizeof(*tx));	/* a stale pointer reads nothing */
 	s->tx = NULL;
 }
 
@@ -1673,7 +1684,7 @@ smtp_flush(struct smtp_session *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 
-	if (s->tls || bufferevent_get_underlying(s->bev) != NULL)
+	if (!smtp_direct(s))
 		return evbuffer_get_length(out) == 0;
 	if (evbuffer_get_length(out) > 0) {
 		/* The bufferevent keeps its output's front frozen: only its
