@@ -35,18 +35,13 @@ def clone(spool, n):
     q = os.path.join(spool, "queue")
     (tid,) = os.listdir(q)
     st = os.stat(os.path.join(q, tid))
-    envt = open(os.path.join(q, tid, "env")).read()
+    envt, body = hf.spool_msg_read(os.path.join(q, tid))
     ids = []
     for i in range(n):
         nid = "%016x" % (0xb000000000000000 + i)
         p = os.path.join(q, nid)
-        os.mkdir(p, 0o700)
-        os.link(os.path.join(q, tid, "body"), os.path.join(p, "body"))
-        with open(os.path.join(p, "env"), "w") as f:
-            f.write(envt.replace(tid, nid))
-        os.chmod(os.path.join(p, "env"), 0o600)
+        hf.spool_msg_write(p, envt.replace(tid, nid), body)
         os.chown(p, st.st_uid, st.st_gid)
-        os.chown(os.path.join(p, "env"), st.st_uid, st.st_gid)
         ids.append(nid)
     return [tid] + ids
 

@@ -111,12 +111,11 @@ def main(env):
     keep = []
     for i, qid in enumerate(ids):
         if i % 3 == 1:
-            p = os.path.join(d.spool, "queue", qid, "env")
-            text = open(p).read()
+            p = os.path.join(d.spool, "queue", qid)
+            text, body = hf.spool_msg_read(p)
             text = re.sub(r"(?m)^sender: .*$", "sender: keep@other.example",
                           text)
-            with open(p, "w") as f:
-                f.write(text)
+            hf.spool_msg_write(p, text, body)
             keep.append(qid)
     sel = sorted(set(ids) - set(keep))
     d.start(env=hf.shim_env("fsync:DELAY%d" % DELAY_MS, trig))
