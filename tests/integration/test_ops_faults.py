@@ -62,7 +62,8 @@ def main(env):
 
 
 def env_field(d, area, qid, key):
-    for ln in open(os.path.join(d.spool, area, qid, "env")):
+    text, _ = hf.spool_msg_read(os.path.join(d.spool, area, qid))
+    for ln in text.splitlines(True):
         if ln.startswith(key + ": "):
             return int(ln.split(": ", 1)[1])
     return None
