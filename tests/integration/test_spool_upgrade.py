@@ -14,8 +14,10 @@ lost:
 - after the start every message is a regular file in its area (0600,
   the daemon's user, link count 1) that hf.spool_msg_read() accepts, with
   an envelope and a body byte-identical to the old env and body; nothing
-  is quarantined, tmp/ is empty, no old directory is left, and
-  `holdfastctl status` counts every message and its bytes in its state;
+  is quarantined, tmp/ is empty, no old directory is left, each message
+  is logged "msg=ID converted area=AREA", and `holdfastctl status` counts
+  every message and its bytes in its state; a second start finds the
+  same files and converts nothing;
 - the primary comes up: the queued messages reach it byte-identical to
   their stored bodies; the held ones after a release and the dead one
   after a requeue too; then the spool is empty.
@@ -216,6 +218,10 @@ def main(env):
     d.start()
     wait_loaded(d, old, mark)
     check_converted(d, old, mark)
+    for qid, (area, _, _) in sorted(old.items()):
+        hf.check(d.grep(r"msg=%s converted area=%s\b" % (qid, area),
+                        since=mark), "msg=%s: no 'converted' log line"
+                 % qid)
     hf.check(d.grep(r"msg=00000000000000a1 removed", since=mark) and
              d.grep(r"msg=00000000000000a2 removed", since=mark),
              "tmp/ leftovers not logged as removed:\n%s" % d.tail())
@@ -228,6 +234,8 @@ def main(env):
     d.start()
     wait_loaded(d, old, mark)
     check_converted(d, old, mark)
+    hf.check(not d.grep(r"converted", since=mark), "converted again at "
+             "the second start: %s" % d.grep(r"converted", since=mark))
 
     sink.start()
     queued = sorted(q for q, v in old.items() if v[0] == "queue")
