@@ -151,6 +151,23 @@ spool_dirsync_rename(struct spool *sp, int fromfd, const char *name,
 	return t;
 }
 
+/* The same for unlinking area/name (a delete shares the fsyncs). */
+static uint64_t
+spool_dirsync_unlink(struct spool *sp, enum spool_area area, const char *name)
+{
+	struct spool_dirsync *ds = &sp->dirsync[area];
+	uint64_t t = 0;
+	int saved;
+
+	pthread_mutex_lock(&ds->lock);
+	if (unlinkat(sp->fd[area], name, 0) == 0)
+		t = ++ds->renamed;
+	saved = errno;
+	pthread_mutex_unlock(&ds->lock);
+	errno = saved;
+	return t;
+}
+
 /* Make every rename up to ticket durable: 0, or -1 with errno. */
 static int
 spool_dirsync_wait(struct spool *sp, enum spool_area area, uint64_t ticket)
@@ -1773,15 +1790,17 @@ int
 spool_delete(struct spool *sp, enum spool_area area, const char *id)
 {
 	const char *op = "unlink";
-	int afd;
+	uint64_t ticket;
 
 	if (spool_check_id(id) == -1)
 		return -1;
-	afd = spool_area_fd(sp, area);
-	if (unlinkat(afd, id, 0) == -1)
+	(void)spool_area_fd(sp, area);	/* range check */
+	/* Concurrent deletes (the drain's, one per delivered message) and
+	 * commits share the area's fsyncs. */
+	if ((ticket = spool_dirsync_unlink(sp, area, id)) == 0)
 		goto fail;
 	op = "fsync";
-	if (spool_fsync(sp, afd) == -1)
+	if (spool_dirsync_wait(sp, area, ticket) == -1)
 		goto fail;
 	return 0;
 fail:
