@@ -1758,6 +1758,10 @@ smtp_read_more(struct smtp_session *s, struct evbuffer *in)
 	evbuffer_freeze(in, 0);
 	if (n < (ssize_t)want)
 		s->read_more = 0;	/* drained, EOF or an error */
+	/* The error is the socket's: libevent's read sees only the EOF. */
+	if (n == -1 && errno != EAGAIN)
+		log_debug("sess=%016" PRIx64 " socket error: %s", s->id,
+		    strerror(errno));
 	return n > 0;
 }
 
