@@ -1753,7 +1753,11 @@ smtp_read_more(struct smtp_session *s, struct evbuffer *in)
 	while (n == -1 && errno == EINTR);
 	if (n > 0) {
 		v.iov_len = (size_t)n;
-		(void)evbuffer_commit_space(in, &v, 1);
+		/* Only a broken libevent refuses what it just reserved; the
+		 * octets are off the socket and the stream is lost without
+		 * them. */
+		if (evbuffer_commit_space(in, &v, 1) != 0)
+			fatalx("evbuffer_commit_space");
 	}
 	evbuffer_freeze(in, 0);
 	if (n < (ssize_t)want)
