@@ -1732,6 +1732,7 @@ smtp_read_more(struct smtp_session *s, struct evbuffer *in)
 	struct evbuffer_iovec v;
 	size_t len = evbuffer_get_length(in), want;
 	ssize_t n;
+	int err;
 
 	if (s->read_more == 0 || len >= SMTP_INPUT_HIGHWAT || !smtp_direct(s) ||
 	    !(bufferevent_get_enabled(s->bev) & EV_READ))
@@ -1751,6 +1752,7 @@ smtp_read_more(struct smtp_session *s, struct evbuffer *in)
 	do
 		n = read(bufferevent_getfd(s->bev), v.iov_base, want);
 	while (n == -1 && errno == EINTR);
+	err = n == -1 ? errno : 0;
 	if (n > 0) {
 		v.iov_len = (size_t)n;
 		/* Only a broken libevent refuses what it just reserved; the
@@ -1763,9 +1765,9 @@ smtp_read_more(struct smtp_session *s, struct evbuffer *in)
 	if (n < (ssize_t)want)
 		s->read_more = 0;	/* drained, EOF or an error */
 	/* The error is the socket's: libevent's read sees only the EOF. */
-	if (n == -1 && errno != EAGAIN)
+	if (n == -1 && err != EAGAIN)
 		log_debug("sess=%016" PRIx64 " socket error: %s", s->id,
-		    strerror(errno));
+		    strerror(err));
 	return n > 0;
 }
 
