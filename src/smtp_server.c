@@ -43,6 +43,14 @@
 #define SMTP_TLS_RECORD_MAX	(16 * 1024 + 2048)
 #define SMTP_TLS_INPUT_HIGHWAT	\
 	(SMTP_INPUT_HIGHWAT - SMTP_TLS_RAW_HIGHWAT - SMTP_TLS_RECORD_MAX)
+/*
+ * Content read by smtp_read_more() in pieces of SMTP_READ_PIECE, at most
+ * SMTP_READ_PIECES per read event, on plain sessions; libevent 2.1 reads
+ * at most SMTP_LIBEVENT_READ (its EVBUFFER_MAX_READ) per read event.
+ */
+#define SMTP_READ_PIECE		(64 * 1024)
+#define SMTP_READ_PIECES	4
+#define SMTP_LIBEVENT_READ	4096
 #define SMTP_MAX_RECEIVED	50
 #define SMTP_MAX_ERRORS		20		/* then we hang up */
 #define SMTP_OUTPUT_HIGHWAT	(64 * 1024)	/* unread replies held */
@@ -238,6 +246,8 @@ struct smtp_session {
 	char			 tlsinfo[128];	/* protocol and cipher */
 	bool			 skip_line;	/* discarding an overlong line */
 	uint64_t		 discard;	/* octets of a refused BDAT chunk */
+	unsigned		 read_more;	/* smtp_read_more() pieces left in
+						 * this read event */
 	bool			 gone;		/* peer left during a commit */
 	bool			 processing;	/* inside smtp_process() */
 	bool			 process_next;	/* the caller runs smtp_process()
@@ -1702,6 +1712,65 @@ smtp_flush(struct smtp_session *s)
 	return true;
 }
 
+/*
+ * libevent 2.1 reads at most 4096 octets per read event (EVBUFFER_MAX_READ
+ * in evbuffer_read(), whatever bufferevent_set_max_single_read() says),
+ * each with an ioctl(FIONREAD) and mostly an epoll_wait of its own.  So
+ * while a plain session reads content (DATA, BDAT, a refused chunk) and
+ * has consumed its input, smtp_process() reads the socket itself, in
+ * pieces of up to SMTP_READ_PIECE: at most SMTP_READ_PIECES of them per
+ * read event, and only after a read event that brought a full 4096 (the
+ * socket likely holds more; else the read would only find it empty).  The
+ * input stays under SMTP_INPUT_HIGHWAT as before.  A short read ends the
+ * pieces; EOF and errors are left to libevent's next read, which finds
+ * them again (the socket stays readable), as are the read timeouts.
+ * true if it added input.
+ */
+static bool
+smtp_read_more(struct smtp_session *s, struct evbuffer *in)
+{
+	struct evbuffer_iovec v;
+	size_t len = evbuffer_get_length(in), want;
+	ssize_t n;
+	int err;
+
+	if (s->read_more == 0 || len >= SMTP_INPUT_HIGHWAT || !smtp_direct(s) ||
+	    !(bufferevent_get_enabled(s->bev) & EV_READ))
+		return false;
+	want = SMTP_INPUT_HIGHWAT - len;
+	if (want > SMTP_READ_PIECE)
+		want = SMTP_READ_PIECE;
+	s->read_more--;
+	/* The bufferevent keeps its input's end frozen outside its own
+	 * read; the watermark callback still sees what is added here. */
+	evbuffer_unfreeze(in, 0);
+	if (evbuffer_reserve_space(in, (ev_ssize_t)want, &v, 1) != 1) {
+		evbuffer_freeze(in, 0);
+		s->read_more = 0;
+		return false;
+	}
+	do
+		n = read(bufferevent_getfd(s->bev), v.iov_base, want);
+	while (n == -1 && errno == EINTR);
+	err = n == -1 ? errno : 0;
+	if (n > 0) {
+		v.iov_len = (size_t)n;
+		/* Only a broken libevent refuses what it just reserved; the
+		 * octets are off the socket and the stream is lost without
+		 * them. */
+		if (evbuffer_commit_space(in, &v, 1) != 0)
+			fatalx("evbuffer_commit_space");
+	}
+	evbuffer_freeze(in, 0);
+	if (n < (ssize_t)want)
+		s->read_more = 0;	/* drained, EOF or an error */
+	/* The error is the socket's: libevent's read sees only the EOF. */
+	if (n == -1 && err != EAGAIN)
+		log_debug("sess=%016" PRIx64 " socket error: %s", s->id,
+		    strerror(err));
+	return n > 0;
+}
+
 /* Consume input as far as the state allows. */
 static void
 smtp_process(struct smtp_session *s)
@@ -1729,8 +1798,9 @@ again:
 		if (s->discard > 0 && s->state != SMTP_ST_CLOSING) {
 			size_t n = evbuffer_get_length(in);
 
-			if (n == 0)
+			if (n == 0 && !smtp_read_more(s, in))
 				break;
+			n = evbuffer_get_length(in);
 			if (n > s->discard)
 				n = (size_t)s->discard;
 			evbuffer_drain(in, n);
@@ -1748,7 +1818,11 @@ again:
 			break;
 		case SMTP_ST_DATA:
 		case SMTP_ST_BDAT:
-			more = smtp_content_in(s, in);
+			more = smtp_content_in(s, in) ||
+			    ((s->state == SMTP_ST_DATA ||
+			    s->state == SMTP_ST_BDAT) &&
+			    evbuffer_get_length(in) == 0 &&
+			    smtp_read_more(s, in));
 			break;
 		case SMTP_ST_GREET:
 		case SMTP_ST_IDLE:
@@ -1765,6 +1839,7 @@ again:
 	if (smtp_flush(s) && full)
 		goto again;
 	s->processing = false;
+	s->read_more = 0;	/* given per read event by smtp_read_cb() */
 	if (s->state == SMTP_ST_CLOSING) {
 		bufferevent_disable(s->bev, EV_READ);
 		smtp_close_flushed(s);
@@ -1776,8 +1851,13 @@ again:
 static void
 smtp_read_cb(struct bufferevent *bev, void *arg)
 {
-	(void)bev;
-	smtp_process(arg);
+	struct smtp_session *s = arg;
+
+	/* libevent's read was full: the socket may hold more content. */
+	if (evbuffer_get_length(bufferevent_get_input(bev)) >=
+	    SMTP_LIBEVENT_READ && !s->processing)
+		s->read_more = SMTP_READ_PIECES;
+	smtp_process(s);
 }
 
 static void
