@@ -45,6 +45,7 @@
 #define SPOOL_SLOT_MIN	1024
 #define SPOOL_SLOT_BIG	4096	/* a body flushed before its envelope */
 #define SPOOL_SLOT_MAX	(4 * 1024 * 1024)
+#define SPOOL_READ_TRIES	3	/* reads of the slots racing a writer */
 #define SPOOL_FNV_BASIS	0xcbf29ce484222325ULL
 #define SPOOL_FNV_PRIME	0x100000001b3ULL
 #define SPOOL_LOCK_FILE	"lock"
@@ -387,6 +388,8 @@ spool_copy(int src, uint64_t soff, int dst, uint64_t doff, uint64_t len)
 	return 0;
 }
 
+static const char spool_zero[SPOOL_SLOT_LINE];
+
 static uint64_t
 spool_fnv(uint64_t h, const void *buf, size_t len)
 {
@@ -509,33 +512,43 @@ struct spool_slots {
 };
 
 /*
- * Read the header and both slots of an open message file and find its
- * envelope (copied into sl->text if want_text): 0, or -1 with errno
- * (EBADMSG: not a message file, or neither slot valid).
+ * Read the header and both slots of an open message file of size bytes
+ * and find its envelope (copied into sl->text if want_text): 0, or -1 with
+ * errno (EBADMSG: not a message file, or neither slot valid).  A writer
+ * may be filling the other slot meanwhile: the newer valid slot is the
+ * envelope either way, and if a large read met two writes (neither slot
+ * valid) it is read again before the file is called bad.
  */
 static int
-spool_slots_read(int fd, struct spool_slots *sl, bool want_text)
+spool_slots_read(int fd, uint64_t size, struct spool_slots *sl,
+    bool want_text)
 {
 	const char *t[2] = { NULL, NULL };
 	uint64_t seq[2] = { 0, 0 };
 	size_t len[2] = { 0, 0 };
 	char *buf;
-	int i, best = -1;
+	int i, tries, best = -1;
 
 	sl->text = NULL;
 	if (spool_hdr_read(fd, &sl->size) == -1)
 		return -1;
-	buf = xmalloc(2 * (size_t)sl->size);
-	if (spool_pread_all(fd, buf, 2 * (size_t)sl->size, SPOOL_HDR_LEN) ==
-	    -1) {
-		free(buf);
+	if (size < spool_body_off(sl->size)) {
+		errno = EBADMSG;
 		return -1;
 	}
-	for (i = 0; i < 2; i++)
-		if (spool_slot_parse(buf + (size_t)i * sl->size, sl->size,
-		    &seq[i], &t[i], &len[i]) == 0 &&
-		    (best == -1 || seq[i] > seq[best]))
-			best = i;
+	buf = xmalloc(2 * (size_t)sl->size);
+	for (tries = 0; best == -1 && tries < SPOOL_READ_TRIES; tries++) {
+		if (spool_pread_all(fd, buf, 2 * (size_t)sl->size,
+		    SPOOL_HDR_LEN) == -1) {
+			free(buf);
+			return -1;
+		}
+		for (i = 0; i < 2; i++)
+			if (spool_slot_parse(buf + (size_t)i * sl->size,
+			    sl->size, &seq[i], &t[i], &len[i]) == 0 &&
+			    (best == -1 || seq[i] > seq[best]))
+				best = i;
+	}
 	if (best == -1) {
 		free(buf);
 		errno = EBADMSG;
@@ -556,10 +569,11 @@ spool_slots_read(int fd, struct spool_slots *sl, bool want_text)
 /*
  * Write the header and slot 0 (env at seq) of a file with slot size slot;
  * slot 1 is left as it is (a fresh file's hole reads as zeros: invalid).
+ * A file without body is extended to its slots' end.
  */
 static int
 spool_head_write(int fd, uint32_t slot, uint64_t seq, const char *env,
-    size_t envlen)
+    size_t envlen, uint64_t bodylen)
 {
 	char *buf = xmalloc(SPOOL_HDR_LEN + SPOOL_SLOT_LINE + envlen + 1);
 	size_t n;
@@ -572,6 +586,8 @@ spool_head_write(int fd, uint32_t slot, uint64_t seq, const char *env,
 	n = spool_slot_format(buf + SPOOL_HDR_LEN, seq, env, envlen);
 	rc = spool_pwrite_all(fd, buf, SPOOL_HDR_LEN + n, 0);
 	free(buf);
+	if (rc == 0 && bodylen == 0)
+		rc = ftruncate(fd, (off_t)spool_body_off(slot));
 	return rc;
 }
 
@@ -594,7 +610,7 @@ spool_build(int dfd, const char *name, int src, uint64_t soff, uint64_t len,
 	if (fd == -1)
 		return -1;
 	*op = "write";
-	if (spool_head_write(fd, slot, seq, env, envlen) == -1)
+	if (spool_head_write(fd, slot, seq, env, envlen, len) == -1)
 		goto fail;
 	*op = "copy";
 	if (spool_copy(src, soff, fd, spool_body_off(slot), len) == -1)
@@ -1192,6 +1208,33 @@ spool_id_taken(const struct spool *sp, const char *id)
 	return false;
 }
 
+/*
+ * Open the message file <area>/<id> with flags (O_RDONLY or O_RDWR): never
+ * through a symlink, never blocking on a FIFO planted there.  The fd, with
+ * its stat in *st; or -1 with errno (EBADMSG: not a regular file).
+ */
+static int
+spool_msg_open(struct spool *sp, enum spool_area area, const char *id,
+    int flags, struct stat *st)
+{
+	int fd;
+
+	fd = openat(spool_area_fd(sp, area), id, flags | O_NOFOLLOW |
+	    O_NONBLOCK | O_CLOEXEC);
+	if (fd == -1)
+		return -1;
+	if (fstat(fd, st) == -1) {
+		spool_close_quiet(fd);
+		return -1;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		close(fd);
+		errno = EBADMSG;
+		return -1;
+	}
+	return fd;
+}
+
 /* Reserve a fresh ID as the file tmp/<id>, open read-write. */
 static struct spool_msg *
 spool_msg_reserve(struct spool *sp)
@@ -1252,11 +1295,9 @@ spool_msg_link(struct spool *sp, enum spool_area area, const char *id,
 	if ((msg = spool_msg_reserve(sp)) == NULL)
 		return NULL;
 	msg->dest = dest;
-	sfd = openat(spool_area_fd(sp, area), id, O_RDONLY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	if (sfd == -1 || spool_slots_read(sfd, &sl, false) == -1 ||
-	    fstat(sfd, &st) == -1 ||
-	    (uint64_t)st.st_size < spool_body_off(sl.size)) {
+	sfd = spool_msg_open(sp, area, id, O_RDONLY, &st);
+	if (sfd == -1 || spool_slots_read(sfd, (uint64_t)st.st_size, &sl,
+	    false) == -1) {
 		log_warn("msg=%s spool copy of %s failed op=open", msg->id, id);
 		spool_close_quiet(sfd);
 		spool_msg_discard(msg);
@@ -1443,7 +1484,8 @@ spool_msg_stage_mode(struct spool_msg *msg, const char *env, size_t envlen,
 			goto fail;
 	}
 	op = "write";
-	if (spool_head_write(msg->fd, msg->slot, 1, env, envlen) == -1)
+	if (spool_head_write(msg->fd, msg->slot, 1, env, envlen, msg->size) ==
+	    -1)
 		goto fail;
 	op = "fsync";
 	if (durable && spool_fsync(sp, msg->fd) == -1)
@@ -1647,11 +1689,12 @@ spool_env_write(struct spool *sp, enum spool_area area, const char *id,
 	struct spool_slots sl;
 	struct stat st;
 	int fd, nfd = -1, afd = spool_area_fd(sp, area), rc;
+	uint64_t off;
 	size_t n;
 
 	if (spool_check_id(id) == -1)
 		return -1;
-	fd = openat(afd, id, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	fd = spool_msg_open(sp, area, id, O_RDWR, &st);
 	if (fd == -1)
 		goto fail;
 	op = "read";
@@ -1659,26 +1702,32 @@ spool_env_write(struct spool *sp, enum spool_area area, const char *id,
 		errno = EFBIG;
 		goto fail;
 	}
-	if (spool_slots_read(fd, &sl, false) == -1)
+	if (spool_slots_read(fd, (uint64_t)st.st_size, &sl, false) == -1)
 		goto fail;
 	if (SPOOL_SLOT_LINE + envlen <= sl.size) {
 		buf = xmalloc(SPOOL_SLOT_LINE + envlen + 1);
 		n = spool_slot_format(buf, sl.seq + 1, env, envlen);
+		off = SPOOL_HDR_LEN + (uint64_t)(1 - sl.cur) * sl.size;
 		op = "write";
-		rc = spool_pwrite_all(fd, buf, n, SPOOL_HDR_LEN +
-		    (uint64_t)(1 - sl.cur) * sl.size);
+		rc = spool_pwrite_all(fd, buf, n, off);
 		free(buf);
-		if (rc == -1)
-			goto fail;
-		op = "fsync";
-		if (spool_fsync_mode(sp, fd, true) == -1)
-			goto fail;
-		close(fd);
-		return 0;
-	}
-	op = "fstat";
-	if (fstat(fd, &st) == -1)
+		if (rc == 0) {
+			op = "fsync";
+			if ((rc = spool_fsync_mode(sp, fd, true)) == 0) {
+				close(fd);
+				return 0;
+			}
+		}
+		/*
+		 * Failed: readers must keep taking the old slot, not one
+		 * that may not be on disk (best effort; after an fsync error
+		 * the spool is suspect anyway).
+		 */
+		rc = errno;
+		(void)spool_pwrite_all(fd, spool_zero, SPOOL_SLOT_LINE, off);
+		errno = rc;
 		goto fail;
+	}
 	snprintf(name, sizeof(name), "%s.e", id);
 	nfd = spool_build(sp->fd[SPOOL_TMP], name, fd, spool_body_off(sl.size),
 	    (uint64_t)st.st_size - spool_body_off(sl.size), env, envlen,
@@ -1717,16 +1766,16 @@ spool_env_read(struct spool *sp, enum spool_area area, const char *id,
 {
 	const char *op = "open";
 	struct spool_slots sl;
+	struct stat st;
 	int fd;
 
 	if (spool_check_id(id) == -1)
 		return -1;
-	fd = openat(spool_area_fd(sp, area), id, O_RDONLY | O_NOFOLLOW |
-	    O_CLOEXEC);
+	fd = spool_msg_open(sp, area, id, O_RDONLY, &st);
 	if (fd == -1)
 		goto fail;
 	op = "read";
-	if (spool_slots_read(fd, &sl, true) == -1)
+	if (spool_slots_read(fd, (uint64_t)st.st_size, &sl, true) == -1)
 		goto fail;
 	close(fd);
 	*env = sl.text;
@@ -1742,22 +1791,27 @@ fail:
 int
 spool_body_open(struct spool *sp, enum spool_area area, const char *id)
 {
+	struct stat st;
 	uint32_t slot;
 	int fd;
 
 	if (spool_check_id(id) == -1)
 		return -1;
-	fd = openat(spool_area_fd(sp, area), id, O_RDONLY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	if (fd != -1 && (spool_hdr_read(fd, &slot) == -1 ||
-	    lseek(fd, (off_t)spool_body_off(slot), SEEK_SET) == -1)) {
-		spool_close_quiet(fd);
-		fd = -1;
+	if ((fd = spool_msg_open(sp, area, id, O_RDONLY, &st)) == -1 ||
+	    spool_hdr_read(fd, &slot) == -1)
+		goto fail;
+	if ((uint64_t)st.st_size < spool_body_off(slot)) {
+		errno = EBADMSG;
+		goto fail;
 	}
-	if (fd == -1)
-		log_warn("msg=%s spool body open failed area=%s", id,
-		    spool_areas[area]);
+	if (lseek(fd, (off_t)spool_body_off(slot), SEEK_SET) == -1)
+		goto fail;
 	return fd;
+fail:
+	log_warn("msg=%s spool body open failed area=%s", id,
+	    spool_areas[area]);
+	spool_close_quiet(fd);
+	return -1;
 }
 
 int
@@ -1945,6 +1999,50 @@ spool_quarantine(struct spool *sp, enum spool_area area, const char *name,
 	    i == 0 ? "" : " as=", i == 0 ? "" : to);
 }
 
+/*
+ * A directory tmp/<id>.<area> is an old-format message whose conversion
+ * (spool_convert) was not confirmed on disk: if <area>/<id> is a message
+ * file the conversion stands and it may go; if <area>/<id> is gone, it is
+ * put back to be converted again.  true if it must stay (handled here).
+ */
+static bool
+spool_tmp_unconfirmed(struct spool *sp, const char *name)
+{
+	static const enum spool_area areas[] = { SPOOL_QUEUE, SPOOL_HOLD,
+		SPOOL_DEAD };
+	char id[SPOOL_ID_LEN + 1];
+	struct stat st;
+	size_t i;
+	int rc;
+
+	if (strlen(name) <= SPOOL_ID_LEN || name[SPOOL_ID_LEN] != '.')
+		return false;
+	memcpy(id, name, SPOOL_ID_LEN);
+	id[SPOOL_ID_LEN] = '\0';
+	if (!spool_is_id(id))
+		return false;
+	for (i = 0; i < UTIL_ARRAY_LEN(areas); i++)
+		if (strcmp(name + SPOOL_ID_LEN + 1, spool_areas[areas[i]]) == 0)
+			break;
+	if (i == UTIL_ARRAY_LEN(areas))
+		return false;
+	rc = fstatat(sp->fd[areas[i]], id, &st, AT_SYMLINK_NOFOLLOW);
+	if (rc == 0 && S_ISREG(st.st_mode))
+		return false;
+	if (rc == -1 && errno == ENOENT && renameat(sp->fd[SPOOL_TMP], name,
+	    sp->fd[areas[i]], id) == 0) {
+		if (spool_fsync(sp, sp->fd[areas[i]]) == -1)
+			log_warn("msg=%s spool scan failed op=fsync area=%s",
+			    id, spool_areas[areas[i]]);
+		log_warnx("msg=%s restored area=%s "
+		    "reason=unconfirmed-conversion", id,
+		    spool_areas[areas[i]]);
+	} else
+		log_warn("msg=%s spool purge skipped dir=tmp "
+		    "reason=unconfirmed-conversion", id);
+	return true;
+}
+
 /* Remove everything in tmp/: receipts a crash or restart interrupted. */
 static int
 spool_scan_tmp(struct spool *sp)
@@ -1963,6 +2061,8 @@ spool_scan_tmp(struct spool *sp)
 			continue;
 		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    S_ISDIR(st.st_mode)) {
+			if (spool_tmp_unconfirmed(sp, de->d_name))
+				continue;
 			if (spool_rmtree(fd, de->d_name) == -1) {
 				log_warn("msg=%s spool purge failed dir=tmp",
 				    spool_log_name(de->d_name, esc,
@@ -1990,6 +2090,35 @@ spool_scan_tmp(struct spool *sp)
 }
 
 /*
+ * Open a file of an old-format message directory: -1 with EBADMSG if it
+ * is missing or not a regular file (quarantine), other errno if it could
+ * not be opened now (leave it).
+ */
+static int
+spool_old_open(int dfd, const char *name, struct stat *st)
+{
+	int fd;
+
+	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC);
+	if (fd == -1) {
+		if (errno == ENOENT || errno == ELOOP)
+			errno = EBADMSG;
+		return -1;
+	}
+	if (fstat(fd, st) == -1) {
+		spool_close_quiet(fd);
+		return -1;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		close(fd);
+		errno = EBADMSG;
+		return -1;
+	}
+	return fd;
+}
+
+/*
  * Convert <area>/<name>, a message directory of the old format (body and
  * env files), into a message file: built in tmp/ and fsync'd, then
  * exchanged with the directory in one step (RENAME_EXCHANGE), so that a
@@ -2001,26 +2130,27 @@ static int
 spool_convert(struct spool *sp, enum spool_area area, const char *name,
     const char **why)
 {
-	char tname[SPOOL_ID_LEN + sizeof(".m")], *env = NULL;
+	char tname[SPOOL_ID_LEN + sizeof(".quarantine")], *env = NULL;
 	const char *op = "open";
 	int dfd, bfd = -1, efd = -1, nfd = -1, tfd = sp->fd[SPOOL_TMP];
 	struct stat st;
 	size_t len = 0;
 	ssize_t n;
 
-	snprintf(tname, sizeof(tname), "%s.m", name);
+	/* tmp/<id>.<area>: the new file, then (exchanged) the old directory */
+	snprintf(tname, sizeof(tname), "%s.%s", name, spool_areas[area]);
 	dfd = openat(sp->fd[area], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC);
 	if (dfd == -1)
 		goto fail;
-	if ((efd = openat(dfd, "env", O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) ==
-	    -1 || fstat(efd, &st) == -1 || !S_ISREG(st.st_mode)) {
-		*why = "missing-env";
+	if ((efd = spool_old_open(dfd, "env", &st)) == -1) {
+		if (errno == EBADMSG)
+			*why = "missing-env";
 		goto fail;
 	}
-	if ((bfd = openat(dfd, "body", O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) ==
-	    -1 || fstat(bfd, &st) == -1 || !S_ISREG(st.st_mode)) {
-		*why = "missing-body";
+	if ((bfd = spool_old_open(dfd, "body", &st)) == -1) {
+		if (errno == EBADMSG)
+			*why = "missing-body";
 		goto fail;
 	}
 	op = "read";
@@ -2055,9 +2185,11 @@ spool_convert(struct spool *sp, enum spool_area area, const char *name,
 	}
 	op = "fsync-dir";
 	if (spool_fsync(sp, sp->fd[area]) == -1 || spool_fsync(sp, tfd) == -1)
-		log_warn("msg=%s spool convert failed area=%s op=%s", name,
-		    spool_areas[area], op);
-	if (spool_rmtree(tfd, tname) == -1)
+		/* Not known to be on disk: the old directory stays in tmp/
+		 * for the next start to check (spool_tmp_unconfirmed). */
+		log_warn("msg=%s spool convert unconfirmed area=%s op=%s",
+		    name, spool_areas[area], op);
+	else if (spool_rmtree(tfd, tname) == -1)
 		log_warn("msg=%s spool cleanup failed op=rmdir dir=tmp", name);
 	log_info("msg=%s converted area=%s from=directory", name,
 	    spool_areas[area]);

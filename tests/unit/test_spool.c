@@ -546,6 +546,66 @@ test_scan(void)
 	spool_close(sp);
 }
 
+/*
+ * Things a spool must survive: a FIFO where a message file should be (no
+ * open may block), an empty body, and an old-format directory left in
+ * tmp/ by a conversion that was not confirmed on disk (put back and
+ * converted again if its message file is not there; removed if it is).
+ */
+static void
+test_odd_files(void)
+{
+	struct spool *sp = fresh("odd");
+	struct scan_seen seen;
+	char id[SPOOL_ID_LEN + 1], path[512], *got;
+	size_t len;
+
+	if (sp == NULL)
+		return;
+	snprintf(path, sizeof(path), "%s/queue/00000000000000ff",
+	    spool_dir(sp));
+	T_CHECK(mkfifo(path, 0600) == 0);
+	errno = 0;
+	T_CHECK(env_of(sp, SPOOL_QUEUE, "00000000000000ff") == NULL &&
+	    errno == EBADMSG);
+	T_CHECK(spool_body_open(sp, SPOOL_QUEUE, "00000000000000ff") == -1 &&
+	    errno == EBADMSG);
+	T_CHECK(spool_env_write(sp, SPOOL_QUEUE, "00000000000000ff", "x", 1) ==
+	    -1 && errno == EBADMSG);
+	T_CHECK(unlink(path) == 0);
+	/* an empty body */
+	T_CHECK(commit(sp, "", 0, "empty\n", id) == 0);
+	got = env_of(sp, SPOOL_QUEUE, id);
+	T_STREQ(got, "empty\n");
+	free(got);
+	got = body_of(sp, SPOOL_QUEUE, id, &len);
+	T_CHECK(got != NULL && len == 0);
+	free(got);
+	T_CHECK(spool_delete(sp, SPOOL_QUEUE, id) == 0);
+	/* unconfirmed conversions: one whose file is gone, one whose file
+	 * is there */
+	mksubdir(sp, "tmp/00000000000000a1.hold");
+	mkfile(sp, "tmp/00000000000000a1.hold/body", "b1\r\n");
+	mkfile(sp, "tmp/00000000000000a1.hold/env", "e1\n");
+	T_CHECK(commit(sp, "b2\r\n", 4, "e2\n", id) == 0);
+	snprintf(path, sizeof(path), "tmp/%s.queue", id);
+	mksubdir(sp, path);
+	memset(&seen, 0, sizeof(seen));
+	seen.sp = sp;
+	T_CHECK(spool_scan(sp, scan_cb, &seen) == 2);
+	T_CHECK(count(sp, "tmp") == 0 && count(sp, "quarantine") == 0);
+	got = env_of(sp, SPOOL_HOLD, "00000000000000a1");
+	T_STREQ(got, "e1\n");
+	free(got);
+	got = body_of(sp, SPOOL_HOLD, "00000000000000a1", &len);
+	T_STREQ(got, "b1\r\n");
+	free(got);
+	got = env_of(sp, SPOOL_QUEUE, id);
+	T_STREQ(got, "e2\n");
+	free(got);
+	spool_close(sp);
+}
+
 #define NTHREADS	8
 #define PERTHREAD	50
 
@@ -1000,6 +1060,7 @@ main(void)
 		{ "spool_abort", test_abort },
 		{ "spool_env", test_env },
 		{ "spool_slots", test_slots },
+		{ "spool_odd_files", test_odd_files },
 		{ "spool_move_delete", test_move_delete },
 		{ "spool_move_delete_many", test_move_delete_many },
 		{ "spool_scan", test_scan },
