@@ -17,7 +17,8 @@ user the daemon drops to (nobody), so that user can swap any entry:
   a root-owned message file, or by a hard link to one: the daemon starts,
   quarantines the entry without following it (the root file keeps its
   bytes, owner, mode and its link count is not raised by a copy), and
-  never delivers the root file's message;
+  never delivers the root file's message; a FIFO there is quarantined
+  too, without blocking the start;
 - a control socket in a directory below the spool, that directory swapped
   for a symlink to a root-owned directory holding a stale socket: refused,
   the stale socket kept and no socket bound there."""
@@ -206,6 +207,24 @@ def main(env):
     time.sleep(0.2)
     d.stop()
     message_links(env, d, sink)
+    message_fifo(d)
+
+
+def message_fifo(d):
+    """A FIFO in place of a message file: an open() of it without
+    O_NONBLOCK would hang the start."""
+    qid = "feedf1f0f1f0f1f0"
+    path = os.path.join(d.spool, "queue", qid)
+    os.mkfifo(path, 0o600)
+    os.chown(path, os.stat(d.spool).st_uid, -1)
+    mark = d.mark()
+    d.start()
+    d.wait_log(r"msg=%s quarantined" % qid, since=mark, timeout=10)
+    hf.check(qid in d.quarantine_entries() and not os.path.lexists(path),
+             "FIFO not moved to quarantine/")
+    hf.send_ok(d.port, "afterfifo")
+    hf.note("a FIFO in place of a message file: quarantined")
+    d.stop()
 
 
 def file_state(path):

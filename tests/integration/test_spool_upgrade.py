@@ -20,7 +20,9 @@ lost:
   same files and converts nothing;
 - the primary comes up: the queued messages reach it byte-identical to
   their stored bodies; the held ones after a release and the dead one
-  after a requeue too; then the spool is empty.
+  after a requeue too; then the spool is empty;
+- an old directory whose env is a FIFO (planted) does not block the
+  start: that message is quarantined, the daemon gets ready.
 A daemon that does not convert (that quarantines, skips or leaves the
 directories as they are) fails it."""
 import os
@@ -256,7 +258,31 @@ def main(env):
     hf.note("queued, released and requeued messages delivered "
             "byte-identical; spool empty")
     d.stop()
+    fifo_dir(d)
     sink.stop()
+
+
+def fifo_dir(d):
+    """An old-format directory whose env is a FIFO: a blocking open() of
+    it would hang the start."""
+    qid = "00000000000000f1"
+    path = os.path.join(d.spool, "queue", qid)
+    owner = os.stat(os.path.join(d.spool, "queue"))
+    os.mkdir(path, 0o700)
+    with open(os.path.join(path, "body"), "wb") as f:
+        f.write(b"Received: x\r\n\r\nfifo\r\n")
+    os.mkfifo(os.path.join(path, "env"), 0o600)
+    for p in (path, os.path.join(path, "body"), os.path.join(path, "env")):
+        os.chown(p, owner.st_uid, owner.st_gid)
+    mark = d.mark()
+    d.start()
+    d.wait_log(r"msg=%s quarantined" % qid, since=mark,
+               timeout=hf.scaled(10))
+    hf.check(qid in d.quarantine_entries(), "the FIFO directory is not in "
+             "quarantine/")
+    hf.note("an old directory with a FIFO env: quarantined, start not "
+            "blocked")
+    d.stop()
 
 
 hf.run(main)
