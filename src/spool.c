@@ -1210,8 +1210,10 @@ spool_id_taken(const struct spool *sp, const char *id)
 
 /*
  * Open the message file <area>/<id> with flags (O_RDONLY or O_RDWR): never
- * through a symlink, never blocking on a FIFO planted there.  The fd, with
- * its stat in *st; or -1 with errno (EBADMSG: not a regular file).
+ * through a symlink, never blocking on a FIFO planted there, never a file
+ * with a second name (a hard link to someone else's file: ours have one).
+ * The fd, with its stat in *st; or -1 with errno (EBADMSG: not a regular
+ * file of one link).
  */
 static int
 spool_msg_open(struct spool *sp, enum spool_area area, const char *id,
@@ -1227,7 +1229,7 @@ spool_msg_open(struct spool *sp, enum spool_area area, const char *id,
 		spool_close_quiet(fd);
 		return -1;
 	}
-	if (!S_ISREG(st->st_mode)) {
+	if (!S_ISREG(st->st_mode) || st->st_nlink != 1) {
 		close(fd);
 		errno = EBADMSG;
 		return -1;
@@ -2240,6 +2242,10 @@ spool_scan_check(struct spool *sp, enum spool_area area, const char *name,
 		return spool_convert(sp, area, name, why);
 	if (!S_ISREG(st.st_mode)) {
 		*why = "not-a-file";
+		return -1;
+	}
+	if (st.st_nlink != 1) {
+		*why = "linked";
 		return -1;
 	}
 	return 0;

@@ -573,6 +573,19 @@ test_odd_files(void)
 	T_CHECK(spool_env_write(sp, SPOOL_QUEUE, "00000000000000ff", "x", 1) ==
 	    -1 && errno == EBADMSG);
 	T_CHECK(unlink(path) == 0);
+	/* a second name: refused */
+	T_CHECK(commit(sp, "b", 1, "e\n", id) == 0);
+	{
+		char from[512];
+
+		snprintf(from, sizeof(from), "%s/queue/%s", spool_dir(sp), id);
+		T_CHECK(link(from, path) == 0);
+		errno = 0;
+		T_CHECK(env_of(sp, SPOOL_QUEUE, id) == NULL &&
+		    errno == EBADMSG);
+		T_CHECK(unlink(path) == 0);
+		T_CHECK(spool_delete(sp, SPOOL_QUEUE, id) == 0);
+	}
 	/* an empty body */
 	T_CHECK(commit(sp, "", 0, "empty\n", id) == 0);
 	got = env_of(sp, SPOOL_QUEUE, id);
