@@ -5,10 +5,13 @@
  * spool directory whose O_DIRECTORY fd stays open in struct spool; all file
  * operations are *at() calls relative to those fds, so nothing depends on
  * the cwd and worker threads share only read-only state.  A message is the
- * directory <area>/<id>/ holding "body" and "env" (and transiently
- * "env.tmp").  Durability: a file is fsync'd before it is renamed or
+ * one file <area>/<id>: a 32-byte header naming the slot size S, two
+ * envelope slots of S bytes, then the body (see spool.h for the format).
+ * One file, one inode: creating and deleting inodes is most of the kernel's
+ * work per message.  Durability: a file is fsync'd before it is renamed or
  * closed for good, and a directory is fsync'd after an entry in it is
- * created, renamed or removed.  An fsync is never retried: after a failure
+ * created, renamed or removed; an envelope rewrite writes the slot not in
+ * use and fdatasyncs the file, so a torn write leaves the other one valid.  An fsync is never retried: after a failure
  * the page cache may have dropped the dirty pages, so a second fsync can
  * succeed without the data being on disk.
  */
@@ -36,6 +39,15 @@
 #define SPOOL_BUF_SIZE	(64 * 1024)
 #define SPOOL_ENV_MAX	(1024 * 1024)
 #define SPOOL_NEW_TRIES	16
+#define SPOOL_HDR_LEN	32	/* "hfspool 1 slot=XXXXXXXX", padded, '\n' */
+#define SPOOL_HDR_TAG	"hfspool 1 slot="
+#define SPOOL_SLOT_LINE	47	/* "env SEQ LEN HASH\n" */
+#define SPOOL_SLOT_MIN	1024
+#define SPOOL_SLOT_BIG	4096	/* a body flushed before its envelope */
+#define SPOOL_SLOT_MAX	(4 * 1024 * 1024)
+#define SPOOL_READ_TRIES	3	/* reads of the slots racing a writer */
+#define SPOOL_FNV_BASIS	0xcbf29ce484222325ULL
+#define SPOOL_FNV_PRIME	0x100000001b3ULL
 #define SPOOL_LOCK_FILE	"lock"
 
 /*
@@ -85,12 +97,14 @@ struct spool {
 struct spool_msg {
 	struct spool	*sp;		/* borrowed */
 	char		 id[SPOOL_ID_LEN + 1];
-	int		 dirfd;		/* tmp/<id> */
-	int		 fd;		/* body */
+	int		 fd;		/* tmp/<id>, read-write */
+	int		 srcfd;		/* spool_msg_link's source, or -1 */
+	uint64_t	 srcoff;	/* where the source's body starts */
 	int		 err;		/* sticky write error, logged */
 	enum spool_area	 dest;		/* where commit puts it */
 	uint64_t	 sync_gen;	/* the spool's at creation */
-	uint64_t	 size;
+	uint64_t	 size;		/* body bytes */
+	uint32_t	 slot;		/* slot size; 0 until the body is placed */
 	size_t		 buflen;
 	unsigned char	 buf[SPOOL_BUF_SIZE];
 };
@@ -101,14 +115,20 @@ struct spool_msg {
  * Never retried.  Worker threads call this too, hence the atomic.
  */
 static int
-spool_fsync(struct spool *sp, int fd)
+spool_fsync_mode(struct spool *sp, int fd, bool data_only)
 {
-	if (fsync(fd) == 0)
+	if ((data_only ? fdatasync(fd) : fsync(fd)) == 0)
 		return 0;
 	if (errno == EIO && !atomic_exchange(&sp->suspect, true))
 		log_warnx("spool suspect: fsync failed with EIO; new mail "
 		    "gets 451 until holdfast restarts");
 	return -1;
+}
+
+static int
+spool_fsync(struct spool *sp, int fd)
+{
+	return spool_fsync_mode(sp, fd, false);
 }
 
 /*
@@ -125,6 +145,23 @@ spool_dirsync_rename(struct spool *sp, int fromfd, const char *name,
 
 	pthread_mutex_lock(&ds->lock);
 	if (renameat(fromfd, name, sp->fd[area], name) == 0)
+		t = ++ds->renamed;
+	saved = errno;
+	pthread_mutex_unlock(&ds->lock);
+	errno = saved;
+	return t;
+}
+
+/* The same for unlinking area/name (a delete shares the fsyncs). */
+static uint64_t
+spool_dirsync_unlink(struct spool *sp, enum spool_area area, const char *name)
+{
+	struct spool_dirsync *ds = &sp->dirsync[area];
+	uint64_t t = 0;
+	int saved;
+
+	pthread_mutex_lock(&ds->lock);
+	if (unlinkat(sp->fd[area], name, 0) == 0)
 		t = ++ds->renamed;
 	saved = errno;
 	pthread_mutex_unlock(&ds->lock);
@@ -265,9 +302,331 @@ spool_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+/* pread exactly len bytes at off: 0, or -1 (EBADMSG if the file ends). */
+static int
+spool_pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = pread(fd, p, len, (off_t)off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return -1;
+		if (n == 0) {
+			errno = EBADMSG;
+			return -1;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* pwrite all of buf at off, through EINTR and short writes. */
+static int
+spool_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = pwrite(fd, p, len, (off_t)off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return -1;
+		if (n == 0) {
+			errno = EIO;
+			return -1;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Copy len bytes from src at soff to dst at doff (in the kernel if it
+ * can): 0, or -1 with errno (EBADMSG if src ends early). */
+static int
+spool_copy(int src, uint64_t soff, int dst, uint64_t doff, uint64_t len)
+{
+	char buf[64 * 1024];
+	off_t si = (off_t)soff, di = (off_t)doff;
+	ssize_t n;
+
+	while (len > 0) {
+		n = copy_file_range(src, &si, dst, &di, len > SIZE_MAX / 2 ?
+		    SIZE_MAX / 2 : (size_t)len, 0);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EXDEV || errno == ENOSYS ||
+		    errno == EINVAL || errno == EOPNOTSUPP))
+			break;
+		if (n == -1)
+			return -1;
+		if (n == 0) {
+			errno = EBADMSG;
+			return -1;
+		}
+		len -= (uint64_t)n;
+	}
+	while (len > 0) {	/* no copy_file_range here: by hand */
+		size_t m = len < sizeof(buf) ? (size_t)len : sizeof(buf);
+
+		if (spool_pread_all(src, buf, m, (uint64_t)si) == -1 ||
+		    spool_pwrite_all(dst, buf, m, (uint64_t)di) == -1)
+			return -1;
+		si += (off_t)m;
+		di += (off_t)m;
+		len -= m;
+	}
+	return 0;
+}
+
+static const char spool_zero[SPOOL_SLOT_LINE];
+
+static uint64_t
+spool_fnv(uint64_t h, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+
+	while (len-- > 0)
+		h = (h ^ *p++) * SPOOL_FNV_PRIME;
+	return h;
+}
+
+/* Parse n lowercase hex digits (nothing else): 0, or -1. */
+static int
+spool_hex(const char *p, size_t n, uint64_t *v)
+{
+	uint64_t x = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (p[i] >= '0' && p[i] <= '9')
+			x = x << 4 | (uint64_t)(p[i] - '0');
+		else if (p[i] >= 'a' && p[i] <= 'f')
+			x = x << 4 | (uint64_t)(p[i] - 'a' + 10);
+		else
+			return -1;
+	}
+	*v = x;
+	return 0;
+}
+
+/* Where the body of a file with slot size slot starts. */
+static uint64_t
+spool_body_off(uint32_t slot)
+{
+	return SPOOL_HDR_LEN + 2 * (uint64_t)slot;
+}
+
+/* The slot size for an envelope of envlen bytes: room to grow by half. */
+static uint32_t
+spool_slot_fit(size_t envlen)
+{
+	size_t need = SPOOL_SLOT_LINE + envlen, s;
+
+	s = need + need / 2 + 128;
+	if (s < SPOOL_SLOT_MIN)
+		s = SPOOL_SLOT_MIN;
+	s = (s + 255) & ~(size_t)255;
+	return s > SPOOL_SLOT_MAX ? SPOOL_SLOT_MAX : (uint32_t)s;
+}
+
 /*
- * Remove the message directory <parent>/<name> and the files in it, keeping
- * errno.  Used to clean up, so it tries everything and returns -1 if the
+ * Format a slot (line and text) for env at seq into out, which has room
+ * for SPOOL_SLOT_LINE + envlen + 1 bytes; returns the bytes to write.
+ */
+static size_t
+spool_slot_format(char *out, uint64_t seq, const char *env, size_t envlen)
+{
+	uint64_t h;
+
+	snprintf(out, SPOOL_SLOT_LINE + 1, "env %016llx %08zx ",
+	    (unsigned long long)seq, envlen);
+	h = spool_fnv(spool_fnv(SPOOL_FNV_BASIS, out, 30), env, envlen);
+	snprintf(out + 30, SPOOL_SLOT_LINE + 1 - 30, "%016llx\n",
+	    (unsigned long long)h);
+	memcpy(out + SPOOL_SLOT_LINE, env, envlen);
+	return SPOOL_SLOT_LINE + envlen;
+}
+
+/* A slot's envelope if the slot is valid: 0 with *seq, *text, *len. */
+static int
+spool_slot_parse(const char *slot, uint32_t size, uint64_t *seq,
+    const char **text, size_t *len)
+{
+	uint64_t n, h;
+
+	if (memcmp(slot, "env ", 4) != 0 || slot[20] != ' ' ||
+	    slot[29] != ' ' || slot[46] != '\n' ||
+	    spool_hex(slot + 4, 16, seq) == -1 ||
+	    spool_hex(slot + 21, 8, &n) == -1 ||
+	    spool_hex(slot + 30, 16, &h) == -1 ||
+	    n > size - SPOOL_SLOT_LINE ||
+	    spool_fnv(spool_fnv(SPOOL_FNV_BASIS, slot, 30),
+	    slot + SPOOL_SLOT_LINE, (size_t)n) != h)
+		return -1;
+	*text = slot + SPOOL_SLOT_LINE;
+	*len = (size_t)n;
+	return 0;
+}
+
+/* Read the header of a message file: 0 with *slot, or -1 (EBADMSG). */
+static int
+spool_hdr_read(int fd, uint32_t *slot)
+{
+	char h[SPOOL_HDR_LEN];
+	uint64_t v;
+	size_t i, tag = sizeof(SPOOL_HDR_TAG) - 1;
+
+	if (spool_pread_all(fd, h, sizeof(h), 0) == -1)
+		return -1;
+	if (memcmp(h, SPOOL_HDR_TAG, tag) != 0 ||
+	    spool_hex(h + tag, 8, &v) == -1 || h[SPOOL_HDR_LEN - 1] != '\n' ||
+	    v < SPOOL_SLOT_LINE || v > SPOOL_SLOT_MAX)
+		goto bad;
+	for (i = tag + 8; i < SPOOL_HDR_LEN - 1; i++)
+		if (h[i] != ' ')
+			goto bad;
+	*slot = (uint32_t)v;
+	return 0;
+bad:
+	errno = EBADMSG;
+	return -1;
+}
+
+/* What a message file's envelope slots hold. */
+struct spool_slots {
+	uint32_t	 size;		/* S */
+	int		 cur;		/* slot of the envelope: 0 or 1 */
+	uint64_t	 seq;		/* its seq */
+	char		*text;		/* a copy, NUL-terminated, or NULL */
+	size_t		 len;
+};
+
+/*
+ * Read the header and both slots of an open message file of size bytes
+ * and find its envelope (copied into sl->text if want_text): 0, or -1 with
+ * errno (EBADMSG: not a message file, or neither slot valid).  A writer
+ * may be filling the other slot meanwhile: the newer valid slot is the
+ * envelope either way, and if a large read met two writes (neither slot
+ * valid) it is read again before the file is called bad.
+ */
+static int
+spool_slots_read(int fd, uint64_t size, struct spool_slots *sl,
+    bool want_text)
+{
+	const char *t[2] = { NULL, NULL };
+	uint64_t seq[2] = { 0, 0 };
+	size_t len[2] = { 0, 0 };
+	char *buf;
+	int i, tries, best = -1;
+
+	sl->text = NULL;
+	if (spool_hdr_read(fd, &sl->size) == -1)
+		return -1;
+	if (size < spool_body_off(sl->size)) {
+		errno = EBADMSG;
+		return -1;
+	}
+	buf = xmalloc(2 * (size_t)sl->size);
+	for (tries = 0; best == -1 && tries < SPOOL_READ_TRIES; tries++) {
+		if (spool_pread_all(fd, buf, 2 * (size_t)sl->size,
+		    SPOOL_HDR_LEN) == -1) {
+			free(buf);
+			return -1;
+		}
+		for (i = 0; i < 2; i++)
+			if (spool_slot_parse(buf + (size_t)i * sl->size,
+			    sl->size, &seq[i], &t[i], &len[i]) == 0 &&
+			    (best == -1 || seq[i] > seq[best]))
+				best = i;
+	}
+	if (best == -1) {
+		free(buf);
+		errno = EBADMSG;
+		return -1;
+	}
+	sl->cur = best;
+	sl->seq = seq[best];
+	sl->len = len[best];
+	if (want_text) {
+		sl->text = xmalloc(len[best] + 1);
+		memcpy(sl->text, t[best], len[best]);
+		sl->text[len[best]] = '\0';
+	}
+	free(buf);
+	return 0;
+}
+
+/*
+ * Write the header and slot 0 (env at seq) of a file with slot size slot;
+ * slot 1 is left as it is (a fresh file's hole reads as zeros: invalid).
+ * A file without body is extended to its slots' end.
+ */
+static int
+spool_head_write(int fd, uint32_t slot, uint64_t seq, const char *env,
+    size_t envlen, uint64_t bodylen)
+{
+	char *buf = xmalloc(SPOOL_HDR_LEN + SPOOL_SLOT_LINE + envlen + 1);
+	size_t n;
+	int rc;
+
+	snprintf(buf, SPOOL_HDR_LEN, SPOOL_HDR_TAG "%08x", slot);
+	n = strlen(buf);
+	memset(buf + n, ' ', SPOOL_HDR_LEN - 1 - n);
+	buf[SPOOL_HDR_LEN - 1] = '\n';
+	n = spool_slot_format(buf + SPOOL_HDR_LEN, seq, env, envlen);
+	rc = spool_pwrite_all(fd, buf, SPOOL_HDR_LEN + n, 0);
+	free(buf);
+	if (rc == 0 && bodylen == 0)
+		rc = ftruncate(fd, (off_t)spool_body_off(slot));
+	return rc;
+}
+
+/*
+ * Create dfd/name (replacing any) as a message file with env at seq in slot
+ * 0 and the len body bytes of src at soff copied after the slots; not
+ * synced.  The fd, or -1 with *op naming the failed step (name removed).
+ */
+static int
+spool_build(int dfd, const char *name, int src, uint64_t soff, uint64_t len,
+    const char *env, size_t envlen, uint64_t seq, const char **op)
+{
+	uint32_t slot = spool_slot_fit(envlen);
+	int fd, saved;
+
+	*op = "open";
+	unlinkat(dfd, name, 0);
+	fd = openat(dfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600);
+	if (fd == -1)
+		return -1;
+	*op = "write";
+	if (spool_head_write(fd, slot, seq, env, envlen, len) == -1)
+		goto fail;
+	*op = "copy";
+	if (spool_copy(src, soff, fd, spool_body_off(slot), len) == -1)
+		goto fail;
+	return fd;
+fail:
+	saved = errno;
+	close(fd);
+	unlinkat(dfd, name, 0);
+	errno = saved;
+	return -1;
+}
+
+/*
+ * Remove the directory <parent>/<name> and the files in it (an old-format
+ * message, or anything planted in tmp/), keeping errno.  Used to clean up, so it tries everything and returns -1 if the
  * directory is still there.
  */
 static int
@@ -833,35 +1192,6 @@ spool_close(struct spool *sp)
 static void spool_msg_discard(struct spool_msg *msg);
 static void spool_msg_unpublish(struct spool_msg *msg);
 
-/*
- * Write a small file in dirfd durably: open (O_CREAT plus flags), write,
- * fsync, close.  -1 with errno and *op naming the step that failed; the
- * caller logs.
- */
-static int
-spool_file_write(struct spool *sp, int dirfd, const char *name, int flags,
-    const char *data, size_t len, bool sync, const char **op)
-{
-	int fd, rc;
-
-	*op = "open";
-	fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC | flags, 0600);
-	if (fd == -1)
-		return -1;
-	*op = "write";
-	if (spool_write_all(fd, data, len) == -1)
-		goto fail;
-	*op = "fsync";
-	if (sync && spool_fsync(sp, fd) == -1)
-		goto fail;
-	*op = "close";
-	rc = close(fd);
-	return rc;
-fail:
-	spool_close_quiet(fd);
-	return -1;
-}
-
 /* Is there an entry <area>/<id> in any area a message may be in? */
 static bool
 spool_id_taken(const struct spool *sp, const char *id)
@@ -878,7 +1208,36 @@ spool_id_taken(const struct spool *sp, const char *id)
 	return false;
 }
 
-/* Reserve a fresh ID as tmp/<id>/ and open that directory. */
+/*
+ * Open the message file <area>/<id> with flags (O_RDONLY or O_RDWR): never
+ * through a symlink, never blocking on a FIFO planted there, never a file
+ * with a second name (a hard link to someone else's file: ours have one).
+ * The fd, with its stat in *st; or -1 with errno (EBADMSG: not a regular
+ * file of one link).
+ */
+static int
+spool_msg_open(struct spool *sp, enum spool_area area, const char *id,
+    int flags, struct stat *st)
+{
+	int fd;
+
+	fd = openat(spool_area_fd(sp, area), id, flags | O_NOFOLLOW |
+	    O_NONBLOCK | O_CLOEXEC);
+	if (fd == -1)
+		return -1;
+	if (fstat(fd, st) == -1) {
+		spool_close_quiet(fd);
+		return -1;
+	}
+	if (!S_ISREG(st->st_mode) || st->st_nlink != 1) {
+		close(fd);
+		errno = EBADMSG;
+		return -1;
+	}
+	return fd;
+}
+
+/* Reserve a fresh ID as the file tmp/<id>, open read-write. */
 static struct spool_msg *
 spool_msg_reserve(struct spool *sp)
 {
@@ -886,37 +1245,34 @@ spool_msg_reserve(struct spool *sp)
 	int tries;
 
 	msg->sp = sp;
-	msg->dirfd = msg->fd = -1;
+	msg->fd = msg->srcfd = -1;
+	msg->srcoff = 0;
 	msg->err = 0;
 	msg->dest = SPOOL_QUEUE;
 	msg->size = 0;
+	msg->slot = 0;
 	msg->buflen = 0;
 	pthread_mutex_lock(&sp->sync_lock);
 	msg->sync_gen = sp->sync_gen;
 	pthread_mutex_unlock(&sp->sync_lock);
 	for (tries = 0;; tries++) {
 		util_random_hex(msg->id, SPOOL_ID_LEN);
-		if (mkdirat(sp->fd[SPOOL_TMP], msg->id, 0700) == 0) {
+		msg->fd = openat(sp->fd[SPOOL_TMP], msg->id, O_RDWR | O_CREAT |
+		    O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (msg->fd != -1) {
 			if (!spool_id_taken(sp, msg->id))
 				break;
-			unlinkat(sp->fd[SPOOL_TMP], msg->id, AT_REMOVEDIR);
+			close(msg->fd);
+			msg->fd = -1;
+			unlinkat(sp->fd[SPOOL_TMP], msg->id, 0);
 			errno = EEXIST;
 		}
 		if (errno != EEXIST || tries == SPOOL_NEW_TRIES) {
-			log_warn("spool new message failed op=mkdir dir=%s/tmp",
+			log_warn("spool new message failed op=open dir=%s/tmp",
 			    sp->dir);
 			free(msg);
 			return NULL;
 		}
-	}
-	msg->dirfd = openat(sp->fd[SPOOL_TMP], msg->id, O_RDONLY |
-	    O_DIRECTORY | O_CLOEXEC);
-	if (msg->dirfd == -1) {
-		log_warn("msg=%s spool new message failed op=open file=tmp/<id>",
-		    msg->id);
-		spool_rmtree(sp->fd[SPOOL_TMP], msg->id);
-		free(msg);
-		return NULL;
 	}
 	return msg;
 }
@@ -924,21 +1280,7 @@ spool_msg_reserve(struct spool *sp)
 struct spool_msg *
 spool_msg_new(struct spool *sp)
 {
-	struct spool_msg *msg;
-
-	if ((msg = spool_msg_reserve(sp)) == NULL)
-		return NULL;
-	msg->fd = openat(msg->dirfd, "body", O_WRONLY | O_CREAT | O_EXCL |
-	    O_CLOEXEC, 0600);
-	if (msg->fd == -1) {
-		log_warn("msg=%s spool new message failed op=open file=body",
-		    msg->id);
-		spool_close_quiet(msg->dirfd);
-		spool_rmtree(sp->fd[SPOOL_TMP], msg->id);
-		free(msg);
-		return NULL;
-	}
-	return msg;
+	return spool_msg_reserve(sp);
 }
 
 struct spool_msg *
@@ -946,6 +1288,7 @@ spool_msg_link(struct spool *sp, enum spool_area area, const char *id,
     enum spool_area dest)
 {
 	struct spool_msg *msg;
+	struct spool_slots sl;
 	struct stat st;
 	int sfd;
 
@@ -954,17 +1297,18 @@ spool_msg_link(struct spool *sp, enum spool_area area, const char *id,
 	if ((msg = spool_msg_reserve(sp)) == NULL)
 		return NULL;
 	msg->dest = dest;
-	sfd = openat(spool_area_fd(sp, area), id, O_RDONLY | O_DIRECTORY |
-	    O_CLOEXEC);
-	if (sfd == -1 || linkat(sfd, "body", msg->dirfd, "body", 0) == -1 ||
-	    fstatat(msg->dirfd, "body", &st, 0) == -1) {
-		log_warn("msg=%s spool copy of %s failed op=link", msg->id, id);
+	sfd = spool_msg_open(sp, area, id, O_RDONLY, &st);
+	if (sfd == -1 || spool_slots_read(sfd, (uint64_t)st.st_size, &sl,
+	    false) == -1) {
+		log_warn("msg=%s spool copy of %s failed op=open", msg->id, id);
 		spool_close_quiet(sfd);
 		spool_msg_discard(msg);
 		return NULL;
 	}
-	spool_close_quiet(sfd);
-	msg->size = (uint64_t)st.st_size;
+	/* The body is copied when the envelope is known (stage). */
+	msg->srcfd = sfd;
+	msg->srcoff = spool_body_off(sl.size);
+	msg->size = (uint64_t)st.st_size - msg->srcoff;
 	return msg;
 }
 
@@ -980,20 +1324,42 @@ spool_msg_size(const struct spool_msg *msg)
 	return msg->size;
 }
 
-/* Write out the buffer; on error record and log the sticky errno. */
+/* Fix the slot size and put the body's writes after the slots. */
 static int
-spool_msg_flush(struct spool_msg *msg)
+spool_msg_place(struct spool_msg *msg, uint32_t slot)
+{
+	msg->slot = slot;
+	if (lseek(msg->fd, (off_t)spool_body_off(slot), SEEK_SET) == -1)
+		return -1;
+	return 0;
+}
+
+/* Write len bytes of body at the file's offset; on error record and log
+ * the sticky errno.  A body too big for the buffer is placed before its
+ * envelope is known, with room for a usual one. */
+static int
+spool_msg_put(struct spool_msg *msg, const void *buf, size_t len)
 {
 	if (msg->err != 0) {
 		errno = msg->err;
 		return -1;
 	}
-	if (spool_write_all(msg->fd, msg->buf, msg->buflen) == -1) {
+	if ((msg->slot == 0 && spool_msg_place(msg, SPOOL_SLOT_BIG) == -1) ||
+	    spool_write_all(msg->fd, buf, len) == -1) {
 		msg->err = errno;
-		log_warn("msg=%s spool write failed op=write file=body",
+		log_warn("msg=%s spool write failed op=write file=tmp/<id>",
 		    msg->id);
 		return -1;
 	}
+	return 0;
+}
+
+/* Write out the buffer. */
+static int
+spool_msg_flush(struct spool_msg *msg)
+{
+	if (spool_msg_put(msg, msg->buf, msg->buflen) == -1)
+		return -1;
 	msg->buflen = 0;
 	return 0;
 }
@@ -1013,12 +1379,8 @@ spool_msg_write(struct spool_msg *msg, const void *buf, size_t len)
 		if (msg->buflen == 0 && len >= SPOOL_BUF_SIZE) {
 			/* A full buffer's worth: skip the copy. */
 			n = len - len % SPOOL_BUF_SIZE;
-			if (spool_write_all(msg->fd, p, n) == -1) {
-				msg->err = errno;
-				log_warn("msg=%s spool write failed op=write "
-				    "file=body", msg->id);
+			if (spool_msg_put(msg, p, n) == -1)
 				return -1;
-			}
 		} else {
 			n = SPOOL_BUF_SIZE - msg->buflen;
 			if (n > len)
@@ -1042,56 +1404,106 @@ spool_msg_discard(struct spool_msg *msg)
 	int saved = errno;
 
 	spool_close_quiet(msg->fd);
-	spool_close_quiet(msg->dirfd);
-	if (spool_rmtree(msg->sp->fd[SPOOL_TMP], msg->id) == -1)
-		log_warn("msg=%s spool cleanup failed op=rmdir dir=tmp",
+	spool_close_quiet(msg->srcfd);
+	if (unlinkat(msg->sp->fd[SPOOL_TMP], msg->id, 0) == -1 &&
+	    errno != ENOENT)
+		log_warn("msg=%s spool cleanup failed op=unlink dir=tmp",
 		    msg->id);
 	free(msg);
 	errno = saved;
 }
 
 /*
- * Write the rest of a message into tmp/<id>: flush the body, write env.
- * With durable, fsync both and the directory (a commit on its own); without,
- * a spool_sync() of the batch does that.  0, or -1 (logged) with the
- * handle consumed.
+ * An envelope that does not fit the slot size the body was placed with:
+ * rebuild tmp/<id> with room for it (the body copied in the kernel).
+ */
+static int
+spool_msg_rebuild(struct spool_msg *msg, const char *env, size_t envlen,
+    const char **op)
+{
+	struct spool *sp = msg->sp;
+	char name[SPOOL_ID_LEN + sizeof(".g")];
+	int fd;
+
+	snprintf(name, sizeof(name), "%s.g", msg->id);
+	fd = spool_build(sp->fd[SPOOL_TMP], name, msg->fd,
+	    spool_body_off(msg->slot), msg->size, env, envlen, 1, op);
+	if (fd == -1)
+		return -1;
+	*op = "rename";
+	if (renameat(sp->fd[SPOOL_TMP], name, sp->fd[SPOOL_TMP], msg->id) ==
+	    -1) {
+		spool_close_quiet(fd);
+		unlinkat(sp->fd[SPOOL_TMP], name, 0);
+		return -1;
+	}
+	close(msg->fd);
+	msg->fd = fd;
+	msg->slot = spool_slot_fit(envlen);
+	return 0;
+}
+
+/*
+ * Write the rest of a message into tmp/<id>: the body (placed now if it
+ * was never flushed, so its slots fit the envelope), then the header and
+ * the envelope in slot 0.  With durable, fsync the file (a commit on its
+ * own); without, a spool_sync() of the batch does that.  0, or -1 (logged)
+ * with the handle consumed.
  */
 static int
 spool_msg_stage_mode(struct spool_msg *msg, const char *env, size_t envlen,
     bool durable)
 {
 	struct spool *sp = msg->sp;
-	const char *op = "write", *file = "body";
+	const char *op = "write";
 	bool logged = msg->err != 0;
+	uint32_t fit = spool_slot_fit(envlen);
 	int rc;
 
-	if (spool_msg_flush(msg) == -1) {
-		logged = true;
+	if (logged) {
+		errno = msg->err;
 		goto fail;
 	}
-	if (msg->fd != -1) {	/* a linked body is durable already */
-		op = "fsync";
-		if (durable && spool_fsync(sp, msg->fd) == -1)
+	if (envlen > SPOOL_ENV_MAX) {
+		errno = EFBIG;
+		goto fail;
+	}
+	if (msg->srcfd != -1) {		/* spool_msg_link: copy the body */
+		op = "copy";
+		if (spool_copy(msg->srcfd, msg->srcoff, msg->fd,
+		    spool_body_off(fit), msg->size) == -1)
 			goto fail;
-		op = "close";
-		rc = close(msg->fd);
-		msg->fd = -1;
-		if (rc == -1)
+		msg->slot = fit;
+	} else {
+		if (msg->slot == 0 && spool_msg_place(msg, fit) == -1)
+			goto fail;
+		if (spool_msg_flush(msg) == -1) {
+			logged = true;
+			goto fail;
+		}
+		if (SPOOL_SLOT_LINE + envlen > msg->slot &&
+		    spool_msg_rebuild(msg, env, envlen, &op) == -1)
 			goto fail;
 	}
-	file = "env";
-	if (spool_file_write(sp, msg->dirfd, "env", O_EXCL, env, envlen,
-	    durable, &op) == -1)
+	op = "write";
+	if (spool_head_write(msg->fd, msg->slot, 1, env, envlen, msg->size) ==
+	    -1)
 		goto fail;
-	file = "tmp/<id>";
 	op = "fsync";
-	if (durable && spool_fsync(sp, msg->dirfd) == -1)
+	if (durable && spool_fsync(sp, msg->fd) == -1)
 		goto fail;
+	op = "close";
+	rc = close(msg->fd);
+	msg->fd = -1;
+	if (rc == -1)
+		goto fail;
+	spool_close_quiet(msg->srcfd);
+	msg->srcfd = -1;
 	return 0;
 fail:
 	if (!logged)
-		log_warn("msg=%s spool commit failed op=%s file=%s", msg->id,
-		    op, file);
+		log_warn("msg=%s spool commit failed op=%s file=tmp/<id>",
+		    msg->id, op);
 	spool_msg_discard(msg);
 	return -1;
 }
@@ -1148,7 +1560,6 @@ spool_msg_publish(struct spool_msg *msg)
 		spool_msg_unpublish(msg);
 		return -1;
 	}
-	spool_close_quiet(msg->dirfd);
 	free(msg);
 	return 0;
 fail:
@@ -1188,8 +1599,9 @@ spool_msg_unpublish(struct spool_msg *msg)
 	 */
 	log_warn("msg=%s spool commit failed op=fsync file=%s", msg->id,
 	    spool_areas[msg->dest]);
-	if (spool_rmtree(sp->fd[msg->dest], msg->id) == -1)
-		log_warn("msg=%s spool cleanup failed op=rmdir dir=%s",
+	if (unlinkat(sp->fd[msg->dest], msg->id, 0) == -1 &&
+	    errno != ENOENT)
+		log_warn("msg=%s spool cleanup failed op=unlink dir=%s",
 		    msg->id, spool_areas[msg->dest]);
 	errno = saved;
 	spool_msg_discard(msg);
@@ -1239,7 +1651,6 @@ spool_msg_publish_many(struct spool *sp, struct spool_msg **msgs, size_t n,
 			errno = errs[i];
 			spool_msg_unpublish(msg);
 		} else {
-			spool_close_quiet(msg->dirfd);
 			free(msg);
 			ok++;
 		}
@@ -1264,40 +1675,90 @@ spool_msg_abort(struct spool_msg *msg)
 		spool_msg_discard(msg);
 }
 
+/*
+ * Replace a message's envelope.  In place when it fits: the slot not in
+ * use gets it with the next seq and the file is fdatasync'd (a torn write
+ * fails its hash and the old slot stays the envelope).  Otherwise the file
+ * is rebuilt in tmp/ with larger slots, fsync'd and renamed over the old
+ * one, and the area fsync'd.
+ */
 int
 spool_env_write(struct spool *sp, enum spool_area area, const char *id,
     const char *env, size_t envlen)
 {
+	char name[SPOOL_ID_LEN + sizeof(".e")], *buf;
 	const char *op = "open";
-	int dfd = -1, fd = -1, rc;
+	struct spool_slots sl;
+	struct stat st;
+	int fd, nfd = -1, afd = spool_area_fd(sp, area), rc;
+	uint64_t off;
+	size_t n;
 
 	if (spool_check_id(id) == -1)
 		return -1;
-	dfd = openat(spool_area_fd(sp, area), id, O_RDONLY | O_DIRECTORY |
-	    O_CLOEXEC);
-	if (dfd == -1)
+	fd = spool_msg_open(sp, area, id, O_RDWR, &st);
+	if (fd == -1)
 		goto fail;
-	if (spool_file_write(sp, dfd, "env.tmp", O_TRUNC, env, envlen, true,
-	    &op) == -1)
+	op = "read";
+	if (envlen > SPOOL_ENV_MAX) {
+		errno = EFBIG;
 		goto fail;
+	}
+	if (spool_slots_read(fd, (uint64_t)st.st_size, &sl, false) == -1)
+		goto fail;
+	if (SPOOL_SLOT_LINE + envlen <= sl.size) {
+		buf = xmalloc(SPOOL_SLOT_LINE + envlen + 1);
+		n = spool_slot_format(buf, sl.seq + 1, env, envlen);
+		off = SPOOL_HDR_LEN + (uint64_t)(1 - sl.cur) * sl.size;
+		op = "write";
+		rc = spool_pwrite_all(fd, buf, n, off);
+		free(buf);
+		if (rc == 0) {
+			op = "fsync";
+			if ((rc = spool_fsync_mode(sp, fd, true)) == 0) {
+				close(fd);
+				return 0;
+			}
+		}
+		/*
+		 * Failed: readers must keep taking the old slot, not one
+		 * that may not be on disk (best effort; after an fsync error
+		 * the spool is suspect anyway).
+		 */
+		rc = errno;
+		(void)spool_pwrite_all(fd, spool_zero, SPOOL_SLOT_LINE, off);
+		errno = rc;
+		goto fail;
+	}
+	snprintf(name, sizeof(name), "%s.e", id);
+	nfd = spool_build(sp->fd[SPOOL_TMP], name, fd, spool_body_off(sl.size),
+	    (uint64_t)st.st_size - spool_body_off(sl.size), env, envlen,
+	    sl.seq + 1, &op);
+	if (nfd == -1)
+		goto fail;
+	op = "fsync";
+	if (spool_fsync(sp, nfd) == -1)
+		goto fail_new;
 	op = "rename";
-	if (renameat(dfd, "env.tmp", dfd, "env") == -1)
-		goto fail;
+	if (renameat(sp->fd[SPOOL_TMP], name, afd, id) == -1)
+		goto fail_new;
+	close(nfd);
+	close(fd);
 	op = "fsync-dir";
-	if (spool_fsync(sp, dfd) == -1)
+	if (spool_fsync(sp, afd) == -1) {
+		fd = -1;
 		goto fail;
-	close(dfd);
+	}
 	return 0;
+fail_new:
+	rc = errno;
+	close(nfd);
+	unlinkat(sp->fd[SPOOL_TMP], name, 0);
+	errno = rc;
 fail:
 	log_warn("msg=%s spool env write failed area=%s op=%s", id,
 	    spool_areas[area], op);
 	spool_close_quiet(fd);
-	if (dfd != -1) {
-		rc = errno;
-		unlinkat(dfd, "env.tmp", 0);
-		close(dfd);
-		errno = rc;
-	}
 	return -1;
 }
 
@@ -1306,77 +1767,53 @@ spool_env_read(struct spool *sp, enum spool_area area, const char *id,
     char **env, size_t *envlen)
 {
 	const char *op = "open";
-	char path[SPOOL_ID_LEN + sizeof("/env")], *buf = NULL;
-	size_t len = 0, cap;
+	struct spool_slots sl;
 	struct stat st;
-	ssize_t n;
 	int fd;
 
 	if (spool_check_id(id) == -1)
 		return -1;
-	snprintf(path, sizeof(path), "%s/env", id);
-	fd = openat(spool_area_fd(sp, area), path, O_RDONLY | O_NOFOLLOW |
-	    O_CLOEXEC);
+	fd = spool_msg_open(sp, area, id, O_RDONLY, &st);
 	if (fd == -1)
 		goto fail;
-	op = "fstat";
-	if (fstat(fd, &st) == -1)
-		goto fail;
 	op = "read";
-	if (st.st_size > SPOOL_ENV_MAX) {
-		errno = EFBIG;
+	if (spool_slots_read(fd, (uint64_t)st.st_size, &sl, true) == -1)
 		goto fail;
-	}
-	/* One byte more than the limit to see a file that grew. */
-	cap = (size_t)st.st_size + 1;
-	buf = xmalloc(cap + 1);
-	for (;;) {
-		if (len == cap) {
-			if (cap > SPOOL_ENV_MAX) {
-				errno = EFBIG;
-				goto fail;
-			}
-			cap = cap * 2 > SPOOL_ENV_MAX + 1 ? SPOOL_ENV_MAX + 1 :
-			    cap * 2;
-			buf = xreallocarray(buf, cap + 1, 1);
-		}
-		n = read(fd, buf + len, cap - len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1)
-			goto fail;
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
 	close(fd);
-	buf[len] = '\0';
-	*env = buf;
-	*envlen = len;
+	*env = sl.text;
+	*envlen = sl.len;
 	return 0;
 fail:
 	log_warn("msg=%s spool env read failed area=%s op=%s", id,
 	    spool_areas[area], op);
 	spool_close_quiet(fd);
-	free(buf);
 	return -1;
 }
 
 int
 spool_body_open(struct spool *sp, enum spool_area area, const char *id)
 {
-	char path[SPOOL_ID_LEN + sizeof("/body")];
+	struct stat st;
+	uint32_t slot;
 	int fd;
 
 	if (spool_check_id(id) == -1)
 		return -1;
-	snprintf(path, sizeof(path), "%s/body", id);
-	fd = openat(spool_area_fd(sp, area), path, O_RDONLY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	if (fd == -1)
-		log_warn("msg=%s spool body open failed area=%s", id,
-		    spool_areas[area]);
+	if ((fd = spool_msg_open(sp, area, id, O_RDONLY, &st)) == -1 ||
+	    spool_hdr_read(fd, &slot) == -1)
+		goto fail;
+	if ((uint64_t)st.st_size < spool_body_off(slot)) {
+		errno = EBADMSG;
+		goto fail;
+	}
+	if (lseek(fd, (off_t)spool_body_off(slot), SEEK_SET) == -1)
+		goto fail;
 	return fd;
+fail:
+	log_warn("msg=%s spool body open failed area=%s", id,
+	    spool_areas[area]);
+	spool_close_quiet(fd);
+	return -1;
 }
 
 int
@@ -1408,25 +1845,19 @@ fail:
 int
 spool_delete(struct spool *sp, enum spool_area area, const char *id)
 {
-	const char *op = "rename";
-	int afd;
+	const char *op = "unlink";
+	uint64_t ticket;
 
 	if (spool_check_id(id) == -1)
 		return -1;
-	afd = spool_area_fd(sp, area);
-	/*
-	 * One atomic step takes it out of its area: moved into tmp/, which
-	 * the startup scan purges, a crash in the middle of removing the
-	 * files leaves nothing half-deleted to quarantine.
-	 */
-	if (renameat(afd, id, sp->fd[SPOOL_TMP], id) == -1)
+	(void)spool_area_fd(sp, area);	/* range check */
+	/* Concurrent deletes (the drain's, one per delivered message) and
+	 * commits share the area's fsyncs. */
+	if ((ticket = spool_dirsync_unlink(sp, area, id)) == 0)
 		goto fail;
 	op = "fsync";
-	if (spool_fsync(sp, afd) == -1)
+	if (spool_dirsync_wait(sp, area, ticket) == -1)
 		goto fail;
-	op = "rmdir";
-	if (spool_rmtree(sp->fd[SPOOL_TMP], id) == -1)
-		log_warn("msg=%s spool cleanup failed op=rmdir dir=tmp", id);
 	return 0;
 fail:
 	log_warn("msg=%s spool delete failed area=%s op=%s", id,
@@ -1481,10 +1912,9 @@ spool_delete_many(struct spool *sp, const enum spool_area *areas,
 	for (i = 0; i < n; i++) {
 		errs[i] = 0;
 		if (spool_check_id(ids[i]) == -1 ||
-		    renameat(spool_area_fd(sp, areas[i]), ids[i],
-		    sp->fd[SPOOL_TMP], ids[i]) == -1) {
+		    unlinkat(spool_area_fd(sp, areas[i]), ids[i], 0) == -1) {
 			errs[i] = errno;
-			log_warn("msg=%s spool delete failed area=%s op=rename",
+			log_warn("msg=%s spool delete failed area=%s op=unlink",
 			    ids[i], spool_areas[areas[i]]);
 		} else
 			renamed[areas[i]] = true;
@@ -1502,12 +1932,8 @@ spool_delete_many(struct spool *sp, const enum spool_area *areas,
 			}
 	}
 	for (i = 0; i < n; i++)
-		if (errs[i] == 0) {
+		if (errs[i] == 0)
 			deleted++;
-			if (spool_rmtree(sp->fd[SPOOL_TMP], ids[i]) == -1)
-				log_warn("msg=%s spool cleanup failed op=rmdir "
-				    "dir=tmp", ids[i]);
-		}
 	return deleted;
 }
 
@@ -1575,6 +2001,50 @@ spool_quarantine(struct spool *sp, enum spool_area area, const char *name,
 	    i == 0 ? "" : " as=", i == 0 ? "" : to);
 }
 
+/*
+ * A directory tmp/<id>.<area> is an old-format message whose conversion
+ * (spool_convert) was not confirmed on disk: if <area>/<id> is a message
+ * file the conversion stands and it may go; if <area>/<id> is gone, it is
+ * put back to be converted again.  true if it must stay (handled here).
+ */
+static bool
+spool_tmp_unconfirmed(struct spool *sp, const char *name)
+{
+	static const enum spool_area areas[] = { SPOOL_QUEUE, SPOOL_HOLD,
+		SPOOL_DEAD };
+	char id[SPOOL_ID_LEN + 1];
+	struct stat st;
+	size_t i;
+	int rc;
+
+	if (strlen(name) <= SPOOL_ID_LEN || name[SPOOL_ID_LEN] != '.')
+		return false;
+	memcpy(id, name, SPOOL_ID_LEN);
+	id[SPOOL_ID_LEN] = '\0';
+	if (!spool_is_id(id))
+		return false;
+	for (i = 0; i < UTIL_ARRAY_LEN(areas); i++)
+		if (strcmp(name + SPOOL_ID_LEN + 1, spool_areas[areas[i]]) == 0)
+			break;
+	if (i == UTIL_ARRAY_LEN(areas))
+		return false;
+	rc = fstatat(sp->fd[areas[i]], id, &st, AT_SYMLINK_NOFOLLOW);
+	if (rc == 0 && S_ISREG(st.st_mode))
+		return false;
+	if (rc == -1 && errno == ENOENT && renameat(sp->fd[SPOOL_TMP], name,
+	    sp->fd[areas[i]], id) == 0) {
+		if (spool_fsync(sp, sp->fd[areas[i]]) == -1)
+			log_warn("msg=%s spool scan failed op=fsync area=%s",
+			    id, spool_areas[areas[i]]);
+		log_warnx("msg=%s restored area=%s "
+		    "reason=unconfirmed-conversion", id,
+		    spool_areas[areas[i]]);
+	} else
+		log_warn("msg=%s spool purge skipped dir=tmp "
+		    "reason=unconfirmed-conversion", id);
+	return true;
+}
+
 /* Remove everything in tmp/: receipts a crash or restart interrupted. */
 static int
 spool_scan_tmp(struct spool *sp)
@@ -1593,6 +2063,8 @@ spool_scan_tmp(struct spool *sp)
 			continue;
 		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    S_ISDIR(st.st_mode)) {
+			if (spool_tmp_unconfirmed(sp, de->d_name))
+				continue;
 			if (spool_rmtree(fd, de->d_name) == -1) {
 				log_warn("msg=%s spool purge failed dir=tmp",
 				    spool_log_name(de->d_name, esc,
@@ -1620,58 +2092,163 @@ spool_scan_tmp(struct spool *sp)
 }
 
 /*
- * Check that <area>/<name> is a well-formed message directory: 0 if it is;
- * -1 with *why set if it is malformed; -1 with *why NULL (logged) if it could
- * not be checked, e.g. EMFILE, which is no reason to quarantine it.  A
- * leftover env.tmp (an interrupted rewrite) is removed.
+ * Open a file of an old-format message directory: -1 with EBADMSG if it
+ * is missing or not a regular file (quarantine), other errno if it could
+ * not be opened now (leave it).
+ */
+static int
+spool_old_open(int dfd, const char *name, struct stat *st)
+{
+	int fd;
+
+	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC);
+	if (fd == -1) {
+		if (errno == ENOENT || errno == ELOOP)
+			errno = EBADMSG;
+		return -1;
+	}
+	if (fstat(fd, st) == -1) {
+		spool_close_quiet(fd);
+		return -1;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		close(fd);
+		errno = EBADMSG;
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * Convert <area>/<name>, a message directory of the old format (body and
+ * env files), into a message file: built in tmp/ and fsync'd, then
+ * exchanged with the directory in one step (RENAME_EXCHANGE), so that a
+ * crash leaves either the old directory in its area or the new file there
+ * and the old directory in tmp/, which the next start purges.  0, or -1
+ * with *why set (quarantine it) or NULL (logged, left alone).
+ */
+static int
+spool_convert(struct spool *sp, enum spool_area area, const char *name,
+    const char **why)
+{
+	char tname[SPOOL_ID_LEN + sizeof(".quarantine")], *env = NULL;
+	const char *op = "open";
+	int dfd, bfd = -1, efd = -1, nfd = -1, tfd = sp->fd[SPOOL_TMP];
+	struct stat st;
+	size_t len = 0;
+	ssize_t n;
+
+	/* tmp/<id>.<area>: the new file, then (exchanged) the old directory */
+	snprintf(tname, sizeof(tname), "%s.%s", name, spool_areas[area]);
+	dfd = openat(sp->fd[area], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (dfd == -1)
+		goto fail;
+	if ((efd = spool_old_open(dfd, "env", &st)) == -1) {
+		if (errno == EBADMSG)
+			*why = "missing-env";
+		goto fail;
+	}
+	if ((bfd = spool_old_open(dfd, "body", &st)) == -1) {
+		if (errno == EBADMSG)
+			*why = "missing-body";
+		goto fail;
+	}
+	op = "read";
+	env = xmalloc(SPOOL_ENV_MAX + 1);
+	while (len <= SPOOL_ENV_MAX) {
+		n = read(efd, env + len, SPOOL_ENV_MAX + 1 - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			goto fail;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	if (len > SPOOL_ENV_MAX) {
+		*why = "unreadable";
+		goto fail;
+	}
+	nfd = spool_build(tfd, tname, bfd, 0, (uint64_t)st.st_size, env, len,
+	    1, &op);
+	if (nfd == -1)
+		goto fail;
+	op = "fsync";
+	if (spool_fsync(sp, nfd) == -1)
+		goto fail;
+	op = "exchange";
+	if (renameat2(tfd, tname, sp->fd[area], name, RENAME_EXCHANGE) == -1) {
+		if (errno == EINVAL || errno == ENOSYS)
+			*why = "old-format";
+		unlinkat(tfd, tname, 0);
+		goto fail;
+	}
+	op = "fsync-dir";
+	if (spool_fsync(sp, sp->fd[area]) == -1 || spool_fsync(sp, tfd) == -1)
+		/* Not known to be on disk: the old directory stays in tmp/
+		 * for the next start to check (spool_tmp_unconfirmed). */
+		log_warn("msg=%s spool convert unconfirmed area=%s op=%s",
+		    name, spool_areas[area], op);
+	else if (spool_rmtree(tfd, tname) == -1)
+		log_warn("msg=%s spool cleanup failed op=rmdir dir=tmp", name);
+	log_info("msg=%s converted area=%s from=directory", name,
+	    spool_areas[area]);
+	free(env);
+	close(nfd);
+	close(bfd);
+	close(efd);
+	close(dfd);
+	return 0;
+fail:
+	if (*why == NULL)
+		log_warn("msg=%s spool convert failed area=%s op=%s", name,
+		    spool_areas[area], op);
+	if (nfd != -1) {
+		close(nfd);
+		unlinkat(tfd, tname, 0);
+	}
+	free(env);
+	spool_close_quiet(bfd);
+	spool_close_quiet(efd);
+	spool_close_quiet(dfd);
+	return -1;
+}
+
+/*
+ * Check that <area>/<name> is a message file (converting an old-format
+ * message directory): 0 if it is; -1 with *why set if it is malformed; -1
+ * with *why NULL (logged) if it could not be checked, e.g. EMFILE, which is
+ * no reason to quarantine it.  Its content is checked by the reader.
  */
 static int
 spool_scan_check(struct spool *sp, enum spool_area area, const char *name,
     const char **why)
 {
-	static const char *const need[] = { "body", "env" };
-	static const char *const missing[] = { "missing-body", "missing-env" };
 	struct stat st;
-	size_t i;
-	int dfd;
 
 	*why = NULL;
 	if (!spool_is_id(name)) {
 		*why = "bad-name";
 		return -1;
 	}
-	dfd = openat(sp->fd[area], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	if (dfd == -1 && (errno == ENOTDIR || errno == ELOOP))
-		*why = "not-a-directory";
-	if (dfd == -1)
-		goto fail;
-	for (i = 0; i < UTIL_ARRAY_LEN(need); i++) {
-		if (fstatat(dfd, need[i], &st, AT_SYMLINK_NOFOLLOW) == -1) {
-			if (errno == ENOENT)
-				*why = missing[i];
-			goto fail;
-		}
-		if (!S_ISREG(st.st_mode)) {
-			*why = missing[i];
-			goto fail;
-		}
-	}
-	if (unlinkat(dfd, "env.tmp", 0) == 0) {
-		log_info("msg=%s removed file=env.tmp area=%s "
-		    "reason=interrupted", name, spool_areas[area]);
-		if (spool_fsync(sp, dfd) == -1)
-			log_warn("msg=%s spool scan failed op=fsync area=%s",
-			    name, spool_areas[area]);
-	}
-	close(dfd);
-	return 0;
-fail:
-	if (*why == NULL)
+	if (fstatat(sp->fd[area], name, &st, AT_SYMLINK_NOFOLLOW) == -1) {
 		log_warn("msg=%s spool scan skipped area=%s", name,
 		    spool_areas[area]);
-	spool_close_quiet(dfd);
-	return -1;
+		return -1;
+	}
+	if (S_ISDIR(st.st_mode))
+		return spool_convert(sp, area, name, why);
+	if (!S_ISREG(st.st_mode)) {
+		*why = "not-a-file";
+		return -1;
+	}
+	if (st.st_nlink != 1) {
+		*why = "linked";
+		return -1;
+	}
+	return 0;
 }
 
 int

@@ -3,8 +3,21 @@
  *
  * Layout under dir: tmp/ (messages being received), queue/ (committed,
  * waiting), hold/ (held by the operator), dead/ (refused or expired),
- * quarantine/ (unreadable, found by the startup scan).  One directory per
- * message, named by its ID, holding "body" and "env".  spool owns IDs,
+ * quarantine/ (unreadable, found by the startup scan).  One file per
+ * message, named by its ID:
+ *
+ *   [0, 32)        "hfspool 1 slot=XXXXXXXX" (S, 8 hex digits), spaces, '\n'
+ *   [32, 32+S)     envelope slot 0
+ *   [32+S, 32+2S)  envelope slot 1
+ *   [32+2S, EOF)   the body, as it will be sent
+ *
+ * A slot is "env SEQ LEN HASH\n" (16, 8 and 16 hex digits; HASH the
+ * FNV-1a 64 of "env SEQ LEN " and the text) and LEN bytes of envelope
+ * text; the envelope is the valid slot with the higher SEQ.  A rewrite
+ * fills the other slot in place, so a torn write leaves the old envelope;
+ * one that does not fit rebuilds the file and renames it over.  Message
+ * directories of the old format (body and env files) are converted by the
+ * startup scan.  spool owns IDs,
  * create/commit/abort, atomic envelope rewrites, body reads, moves, deletes,
  * the startup scan and the durability sequence.  It knows nothing of SMTP,
  * timers or retry policy.  Functions return 0 or -1 with errno set, and log
@@ -85,7 +98,7 @@ const char *spool_area_name(enum spool_area area);
 const char *spool_dir(const struct spool *sp);
 
 /*
- * Start a message: a fresh random ID, tmp/<id>/ and its body file.  NULL on
+ * Start a message: a fresh random ID and the file tmp/<id>.  NULL on
  * error.  The caller owns the handle until spool_msg_commit() or
  * spool_msg_abort() consumes it.
  */
@@ -100,16 +113,16 @@ uint64_t spool_msg_size(const struct spool_msg *msg);
  */
 int spool_msg_write(struct spool_msg *msg, const void *buf, size_t len);
 /*
- * Make the message durable: flush and fsync the body, write and fsync env,
- * fsync the message directory, rename tmp/<id> to queue/<id> (or the
+ * Make the message durable: flush the body, write the header and the
+ * envelope, fsync the file, rename tmp/<id> to queue/<id> (or the
  * spool_msg_link() destination), fsync that directory.
- * On failure the tmp directory is removed.  Either way the handle is
+ * On failure tmp/<id> is removed.  Either way the handle is
  * consumed.  Never retries an fsync.  May run on a worker thread.
  */
 int spool_msg_commit(struct spool_msg *msg, const char *env, size_t envlen);
 /*
  * The same commit for a batch of messages, sharing the expensive part:
- * spool_msg_stage() each (body flushed, env written, nothing durable yet;
+ * spool_msg_stage() each (body flushed, envelope written, nothing durable yet;
  * on failure the handle is consumed), then one spool_sync() (syncfs of
  * the spool's filesystem: every staged file and directory entry durable;
  * on failure abort every staged handle), then spool_msg_publish() each
@@ -138,8 +151,9 @@ size_t spool_msg_publish_many(struct spool *sp, struct spool_msg **msgs,
     size_t n, int *errs);
 
 /*
- * Start a copy of <area>/<id> under a fresh ID whose body is a hard link to
- * the original's; spool_msg_commit() then puts it in dest (not queue/).
+ * Start a copy of <area>/<id> under a fresh ID (the body is copied, in the
+ * kernel where it can, when the copy is staged); spool_msg_commit() then
+ * puts it in dest (not queue/).
  * Used to split refused recipients off into dead/.  NULL on error.
  */
 struct spool_msg *spool_msg_link(struct spool *sp, enum spool_area area,
@@ -147,19 +161,22 @@ struct spool_msg *spool_msg_link(struct spool *sp, enum spool_area area,
 /* Discard a message being received; the handle is consumed. */
 void spool_msg_abort(struct spool_msg *msg);
 
-/* Atomically replace <area>/<id>/env (write env.tmp, fsync, rename, fsync
- * the directory). */
+/* Atomically replace <area>/<id>'s envelope: the slot not in use, then
+ * fdatasync; or, if it does not fit, a rebuilt file renamed over it and
+ * the area fsync'd.  EFBIG over 1 MB. */
 int spool_env_write(struct spool *sp, enum spool_area area, const char *id,
     const char *env, size_t envlen);
-/* Read <area>/<id>/env into a new buffer (caller frees), NUL-terminated. */
+/* Read <area>/<id>'s envelope into a new buffer (caller frees),
+ * NUL-terminated; EBADMSG if neither slot is valid. */
 int spool_env_read(struct spool *sp, enum spool_area area, const char *id,
     char **env, size_t *envlen);
-/* Open <area>/<id>/body read-only; returns the fd or -1. */
+/* Open <area>/<id> read-only, positioned at its body (read it to EOF);
+ * returns the fd or -1. */
 int spool_body_open(struct spool *sp, enum spool_area area, const char *id);
-/* Move a message directory between areas durably (fsync both parents). */
+/* Move a message between areas durably (fsync both parents). */
 int spool_move(struct spool *sp, const char *id, enum spool_area from,
     enum spool_area to);
-/* Delete a message (files, directory; fsync the parent). */
+/* Delete a message (unlink; fsync the parent). */
 int spool_delete(struct spool *sp, enum spool_area area, const char *id);
 /*
  * The same for a batch, one fsync of each directory for all: move ids[0..n)
@@ -175,10 +192,11 @@ size_t spool_delete_many(struct spool *sp, const enum spool_area *areas,
 
 /*
  * Startup scan: remove everything in tmp/ (interrupted receipts), then call
- * cb for every message directory in queue/, hold/ and dead/.  If cb returns
+ * cb for every message in queue/, hold/ and dead/ (converting old-format
+ * directories first).  If cb returns
  * -1 the message is unreadable and is moved to quarantine/ (never deleted)
- * with a warning.  Entries that are not well-formed message directories are
- * quarantined too.  Returns the number of messages cb accepted, or -1.
+ * with a warning.  Entries that are not message files (bad names,
+ * symlinks, old-format directories missing a file) are quarantined too.  Returns the number of messages cb accepted, or -1.
  */
 int spool_scan(struct spool *sp,
     int (*cb)(void *arg, enum spool_area area, const char *id), void *arg);

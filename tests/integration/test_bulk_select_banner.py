@@ -5,9 +5,9 @@ and moves exactly the messages it selected.
 1500 messages are cloned from one real message while the daemon is
 stopped (test_bulk_banner's clone); every third one is rewritten to come
 from keep@other.example, the rest from sender@client.test.  The primary
-is down.  The fault shim makes every fsync sleep 100 ms while armed, so
-holding one message (env rewrite, rename, directory fsyncs) costs about
-0.4 s of disk time.
+is down.  The fault shim makes every fsync and fdatasync sleep 100 ms
+while armed, so holding one message (the envelope rewritten in place and
+fdatasync'd, a rename, directory fsyncs) costs over 0.1 s of disk time.
 
   - `hold --from *@client.test`, sent on the control socket itself, runs
     with the shim armed for 2.5 s; progress lines ("progress hold N of
@@ -111,15 +111,15 @@ def main(env):
     keep = []
     for i, qid in enumerate(ids):
         if i % 3 == 1:
-            p = os.path.join(d.spool, "queue", qid, "env")
-            text = open(p).read()
+            p = os.path.join(d.spool, "queue", qid)
+            text, body = hf.spool_msg_read(p)
             text = re.sub(r"(?m)^sender: .*$", "sender: keep@other.example",
                           text)
-            with open(p, "w") as f:
-                f.write(text)
+            hf.spool_msg_write(p, text, body)
             keep.append(qid)
     sel = sorted(set(ids) - set(keep))
-    d.start(env=hf.shim_env("fsync:DELAY%d" % DELAY_MS, trig))
+    d.start(env=hf.shim_env("fsync:DELAY%d,fdatasync:DELAY%d"
+                            % (DELAY_MS, DELAY_MS), trig))
     d.wait_log(r"queue loaded messages=%d\b" % (N + 1), timeout=30)
     hf.note("%d to select, %d to keep" % (len(sel), len(keep)))
 

@@ -19,7 +19,6 @@
 import glob
 import json
 import os
-import shutil
 import smtplib
 import sys
 
@@ -129,10 +128,9 @@ def craft(d, qid):
     """Rewrite qid's envelope with control bytes; copy it into dead/ under
     another id.  Returns the dead id."""
     src = os.path.join(d.spool, "queue", qid)
-    envp = os.path.join(src, "env")
-    st = os.stat(envp)
-    with open(envp, "rb") as f:
-        lines = f.read().split(b"\n")
+    st = os.stat(src)
+    envt, body = hf.spool_msg_read(src)
+    lines = envt.encode("utf-8", "surrogateescape").split(b"\n")
     out = []
     for line in lines:
         if line.startswith(b"sender: "):
@@ -146,21 +144,15 @@ def craft(d, qid):
             continue
         out.append(line)
     out.insert(-1, b"last_reply: 451 4.3.0 \\x1b[31mred\\x1b[0m")
-    with open(envp, "wb") as f:
-        f.write(b"\n".join(out))
+    text = b"\n".join(out)
+    hf.spool_msg_write(src, text, body)
     did = "d" + qid[1:] if qid[0] != "d" else "e" + qid[1:]
     dst = os.path.join(d.spool, "dead", did)
-    shutil.copytree(src, dst)
-    with open(os.path.join(dst, "env"), "rb") as f:
-        text = f.read().replace(b"id: " + qid.encode(), b"id: " +
-                                did.encode())
+    text = text.replace(b"id: " + qid.encode(), b"id: " + did.encode())
     text = text.replace(b"\nlast_reply:",
                         b"\ndead_reason: 550 \\x1b]0;owned\\x07\nlast_reply:")
-    with open(os.path.join(dst, "env"), "wb") as f:
-        f.write(text)
-    for root, dirs, files in os.walk(dst):
-        for n in dirs + files + ["."]:
-            os.chown(os.path.join(root, n), st.st_uid, st.st_gid)
+    hf.spool_msg_write(dst, text, body)
+    os.chown(dst, st.st_uid, st.st_gid)
     return did
 
 

@@ -41,7 +41,7 @@ def rcpt_addrs(rec):
 
 
 def body_size(d, area, qid):
-    return os.path.getsize(os.path.join(d.spool, area, qid, "body"))
+    return len(hf.spool_msg_read(os.path.join(d.spool, area, qid))[1])
 
 
 def one_line_err(r, what):
@@ -171,8 +171,8 @@ def main(env):
     hf.check("Subject: test m2" in hdrs, "show --json headers %r" % hdrs)
     lst = d.ctl("show", m2.qid, "--body", "--json").ok().json()
     lines = [h for rec in lst[1:] for h in rec.get("line", [])]
-    with open(os.path.join(d.spool, "queue", m2.qid, "body"), "rb") as f:
-        stored = f.read().decode()
+    stored = hf.spool_msg_read(os.path.join(d.spool, "queue",
+                                            m2.qid))[1].decode()
     hf.check("\r\n".join(lines) + "\r\n" == stored,
              "show --body --json lines differ from the stored body:\n%r\n%r"
              % (lines, stored))

@@ -138,13 +138,11 @@ def main(env):
     check_lists(d, s, "dead", "dead", "stopped")
     # a control byte in a stored reply (the drain keeps only printable
     # ASCII of the primary's reply; the spool is the other source)
-    path = os.path.join(d.spool, "dead", s.qid, "env")
-    with open(path) as f:
-        text = f.read()
+    path = os.path.join(d.spool, "dead", s.qid)
+    text, body = hf.spool_msg_read(path)
     old = "<r000@example.test>:\\x20no\\x20such"
     hf.check(old in text, "stored reply not as expected:\n%s" % text[:2000])
-    with open(path, "w") as f:
-        f.write(text.replace(old, old + "\\x1b[31m"))
+    hf.spool_msg_write(path, text.replace(old, old + "\\x1b[31m"), body)
     check_replies(d, s, "stopped", planted=(
         s.rcpts[0], reply(s.rcpts[0]).replace("no such",
                                               "no such\x1b[31m")))

@@ -56,11 +56,11 @@ def env_escape(s):
 
 
 def craft(spool, qid, area, attempts, age, reply):
-    """Rewrite queue/QID/env with the given state and age, moving the
-    message's directory to area."""
+    """Rewrite the envelope of queue/QID with the given state and age,
+    moving the message's file to area."""
     src = os.path.join(spool, "queue", qid)
-    with open(os.path.join(src, "env")) as f:
-        lines = f.read().splitlines()
+    text, body = hf.spool_msg_read(src)
+    lines = text.splitlines()
     now = int(time.time())
     keys = {"arrival": str(now - age), "attempts": str(attempts),
             "next_attempt": str(now + 86400) if attempts else None,
@@ -89,8 +89,7 @@ def craft(spool, qid, area, attempts, age, reply):
                 out.append("%s: %s" % (k, keys[k]))
             continue
         out.append(line)
-    with open(os.path.join(src, "env"), "w") as f:
-        f.write("\n".join(out) + "\n")
+    hf.spool_msg_write(src, "\n".join(out) + "\n", body)
     if area != "queue":
         os.rename(src, os.path.join(spool, area, qid))
 

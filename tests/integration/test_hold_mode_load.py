@@ -6,7 +6,6 @@ of them, not just those indexed by the first dispatch.  The rewrite
 starts even while 16 operator bulk actions wait (their limit is theirs)."""
 import os
 import re
-import shutil
 import smtplib
 import sys
 import time
@@ -22,18 +21,13 @@ def clone(spool, qid, n):
     """n copies of queue/<qid> under fresh IDs, with the same owner."""
     src = os.path.join(spool, "queue", qid)
     st = os.stat(src)
-    env = open(os.path.join(src, "env")).read()
+    env, body = hf.spool_msg_read(src)
     for _ in range(n):
         new = os.urandom(8).hex()
         dst = os.path.join(spool, "queue", new)
-        os.mkdir(dst, 0o700)
-        shutil.copyfile(os.path.join(src, "body"), os.path.join(dst, "body"))
-        with open(os.path.join(dst, "env"), "w") as f:
-            f.write(re.sub(r"^id: .*$", "id: " + new, env, count=1,
-                           flags=re.M))
-        for p in (dst, os.path.join(dst, "body"), os.path.join(dst, "env")):
-            os.chown(p, st.st_uid, st.st_gid)
-            os.chmod(p, 0o700 if p == dst else 0o600)
+        hf.spool_msg_write(dst, re.sub(r"^id: .*$", "id: " + new, env,
+                                       count=1, flags=re.M), body)
+        os.chown(dst, st.st_uid, st.st_gid)
 
 
 def backlog(env, name, hold_for):
@@ -64,7 +58,7 @@ def check_credit(d, mark, what):
              % (what, m.group(1) if m else 0, N))
     plain = 0
     for qid in d.queue_ids():
-        e = open(os.path.join(d.spool, "queue", qid, "env")).read()
+        e, _ = hf.spool_msg_read(os.path.join(d.spool, "queue", qid))
         a = re.search(r"^arrival: (\S+)", e, re.M).group(1)
         b = re.search(r"^age_base: (\S+)", e, re.M)
         if b is None or b.group(1) == a:

@@ -5,7 +5,6 @@ indexes; a message accepted during the scan and every spooled one is then
 delivered exactly once."""
 import os
 import re
-import shutil
 import smtplib
 import sys
 import time
@@ -21,22 +20,16 @@ def clone(spool, qid, n):
     """n copies of queue/<qid> under fresh IDs, with the same owner."""
     src = os.path.join(spool, "queue", qid)
     st = os.stat(src)
-    env = open(os.path.join(src, "env")).read()
+    env, body = hf.spool_msg_read(src)
     hf.check(re.search(r"^id: %s$" % qid, env, re.M) is not None,
              "envelope has no id line")
     ids = []
     for _ in range(n):
         new = os.urandom(8).hex()
         dst = os.path.join(spool, "queue", new)
-        os.mkdir(dst, 0o700)
-        shutil.copyfile(os.path.join(src, "body"), os.path.join(dst, "body"))
-        with open(os.path.join(dst, "env"), "w") as f:
-            f.write(re.sub(r"^id: .*$", "id: " + new, env, count=1,
-                           flags=re.M))
-        for p in (dst, os.path.join(dst, "body"), os.path.join(dst, "env")):
-            os.chown(p, st.st_uid, st.st_gid)
-        os.chmod(os.path.join(dst, "body"), 0o600)
-        os.chmod(os.path.join(dst, "env"), 0o600)
+        hf.spool_msg_write(dst, re.sub(r"^id: .*$", "id: " + new, env,
+                                       count=1, flags=re.M), body)
+        os.chown(dst, st.st_uid, st.st_gid)
         ids.append(new)
     return ids
 

@@ -196,8 +196,8 @@ def main(env):
              "outage" % m2.get("holdfast_primary_up"))
     hf.check(queued(m2) == 2, "queue_messages queued+deferred %r, want 2"
              % queued(m2))
-    size = sum(os.path.getsize(os.path.join(d.spool, "queue", s.qid,
-                                            "body")) for s in b)
+    size = sum(len(hf.spool_msg_read(os.path.join(d.spool, "queue",
+                                                  s.qid))[1]) for s in b)
     hf.check(queued_bytes(m2) == size, "queue_bytes queued+deferred %r, "
              "stored bodies %d" % (queued_bytes(m2), size))
     age = m2.get("holdfast_queue_oldest_message_age_seconds")

@@ -31,9 +31,10 @@ def main(env):
                         ["-shared", "-fPIC", "-ldl"])
     sink = env.sink()                   # down: the message expires
     trig = env.path("arm")
-    # the requeue: env.tmp fsync (1), dead/<id> fsync (2), then the
-    # rename into queue/ and the fsync of queue/ (3)
-    extra = {"HF_NTH_OP": "fsync", "HF_NTH_N": "3", "HF_NTH_ERR": "ENOSPC",
+    # the requeue: the envelope rewritten in place in dead/<id> and
+    # fdatasync'd (1), then the rename into queue/ and the fsync of
+    # queue/ (2), then dead/'s (3): fail queue/'s, after the rename
+    extra = {"HF_NTH_OP": "fsync", "HF_NTH_N": "2", "HF_NTH_ERR": "ENOSPC",
              "HF_NTH_FILE": trig}
     extra.update(hf.preload_env([shim]))
     d = env.daemon(primary_port=sink.port,
@@ -47,7 +48,7 @@ def main(env):
     r = d.ctl("requeue", m.qid)
     os.unlink(trig)
     hf.check(r.rc != 0, "requeue with a failed fsync reported ok: %r" % r)
-    d.wait_log(r"nthshim: fsync #3", since=mark, timeout=5)
+    d.wait_log(r"nthshim: fsync #2", since=mark, timeout=5)
     d.wait_log(r"msg=%s requeued" % m.qid, since=mark, timeout=5)
     d.wait_log(r"msg=%s delivered" % m.qid, since=mark,
                timeout=hf.scaled(LIFE + 10))
@@ -62,7 +63,8 @@ def main(env):
 
 
 def env_field(d, area, qid, key):
-    for ln in open(os.path.join(d.spool, area, qid, "env")):
+    text, _ = hf.spool_msg_read(os.path.join(d.spool, area, qid))
+    for ln in text.splitlines(True):
         if ln.startswith(key + ": "):
             return int(ln.split(": ", 1)[1])
     return None
@@ -71,8 +73,9 @@ def env_field(d, area, qid, key):
 def release(env, shim):
     sink = env.sink()                   # down: it stays in queue/
     trig = env.path("arm-release")
-    # env.tmp -> env in hold/<id> (1), then hold/<id> -> queue/ (2)
-    extra = {"HF_NTH_OP": "rename", "HF_NTH_N": "2", "HF_NTH_ERR": "ENOSPC",
+    # the envelope is rewritten in place in hold/<id> (no rename), then
+    # hold/<id> -> queue/ is the one rename (1): fail it
+    extra = {"HF_NTH_OP": "rename", "HF_NTH_N": "1", "HF_NTH_ERR": "ENOSPC",
              "HF_NTH_FILE": trig}
     extra.update(hf.preload_env([shim]))
     d = env.daemon(name="release", primary_port=sink.port)

@@ -5,7 +5,6 @@ sanitizer report (the worker used ctl after ctl_free), and deletes
 nothing."""
 import os
 import re
-import shutil
 import signal
 import smtplib
 import subprocess
@@ -23,18 +22,13 @@ def clone(spool, qid, n):
     """n copies of queue/<qid> under fresh IDs, with the same owner."""
     src = os.path.join(spool, "queue", qid)
     st = os.stat(src)
-    env = open(os.path.join(src, "env")).read()
+    env, body = hf.spool_msg_read(src)
     for _ in range(n):
         new = os.urandom(8).hex()
         dst = os.path.join(spool, "queue", new)
-        os.mkdir(dst, 0o700)
-        shutil.copyfile(os.path.join(src, "body"), os.path.join(dst, "body"))
-        with open(os.path.join(dst, "env"), "w") as f:
-            f.write(re.sub(r"^id: .*$", "id: " + new, env, count=1,
-                           flags=re.M))
-        for p in (dst, os.path.join(dst, "body"), os.path.join(dst, "env")):
-            os.chown(p, st.st_uid, st.st_gid)
-            os.chmod(p, 0o700 if p == dst else 0o600)
+        hf.spool_msg_write(dst, re.sub(r"^id: .*$", "id: " + new, env,
+                                       count=1, flags=re.M), body)
+        os.chown(dst, st.st_uid, st.st_gid)
 
 
 def main(env):

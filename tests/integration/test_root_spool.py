@@ -13,6 +13,12 @@ user the daemon drops to (nobody), so that user can swap any entry:
   directory the user owns: refused;
 - the startup purge of tmp/ runs after the drop: a root-owned directory
   planted in tmp/ survives it, and the daemon still starts;
+- a message file (one regular file per message) replaced by a symlink to
+  a root-owned message file, or by a hard link to one: the daemon starts,
+  quarantines the entry without following it (the root file keeps its
+  bytes, owner, mode and its link count is not raised by a copy), and
+  never delivers the root file's message; a FIFO there is quarantined
+  too, without blocking the start;
 - a control socket in a directory below the spool, that directory swapped
   for a symlink to a root-owned directory holding a stale socket: refused,
   the stale socket kept and no socket bound there."""
@@ -27,21 +33,37 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import holdfast as hf  # noqa: E402
 
 AREAS = ("tmp", "queue", "hold", "dead", "quarantine")
-MSGID = "0123456789abcdef"     # looks like a message directory
+MSGID = "0123456789abcdef"     # looks like a message file
+
+
+def victim_msg(path, qid, token, mode=0o600):
+    """A root-owned message file at path that would be valid for the
+    daemon if it were its own (ID qid, the harness token in its body)."""
+    now = int(time.time())
+    body = (b"Received: from client.test (localhost [127.0.0.1])\r\n"
+            b"\tby mx2.example.test (holdfast) with ESMTP id "
+            + qid.encode() + b"\r\n\tfor <rcpt@example.test>; "
+            b"Tue, 01 Dec 2026 02:01:04 +0000\r\n" + hf.make_message(token))
+    env_text = ("version: 1\nid: %s\narrival: %d\nsender: "
+                "sender@client.test\nsize: %d\nclient_addr: 127.0.0.1\n"
+                "client_port: 58060\nclient_helo: client.test\n"
+                "client_name: localhost\nproto: ESMTP\nattempts: 0\n"
+                "next_attempt: %d\nheld_since: 0\nage_base: 0\n"
+                "rcpt: pending rcpt@example.test\n"
+                % (qid, now, len(body), now))
+    hf.spool_msg_write(path, env_text, body, mode=mode)
+    os.chown(path, 0, 0)
 
 
 def victim_dir(env, name):
     """A root-owned 0755 directory holding a file and a message-like
-    directory; returns (path, snapshot)."""
+    file; returns (path, snapshot)."""
     v = env.path("victim-" + name)
     os.mkdir(v)
     os.chmod(v, 0o755)
     with open(os.path.join(v, "precious"), "w") as f:
         f.write("root's data\n")
-    os.mkdir(os.path.join(v, MSGID))
-    for n in ("body", "env"):
-        with open(os.path.join(v, MSGID, n), "w") as f:
-            f.write("x\n")
+    victim_msg(os.path.join(v, MSGID), MSGID, "victim" + name)
     return v, snapshot(v)
 
 
@@ -183,6 +205,83 @@ def main(env):
     # the daemon still works, and the spool is its user's again
     hf.check(os.stat(sp).st_uid == nobody, "spool owner changed")
     time.sleep(0.2)
+    d.stop()
+    message_links(env, d, sink)
+    message_fifo(d)
+
+
+def message_fifo(d):
+    """A FIFO in place of a message file: an open() of it without
+    O_NONBLOCK would hang the start."""
+    qid = "feedf1f0f1f0f1f0"
+    path = os.path.join(d.spool, "queue", qid)
+    os.mkfifo(path, 0o600)
+    os.chown(path, os.stat(d.spool).st_uid, -1)
+    mark = d.mark()
+    d.start()
+    d.wait_log(r"msg=%s quarantined" % qid, since=mark, timeout=10)
+    hf.check(qid in d.quarantine_entries() and not os.path.lexists(path),
+             "FIFO not moved to quarantine/")
+    hf.send_ok(d.port, "afterfifo")
+    hf.note("a FIFO in place of a message file: quarantined")
+    d.stop()
+
+
+def file_state(path):
+    st = os.lstat(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    return (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), st.st_nlink,
+            data)
+
+
+def message_links(env, d, sink):
+    """Message files swapped for a symlink or a hard link to a root file
+    (a valid message in the new format): quarantined, never followed."""
+    sp = d.spool
+    planted = {}
+    for i, (area, kind) in enumerate((("queue", "symlink"),
+                                      ("queue", "hardlink"))):
+        qid = "%016x" % (0xfeed000000000000 + i)
+        target = env.path("victim-msg-%d" % i)
+        # readable by the daemon's user: only O_NOFOLLOW and the link
+        # count check keep it from loading (and rewriting) root's file
+        victim_msg(target, qid, "linked%d" % i, mode=0o644)
+        path = os.path.join(sp, area, qid)
+        if kind == "symlink":
+            os.symlink(target, path)
+        else:
+            os.link(target, path)
+        planted[qid] = (area, kind, target, file_state(target))
+    nlink_before = {q: os.stat(t).st_nlink
+                    for q, (_, _, t, _) in planted.items()}
+    mark = d.mark()
+    d.start()
+    for qid, (area, kind, target, before) in planted.items():
+        d.wait_log(r"msg=%s quarantined" % qid, since=mark, timeout=10)
+        hf.check(file_state(target)[:3] == before[:3] and
+                 file_state(target)[4] == before[4],
+                 "%s %s/%s: the root file changed" % (kind, area, qid))
+        hf.check(os.stat(target).st_nlink <= nlink_before[qid],
+                 "%s %s/%s: more links to the root file" % (kind, area,
+                                                             qid))
+        hf.check(not os.path.lexists(os.path.join(sp, area, qid)),
+                 "%s %s/%s: still in %s/" % (kind, area, qid, area))
+        hf.check(qid in d.quarantine_entries(), "%s %s/%s: not in "
+                 "quarantine/ (has %s)" % (kind, area, qid,
+                                          d.quarantine_entries()))
+    hf.check(not d.grep(r"msg=(%s) (delivered|requeued|released)"
+                        % "|".join(planted), since=mark),
+             "a planted message was acted on")
+    m = hf.send_ok(d.port, "afterlinks")
+    d.wait_log(r"msg=%s delivered" % m.qid, timeout=20)
+    time.sleep(0.5)
+    got = b"".join(x.content for x in sink.messages())
+    for i in range(len(planted)):
+        hf.check(b"linked%d" % i not in got, "the planted message linked%d"
+                 " reached the primary" % i)
+    hf.note("symlinks and hard links in place of message files: "
+            "quarantined, not followed")
     d.stop()
 
 

@@ -79,12 +79,11 @@ def check_clean_exit(d, rc, secs, since, what):
 
 def sent_from_queue(d, qid):
     """A Sent for a message found in queue/ (committed, maybe unanswered)."""
-    with open(os.path.join(d.spool, "queue", qid, "body"), "rb") as f:
-        body = f.read()
+    envt, body = hf.spool_msg_read(os.path.join(d.spool, "queue", qid))
     _, rest = hf.split_received(body)
     tok = hf.token_of(rest)
     hf.check(tok, "queue/%s: no harness token in the body" % qid)
-    env = open(os.path.join(d.spool, "queue", qid, "env"), "rb").read()
+    env = envt.encode("utf-8", "surrogateescape")
     rcpts = re.findall(rb"<([^<>@\s]+@[^<>\s]+)>", env)
     rcpt = "cut@example.test"
     for r in rcpts:

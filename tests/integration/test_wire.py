@@ -69,9 +69,9 @@ def wait_tx(sink):
 
 def stored_size(d, qid):
     for area in ("queue", "hold", "dead"):
-        p = os.path.join(d.spool, area, qid, "body")
+        p = os.path.join(d.spool, area, qid)
         if os.path.exists(p):
-            return os.path.getsize(p)
+            return len(hf.spool_msg_read(p)[1])
     return None
 
 
@@ -199,14 +199,12 @@ def main(env):
     base = int(time.time()) - 100
     shuffled = [reordered[i] for i in (3, 0, 4, 1, 2)]
     for k, sm in enumerate(shuffled):
-        p = os.path.join(d_reorder.spool, "queue", sm.qid, "env")
-        with open(p) as f:
-            text = f.read()
+        p = os.path.join(d_reorder.spool, "queue", sm.qid)
+        text, body = hf.spool_msg_read(p)
         text, n = re.subn(r"(?m)^arrival: \d+$", "arrival: %d" % (base + k),
                           text)
         hf.check(n == 1, "no arrival line in %s" % p)
-        with open(p, "w") as f:
-            f.write(text)
+        hf.spool_msg_write(p, text, body)
     d_reorder.start()
     reorder.start()
     reorder.wait_messages(5, 30)

@@ -63,6 +63,45 @@ slurp(struct spool *sp, const char *rel, size_t *len)
 	return buf;
 }
 
+/* The body of <area>/<id> as spool_body_open() gives it; NULL if none. */
+static char *
+body_of(struct spool *sp, enum spool_area area, const char *id, size_t *len)
+{
+	char *buf = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int fd;
+
+	*len = 0;
+	if ((fd = spool_body_open(sp, area, id)) == -1)
+		return NULL;
+	for (;;) {
+		if (cap - *len < 4096) {
+			cap = cap * 2 + 4096;
+			buf = xreallocarray(buf, cap + 1, 1);
+		}
+		n = read(fd, buf + *len, cap - *len);
+		if (n <= 0)
+			break;
+		*len += (size_t)n;
+	}
+	close(fd);
+	buf[*len] = '\0';
+	return buf;
+}
+
+/* The envelope of <area>/<id>; NULL if it cannot be read. */
+static char *
+env_of(struct spool *sp, enum spool_area area, const char *id)
+{
+	char *env;
+	size_t len;
+
+	if (spool_env_read(sp, area, id, &env, &len) == -1)
+		return NULL;
+	return env;
+}
+
 static bool
 exists(struct spool *sp, const char *rel)
 {
@@ -167,8 +206,8 @@ test_commit(void)
 	memcpy(id, spool_msg_id(msg), sizeof(id));
 	T_CHECK(strlen(id) == SPOOL_ID_LEN &&
 	    strspn(id, "0123456789abcdef") == SPOOL_ID_LEN);
-	snprintf(rel, sizeof(rel), "tmp/%s/body", id);
-	T_CHECK(exists(sp, rel));
+	snprintf(rel, sizeof(rel), "tmp/%s", id);
+	T_CHECK(exists(sp, rel) && mode_of(sp, rel) == 0600);
 	/* small, then larger than the buffer from a non-empty buffer, then
 	 * an exact multiple from an empty one */
 	T_CHECK(spool_msg_write(msg, big, 10) == 0);
@@ -176,18 +215,20 @@ test_commit(void)
 	T_CHECK(spool_msg_write(msg, big + 100010, 99990) == 0);
 	T_CHECK(spool_msg_size(msg) == biglen);
 	T_CHECK(spool_msg_commit(msg, "env\n", 4) == 0);
-	snprintf(rel, sizeof(rel), "queue/%s/body", id);
-	got = slurp(sp, rel, &len);
+	got = body_of(sp, SPOOL_QUEUE, id, &len);
 	T_CHECK(got != NULL && len == biglen && memcmp(got, big, len) == 0);
 	free(got);
-	T_CHECK(mode_of(sp, rel) == 0600);
-	snprintf(rel, sizeof(rel), "queue/%s/env", id);
-	got = slurp(sp, rel, &len);
+	got = env_of(sp, SPOOL_QUEUE, id);
 	T_STREQ(got, "env\n");
 	free(got);
-	T_CHECK(mode_of(sp, rel) == 0600);
+	/* one file: header, two slots, body */
 	snprintf(rel, sizeof(rel), "queue/%s", id);
-	T_CHECK(mode_of(sp, rel) == 0700);
+	T_CHECK(mode_of(sp, rel) == 0600);
+	got = slurp(sp, rel, &len);
+	T_CHECK(got != NULL && strncmp(got, "hfspool 1 slot=00001000    "
+	    "    \nenv 0000000000000001 00000004 ", 62) == 0 &&
+	    len == 32 + 2 * 4096 + biglen);
+	free(got);
 	T_CHECK(count(sp, "tmp") == 0 && count(sp, "queue") == 1);
 
 	/* an empty body is a body */
@@ -227,8 +268,7 @@ test_env(void)
 		return;
 	T_CHECK(commit(sp, "b", 1, "version: 1\nold\n", id) == 0);
 	T_CHECK(spool_env_write(sp, SPOOL_QUEUE, id, "new\n", 4) == 0);
-	snprintf(rel, sizeof(rel), "queue/%s/env.tmp", id);
-	T_CHECK(!exists(sp, rel));
+	T_CHECK(count(sp, "tmp") == 0 && count(sp, "queue") == 1);
 	T_CHECK(spool_env_read(sp, SPOOL_QUEUE, id, &env, &len) == 0);
 	T_CHECK(len == 4);
 	T_STREQ(env, "new\n");
@@ -239,15 +279,18 @@ test_env(void)
 	T_CHECK(len == 1);
 	T_STREQ(env, "x");
 	free(env);
-	/* over the bound: EFBIG */
+	/* over the bound: EFBIG, the old envelope stays */
 	big = xmalloc(n);
 	memset(big, 'a', n);
-	T_CHECK(spool_env_write(sp, SPOOL_QUEUE, id, big, n) == 0);
-	free(big);
-	env = NULL;
 	errno = 0;
-	T_CHECK(spool_env_read(sp, SPOOL_QUEUE, id, &env, &len) == -1);
-	T_CHECK(errno == EFBIG && env == NULL);
+	T_CHECK(spool_env_write(sp, SPOOL_QUEUE, id, big, n) == -1 &&
+	    errno == EFBIG);
+	free(big);
+	env = env_of(sp, SPOOL_QUEUE, id);
+	T_STREQ(env, "x");
+	free(env);
+	snprintf(rel, sizeof(rel), "queue/%s", id);
+	(void)rel;
 	/* missing message, bad ID */
 	T_CHECK(spool_env_read(sp, SPOOL_HOLD, id, &env, &len) == -1);
 	T_CHECK(errno == ENOENT);
@@ -255,6 +298,74 @@ test_env(void)
 	T_CHECK(errno == EINVAL);
 	T_CHECK(spool_body_open(sp, SPOOL_QUEUE, "0123") == -1);
 	T_CHECK(errno == EINVAL);
+	spool_close(sp);
+}
+
+/*
+ * Envelope rewrites: in place, alternating slots, the file's inode kept; a
+ * torn write of the newer slot leaves the older one the envelope; one
+ * that outgrows the slots rebuilds the file with the body intact; a file
+ * whose header or both slots are damaged is refused (EBADMSG).
+ */
+static void
+test_slots(void)
+{
+	struct spool *sp = fresh("slots");
+	char id[SPOOL_ID_LEN + 1], rel[64], path[512], *got, *big;
+	struct stat st1, st2;
+	size_t len, n = 3000;
+	int fd;
+
+	if (sp == NULL)
+		return;
+	T_CHECK(commit(sp, "body\r\n", 6, "one\n", id) == 0);
+	snprintf(rel, sizeof(rel), "queue/%s", id);
+	snprintf(path, sizeof(path), "%s/%s", spool_dir(sp), rel);
+	T_CHECK(stat(path, &st1) == 0);
+	T_CHECK(spool_env_write(sp, SPOOL_QUEUE, id, "two\n", 4) == 0);
+	T_CHECK(spool_env_write(sp, SPOOL_QUEUE, id, "three\n", 6) == 0);
+	got = env_of(sp, SPOOL_QUEUE, id);
+	T_STREQ(got, "three\n");
+	free(got);
+	T_CHECK(stat(path, &st2) == 0 && st1.st_ino == st2.st_ino &&
+	    st1.st_size == st2.st_size);
+	/* seq 3 is in slot 0 (1, 2, 3 alternate): tear its text */
+	fd = open(path, O_WRONLY);
+	T_CHECK(fd != -1 && pwrite(fd, "X", 1, 32 + 47) == 1);
+	got = env_of(sp, SPOOL_QUEUE, id);
+	T_STREQ(got, "two\n");
+	free(got);
+	/* the next write goes over the torn slot, not the good one */
+	T_CHECK(spool_env_write(sp, SPOOL_QUEUE, id, "four\n", 5) == 0);
+	got = env_of(sp, SPOOL_QUEUE, id);
+	T_STREQ(got, "four\n");
+	free(got);
+	/* outgrowing the 1024-byte slots: a new file, same body */
+	big = xmalloc(n + 1);
+	memset(big, 'b', n);
+	big[n] = '\0';
+	T_CHECK(spool_env_write(sp, SPOOL_QUEUE, id, big, n) == 0);
+	T_CHECK(stat(path, &st2) == 0 && st1.st_ino != st2.st_ino);
+	got = env_of(sp, SPOOL_QUEUE, id);
+	T_STREQ(got, big);
+	free(got);
+	got = body_of(sp, SPOOL_QUEUE, id, &len);
+	T_STREQ(got, "body\r\n");
+	free(got);
+	T_CHECK(count(sp, "tmp") == 0);
+	free(big);
+	/* both slots torn: unreadable; a bad header: no body either */
+	T_CHECK(fd != -1 && close(fd) == 0);
+	fd = open(path, O_WRONLY);
+	T_CHECK(fd != -1 && pwrite(fd, "X", 1, 32) == 1);
+	errno = 0;
+	T_CHECK(env_of(sp, SPOOL_QUEUE, id) == NULL && errno == EBADMSG);
+	T_CHECK(pwrite(fd, "H", 1, 0) == 1 && close(fd) == 0);
+	errno = 0;
+	T_CHECK(spool_body_open(sp, SPOOL_QUEUE, id) == -1 &&
+	    errno == EBADMSG);
+	T_CHECK(spool_env_write(sp, SPOOL_QUEUE, id, "x", 1) == -1 &&
+	    errno == EBADMSG);
 	spool_close(sp);
 }
 
@@ -282,10 +393,10 @@ test_move_delete(void)
 	T_CHECK(spool_move(sp, id, SPOOL_QUEUE, SPOOL_DEAD) == -1 &&
 	    errno == ENOENT);
 	T_CHECK(spool_move(sp, id, SPOOL_HOLD, SPOOL_DEAD) == 0);
-	/* a leftover env.tmp goes too */
-	snprintf(rel, sizeof(rel), "dead/%s/env.tmp", id);
-	mkfile(sp, rel, "partial");
+	snprintf(rel, sizeof(rel), "dead/%s", id);
+	T_CHECK(exists(sp, rel));
 	T_CHECK(spool_delete(sp, SPOOL_DEAD, id) == 0);
+	T_CHECK(!exists(sp, rel) && count(sp, "tmp") == 0);
 	T_CHECK(count(sp, "dead") == 0);
 	T_CHECK(spool_delete(sp, SPOOL_DEAD, id) == -1 && errno == ENOENT);
 	T_STREQ(spool_area_name(SPOOL_QUARANTINE), "quarantine");
@@ -328,18 +439,24 @@ test_move_delete_many(void)
 }
 
 struct scan_seen {
-	char	 reject[SPOOL_ID_LEN + 1];
-	int	 calls;
-	int	 area_hits[SPOOL_NAREAS];
+	struct spool	*sp;
+	char		 reject[SPOOL_ID_LEN + 1];
+	int		 calls;
+	int		 area_hits[SPOOL_NAREAS];
 };
 
+/* As the queue's: the envelope must be readable. */
 static int
 scan_cb(void *arg, enum spool_area area, const char *id)
 {
 	struct scan_seen *s = arg;
+	char *env;
 
 	s->calls++;
 	s->area_hits[area]++;
+	if ((env = env_of(s->sp, area, id)) == NULL)
+		return -1;
+	free(env);
 	return strcmp(id, s->reject) == 0 ? -1 : 0;
 }
 
@@ -350,26 +467,41 @@ test_scan(void)
 	struct scan_seen seen;
 	struct spool_msg *msg;
 	char good[SPOOL_ID_LEN + 1], bad[SPOOL_ID_LEN + 1], rel[64];
-	char held[SPOOL_ID_LEN + 1];
+	char held[SPOOL_ID_LEN + 1], *got;
+	size_t len;
 
 	if (sp == NULL)
 		return;
 	memset(&seen, 0, sizeof(seen));
+	seen.sp = sp;
 	/* tmp: an interrupted receipt (handle leaked on purpose: a crash),
-	 * and a stray file */
+	 * a stray file and a stray directory */
 	msg = spool_msg_new(sp);
 	T_CHECK(msg != NULL && spool_msg_write(msg, "x", 1) == 0);
 	mkfile(sp, "tmp/junk", "j");
-	/* queue: a good one with a leftover env.tmp, one without env, junk
-	 * whose name clashes in quarantine/, a directory with a bad name */
+	mksubdir(sp, "tmp/dir");
+	mkfile(sp, "tmp/dir/f", "f");
+	/* queue: a good one; an old-format directory without env; a whole
+	 * old-format one (converted); junk whose name clashes in
+	 * quarantine/; a directory with a bad name; a symlink; garbage */
 	T_CHECK(commit(sp, "b", 1, "e\n", good) == 0);
-	snprintf(rel, sizeof(rel), "queue/%s/env.tmp", good);
-	mkfile(sp, rel, "partial");
 	mksubdir(sp, "queue/00000000000000aa");
 	mkfile(sp, "queue/00000000000000aa/body", "b");
+	mksubdir(sp, "queue/00000000000000bb");
+	mkfile(sp, "queue/00000000000000bb/body", "old body\r\n");
+	mkfile(sp, "queue/00000000000000bb/env", "old env\n");
+	mkfile(sp, "queue/00000000000000bb/env.tmp", "partial");
 	mkfile(sp, "queue/junk", "j");
 	mkfile(sp, "quarantine/junk", "older");
 	mksubdir(sp, "queue/0000000000000XYZ");
+	{
+		char path[512];
+
+		snprintf(path, sizeof(path), "%s/queue/00000000000000cc",
+		    spool_dir(sp));
+		T_CHECK(symlink("00000000000000bb", path) == 0);
+	}
+	mkfile(sp, "queue/00000000000000dd", "hfspool 1 garbage\n");
 	/* hold: one the callback rejects; dead: one it accepts */
 	T_CHECK(commit(sp, "b", 1, "e\n", bad) == 0);
 	T_CHECK(spool_move(sp, bad, SPOOL_QUEUE, SPOOL_HOLD) == 0);
@@ -377,37 +509,113 @@ test_scan(void)
 	T_CHECK(commit(sp, "b", 1, "e\n", held) == 0);
 	T_CHECK(spool_move(sp, held, SPOOL_QUEUE, SPOOL_DEAD) == 0);
 
-	T_CHECK(spool_scan(sp, scan_cb, &seen) == 2);
-	T_CHECK(seen.calls == 3);
-	T_CHECK(seen.area_hits[SPOOL_QUEUE] == 1);
+	T_CHECK(spool_scan(sp, scan_cb, &seen) == 3);
+	T_CHECK(seen.calls == 5);
+	T_CHECK(seen.area_hits[SPOOL_QUEUE] == 3);
 	T_CHECK(seen.area_hits[SPOOL_HOLD] == 1);
 	T_CHECK(seen.area_hits[SPOOL_DEAD] == 1);
 	T_CHECK(count(sp, "tmp") == 0);
-	T_CHECK(count(sp, "queue") == 1);
-	snprintf(rel, sizeof(rel), "queue/%s/env.tmp", good);
-	T_CHECK(!exists(sp, rel));
-	snprintf(rel, sizeof(rel), "queue/%s/env", good);
-	T_CHECK(exists(sp, rel));
+	T_CHECK(count(sp, "queue") == 2);
+	/* the old-format message is now a file, byte for byte */
+	T_CHECK(mode_of(sp, "queue/00000000000000bb") == 0600);
+	got = env_of(sp, SPOOL_QUEUE, "00000000000000bb");
+	T_STREQ(got, "old env\n");
+	free(got);
+	got = body_of(sp, SPOOL_QUEUE, "00000000000000bb", &len);
+	T_STREQ(got, "old body\r\n");
+	free(got);
 	T_CHECK(count(sp, "hold") == 0 && count(sp, "dead") == 1);
-	T_CHECK(count(sp, "quarantine") == 5);
+	T_CHECK(count(sp, "quarantine") == 7);
 	T_CHECK(exists(sp, "quarantine/00000000000000aa/body"));
 	T_CHECK(exists(sp, "quarantine/junk.1"));
 	T_CHECK(exists(sp, "quarantine/0000000000000XYZ"));
-	snprintf(rel, sizeof(rel), "quarantine/%s/env", bad);
+	T_CHECK(exists(sp, "quarantine/00000000000000cc"));
+	T_CHECK(exists(sp, "quarantine/00000000000000dd"));
+	snprintf(rel, sizeof(rel), "quarantine/%s", bad);
 	T_CHECK(exists(sp, rel));
-	{
-		size_t len;
-		char *old = slurp(sp, "quarantine/junk", &len);
-
-		T_STREQ(old, "older");	/* never overwritten */
-		free(old);
-	}
+	got = slurp(sp, "quarantine/junk", &len);
+	T_STREQ(got, "older");	/* never overwritten */
+	free(got);
 	/* the handle of the "crashed" receipt is still ours to free */
 	spool_msg_abort(msg);
 	/* a second scan finds the same good ones and moves nothing */
 	memset(&seen, 0, sizeof(seen));
+	seen.sp = sp;
+	T_CHECK(spool_scan(sp, scan_cb, &seen) == 3);
+	T_CHECK(count(sp, "quarantine") == 7);
+	spool_close(sp);
+}
+
+/*
+ * Things a spool must survive: a FIFO where a message file should be (no
+ * open may block), an empty body, and an old-format directory left in
+ * tmp/ by a conversion that was not confirmed on disk (put back and
+ * converted again if its message file is not there; removed if it is).
+ */
+static void
+test_odd_files(void)
+{
+	struct spool *sp = fresh("odd");
+	struct scan_seen seen;
+	char id[SPOOL_ID_LEN + 1], path[512], *got;
+	size_t len;
+
+	if (sp == NULL)
+		return;
+	snprintf(path, sizeof(path), "%s/queue/00000000000000ff",
+	    spool_dir(sp));
+	T_CHECK(mkfifo(path, 0600) == 0);
+	errno = 0;
+	T_CHECK(env_of(sp, SPOOL_QUEUE, "00000000000000ff") == NULL &&
+	    errno == EBADMSG);
+	T_CHECK(spool_body_open(sp, SPOOL_QUEUE, "00000000000000ff") == -1 &&
+	    errno == EBADMSG);
+	T_CHECK(spool_env_write(sp, SPOOL_QUEUE, "00000000000000ff", "x", 1) ==
+	    -1 && errno == EBADMSG);
+	T_CHECK(unlink(path) == 0);
+	/* a second name: refused */
+	T_CHECK(commit(sp, "b", 1, "e\n", id) == 0);
+	{
+		char from[512];
+
+		snprintf(from, sizeof(from), "%s/queue/%s", spool_dir(sp), id);
+		T_CHECK(link(from, path) == 0);
+		errno = 0;
+		T_CHECK(env_of(sp, SPOOL_QUEUE, id) == NULL &&
+		    errno == EBADMSG);
+		T_CHECK(unlink(path) == 0);
+		T_CHECK(spool_delete(sp, SPOOL_QUEUE, id) == 0);
+	}
+	/* an empty body */
+	T_CHECK(commit(sp, "", 0, "empty\n", id) == 0);
+	got = env_of(sp, SPOOL_QUEUE, id);
+	T_STREQ(got, "empty\n");
+	free(got);
+	got = body_of(sp, SPOOL_QUEUE, id, &len);
+	T_CHECK(got != NULL && len == 0);
+	free(got);
+	T_CHECK(spool_delete(sp, SPOOL_QUEUE, id) == 0);
+	/* unconfirmed conversions: one whose file is gone, one whose file
+	 * is there */
+	mksubdir(sp, "tmp/00000000000000a1.hold");
+	mkfile(sp, "tmp/00000000000000a1.hold/body", "b1\r\n");
+	mkfile(sp, "tmp/00000000000000a1.hold/env", "e1\n");
+	T_CHECK(commit(sp, "b2\r\n", 4, "e2\n", id) == 0);
+	snprintf(path, sizeof(path), "tmp/%s.queue", id);
+	mksubdir(sp, path);
+	memset(&seen, 0, sizeof(seen));
+	seen.sp = sp;
 	T_CHECK(spool_scan(sp, scan_cb, &seen) == 2);
-	T_CHECK(count(sp, "quarantine") == 5);
+	T_CHECK(count(sp, "tmp") == 0 && count(sp, "quarantine") == 0);
+	got = env_of(sp, SPOOL_HOLD, "00000000000000a1");
+	T_STREQ(got, "e1\n");
+	free(got);
+	got = body_of(sp, SPOOL_HOLD, "00000000000000a1", &len);
+	T_STREQ(got, "b1\r\n");
+	free(got);
+	got = env_of(sp, SPOOL_QUEUE, id);
+	T_STREQ(got, "e2\n");
+	free(got);
 	spool_close(sp);
 }
 
@@ -444,7 +652,7 @@ test_concurrent(void)
 	    "threads");
 	static struct worker w[NTHREADS];
 	pthread_t th[NTHREADS];
-	char rel[64], want[64], *got;
+	char want[64], *got;
 	size_t len;
 	int i, j, bad = 0;
 
@@ -463,10 +671,8 @@ test_concurrent(void)
 	T_CHECK(count(sp, "tmp") == 0);
 	for (i = 0; i < NTHREADS; i++) {
 		for (j = 0; j < PERTHREAD; j++) {
-			snprintf(rel, sizeof(rel), "queue/%s/body",
-			    w[i].ids[j]);
 			snprintf(want, sizeof(want), "body %d %d\r\n", i, j);
-			got = slurp(sp, rel, &len);
+			got = body_of(sp, SPOOL_QUEUE, w[i].ids[j], &len);
 			if (got == NULL || strcmp(got, want) != 0)
 				bad++;
 			free(got);
@@ -572,7 +778,7 @@ list_cb(void *arg, const char *id)
 	T_CHECK(strlen(id) == SPOOL_ID_LEN);
 }
 
-/* A dead/ copy shares the body by a hard link; listing, finding and state
+/* A dead/ copy gets its own copy of the body; listing, finding and state
  * files work on the result. */
 static void
 test_link_list_state(void)
@@ -595,10 +801,13 @@ test_link_list_state(void)
 	memcpy(copy, spool_msg_id(msg), sizeof(copy));
 	T_CHECK(strcmp(copy, id) != 0 && spool_msg_size(msg) == 6);
 	T_CHECK(spool_msg_commit(msg, "dead env\n", 9) == 0);
-	snprintf(rel, sizeof(rel), "dead/%s/body", copy);
-	got = slurp(sp, rel, &len);
+	got = body_of(sp, SPOOL_DEAD, copy, &len);
 	T_CHECK(got != NULL && len == 6 && memcmp(got, "body\r\n", 6) == 0);
 	free(got);
+	got = env_of(sp, SPOOL_DEAD, copy);
+	T_STREQ(got, "dead env\n");
+	free(got);
+	snprintf(rel, sizeof(rel), "dead/%s", copy);
 	T_CHECK(spool_find(sp, copy, &area) == 0 && area == SPOOL_DEAD);
 	T_CHECK(spool_find(sp, id, &area) == 0 && area == SPOOL_QUEUE);
 	T_CHECK(spool_find(sp, "ffffffffffffffff", &area) == -1 &&
@@ -733,8 +942,10 @@ test_stat_check(void)
  * and leaves the rest alone), one spool_sync(), publish them all with one
  * fsync of queue/ (one whose tmp/ entry vanished fails alone).  Nothing is in
  * queue/ before its publish; afterwards bodies and envs are whole and tmp/
- * is empty.  A linked copy (body already durable) goes through the same
- * path into dead/, sharing the original's inode.
+ * is empty.  Messages 2 and 3 have bodies flushed before their envelope,
+ * which then outgrows the slots they were placed with: 3 is rebuilt, 2's
+ * rebuild is blocked.  A linked copy goes through the same path into
+ * dead/, with a copy of the body.
  */
 #define BATCH_N 5
 static void
@@ -743,31 +954,42 @@ test_batch(void)
 	struct spool *sp = fresh("batch");
 	struct spool_msg *msg[BATCH_N], *link;
 	char id[BATCH_N][SPOOL_ID_LEN + 1], copy[SPOOL_ID_LEN + 1];
-	char rel[160], body[64], env[64], rel2[300], *got;
+	char rel[160], rel2[300], *got, *body[BATCH_N], *env[BATCH_N];
 	struct stat st1, st2;
-	size_t i, len;
+	size_t i, len, blen[BATCH_N];
 	int staged = 0;
 
 	if (sp == NULL)
 		return;
+	for (i = 0; i < BATCH_N; i++) {
+		blen[i] = i == 2 || i == 3 ? 70000 : 10;
+		body[i] = xmalloc(blen[i] + 1);
+		memset(body[i], 'a' + (int)i, blen[i]);
+		snprintf(body[i], blen[i] + 1, "body %zu\r\n", i);
+		body[i][strlen(body[i])] = 'z';
+		env[i] = xmalloc(6000);
+		memset(env[i], 'e', 5999);
+		env[i][i == 2 || i == 3 ? 5999 : 5] = '\0';
+		env[i][4] = (char)('0' + i);
+	}
 	for (i = 0; i < BATCH_N; i++) {
 		msg[i] = spool_msg_new(sp);
 		T_CHECK(msg[i] != NULL);
 		if (msg[i] == NULL)
 			goto out;
 		memcpy(id[i], spool_msg_id(msg[i]), SPOOL_ID_LEN + 1);
-		snprintf(body, sizeof(body), "body %zu\r\n", i);
-		T_CHECK(spool_msg_write(msg[i], body, strlen(body)) == 0);
+		T_CHECK(spool_msg_write(msg[i], body[i], blen[i]) == 0);
 	}
-	/* message 2 cannot be staged: an env is in the way (O_EXCL) */
-	snprintf(rel, sizeof(rel), "tmp/%s/env", id[2]);
+	/* message 2 cannot be rebuilt: a directory is in the way */
+	snprintf(rel, sizeof(rel), "tmp/%s.g", id[2]);
+	mksubdir(sp, rel);
+	snprintf(rel, sizeof(rel), "tmp/%s.g/x", id[2]);
 	mkfile(sp, rel, "in the way\n");
 	for (i = 0; i < BATCH_N; i++) {
-		snprintf(env, sizeof(env), "env %zu\n", i);
-		if (spool_msg_stage(msg[i], env, strlen(env)) == 0) {
+		if (spool_msg_stage(msg[i], env[i], strlen(env[i])) == 0) {
 			staged++;
-			snprintf(rel, sizeof(rel), "tmp/%s/env", id[i]);
-			T_CHECK(exists(sp, rel));
+			snprintf(rel, sizeof(rel), "tmp/%s", id[i]);
+			T_CHECK(mode_of(sp, rel) == 0600);
 		} else {
 			T_CHECK(i == 2);
 			msg[i] = NULL;		/* consumed */
@@ -776,6 +998,10 @@ test_batch(void)
 	T_CHECK(staged == BATCH_N - 1);
 	snprintf(rel, sizeof(rel), "tmp/%s", id[2]);
 	T_CHECK(!exists(sp, rel));	/* the failed one is cleaned up */
+	snprintf(rel, sizeof(rel), "%s/tmp/%s.g/x", spool_dir(sp), id[2]);
+	T_CHECK(unlink(rel) == 0);
+	rel[strlen(rel) - 2] = '\0';
+	T_CHECK(rmdir(rel) == 0);
 	T_CHECK(count(sp, "queue") == 0 && count(sp, "tmp") == BATCH_N - 1);
 	T_CHECK(spool_sync(sp) == 0);
 	T_CHECK(count(sp, "queue") == 0);	/* durable, not yet visible */
@@ -801,16 +1027,14 @@ test_batch(void)
 	for (i = 0; i < BATCH_N; i++) {
 		if (msg[i] == NULL)
 			continue;
-		snprintf(rel, sizeof(rel), "queue/%s/body", id[i]);
-		snprintf(body, sizeof(body), "body %zu\r\n", i);
-		got = slurp(sp, rel, &len);
-		T_STREQ(got, body);
+		got = body_of(sp, SPOOL_QUEUE, id[i], &len);
+		T_CHECK(got != NULL && len == blen[i] &&
+		    memcmp(got, body[i], len) == 0);
 		free(got);
-		snprintf(rel, sizeof(rel), "queue/%s/env", id[i]);
-		snprintf(env, sizeof(env), "env %zu\n", i);
-		got = slurp(sp, rel, &len);
-		T_STREQ(got, env);
+		got = env_of(sp, SPOOL_QUEUE, id[i]);
+		T_STREQ(got, env[i]);
 		free(got);
+		snprintf(rel, sizeof(rel), "queue/%s", id[i]);
 		T_CHECK(mode_of(sp, rel) == 0600);
 	}
 	T_CHECK(count(sp, "queue") == BATCH_N - 2 && count(sp, "tmp") == 0);
@@ -825,21 +1049,19 @@ test_batch(void)
 	T_CHECK(spool_sync(sp) == 0);
 	T_CHECK(count(sp, "dead") == 0);
 	T_CHECK(spool_msg_publish(link) == 0);
-	snprintf(rel, sizeof(rel), "dead/%s/body", copy);
-	snprintf(rel2, sizeof(rel2), "%s/queue/%s/body", spool_dir(sp),
-	    id[0]);
+	snprintf(rel, sizeof(rel), "%s/dead/%s", spool_dir(sp), copy);
+	snprintf(rel2, sizeof(rel2), "%s/queue/%s", spool_dir(sp), id[0]);
 	T_CHECK(count(sp, "dead") == 1 && count(sp, "tmp") == 0);
-	{
-		char path[400];
-
-		snprintf(path, sizeof(path), "%s/%s", spool_dir(sp), rel);
-		T_CHECK(stat(path, &st1) == 0 && stat(rel2, &st2) == 0 &&
-		    st1.st_ino == st2.st_ino);
-	}
-	got = slurp(sp, rel, &len);
-	T_STREQ(got, "body 0\r\n");
+	T_CHECK(stat(rel, &st1) == 0 && stat(rel2, &st2) == 0 &&
+	    st1.st_ino != st2.st_ino && st1.st_nlink == 1);
+	got = body_of(sp, SPOOL_DEAD, copy, &len);
+	T_CHECK(got != NULL && len == blen[0] && memcmp(got, body[0], len) == 0);
 	free(got);
 out:
+	for (i = 0; i < BATCH_N; i++) {
+		free(body[i]);
+		free(env[i]);
+	}
 	spool_close(sp);
 }
 
@@ -850,6 +1072,8 @@ main(void)
 		{ "spool_commit", test_commit },
 		{ "spool_abort", test_abort },
 		{ "spool_env", test_env },
+		{ "spool_slots", test_slots },
+		{ "spool_odd_files", test_odd_files },
 		{ "spool_move_delete", test_move_delete },
 		{ "spool_move_delete_many", test_move_delete_many },
 		{ "spool_scan", test_scan },

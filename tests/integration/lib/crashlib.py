@@ -10,6 +10,7 @@ dump behind, which would look like corruption."""
 
 import os
 import random
+import stat
 import threading
 import time
 import traceback
@@ -373,6 +374,30 @@ def spool_is_clean(d):
     return probs
 
 
+def spool_entry_state(path):
+    """What a spool entry is: 'file ok' (a valid message file), 'file
+    corrupt (why)', an old-format directory's file list, or another
+    kind."""
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        return "gone (%s)" % e.strerror
+    if stat.S_ISDIR(st.st_mode):
+        try:
+            return "dir %s" % sorted(os.listdir(path))
+        except OSError as e:
+            return "dir (%s)" % e.strerror
+    if not stat.S_ISREG(st.st_mode):
+        return "not a file (mode %o)" % st.st_mode
+    try:
+        hf.spool_msg_read(path)
+    except ValueError as e:
+        return "file corrupt (%s)" % str(e).split(": ", 1)[-1]
+    except OSError as e:
+        return "file (%s)" % e.strerror
+    return "file ok"
+
+
 def quarantine_report(d):
     """For each quarantined ID: why (the daemon's log line) and whether
     the log says it had been delivered before (a crash in the middle of
@@ -381,7 +406,7 @@ def quarantine_report(d):
     for qid in d.quarantine_entries():
         why = d.grep(r"msg=%s quarantined" % qid)
         dl = d.grep(r"msg=%s delivered" % qid)
-        files = sorted(os.listdir(os.path.join(d.spool, "quarantine", qid)))
+        files = spool_entry_state(os.path.join(d.spool, "quarantine", qid))
         out.append("%s files=%s %s%s" % (
             qid, files, (why[-1].split(" quarantined ", 1)[-1]
                          if why else "(no log line)"),

@@ -2362,3 +2362,114 @@ def rcpt_reply(port, source, sender="s@client.test",
         return r
     finally:
         c.close()
+
+
+# spool format 2 (one file per message): header, two envelope slots, body
+import stat as _stat  # noqa: E402
+
+SPOOL_HDR_LEN = 32
+SPOOL_SLOT_LINE = 47
+_SPOOL_HDR_RE = re.compile(rb"hfspool 1 slot=([0-9a-f]{8}) {8}\n\Z")
+_SPOOL_SLOT_RE = re.compile(
+    rb"env ([0-9a-f]{16}) ([0-9a-f]{8}) ([0-9a-f]{16})\n\Z")
+
+
+def spool_fnv1a64(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xffffffffffffffff
+    return h
+
+
+def spool_slot_size(env_len):
+    """The default slot size for an envelope of env_len bytes."""
+    need = max(1024, (3 * (SPOOL_SLOT_LINE + env_len) + 1) // 2 + 128)
+    return (need + 255) // 256 * 256
+
+
+def spool_slot(seq, text, size):
+    """The bytes of one envelope slot (seq, text) padded to size."""
+    line = b"env %016x %08x " % (seq, len(text))
+    line += b"%016x\n" % spool_fnv1a64(line + text)
+    if SPOOL_SLOT_LINE + len(text) > size:
+        raise ValueError("envelope of %d bytes does not fit a %d-byte slot"
+                         % (len(text), size))
+    return (line + text).ljust(size, b"\0")
+
+
+def spool_msg_parse(data, what="message file"):
+    """(env_text, body, slot_size, seq) of the bytes of a message file;
+    ValueError if it is not a valid format-2 message."""
+    m = _SPOOL_HDR_RE.match(data[:SPOOL_HDR_LEN])
+    if m is None:
+        raise ValueError("%s: bad header %r" % (what, data[:SPOOL_HDR_LEN]))
+    size = int(m.group(1), 16)
+    if size < SPOOL_SLOT_LINE:
+        raise ValueError("%s: slot size %d too small" % (what, size))
+    if len(data) < SPOOL_HDR_LEN + 2 * size:
+        raise ValueError("%s: %d bytes, shorter than header and slots (%d)"
+                         % (what, len(data), SPOOL_HDR_LEN + 2 * size))
+    best = None
+    for i in (0, 1):
+        s = data[SPOOL_HDR_LEN + i * size:SPOOL_HDR_LEN + (i + 1) * size]
+        sm = _SPOOL_SLOT_RE.match(s[:SPOOL_SLOT_LINE])
+        if sm is None:
+            continue
+        seq, n, h = (int(g, 16) for g in sm.groups())
+        if SPOOL_SLOT_LINE + n > size:
+            continue
+        text = s[SPOOL_SLOT_LINE:SPOOL_SLOT_LINE + n]
+        if spool_fnv1a64(s[:30] + text) != h:
+            continue
+        if best is not None and best[0] == seq:
+            raise ValueError("%s: both slots valid with seq %d"
+                             % (what, seq))
+        if best is None or seq > best[0]:
+            best = (seq, text)
+    if best is None:
+        raise ValueError("%s: no valid envelope slot" % what)
+    return (best[1].decode("utf-8", "surrogateescape"),
+            data[SPOOL_HDR_LEN + 2 * size:], size, best[0])
+
+
+def spool_msg_read(path):
+    """(env_text, body) of the message file at path (never follows a
+    symlink); ValueError if the file is corrupt."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode):
+            raise ValueError("%s: not a regular file" % path)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read()
+    finally:
+        os.close(fd)
+    env_text, body, _, _ = spool_msg_parse(data, path)
+    return env_text, body
+
+
+def spool_msg_bytes(env_text, body, slot=None):
+    """The bytes of a fresh message file: slot 0 seq 1, slot 1 zeros."""
+    text = (env_text.encode("utf-8", "surrogateescape")
+            if isinstance(env_text, str) else bytes(env_text))
+    size = spool_slot_size(len(text)) if slot is None else slot
+    if not 0 < size <= 0xffffffff:
+        raise ValueError("slot size %r out of range" % size)
+    hdr = (b"hfspool 1 slot=%08x" % size).ljust(SPOOL_HDR_LEN - 1) + b"\n"
+    return hdr + spool_slot(1, text, size) + b"\0" * size + bytes(body)
+
+
+def spool_msg_write(path, env_text, body, slot=None, mode=0o600):
+    """Write (or overwrite in place, keeping the owner) the message file
+    at path in spool format 2, fsync'd, with the given mode."""
+    data = spool_msg_bytes(env_text, body, slot)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                 mode)
+    try:
+        os.fchmod(fd, mode)
+        off = 0
+        while off < len(data):
+            off += os.write(fd, data[off:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
