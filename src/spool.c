@@ -92,6 +92,8 @@ struct spool {
 	 */
 	pthread_mutex_t	 sync_lock;
 	uint64_t	 sync_gen;	/* failed syncs; under sync_lock */
+	int		(*id_taken)(void *, const char *);	/* or NULL */
+	void		*id_taken_arg;
 };
 
 struct spool_msg {
@@ -132,6 +134,21 @@ spool_fsync(struct spool *sp, int fd)
 }
 
 /*
+ * Rename fromfd/from to tofd/to unless to exists (EEXIST): a message file
+ * is never renamed over another.  Filesystems without RENAME_NOREPLACE get
+ * a plain rename; the IDs are unique anyway (spool_msg_reserve()).
+ */
+static int
+spool_rename_new(int fromfd, const char *from, int tofd, const char *to)
+{
+	if (renameat2(fromfd, from, tofd, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	return renameat(fromfd, from, tofd, to);
+}
+
+/*
  * Rename fromfd/name to area/name and take its ticket in one step: the
  * ticket, or 0 (errno set) if the rename failed.
  */
@@ -144,7 +161,7 @@ spool_dirsync_rename(struct spool *sp, int fromfd, const char *name,
 	int saved;
 
 	pthread_mutex_lock(&ds->lock);
-	if (renameat(fromfd, name, sp->fd[area], name) == 0)
+	if (spool_rename_new(fromfd, name, sp->fd[area], name) == 0)
 		t = ++ds->renamed;
 	saved = errno;
 	pthread_mutex_unlock(&ds->lock);
@@ -1192,20 +1209,36 @@ spool_close(struct spool *sp)
 static void spool_msg_discard(struct spool_msg *msg);
 static void spool_msg_unpublish(struct spool_msg *msg);
 
-/* Is there an entry <area>/<id> in any area a message may be in? */
+/*
+ * Is there an entry <area>/<id> in any area a message may be in?  With
+ * use_index, the index answers if it can; it does not know quarantine/,
+ * where a clash only costs the newcomer a suffix (spool_quarantine()).
+ */
 static bool
-spool_id_taken(const struct spool *sp, const char *id)
+spool_id_taken(const struct spool *sp, const char *id, bool use_index)
 {
 	static const enum spool_area areas[] = { SPOOL_QUEUE, SPOOL_HOLD,
 		SPOOL_DEAD, SPOOL_QUARANTINE };
 	struct stat st;
 	size_t i;
+	int known;
 
+	if (use_index && sp->id_taken != NULL &&
+	    (known = sp->id_taken(sp->id_taken_arg, id)) != -1)
+		return known == 1;
 	for (i = 0; i < UTIL_ARRAY_LEN(areas); i++)
 		if (fstatat(sp->fd[areas[i]], id, &st, AT_SYMLINK_NOFOLLOW) ==
 		    0 || errno != ENOENT)
 			return true;
 	return false;
+}
+
+void
+spool_set_id_index(struct spool *sp, int (*taken)(void *, const char *),
+    void *arg)
+{
+	sp->id_taken = taken;
+	sp->id_taken_arg = arg;
 }
 
 /*
@@ -1237,9 +1270,12 @@ spool_msg_open(struct spool *sp, enum spool_area area, const char *id,
 	return fd;
 }
 
-/* Reserve a fresh ID as the file tmp/<id>, open read-write. */
+/*
+ * Reserve a fresh ID as the file tmp/<id>, open read-write; use_index on
+ * the index's thread only (spool_set_id_index()).
+ */
 static struct spool_msg *
-spool_msg_reserve(struct spool *sp)
+spool_msg_reserve(struct spool *sp, bool use_index)
 {
 	struct spool_msg *msg = xmalloc(sizeof(*msg));
 	int tries;
@@ -1260,7 +1296,7 @@ spool_msg_reserve(struct spool *sp)
 		msg->fd = openat(sp->fd[SPOOL_TMP], msg->id, O_RDWR | O_CREAT |
 		    O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (msg->fd != -1) {
-			if (!spool_id_taken(sp, msg->id))
+			if (!spool_id_taken(sp, msg->id, use_index))
 				break;
 			close(msg->fd);
 			msg->fd = -1;
@@ -1280,7 +1316,7 @@ spool_msg_reserve(struct spool *sp)
 struct spool_msg *
 spool_msg_new(struct spool *sp)
 {
-	return spool_msg_reserve(sp);
+	return spool_msg_reserve(sp, true);
 }
 
 struct spool_msg *
@@ -1294,7 +1330,7 @@ spool_msg_link(struct spool *sp, enum spool_area area, const char *id,
 
 	if (spool_check_id(id) == -1)
 		return NULL;
-	if ((msg = spool_msg_reserve(sp)) == NULL)
+	if ((msg = spool_msg_reserve(sp, false)) == NULL)
 		return NULL;
 	msg->dest = dest;
 	sfd = spool_msg_open(sp, area, id, O_RDONLY, &st);
@@ -1827,7 +1863,7 @@ spool_move(struct spool *sp, const char *id, enum spool_area from,
 		return -1;
 	fromfd = spool_area_fd(sp, from);
 	tofd = spool_area_fd(sp, to);
-	if (renameat(fromfd, id, tofd, id) == -1)
+	if (spool_rename_new(fromfd, id, tofd, id) == -1)
 		goto fail;
 	op = "fsync-dest";
 	if (spool_fsync(sp, tofd) == -1)
@@ -1876,7 +1912,7 @@ spool_move_many(struct spool *sp, const char *const *ids, size_t n,
 	for (i = 0; i < n; i++) {
 		errs[i] = 0;
 		if (spool_check_id(ids[i]) == -1 ||
-		    renameat(fromfd, ids[i], tofd, ids[i]) == -1) {
+		    spool_rename_new(fromfd, ids[i], tofd, ids[i]) == -1) {
 			errs[i] = errno;
 			log_warn("msg=%s spool move failed from=%s to=%s "
 			    "op=rename", ids[i], spool_areas[from],

@@ -752,6 +752,108 @@ test_fail_rename(void)
 	spool_close(sp);
 }
 
+/* The index hook of spool_set_id_index(): plants <area>/<id> for the
+ * first `plant` IDs it is asked about, answers `answer`. */
+struct id_index {
+	struct spool	*sp;
+	int		 calls, plant, answer;
+	const char	*area;
+	char		 first[SPOOL_ID_LEN + 1];
+};
+
+static int
+id_index_cb(void *arg, const char *id)
+{
+	struct id_index *x = arg;
+	char rel[64];
+
+	if (x->calls++ == 0)
+		memcpy(x->first, id, SPOOL_ID_LEN + 1);
+	if (x->calls <= x->plant) {
+		snprintf(rel, sizeof(rel), "%s/%s", x->area, id);
+		mkfile(x->sp, rel, "someone else's");
+	}
+	return x->answer;
+}
+
+/*
+ * A new ID: the index's word is taken when it has one (no area looked
+ * up), the areas are looked up when it cannot tell; and whatever it says,
+ * publishing and moves never rename a message over an existing name.
+ */
+static void
+test_id_index(void)
+{
+	struct spool *sp = fresh("idindex");
+	struct id_index x = { 0 };
+	struct spool_msg *msg;
+	char id[SPOOL_ID_LEN + 1], id2[SPOOL_ID_LEN + 1], rel[64], *got;
+	const char *p[1];
+	int errs[1];
+	size_t len;
+
+	if (sp == NULL)
+		return;
+	x.sp = sp;
+	spool_set_id_index(sp, id_index_cb, &x);
+	/* taken, every time: no ID after the tries */
+	x.answer = 1;
+	T_CHECK(spool_msg_new(sp) == NULL && x.calls > 1);
+	T_CHECK(count(sp, "tmp") == 0);
+	/* cannot tell: hold/<first> planted, looked up, a second ID */
+	x = (struct id_index){ .sp = sp, .plant = 1, .answer = -1,
+	    .area = "hold" };
+	msg = spool_msg_new(sp);
+	T_CHECK(msg != NULL && x.calls == 2);
+	if (msg != NULL) {
+		T_CHECK(strcmp(spool_msg_id(msg), x.first) != 0);
+		spool_msg_abort(msg);
+	}
+	/* free by the index, though queue/<id> is there: the index is
+	 * believed, but the commit does not replace the file */
+	x = (struct id_index){ .sp = sp, .plant = 1, .answer = 0,
+	    .area = "queue" };
+	msg = spool_msg_new(sp);
+	T_CHECK(msg != NULL && x.calls == 1);
+	if (msg != NULL) {
+		T_STREQ(spool_msg_id(msg), x.first);
+		T_CHECK(spool_msg_write(msg, "mine", 4) == 0);
+		errno = 0;
+		T_CHECK(spool_msg_commit(msg, "e\n", 2) == -1 &&
+		    errno == EEXIST);
+	}
+	snprintf(rel, sizeof(rel), "queue/%s", x.first);
+	got = slurp(sp, rel, &len);
+	T_CHECK(got != NULL && strcmp(got, "someone else's") == 0);
+	free(got);
+	T_CHECK(count(sp, "tmp") == 0 && count(sp, "queue") == 1);
+	spool_set_id_index(sp, NULL, NULL);
+	/* a move onto an existing name fails and leaves both */
+	T_CHECK(commit(sp, "body", 4, "env\n", id) == 0);
+	snprintf(rel, sizeof(rel), "dead/%s", id);
+	mkfile(sp, rel, "someone else's");
+	errno = 0;
+	T_CHECK(spool_move(sp, id, SPOOL_QUEUE, SPOOL_DEAD) == -1 &&
+	    errno == EEXIST);
+	T_CHECK(commit(sp, "body2", 5, "env\n", id2) == 0);
+	snprintf(rel, sizeof(rel), "hold/%s", id2);
+	mkfile(sp, rel, "someone else's");
+	p[0] = id2;
+	T_CHECK(spool_move_many(sp, p, 1, SPOOL_QUEUE, SPOOL_HOLD, errs) ==
+	    0 && errs[0] == EEXIST);
+	got = body_of(sp, SPOOL_QUEUE, id, &len);
+	T_CHECK(got != NULL && len == 4 && memcmp(got, "body", 4) == 0);
+	free(got);
+	got = body_of(sp, SPOOL_QUEUE, id2, &len);
+	T_CHECK(got != NULL && len == 5 && memcmp(got, "body2", 5) == 0);
+	free(got);
+	snprintf(rel, sizeof(rel), "dead/%s", id);
+	got = slurp(sp, rel, &len);
+	T_CHECK(got != NULL && strcmp(got, "someone else's") == 0);
+	free(got);
+	spool_close(sp);
+}
+
 static void
 test_open_errors(void)
 {
@@ -1080,6 +1182,7 @@ main(void)
 		{ "spool_concurrent", test_concurrent },
 		{ "spool_fail_efbig", test_fail_efbig },
 		{ "spool_fail_rename", test_fail_rename },
+		{ "spool_id_index", test_id_index },
 		{ "spool_open_errors", test_open_errors },
 		{ "spool_link_list_state", test_link_list_state },
 		{ "spool_lock", test_lock },
