@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/file.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -588,6 +589,22 @@ spool_slots_read(int fd, uint64_t size, struct spool_slots *sl,
  * slot 1 is left as it is (a fresh file's hole reads as zeros: invalid).
  * A file without body is extended to its slots' end.
  */
+/* Format the header and slot 0 into buf (room for SPOOL_HDR_LEN +
+ * SPOOL_SLOT_LINE + envlen + 1); the bytes to write. */
+static size_t
+spool_head_format(char *buf, uint32_t slot, uint64_t seq, const char *env,
+    size_t envlen)
+{
+	size_t n;
+
+	snprintf(buf, SPOOL_HDR_LEN, SPOOL_HDR_TAG "%08x", slot);
+	n = strlen(buf);
+	memset(buf + n, ' ', SPOOL_HDR_LEN - 1 - n);
+	buf[SPOOL_HDR_LEN - 1] = '\n';
+	return SPOOL_HDR_LEN + spool_slot_format(buf + SPOOL_HDR_LEN, seq, env,
+	    envlen);
+}
+
 static int
 spool_head_write(int fd, uint32_t slot, uint64_t seq, const char *env,
     size_t envlen, uint64_t bodylen)
@@ -596,12 +613,8 @@ spool_head_write(int fd, uint32_t slot, uint64_t seq, const char *env,
 	size_t n;
 	int rc;
 
-	snprintf(buf, SPOOL_HDR_LEN, SPOOL_HDR_TAG "%08x", slot);
-	n = strlen(buf);
-	memset(buf + n, ' ', SPOOL_HDR_LEN - 1 - n);
-	buf[SPOOL_HDR_LEN - 1] = '\n';
-	n = spool_slot_format(buf + SPOOL_HDR_LEN, seq, env, envlen);
-	rc = spool_pwrite_all(fd, buf, SPOOL_HDR_LEN + n, 0);
+	n = spool_head_format(buf, slot, seq, env, envlen);
+	rc = spool_pwrite_all(fd, buf, n, 0);
 	free(buf);
 	if (rc == 0 && bodylen == 0)
 		rc = ftruncate(fd, (off_t)spool_body_off(slot));
@@ -1370,6 +1383,50 @@ spool_msg_place(struct spool_msg *msg, uint32_t slot)
 	return 0;
 }
 
+/*
+ * A message whose body is all still in the buffer (nothing written yet):
+ * the header, slot 0, slot 1's zeros (invalid: nothing to fall back to) and
+ * the body in one pwritev(2), where placing the body, writing it and
+ * writing the head took three calls.  The envelope fits slot.
+ */
+static int
+spool_msg_write_whole(struct spool_msg *msg, uint32_t slot, const char *env,
+    size_t envlen)
+{
+	size_t off = spool_body_off(slot), k;
+	char *head = xcalloc(1, off);	/* off > the slot line and env */
+	struct iovec iov[2];
+	ssize_t n;
+	int rc = 0;
+
+	(void)spool_head_format(head, slot, 1, env, envlen);
+	iov[0].iov_base = head;
+	iov[0].iov_len = off;
+	iov[1].iov_base = msg->buf;
+	iov[1].iov_len = msg->buflen;
+	do
+		n = pwritev(msg->fd, iov, 2, 0);
+	while (n == -1 && errno == EINTR);
+	if (n == -1)
+		rc = -1;
+	else if ((size_t)n < off + msg->buflen) {
+		/* short (a full disk, say): the rest piece by piece */
+		k = (size_t)n;
+		if (k < off)
+			rc = spool_pwrite_all(msg->fd, head + k, off - k, k);
+		k = k > off ? k - off : 0;
+		if (rc == 0)
+			rc = spool_pwrite_all(msg->fd, msg->buf + k,
+			    msg->buflen - k, off + k);
+	}
+	free(head);
+	if (rc == -1)
+		return -1;
+	msg->slot = slot;
+	msg->buflen = 0;
+	return 0;
+}
+
 /* Write len bytes of body at the file's offset; on error record and log
  * the sticky errno.  A body too big for the buffer is placed before its
  * envelope is known, with room for a usual one. */
@@ -1510,6 +1567,10 @@ spool_msg_stage_mode(struct spool_msg *msg, const char *env, size_t envlen,
 		    spool_body_off(fit), msg->size) == -1)
 			goto fail;
 		msg->slot = fit;
+	} else if (msg->slot == 0 && SPOOL_SLOT_LINE + envlen <= fit) {
+		if (spool_msg_write_whole(msg, fit, env, envlen) == -1)
+			goto fail;
+		goto written;
 	} else {
 		if (msg->slot == 0 && spool_msg_place(msg, fit) == -1)
 			goto fail;
@@ -1525,6 +1586,7 @@ spool_msg_stage_mode(struct spool_msg *msg, const char *env, size_t envlen,
 	if (spool_head_write(msg->fd, msg->slot, 1, env, envlen, msg->size) ==
 	    -1)
 		goto fail;
+written:
 	op = "fsync";
 	if (durable && spool_fsync(sp, msg->fd) == -1)
 		goto fail;
