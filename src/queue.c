@@ -1612,7 +1612,6 @@ queue_is_loading(const struct queue *q)
 	return q->load != NULL;
 }
 
-
 static void
 queue_load_list_cb(void *arg, enum spool_area area, const char *name)
 {

@@ -45,6 +45,9 @@
 #define SPOOL_SLOT_LINE	47	/* "env SEQ LEN HASH\n" */
 #define SPOOL_SLOT_MIN	1024
 #define SPOOL_SLOT_BIG	4096	/* a body flushed before its envelope */
+/* spool_msg_write_whole() writes slot 1's zeros: for small slots only,
+ * where they share the body's first blocks (a hole otherwise) */
+#define SPOOL_WHOLE_HEAD_MAX	(16 * 1024)
 #define SPOOL_SLOT_MAX	(4 * 1024 * 1024)
 #define SPOOL_READ_TRIES	3	/* reads of the slots racing a writer */
 #define SPOOL_FNV_BASIS	0xcbf29ce484222325ULL
@@ -95,6 +98,7 @@ struct spool {
 	uint64_t	 sync_gen;	/* failed syncs; under sync_lock */
 	int		(*id_taken)(void *, const char *);	/* or NULL */
 	void		*id_taken_arg;
+	atomic_bool	 no_noreplace;	/* the filesystem lacks it */
 };
 
 struct spool_msg {
@@ -136,16 +140,23 @@ spool_fsync(struct spool *sp, int fd)
 
 /*
  * Rename fromfd/from to tofd/to unless to exists (EEXIST): a message file
- * is never renamed over another.  Filesystems without RENAME_NOREPLACE get
- * a plain rename; the IDs are unique anyway (spool_msg_reserve()).
+ * is never renamed over another.  A filesystem without RENAME_NOREPLACE
+ * (NFS, OpenZFS before 2.2) gets a plain rename from the first EINVAL on,
+ * logged once; the IDs are unique there too (spool_msg_reserve()).
  */
 static int
-spool_rename_new(int fromfd, const char *from, int tofd, const char *to)
+spool_rename_new(struct spool *sp, int fromfd, const char *from, int tofd,
+    const char *to)
 {
-	if (renameat2(fromfd, from, tofd, to, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -1;
+	if (!atomic_load(&sp->no_noreplace)) {
+		if (renameat2(fromfd, from, tofd, to, RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno != EINVAL && errno != ENOSYS)
+			return -1;
+		if (!atomic_exchange(&sp->no_noreplace, true))
+			log_warnx("spool filesystem has no RENAME_NOREPLACE, "
+			    "renaming plainly dir=%s", sp->dir);
+	}
 	return renameat(fromfd, from, tofd, to);
 }
 
@@ -162,7 +173,7 @@ spool_dirsync_rename(struct spool *sp, int fromfd, const char *name,
 	int saved;
 
 	pthread_mutex_lock(&ds->lock);
-	if (spool_rename_new(fromfd, name, sp->fd[area], name) == 0)
+	if (spool_rename_new(sp, fromfd, name, sp->fd[area], name) == 0)
 		t = ++ds->renamed;
 	saved = errno;
 	pthread_mutex_unlock(&ds->lock);
@@ -584,11 +595,6 @@ spool_slots_read(int fd, uint64_t size, struct spool_slots *sl,
 	return 0;
 }
 
-/*
- * Write the header and slot 0 (env at seq) of a file with slot size slot;
- * slot 1 is left as it is (a fresh file's hole reads as zeros: invalid).
- * A file without body is extended to its slots' end.
- */
 /* Format the header and slot 0 into buf (room for SPOOL_HDR_LEN +
  * SPOOL_SLOT_LINE + envlen + 1); the bytes to write. */
 static size_t
@@ -605,6 +611,11 @@ spool_head_format(char *buf, uint32_t slot, uint64_t seq, const char *env,
 	    envlen);
 }
 
+/*
+ * Write the header and slot 0 (env at seq) of a file with slot size slot;
+ * slot 1 is left as it is (a fresh file's hole reads as zeros: invalid).
+ * A file without body is extended to its slots' end.
+ */
 static int
 spool_head_write(int fd, uint32_t slot, uint64_t seq, const char *env,
     size_t envlen, uint64_t bodylen)
@@ -1567,7 +1578,8 @@ spool_msg_stage_mode(struct spool_msg *msg, const char *env, size_t envlen,
 		    spool_body_off(fit), msg->size) == -1)
 			goto fail;
 		msg->slot = fit;
-	} else if (msg->slot == 0 && SPOOL_SLOT_LINE + envlen <= fit) {
+	} else if (msg->slot == 0 && SPOOL_SLOT_LINE + envlen <= fit &&
+	    spool_body_off(fit) <= SPOOL_WHOLE_HEAD_MAX) {
 		if (spool_msg_write_whole(msg, fit, env, envlen) == -1)
 			goto fail;
 		goto written;
@@ -1914,18 +1926,54 @@ fail:
 	return -1;
 }
 
+/* A name for name in quarantine/: itself, or name.N if that is taken;
+ * -1 if none of 1000 is free. */
+static int
+spool_quarantine_name(struct spool *sp, const char *name, char *to,
+    size_t tolen)
+{
+	struct stat st;
+	int i, n;
+
+	for (i = 0; i < 1000; i++) {
+		if (i == 0)
+			n = snprintf(to, tolen, "%s", name);
+		else
+			n = snprintf(to, tolen, "%.240s.%d", name, i);
+		if (n < 0 || (size_t)n >= tolen)
+			continue;
+		if (fstatat(sp->fd[SPOOL_QUARANTINE], to, &st,
+		    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT)
+			return 0;
+	}
+	return -1;
+}
+
 int
 spool_move(struct spool *sp, const char *id, enum spool_area from,
     enum spool_area to)
 {
 	const char *op = "rename";
+	char qname[NAME_MAX + 1];
 	int fromfd, tofd;
 
 	if (spool_check_id(id) == -1)
 		return -1;
+	util_copy(qname, sizeof(qname), id);
 	fromfd = spool_area_fd(sp, from);
 	tofd = spool_area_fd(sp, to);
-	if (spool_rename_new(fromfd, id, tofd, id) == -1)
+	/* quarantine/ keeps what it has: a clash gets the next free name
+	 * (the index does not keep new IDs away from it) */
+	if (to == SPOOL_QUARANTINE) {
+		if (spool_quarantine_name(sp, id, qname, sizeof(qname)) == -1) {
+			errno = EEXIST;
+			goto fail;
+		}
+		if (strcmp(qname, id) != 0)
+			log_warnx("msg=%s quarantine name taken, quarantined as "
+			    "%s", id, qname);
+	}
+	if (spool_rename_new(sp, fromfd, id, tofd, qname) == -1)
 		goto fail;
 	op = "fsync-dest";
 	if (spool_fsync(sp, tofd) == -1)
@@ -1974,7 +2022,7 @@ spool_move_many(struct spool *sp, const char *const *ids, size_t n,
 	for (i = 0; i < n; i++) {
 		errs[i] = 0;
 		if (spool_check_id(ids[i]) == -1 ||
-		    spool_rename_new(fromfd, ids[i], tofd, ids[i]) == -1) {
+		    spool_rename_new(sp, fromfd, ids[i], tofd, ids[i]) == -1) {
 			errs[i] = errno;
 			log_warn("msg=%s spool move failed from=%s to=%s "
 			    "op=rename", ids[i], spool_areas[from],
@@ -2067,21 +2115,8 @@ spool_quarantine(struct spool *sp, enum spool_area area, const char *name,
     const char *reason)
 {
 	char to[NAME_MAX + 1], esc[LOG_ESCAPE_MAX];
-	struct stat st;
-	int i, n;
 
-	for (i = 0; i < 1000; i++) {
-		if (i == 0)
-			n = snprintf(to, sizeof(to), "%s", name);
-		else
-			n = snprintf(to, sizeof(to), "%.240s.%d", name, i);
-		if (n < 0 || (size_t)n >= sizeof(to))
-			continue;
-		if (fstatat(sp->fd[SPOOL_QUARANTINE], to, &st,
-		    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT)
-			break;
-	}
-	if (i == 1000) {
+	if (spool_quarantine_name(sp, name, to, sizeof(to)) == -1) {
 		log_warnx("msg=%s quarantine failed area=%s reason=%s "
 		    "error=\"no free name\"",
 		    spool_log_name(name, esc, sizeof(esc)), spool_areas[area],
@@ -2096,7 +2131,8 @@ spool_quarantine(struct spool *sp, enum spool_area area, const char *name,
 	}
 	log_warnx("msg=%s quarantined area=%s reason=%s%s%s",
 	    spool_log_name(name, esc, sizeof(esc)), spool_areas[area], reason,
-	    i == 0 ? "" : " as=", i == 0 ? "" : to);
+	    strcmp(to, name) == 0 ? "" : " as=",
+	    strcmp(to, name) == 0 ? "" : to);
 }
 
 /*
