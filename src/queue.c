@@ -1557,6 +1557,22 @@ queue_scan_cb(void *arg, enum spool_area area, const char *id)
 	return 0;
 }
 
+/*
+ * The spool's question for a new message's ID (spool_set_id_index()): is
+ * it in queue/, hold/ or dead/?  Known once the startup scan has indexed
+ * every message; the index follows each move and drops an entry only after
+ * its file is gone.
+ */
+static int
+queue_id_taken(void *arg, const char *id)
+{
+	struct queue *q = arg;
+
+	if (!q->loaded)
+		return -1;
+	return queue_entry_find(q, id) != NULL;
+}
+
 struct queue *
 queue_new(struct event_base *base, const struct config *cf, struct spool *sp,
     struct workpool *wp, struct dns *dns, struct tls *tls)
@@ -1568,6 +1584,7 @@ queue_new(struct event_base *base, const struct config *cf, struct spool *sp,
 	q->base = base;
 	q->cf = cf;
 	q->spool = sp;
+	spool_set_id_index(sp, queue_id_taken, q);
 	q->wp = wp;
 	for (size_t a = 0; a < SPOOL_NAREAS; a++)
 		TAILQ_INIT(&q->areas[a]);
@@ -1654,6 +1671,7 @@ queue_load_slice(struct queue *q, size_t max, uint64_t usec)
 	free(q->load);
 	q->load = NULL;
 	q->nload = q->load_alloc = q->load_next = 0;
+	q->loaded = true;
 	log_info("queue loaded messages=%zu held=%" PRIu64 " dead=%" PRIu64,
 	    q->n, q->st_msgs[QUEUE_STATS_HELD], q->st_msgs[QUEUE_STATS_DEAD]);
 	return true;
@@ -1728,6 +1746,7 @@ queue_free(struct queue *q)
 
 	if (q == NULL)
 		return;
+	spool_set_id_index(q->spool, NULL, NULL);
 	queue_stop(q);
 	if (q->load_ev != NULL)
 		event_free(q->load_ev);

@@ -139,6 +139,7 @@ struct queue {
 	}			*load;
 	size_t			 nload, load_alloc, load_next;
 	struct event		*load_ev;
+	bool			 loaded;	/* every message indexed */
 };
 
 /* The startup scan indexes this much before the loop starts, then at

@@ -14,7 +14,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -57,6 +56,7 @@
 #define SMTP_PREBANNER_SEC	30		/* PROXY, lookups, pregreet */
 #define SMTP_RATE_WINDOW_SEC	30		/* min_data_rate measured */
 #define SMTP_LINGER_MAX		100		/* 20 ms checks: 2 s */
+#define SMTP_FREE_RECHECK_MS	100		/* free space, at MAIL */
 
 enum smtp_state {
 	SMTP_ST_PROXY,		/* waiting for the PROXY header */
@@ -282,6 +282,10 @@ struct smtp_server {
 	char			 trace_cidr[NET_ADDR_MAX + 8]; /* "": all */
 	struct net_cidr		 trace_net;	/* trace_cidr, parsed */
 	time_t			 trace_until;	/* 0: off */
+	/* the spool's free space, looked up at most every
+	 * SMTP_FREE_RECHECK_MS for MAIL (smtp_spool_free()) */
+	int64_t			 free_bytes;
+	struct timeval		 free_at;	/* {0, 0}: never */
 };
 
 struct smtp_listener {
@@ -799,6 +803,27 @@ smtp_mail_param(struct smtp_session *s, struct envelope *env,
 	return SMTP_R_PARAM;
 }
 
+/*
+ * The spool's free space for MAIL's min_free check: a statfs at most every
+ * SMTP_FREE_RECHECK_MS (the loop's cached clock), not one per transaction.
+ * A disk that fills faster still fails the commit, never a 250 (spool.h).
+ */
+static int64_t
+smtp_spool_free(struct smtp_server *srv)
+{
+	struct timeval now, d;
+
+	if (event_base_gettimeofday_cached(srv->base, &now) == -1)
+		return spool_free_bytes(srv->spool);
+	timersub(&now, &srv->free_at, &d);
+	if (!timerisset(&srv->free_at) || d.tv_sec != 0 ||
+	    d.tv_usec >= SMTP_FREE_RECHECK_MS * 1000) {
+		srv->free_bytes = spool_free_bytes(srv->spool);
+		srv->free_at = now;
+	}
+	return srv->free_bytes;
+}
+
 /* Screening and spool space first: a deferred sender learns nothing. */
 static enum smtp_rid
 smtp_mail_admit(struct smtp_session *s)
@@ -815,7 +840,7 @@ smtp_mail_admit(struct smtp_session *s)
 		metrics_inc(M_SCREEN_LIMIT);
 		return SMTP_R_MSG_RATE;
 	}
-	free_bytes = spool_free_bytes(s->srv->spool);
+	free_bytes = smtp_spool_free(s->srv);
 	if (free_bytes >= 0 && (uint64_t)free_bytes < cf->min_free) {
 		if (log_limit_ok(&smtp_ll[SMTP_LL_DEFERRED]))
 			log_warnx("sess=%016" PRIx64 " deferred reason=\"spool "
@@ -2199,8 +2224,7 @@ smtp_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	(void)l;
 	s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
-	if (getrandom(&s->id, sizeof(s->id), 0) != sizeof(s->id))
-		fatal("getrandom");
+	util_random(&s->id, sizeof(s->id));
 	net_addr_fmt(sa, s->addr, sizeof(s->addr), &s->port);
 	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/file.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -44,6 +45,9 @@
 #define SPOOL_SLOT_LINE	47	/* "env SEQ LEN HASH\n" */
 #define SPOOL_SLOT_MIN	1024
 #define SPOOL_SLOT_BIG	4096	/* a body flushed before its envelope */
+/* spool_msg_write_whole() writes slot 1's zeros: for small slots only,
+ * where they share the body's first blocks (a hole otherwise) */
+#define SPOOL_WHOLE_HEAD_MAX	(16 * 1024)
 #define SPOOL_SLOT_MAX	(4 * 1024 * 1024)
 #define SPOOL_READ_TRIES	3	/* reads of the slots racing a writer */
 #define SPOOL_FNV_BASIS	0xcbf29ce484222325ULL
@@ -92,6 +96,9 @@ struct spool {
 	 */
 	pthread_mutex_t	 sync_lock;
 	uint64_t	 sync_gen;	/* failed syncs; under sync_lock */
+	int		(*id_taken)(void *, const char *);	/* or NULL */
+	void		*id_taken_arg;
+	atomic_bool	 no_noreplace;	/* the filesystem lacks it */
 };
 
 struct spool_msg {
@@ -132,6 +139,28 @@ spool_fsync(struct spool *sp, int fd)
 }
 
 /*
+ * Rename fromfd/from to tofd/to unless to exists (EEXIST): a message file
+ * is never renamed over another.  A filesystem without RENAME_NOREPLACE
+ * (NFS, OpenZFS before 2.2) gets a plain rename from the first EINVAL on,
+ * logged once; the IDs are unique there too (spool_msg_reserve()).
+ */
+static int
+spool_rename_new(struct spool *sp, int fromfd, const char *from, int tofd,
+    const char *to)
+{
+	if (!atomic_load(&sp->no_noreplace)) {
+		if (renameat2(fromfd, from, tofd, to, RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno != EINVAL && errno != ENOSYS)
+			return -1;
+		if (!atomic_exchange(&sp->no_noreplace, true))
+			log_warnx("spool filesystem has no RENAME_NOREPLACE, "
+			    "renaming plainly dir=%s", sp->dir);
+	}
+	return renameat(fromfd, from, tofd, to);
+}
+
+/*
  * Rename fromfd/name to area/name and take its ticket in one step: the
  * ticket, or 0 (errno set) if the rename failed.
  */
@@ -144,7 +173,7 @@ spool_dirsync_rename(struct spool *sp, int fromfd, const char *name,
 	int saved;
 
 	pthread_mutex_lock(&ds->lock);
-	if (renameat(fromfd, name, sp->fd[area], name) == 0)
+	if (spool_rename_new(sp, fromfd, name, sp->fd[area], name) == 0)
 		t = ++ds->renamed;
 	saved = errno;
 	pthread_mutex_unlock(&ds->lock);
@@ -566,6 +595,22 @@ spool_slots_read(int fd, uint64_t size, struct spool_slots *sl,
 	return 0;
 }
 
+/* Format the header and slot 0 into buf (room for SPOOL_HDR_LEN +
+ * SPOOL_SLOT_LINE + envlen + 1); the bytes to write. */
+static size_t
+spool_head_format(char *buf, uint32_t slot, uint64_t seq, const char *env,
+    size_t envlen)
+{
+	size_t n;
+
+	snprintf(buf, SPOOL_HDR_LEN, SPOOL_HDR_TAG "%08x", slot);
+	n = strlen(buf);
+	memset(buf + n, ' ', SPOOL_HDR_LEN - 1 - n);
+	buf[SPOOL_HDR_LEN - 1] = '\n';
+	return SPOOL_HDR_LEN + spool_slot_format(buf + SPOOL_HDR_LEN, seq, env,
+	    envlen);
+}
+
 /*
  * Write the header and slot 0 (env at seq) of a file with slot size slot;
  * slot 1 is left as it is (a fresh file's hole reads as zeros: invalid).
@@ -579,12 +624,8 @@ spool_head_write(int fd, uint32_t slot, uint64_t seq, const char *env,
 	size_t n;
 	int rc;
 
-	snprintf(buf, SPOOL_HDR_LEN, SPOOL_HDR_TAG "%08x", slot);
-	n = strlen(buf);
-	memset(buf + n, ' ', SPOOL_HDR_LEN - 1 - n);
-	buf[SPOOL_HDR_LEN - 1] = '\n';
-	n = spool_slot_format(buf + SPOOL_HDR_LEN, seq, env, envlen);
-	rc = spool_pwrite_all(fd, buf, SPOOL_HDR_LEN + n, 0);
+	n = spool_head_format(buf, slot, seq, env, envlen);
+	rc = spool_pwrite_all(fd, buf, n, 0);
 	free(buf);
 	if (rc == 0 && bodylen == 0)
 		rc = ftruncate(fd, (off_t)spool_body_off(slot));
@@ -1192,20 +1233,36 @@ spool_close(struct spool *sp)
 static void spool_msg_discard(struct spool_msg *msg);
 static void spool_msg_unpublish(struct spool_msg *msg);
 
-/* Is there an entry <area>/<id> in any area a message may be in? */
+/*
+ * Is there an entry <area>/<id> in any area a message may be in?  With
+ * use_index, the index answers if it can; it does not know quarantine/,
+ * where a clash only costs the newcomer a suffix (spool_quarantine()).
+ */
 static bool
-spool_id_taken(const struct spool *sp, const char *id)
+spool_id_taken(const struct spool *sp, const char *id, bool use_index)
 {
 	static const enum spool_area areas[] = { SPOOL_QUEUE, SPOOL_HOLD,
 		SPOOL_DEAD, SPOOL_QUARANTINE };
 	struct stat st;
 	size_t i;
+	int known;
 
+	if (use_index && sp->id_taken != NULL &&
+	    (known = sp->id_taken(sp->id_taken_arg, id)) != -1)
+		return known == 1;
 	for (i = 0; i < UTIL_ARRAY_LEN(areas); i++)
 		if (fstatat(sp->fd[areas[i]], id, &st, AT_SYMLINK_NOFOLLOW) ==
 		    0 || errno != ENOENT)
 			return true;
 	return false;
+}
+
+void
+spool_set_id_index(struct spool *sp, int (*taken)(void *, const char *),
+    void *arg)
+{
+	sp->id_taken = taken;
+	sp->id_taken_arg = arg;
 }
 
 /*
@@ -1237,9 +1294,12 @@ spool_msg_open(struct spool *sp, enum spool_area area, const char *id,
 	return fd;
 }
 
-/* Reserve a fresh ID as the file tmp/<id>, open read-write. */
+/*
+ * Reserve a fresh ID as the file tmp/<id>, open read-write; use_index on
+ * the index's thread only (spool_set_id_index()).
+ */
 static struct spool_msg *
-spool_msg_reserve(struct spool *sp)
+spool_msg_reserve(struct spool *sp, bool use_index)
 {
 	struct spool_msg *msg = xmalloc(sizeof(*msg));
 	int tries;
@@ -1260,7 +1320,7 @@ spool_msg_reserve(struct spool *sp)
 		msg->fd = openat(sp->fd[SPOOL_TMP], msg->id, O_RDWR | O_CREAT |
 		    O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (msg->fd != -1) {
-			if (!spool_id_taken(sp, msg->id))
+			if (!spool_id_taken(sp, msg->id, use_index))
 				break;
 			close(msg->fd);
 			msg->fd = -1;
@@ -1280,7 +1340,7 @@ spool_msg_reserve(struct spool *sp)
 struct spool_msg *
 spool_msg_new(struct spool *sp)
 {
-	return spool_msg_reserve(sp);
+	return spool_msg_reserve(sp, true);
 }
 
 struct spool_msg *
@@ -1294,7 +1354,7 @@ spool_msg_link(struct spool *sp, enum spool_area area, const char *id,
 
 	if (spool_check_id(id) == -1)
 		return NULL;
-	if ((msg = spool_msg_reserve(sp)) == NULL)
+	if ((msg = spool_msg_reserve(sp, false)) == NULL)
 		return NULL;
 	msg->dest = dest;
 	sfd = spool_msg_open(sp, area, id, O_RDONLY, &st);
@@ -1331,6 +1391,50 @@ spool_msg_place(struct spool_msg *msg, uint32_t slot)
 	msg->slot = slot;
 	if (lseek(msg->fd, (off_t)spool_body_off(slot), SEEK_SET) == -1)
 		return -1;
+	return 0;
+}
+
+/*
+ * A message whose body is all still in the buffer (nothing written yet):
+ * the header, slot 0, slot 1's zeros (invalid: nothing to fall back to) and
+ * the body in one pwritev(2), where placing the body, writing it and
+ * writing the head took three calls.  The envelope fits slot.
+ */
+static int
+spool_msg_write_whole(struct spool_msg *msg, uint32_t slot, const char *env,
+    size_t envlen)
+{
+	size_t off = spool_body_off(slot), k;
+	char *head = xcalloc(1, off);	/* off > the slot line and env */
+	struct iovec iov[2];
+	ssize_t n;
+	int rc = 0;
+
+	(void)spool_head_format(head, slot, 1, env, envlen);
+	iov[0].iov_base = head;
+	iov[0].iov_len = off;
+	iov[1].iov_base = msg->buf;
+	iov[1].iov_len = msg->buflen;
+	do
+		n = pwritev(msg->fd, iov, 2, 0);
+	while (n == -1 && errno == EINTR);
+	if (n == -1)
+		rc = -1;
+	else if ((size_t)n < off + msg->buflen) {
+		/* short (a full disk, say): the rest piece by piece */
+		k = (size_t)n;
+		if (k < off)
+			rc = spool_pwrite_all(msg->fd, head + k, off - k, k);
+		k = k > off ? k - off : 0;
+		if (rc == 0)
+			rc = spool_pwrite_all(msg->fd, msg->buf + k,
+			    msg->buflen - k, off + k);
+	}
+	free(head);
+	if (rc == -1)
+		return -1;
+	msg->slot = slot;
+	msg->buflen = 0;
 	return 0;
 }
 
@@ -1474,6 +1578,11 @@ spool_msg_stage_mode(struct spool_msg *msg, const char *env, size_t envlen,
 		    spool_body_off(fit), msg->size) == -1)
 			goto fail;
 		msg->slot = fit;
+	} else if (msg->slot == 0 && SPOOL_SLOT_LINE + envlen <= fit &&
+	    spool_body_off(fit) <= SPOOL_WHOLE_HEAD_MAX) {
+		if (spool_msg_write_whole(msg, fit, env, envlen) == -1)
+			goto fail;
+		goto written;
 	} else {
 		if (msg->slot == 0 && spool_msg_place(msg, fit) == -1)
 			goto fail;
@@ -1489,6 +1598,7 @@ spool_msg_stage_mode(struct spool_msg *msg, const char *env, size_t envlen,
 	if (spool_head_write(msg->fd, msg->slot, 1, env, envlen, msg->size) ==
 	    -1)
 		goto fail;
+written:
 	op = "fsync";
 	if (durable && spool_fsync(sp, msg->fd) == -1)
 		goto fail;
@@ -1816,18 +1926,54 @@ fail:
 	return -1;
 }
 
+/* A name for name in quarantine/: itself, or name.N if that is taken;
+ * -1 if none of 1000 is free. */
+static int
+spool_quarantine_name(struct spool *sp, const char *name, char *to,
+    size_t tolen)
+{
+	struct stat st;
+	int i, n;
+
+	for (i = 0; i < 1000; i++) {
+		if (i == 0)
+			n = snprintf(to, tolen, "%s", name);
+		else
+			n = snprintf(to, tolen, "%.240s.%d", name, i);
+		if (n < 0 || (size_t)n >= tolen)
+			continue;
+		if (fstatat(sp->fd[SPOOL_QUARANTINE], to, &st,
+		    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT)
+			return 0;
+	}
+	return -1;
+}
+
 int
 spool_move(struct spool *sp, const char *id, enum spool_area from,
     enum spool_area to)
 {
 	const char *op = "rename";
+	char qname[NAME_MAX + 1];
 	int fromfd, tofd;
 
 	if (spool_check_id(id) == -1)
 		return -1;
+	util_copy(qname, sizeof(qname), id);
 	fromfd = spool_area_fd(sp, from);
 	tofd = spool_area_fd(sp, to);
-	if (renameat(fromfd, id, tofd, id) == -1)
+	/* quarantine/ keeps what it has: a clash gets the next free name
+	 * (the index does not keep new IDs away from it) */
+	if (to == SPOOL_QUARANTINE) {
+		if (spool_quarantine_name(sp, id, qname, sizeof(qname)) == -1) {
+			errno = EEXIST;
+			goto fail;
+		}
+		if (strcmp(qname, id) != 0)
+			log_warnx("msg=%s quarantine name taken, quarantined as "
+			    "%s", id, qname);
+	}
+	if (spool_rename_new(sp, fromfd, id, tofd, qname) == -1)
 		goto fail;
 	op = "fsync-dest";
 	if (spool_fsync(sp, tofd) == -1)
@@ -1876,7 +2022,7 @@ spool_move_many(struct spool *sp, const char *const *ids, size_t n,
 	for (i = 0; i < n; i++) {
 		errs[i] = 0;
 		if (spool_check_id(ids[i]) == -1 ||
-		    renameat(fromfd, ids[i], tofd, ids[i]) == -1) {
+		    spool_rename_new(sp, fromfd, ids[i], tofd, ids[i]) == -1) {
 			errs[i] = errno;
 			log_warn("msg=%s spool move failed from=%s to=%s "
 			    "op=rename", ids[i], spool_areas[from],
@@ -1969,21 +2115,8 @@ spool_quarantine(struct spool *sp, enum spool_area area, const char *name,
     const char *reason)
 {
 	char to[NAME_MAX + 1], esc[LOG_ESCAPE_MAX];
-	struct stat st;
-	int i, n;
 
-	for (i = 0; i < 1000; i++) {
-		if (i == 0)
-			n = snprintf(to, sizeof(to), "%s", name);
-		else
-			n = snprintf(to, sizeof(to), "%.240s.%d", name, i);
-		if (n < 0 || (size_t)n >= sizeof(to))
-			continue;
-		if (fstatat(sp->fd[SPOOL_QUARANTINE], to, &st,
-		    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT)
-			break;
-	}
-	if (i == 1000) {
+	if (spool_quarantine_name(sp, name, to, sizeof(to)) == -1) {
 		log_warnx("msg=%s quarantine failed area=%s reason=%s "
 		    "error=\"no free name\"",
 		    spool_log_name(name, esc, sizeof(esc)), spool_areas[area],
@@ -1998,7 +2131,8 @@ spool_quarantine(struct spool *sp, enum spool_area area, const char *name,
 	}
 	log_warnx("msg=%s quarantined area=%s reason=%s%s%s",
 	    spool_log_name(name, esc, sizeof(esc)), spool_areas[area], reason,
-	    i == 0 ? "" : " as=", i == 0 ? "" : to);
+	    strcmp(to, name) == 0 ? "" : " as=",
+	    strcmp(to, name) == 0 ? "" : to);
 }
 
 /*

@@ -100,9 +100,23 @@ const char *spool_dir(const struct spool *sp);
 /*
  * Start a message: a fresh random ID and the file tmp/<id>.  NULL on
  * error.  The caller owns the handle until spool_msg_commit() or
- * spool_msg_abort() consumes it.
+ * spool_msg_abort() consumes it.  A new ID is one no message in queue/,
+ * hold/, dead/ or quarantine/ has: looked up there, or asked of the index
+ * set by spool_set_id_index() (which does not know quarantine/).
  */
 struct spool_msg *spool_msg_new(struct spool *sp);
+/*
+ * The index that knows every ID in queue/, hold/ and dead/ (the queue's,
+ * on the loop thread): taken(arg, id) is 1 if id is one of them, 0 if not,
+ * -1 if it cannot tell yet (still loading).  spool_msg_new(), which runs on
+ * the same thread, then looks the ID up in no area (four lookups a
+ * message); a quarantined file of the same name gets a suffix if the new
+ * message is ever quarantined too.  A message file is never renamed over
+ * another of the same name in any case: publishing and moves refuse an
+ * existing name (EEXIST).
+ */
+void spool_set_id_index(struct spool *sp,
+    int (*taken)(void *arg, const char *id), void *arg);
 const char *spool_msg_id(const struct spool_msg *msg);
 /* Bytes written so far. */
 uint64_t spool_msg_size(const struct spool_msg *msg);

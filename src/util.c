@@ -88,6 +88,42 @@ util_parse_size(const char *s, uint64_t *bytes)
 	return util_parse_scaled(s, "KMGkmg", mult, bytes);
 }
 
+/*
+ * Random octets from the kernel, UTIL_RANDOM_POOL at a time per thread: a
+ * message's ID and a session's ID each cost a getrandom(2) otherwise.  The
+ * octets are the kernel's, each handed out once; nothing here forks without
+ * exec after drawing.
+ */
+#define UTIL_RANDOM_POOL	256
+
+void
+util_random(void *out, size_t n)
+{
+	static _Thread_local unsigned char pool[UTIL_RANDOM_POOL];
+	static _Thread_local size_t left;
+	unsigned char *o = out;
+	ssize_t got;
+
+	while (n > 0) {
+		size_t k;
+
+		if (left == 0) {
+			do
+				got = getrandom(pool, sizeof(pool), 0);
+			while (got == -1 && errno == EINTR);
+			if (got != (ssize_t)sizeof(pool))
+				fatal("getrandom");
+			left = sizeof(pool);
+		}
+		k = n < left ? n : left;
+		memcpy(o, pool + sizeof(pool) - left, k);
+		explicit_bzero(pool + sizeof(pool) - left, k);
+		left -= k;
+		o += k;
+		n -= k;
+	}
+}
+
 void
 util_random_hex(char *out, size_t n)
 {
@@ -97,8 +133,7 @@ util_random_hex(char *out, size_t n)
 
 	if (n > 2 * sizeof(buf))
 		fatalx("%s: %zu too long", __func__, n);
-	if (getrandom(buf, (n + 1) / 2, 0) != (ssize_t)((n + 1) / 2))
-		fatal("getrandom");
+	util_random(buf, (n + 1) / 2);
 	for (i = 0; i < n; i++)
 		out[i] = hex[(buf[i / 2] >> ((i & 1) ? 0 : 4)) & 15];
 	out[n] = '\0';

@@ -27,6 +27,8 @@ int util_parse_duration(const char *s, uint64_t *seconds);
 /* "50M", "10K", "1G", bare number = bytes. */
 int util_parse_size(const char *s, uint64_t *bytes);
 
+/* n random octets (the kernel's, drawn in batches per thread). */
+void util_random(void *out, size_t n);
 /* Fill out with n random lowercase hex characters and a NUL (out has n+1). */
 void util_random_hex(char *out, size_t n);
 

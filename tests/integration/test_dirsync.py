@@ -66,15 +66,13 @@ static int same_dir(int fd, const char *path)
 	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
-int renameat(int d1, const char *a, int d2, const char *b)
+/* After a rename (a commit's is renameat2 RENAME_NOREPLACE). */
+static int renamed(int rc, int d1, int d2, const char *b)
 {
-	static int (*real)(int, const char *, int, const char *);
 	const char *trig = getenv("HF_DS_FILE");
 	char line[128];
-	int rc, fd, n = 0;
+	int fd, n = 0;
 
-	if (!real) real = dlsym(RTLD_NEXT, "renameat");
-	rc = real(d1, a, d2, b);
 	if (rc == 0 && trig != NULL && access(trig, F_OK) == 0 &&
 	    !__atomic_exchange_n(&fired, 1, __ATOMIC_SEQ_CST) &&
 	    same_dir(d1, getenv("HF_DS_TMP")) &&
@@ -91,6 +89,27 @@ int renameat(int d1, const char *a, int d2, const char *b)
 		sleep(3);
 	} else if (rc == 0 && !fired)
 		__atomic_store_n(&fired, 0, __ATOMIC_SEQ_CST);
+	return rc;
+}
+
+int renameat(int d1, const char *a, int d2, const char *b)
+{
+	static int (*real)(int, const char *, int, const char *);
+
+	if (!real) real = dlsym(RTLD_NEXT, "renameat");
+	return renamed(real(d1, a, d2, b), d1, d2, b);
+}
+
+int renameat2(int d1, const char *a, int d2, const char *b, unsigned f)
+{
+	static int (*real)(int, const char *, int, const char *, unsigned);
+	int rc, saved;
+
+	if (!real) real = dlsym(RTLD_NEXT, "renameat2");
+	rc = real(d1, a, d2, b, f);
+	saved = errno;
+	rc = renamed(rc, d1, d2, b);
+	errno = saved;
 	return rc;
 }
 

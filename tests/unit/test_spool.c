@@ -1,6 +1,7 @@
 #include "spool.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "t.h"
@@ -752,6 +754,272 @@ test_fail_rename(void)
 	spool_close(sp);
 }
 
+/* The index hook of spool_set_id_index(): plants <area>/<id> for the
+ * first `plant` IDs it is asked about, answers `answer`. */
+struct id_index {
+	struct spool	*sp;
+	int		 calls, plant, answer;
+	const char	*area;
+	char		 first[SPOOL_ID_LEN + 1];
+};
+
+static int
+id_index_cb(void *arg, const char *id)
+{
+	struct id_index *x = arg;
+	char rel[64];
+
+	if (x->calls++ == 0)
+		memcpy(x->first, id, SPOOL_ID_LEN + 1);
+	if (x->calls <= x->plant) {
+		snprintf(rel, sizeof(rel), "%s/%s", x->area, id);
+		mkfile(x->sp, rel, "someone else's");
+	}
+	return x->answer;
+}
+
+/*
+ * A new ID: the index's word is taken when it has one (no area looked
+ * up), the areas are looked up when it cannot tell; and whatever it says,
+ * publishing and moves never rename a message over an existing name.
+ */
+static void
+test_id_index(void)
+{
+	struct spool *sp = fresh("idindex");
+	struct id_index x = { 0 };
+	struct spool_msg *msg;
+	char id[SPOOL_ID_LEN + 1], id2[SPOOL_ID_LEN + 1], rel[64], *got;
+	const char *p[1];
+	int errs[1];
+	size_t len;
+
+	if (sp == NULL)
+		return;
+	x.sp = sp;
+	spool_set_id_index(sp, id_index_cb, &x);
+	/* taken, every time: no ID after the tries */
+	x.answer = 1;
+	T_CHECK(spool_msg_new(sp) == NULL && x.calls > 1);
+	T_CHECK(count(sp, "tmp") == 0);
+	/* cannot tell: hold/<first> planted, looked up, a second ID */
+	x = (struct id_index){ .sp = sp, .plant = 1, .answer = -1,
+	    .area = "hold" };
+	msg = spool_msg_new(sp);
+	T_CHECK(msg != NULL && x.calls == 2);
+	if (msg != NULL) {
+		T_CHECK(strcmp(spool_msg_id(msg), x.first) != 0);
+		spool_msg_abort(msg);
+	}
+	/* free by the index, though queue/<id> is there: the index is
+	 * believed, but the commit does not replace the file */
+	x = (struct id_index){ .sp = sp, .plant = 1, .answer = 0,
+	    .area = "queue" };
+	msg = spool_msg_new(sp);
+	T_CHECK(msg != NULL && x.calls == 1);
+	if (msg != NULL) {
+		T_STREQ(spool_msg_id(msg), x.first);
+		T_CHECK(spool_msg_write(msg, "mine", 4) == 0);
+		errno = 0;
+		T_CHECK(spool_msg_commit(msg, "e\n", 2) == -1 &&
+		    errno == EEXIST);
+	}
+	snprintf(rel, sizeof(rel), "queue/%s", x.first);
+	got = slurp(sp, rel, &len);
+	T_CHECK(got != NULL && strcmp(got, "someone else's") == 0);
+	free(got);
+	T_CHECK(count(sp, "tmp") == 0 && count(sp, "queue") == 1);
+	spool_set_id_index(sp, NULL, NULL);
+	/* a move onto an existing name fails and leaves both */
+	T_CHECK(commit(sp, "body", 4, "env\n", id) == 0);
+	snprintf(rel, sizeof(rel), "dead/%s", id);
+	mkfile(sp, rel, "someone else's");
+	errno = 0;
+	T_CHECK(spool_move(sp, id, SPOOL_QUEUE, SPOOL_DEAD) == -1 &&
+	    errno == EEXIST);
+	T_CHECK(commit(sp, "body2", 5, "env\n", id2) == 0);
+	snprintf(rel, sizeof(rel), "hold/%s", id2);
+	mkfile(sp, rel, "someone else's");
+	p[0] = id2;
+	T_CHECK(spool_move_many(sp, p, 1, SPOOL_QUEUE, SPOOL_HOLD, errs) ==
+	    0 && errs[0] == EEXIST);
+	got = body_of(sp, SPOOL_QUEUE, id, &len);
+	T_CHECK(got != NULL && len == 4 && memcmp(got, "body", 4) == 0);
+	free(got);
+	got = body_of(sp, SPOOL_QUEUE, id2, &len);
+	T_CHECK(got != NULL && len == 5 && memcmp(got, "body2", 5) == 0);
+	free(got);
+	snprintf(rel, sizeof(rel), "dead/%s", id);
+	got = slurp(sp, rel, &len);
+	T_CHECK(got != NULL && strcmp(got, "someone else's") == 0);
+	free(got);
+	/* into quarantine/ onto a taken name: the next free one */
+	snprintf(rel, sizeof(rel), "quarantine/%s", id);
+	mkfile(sp, rel, "someone else's");
+	T_CHECK(spool_move(sp, id, SPOOL_QUEUE, SPOOL_QUARANTINE) == 0);
+	got = slurp(sp, rel, &len);
+	T_CHECK(got != NULL && strcmp(got, "someone else's") == 0);
+	free(got);
+	snprintf(rel, sizeof(rel), "quarantine/%s.1", id);
+	T_CHECK(exists(sp, rel) && count(sp, "quarantine") == 2);
+	spool_close(sp);
+}
+
+/*
+ * pwritev for test_write_whole: pass-through unless pw_mode says (1: write
+ * only the first pw_cut octets; 2: EINTR on the first call; 3: as 1, and
+ * the next pwrite fails with ENOSPC).
+ */
+static int pw_mode, pw_calls, pw_fail_next;
+static long pw_cut;
+
+ssize_t
+pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+	static ssize_t (*real)(int, const struct iovec *, int, off_t);
+	struct iovec v[8];
+	long left = pw_cut;
+	int i, n = 0;
+
+	if (real == NULL)
+		real = (ssize_t (*)(int, const struct iovec *, int, off_t))
+		    dlsym(RTLD_NEXT, "pwritev");
+	pw_calls++;
+	if (pw_mode == 2 && pw_calls == 1) {
+		errno = EINTR;
+		return -1;
+	}
+	if (pw_mode != 1 && pw_mode != 3)
+		return real(fd, iov, cnt, off);
+	for (i = 0; i < cnt && i < 8 && left > 0; i++) {
+		v[n] = iov[i];
+		if ((long)v[n].iov_len > left)
+			v[n].iov_len = (size_t)left;
+		left -= (long)v[n].iov_len;
+		n++;
+	}
+	if (pw_mode == 3)
+		pw_fail_next = 1;
+	return n == 0 ? 0 : real(fd, v, n, off);
+}
+
+ssize_t
+pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	static ssize_t (*real)(int, const void *, size_t, off_t);
+
+	if (real == NULL)
+		real = (ssize_t (*)(int, const void *, size_t, off_t))
+		    dlsym(RTLD_NEXT, "pwrite");
+	if (pw_fail_next) {
+		pw_fail_next = 0;
+		errno = ENOSPC;
+		return -1;
+	}
+	return real(fd, buf, n, off);
+}
+
+ssize_t
+pwrite64(int fd, const void *buf, size_t n, off_t off)
+{
+	return pwrite(fd, buf, n, off);
+}
+
+/* One message through the whole-write path with pwritev doing mode/cut:
+ * committed intact (want_rc 0) or refused with ENOSPC and gone (-1). */
+static void
+whole_case(struct spool *sp, int mode, long cut, size_t blen, size_t envlen,
+    int want_rc)
+{
+	char *body = xmalloc(blen + 1), *env = xmalloc(envlen + 1), *got;
+	char id[SPOOL_ID_LEN + 1], rel[64];
+	struct spool_msg *msg;
+	size_t i, len;
+	int rc, err;
+
+	for (i = 0; i < blen; i++)
+		body[i] = (char)('a' + i % 26);
+	for (i = 0; i < envlen; i++)
+		env[i] = (char)('A' + i % 26);
+	if (envlen > 0)
+		env[envlen - 1] = '\n';
+	pw_mode = mode;
+	pw_cut = cut;
+	pw_calls = pw_fail_next = 0;
+	msg = spool_msg_new(sp);
+	T_CHECK(msg != NULL);
+	if (msg == NULL)
+		goto out;
+	memcpy(id, spool_msg_id(msg), sizeof(id));
+	T_CHECK(blen == 0 || spool_msg_write(msg, body, blen) == 0);
+	rc = spool_msg_commit(msg, env, envlen);
+	err = errno;
+	pw_mode = 0;
+	T_CHECK(rc == want_rc);
+	if (rc == 0) {
+		got = env_of(sp, SPOOL_QUEUE, id);
+		T_CHECK(got != NULL && strlen(got) == envlen &&
+		    memcmp(got, env, envlen) == 0);
+		free(got);
+		got = body_of(sp, SPOOL_QUEUE, id, &len);
+		T_CHECK(got != NULL && len == blen &&
+		    memcmp(got, body, blen) == 0);
+		free(got);
+	} else {
+		T_CHECK(err == ENOSPC);
+		snprintf(rel, sizeof(rel), "tmp/%s", id);
+		T_CHECK(!exists(sp, rel));
+		snprintf(rel, sizeof(rel), "queue/%s", id);
+		T_CHECK(!exists(sp, rel));
+	}
+out:
+	pw_mode = 0;
+	free(body);
+	free(env);
+}
+
+/*
+ * A small message is written whole with one pwritev: short writes anywhere
+ * (in the header, at the body's start, in the body, none at all), EINTR,
+ * a short write and then a full disk, an empty body; a big envelope takes
+ * the old path and keeps slot 1 a hole.
+ */
+static void
+test_write_whole(void)
+{
+	struct spool *sp = fresh("whole");
+	char id[SPOOL_ID_LEN + 1], rel[64], path[512], *env;
+	struct stat st;
+
+	if (sp == NULL)
+		return;
+	whole_case(sp, 0, 0, 0, 10, 0);
+	whole_case(sp, 0, 0, 100, 200, 0);
+	T_CHECK(pw_calls == 1);			/* one write, nothing else */
+	whole_case(sp, 1, 0, 100, 200, 0);
+	whole_case(sp, 1, 10, 100, 200, 0);
+	whole_case(sp, 1, 32 + 2048, 100, 200, 0);
+	whole_case(sp, 1, 32 + 2048 + 7, 100, 200, 0);
+	whole_case(sp, 1, 5, 0, 200, 0);
+	whole_case(sp, 2, 0, 100, 200, 0);
+	whole_case(sp, 3, 50, 100, 200, -1);
+	whole_case(sp, 3, 32 + 2048 + 3, 100, 200, -1);
+	T_CHECK(count(sp, "tmp") == 0 && count(sp, "queue") == 8);
+	/* 70 KB of envelope: slots of ~100 KB, not written whole */
+	env = xmalloc(70001);
+	memset(env, 'e', 70000);
+	env[69999] = '\n';
+	env[70000] = '\0';
+	pw_calls = 0;
+	T_CHECK(commit(sp, "body", 4, env, id) == 0 && pw_calls == 0);
+	free(env);
+	snprintf(rel, sizeof(rel), "queue/%s", id);
+	snprintf(path, sizeof(path), "%s/%s", spool_dir(sp), rel);
+	T_CHECK(stat(path, &st) == 0 &&
+	    (long long)st.st_blocks * 512 < (long long)st.st_size);
+	spool_close(sp);
+}
+
 static void
 test_open_errors(void)
 {
@@ -1080,6 +1348,8 @@ main(void)
 		{ "spool_concurrent", test_concurrent },
 		{ "spool_fail_efbig", test_fail_efbig },
 		{ "spool_fail_rename", test_fail_rename },
+		{ "spool_id_index", test_id_index },
+		{ "spool_write_whole", test_write_whole },
 		{ "spool_open_errors", test_open_errors },
 		{ "spool_link_list_state", test_link_list_state },
 		{ "spool_lock", test_lock },

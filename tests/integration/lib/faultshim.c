@@ -4,7 +4,8 @@
  * Environment:
  *   HOLDFAST_FAULT       op:errno[:count][,op:errno[:count]...]
  *                        op is one of fsync, fdatasync, write, rename
- *                        ("write" covers write, pwrite, pwrite64, writev;
+ *                        ("write" covers write, pwrite, pwrite64, writev,
+ *                        pwritev, pwritev64;
  *                        "rename" covers rename, renameat, renameat2);
  *                        errno is a name (EIO, ENOSPC, EDQUOT, EROFS, ...)
  *                        or a number; count limits how many calls fail
@@ -76,6 +77,8 @@ static ssize_t (*real_write)(int, const void *, size_t);
 static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
 static ssize_t (*real_pwrite64)(int, const void *, size_t, off_t);
 static ssize_t (*real_writev)(int, const struct iovec *, int);
+static ssize_t (*real_pwritev)(int, const struct iovec *, int, off_t);
+static ssize_t (*real_pwritev64)(int, const struct iovec *, int, off_t);
 static int (*real_fsync)(int);
 static int (*real_fdatasync)(int);
 static int (*real_rename)(const char *, const char *);
@@ -135,6 +138,8 @@ shim_init(void)
 	real_pwrite = dlsym(RTLD_NEXT, "pwrite");
 	real_pwrite64 = dlsym(RTLD_NEXT, "pwrite64");
 	real_writev = dlsym(RTLD_NEXT, "writev");
+	real_pwritev = dlsym(RTLD_NEXT, "pwritev");
+	real_pwritev64 = dlsym(RTLD_NEXT, "pwritev64");
 	real_fsync = dlsym(RTLD_NEXT, "fsync");
 	real_fdatasync = dlsym(RTLD_NEXT, "fdatasync");
 	real_rename = dlsym(RTLD_NEXT, "rename");
@@ -254,6 +259,26 @@ writev(int fd, const struct iovec *iov, int cnt)
 	if (shim_fire(OP_WRITE, fd))
 		return -1;
 	return real_writev(fd, iov, cnt);
+}
+
+ssize_t
+pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+	if (real_pwritev == NULL)
+		real_pwritev = dlsym(RTLD_NEXT, "pwritev");
+	if (shim_fire(OP_WRITE, fd))
+		return -1;
+	return real_pwritev(fd, iov, cnt, off);
+}
+
+ssize_t
+pwritev64(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+	if (real_pwritev64 == NULL)
+		real_pwritev64 = dlsym(RTLD_NEXT, "pwritev64");
+	if (shim_fire(OP_WRITE, fd))
+		return -1;
+	return real_pwritev64(fd, iov, cnt, off);
 }
 
 int
