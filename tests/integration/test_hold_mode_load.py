@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import holdfast as hf  # noqa: E402
 
 N = 3000        # more than the daemon indexes before its loop starts
+DELAY_MS = 50   # each fsync while the operator's actions queue up
 
 
 def clone(spool, qid, n):
@@ -96,11 +97,17 @@ def main(env):
     d.stop()
 
     # the operator's bulk actions fill their queue (16): hold-mode's own
-    # rewrite still starts
+    # rewrite still starts.  The fault shim slows every fsync by DELAY_MS
+    # while they are queued, so the first one (3000 messages) outlasts the
+    # 20 holdfastctl runs: where a process starts slowly (an ASan build, a
+    # machine with a slow fork) it ended in 1.4 s, after 5 of them.
     d = backlog(env, "full", "1h")
+    trig = env.path("trigger")
     mark = d.mark()
-    d.start()
+    d.start(env=hf.shim_env("fsync:DELAY%d,fdatasync:DELAY%d"
+                            % (DELAY_MS, DELAY_MS), trig))
     d.wait_log(r"queue loaded messages=", timeout=hf.scaled(60), since=mark)
+    open(trig, "w").close()
     refused = False
     for _ in range(20):
         r = d.ctl("hold", "all")
@@ -115,6 +122,7 @@ def main(env):
                timeout=5)
     hf.check("lifetimes not persisted" not in d.log_text(mark),
              "hold-mode's rewrite refused by the operator's limit")
+    os.unlink(trig)
     d.stop()
 
 
